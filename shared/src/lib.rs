@@ -1,0 +1,20 @@
+//! What the camfleet node and viewer agree on.
+//!
+//! # Layout
+//! - [`topics`]: every MQTT topic string, and nowhere else.
+//! - [`messages`]: the JSON payloads (NodeInfo, stats, record commands).
+//! - [`frame`]: the TCP frame protocol v1 (hello, 20-byte header, length cap).
+//! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
+//! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
+//! - [`backoff`]: the retry delay every long-lived peer uses.
+//! - [`error`]: the error enums callers match on.
+
+pub mod backoff;
+pub mod broker;
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod mqtt;
+pub mod topics;
+
+pub use error::{BrokerUrlError, FrameError, MqttSetupError};

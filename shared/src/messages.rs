@@ -1,0 +1,148 @@
+//! JSON payloads on MQTT (DESIGN.md, "Contract: MQTT").
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Version of the NodeInfo and stats payloads.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Status payloads (retained; `offline` is the last will).
+pub const ONLINE: &str = "online";
+pub const OFFLINE: &str = "offline";
+
+/// What a node is and where its cameras can be reached. Retained on
+/// `<prefix>/node/<id>/info` and sent on `response/getIP`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub v: u32,
+    pub node_id: String,
+    pub hostname: String,
+    pub version: String,
+    /// Addresses viewers should use, best first.
+    pub addresses: Vec<String>,
+    #[serde(with = "rfc3339_seconds")]
+    pub started_at: DateTime<Utc>,
+    pub cameras: Vec<CameraInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraInfo {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub codec: String,
+    /// `host:port` of the TCP frame protocol v1.
+    pub tcp: String,
+    /// RTSP URL, present once the node serves RTSP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp: Option<String>,
+    /// HTTP multipart MJPEG URL, present once the node serves HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// False while capture is stopped on purpose.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Periodic figures on `<prefix>/node/<id>/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    pub v: u32,
+    pub node_id: String,
+    #[serde(with = "rfc3339_seconds")]
+    pub at: DateTime<Utc>,
+    pub cameras: Vec<CameraStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraStats {
+    pub id: String,
+    /// Frames per second from the camera over the last interval.
+    pub fps: f64,
+    /// TCP viewers connected now.
+    pub viewers: usize,
+    /// Frames since the node started.
+    pub frames: u64,
+    /// Frames some viewer skipped because it was slower than the camera.
+    pub frames_dropped: u64,
+    /// Times the camera process was restarted.
+    pub camera_restarts: u64,
+    /// Seconds since the last frame, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_frame_age_s: Option<f64>,
+}
+
+/// A `command/rec` payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecCommand {
+    Start,
+    Stop,
+}
+
+impl RecCommand {
+    /// `start` or `stop`, any case, surrounding whitespace ignored.
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?.trim();
+        if text.eq_ignore_ascii_case("start") {
+            Some(RecCommand::Start)
+        } else if text.eq_ignore_ascii_case("stop") {
+            Some(RecCommand::Stop)
+        } else {
+            None
+        }
+    }
+}
+
+/// RFC 3339 in UTC with a `Z` and whole seconds, as in the contract's example.
+mod rfc3339_seconds {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"v":1,"node_id":"pi-door","hostname":"pi-door","version":"0.1.0",
+ "addresses":["192.168.1.23"],"started_at":"2026-11-21T10:15:00Z",
+ "cameras":[{"id":"cam0","width":1920,"height":1080,"fps":30,"codec":"mjpeg",
+   "tcp":"192.168.1.23:8000","rtsp":"rtsp://192.168.1.23:8554/cam0",
+   "http":"http://192.168.1.23:8080/cameras/cam0/stream.mjpg"}]}"#;
+
+    #[test]
+    fn the_contract_example_parses_and_round_trips() {
+        let info: NodeInfo = serde_json::from_str(EXAMPLE).unwrap();
+        assert_eq!(info.cameras[0].tcp, "192.168.1.23:8000");
+        assert!(info.cameras[0].enabled);
+        let text = serde_json::to_string(&info).unwrap();
+        assert!(
+            text.contains(r#""started_at":"2026-11-21T10:15:00Z""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<NodeInfo>(&text).unwrap(), info);
+    }
+
+    #[test]
+    fn rec_commands_are_lenient_about_case_and_space() {
+        assert_eq!(RecCommand::parse(b" START\n"), Some(RecCommand::Start));
+        assert_eq!(RecCommand::parse(b"stop"), Some(RecCommand::Stop));
+        assert_eq!(RecCommand::parse(b"go"), None);
+        assert_eq!(RecCommand::parse(b"\xffstart"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! MQTT client setup and the one task that drives the event loop.
+//!
+//! rumqttc's `poll()` reconnects at once after an error, and a clean
+//! session loses its subscriptions: [`Driver::next`] adds the backoff and
+//! reports every ConnAck as [`MqttEvent::Connected`], where the caller
+//! resubscribes and republishes its retained state.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
+};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+use crate::backoff::Backoff;
+use crate::broker::BrokerUrl;
+use crate::error::MqttSetupError;
+
+/// Largest MQTT packet accepted or sent. NodeInfo of a node with many
+/// cameras is a few KiB; sensor payloads are small. rumqttc's default
+/// (10 KiB) is too tight for both.
+pub const MAX_PACKET_LEN: usize = 256 * 1024;
+/// Keep-alive: the broker publishes a vanished peer's last will after 1.5x.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Requests the client may queue before `try_publish` fails.
+pub const REQUEST_CAPACITY: usize = 256;
+
+/// Everything needed to reach the broker.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub broker: BrokerUrl,
+    pub client_id: String,
+    /// PEM CA bundle for `mqtts://`; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A retained message the broker publishes when this client vanishes.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub topic: String,
+    pub payload: String,
+}
+
+/// Client and event loop, set up but not yet connected.
+pub fn connect(
+    settings: &MqttSettings,
+    will: Option<Will>,
+) -> Result<(AsyncClient, Driver), MqttSetupError> {
+    let b = &settings.broker;
+    let mut options = MqttOptions::new(&settings.client_id, &b.host, b.port);
+    options
+        .set_keep_alive(KEEP_ALIVE)
+        .set_clean_session(true)
+        .set_max_packet_size(MAX_PACKET_LEN, MAX_PACKET_LEN)
+        .set_request_channel_capacity(REQUEST_CAPACITY);
+    if let Some(user) = &b.username {
+        options.set_credentials(user, b.password.as_deref().unwrap_or(""));
+    }
+    if let Some(will) = will {
+        options.set_last_will(LastWill::new(
+            will.topic,
+            will.payload,
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    if b.tls {
+        let config = tls_config(settings.ca_file.as_ref())?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(config),
+        )));
+    }
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    Ok((
+        client,
+        Driver {
+            eventloop,
+            broker: b.to_string(),
+            backoff: mqtt_backoff(),
+        },
+    ))
+}
+
+/// Brokers restart quickly; a cap of 10 s brings a fleet back soon after.
+fn mqtt_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(10))
+}
+
+fn tls_config(ca_file: Option<&PathBuf>) -> Result<ClientConfig, MqttSetupError> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let ca_err = |source| MqttSetupError::CaFile {
+                path: path.clone(),
+                source,
+            };
+            let mut reader = BufReader::new(File::open(path).map_err(ca_err)?);
+            for cert in rustls_pemfile::certs(&mut reader) {
+                roots
+                    .add(cert.map_err(ca_err)?)
+                    .map_err(|e| MqttSetupError::Tls(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(MqttSetupError::NoCertificate { path: path.clone() });
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!("loading the system CA certificates: {error}");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!("no system CA certificates found; pass a CA file for mqtts://");
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// What the event loop reports to its owner.
+#[derive(Debug)]
+pub enum MqttEvent {
+    /// A ConnAck: subscribe and publish retained state now.
+    Connected,
+    /// A message on a subscribed topic.
+    Message(Publish),
+}
+
+/// Owns the event loop; its owner calls [`Driver::next`] in a loop and never
+/// awaits client calls in between (use `try_publish`).
+pub struct Driver {
+    eventloop: EventLoop,
+    broker: String,
+    backoff: Backoff,
+}
+
+impl Driver {
+    /// The next connect or message. Errors are logged and retried with
+    /// backoff; this never returns an error. Cancel-safe.
+    pub async fn next(&mut self) -> MqttEvent {
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.backoff.reset();
+                    self.backoff.attempt_started();
+                    tracing::info!(broker = %self.broker, "connected to MQTT broker");
+                    return MqttEvent::Connected;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => return MqttEvent::Message(p),
+                Ok(_) => {}
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(
+                        broker = %self.broker,
+                        "MQTT connection failed: {}; retrying in {:.1} s",
+                        explain(&e),
+                        delay.as_secs_f64()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Sends what is queued (the `offline` status, the disconnect) and stops,
+    /// waiting at most `limit`.
+    pub async fn close(mut self, limit: Duration) {
+        let flush = async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(limit, flush).await.is_err() {
+            tracing::warn!(broker = %self.broker, "MQTT disconnect did not complete in {limit:?}");
+        }
+    }
+}
+
+/// A connection error in words a user can act on.
+pub fn explain(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::BadUserNamePassword => {
+                "the broker refused the user name or password (check user:pass in the broker URL)".into()
+            }
+            ConnectReturnCode::NotAuthorized => {
+                "the broker refused the connection: not authorised (check the broker's ACL and credentials)".into()
+            }
+            other => format!("the broker refused the connection: {other:?}"),
+        },
+        ConnectionError::Io(io) => format!("{io}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let settings = MqttSettings {
+            broker: "mqtts://h".parse().unwrap(),
+            client_id: "t".into(),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+        };
+        let err = connect(&settings, None).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn refused_passwords_are_explained() {
+        let e = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
+        assert!(explain(&e).contains("user name or password"));
+    }
+}

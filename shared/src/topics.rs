@@ -1,0 +1,110 @@
+//! Every MQTT topic camfleet uses (DESIGN.md, "Contract: MQTT").
+//!
+//! The `camfleet/...` topics carry a configurable prefix; the discovery,
+//! record and sensor topics are fixed because people type them by hand.
+
+/// The prefix of node and viewer topics unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "camfleet";
+/// Discovery request: any payload; every node answers on [`GETIP_RESPONSE`].
+pub const GETIP_REQUEST: &str = "command/getIP";
+/// Discovery answer: a NodeInfo per node.
+pub const GETIP_RESPONSE: &str = "response/getIP";
+/// Recording command for viewers: `start` or `stop`.
+pub const REC_COMMAND: &str = "command/rec";
+/// Every sensor topic the viewer logs by default.
+pub const SENSOR_FILTER: &str = "sensor/#";
+
+/// Topic names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Topics {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Retained `online` / `offline` (the node's last will).
+    pub fn node_status(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/status", self.prefix)
+    }
+
+    /// Retained NodeInfo JSON.
+    pub fn node_info(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/info", self.prefix)
+    }
+
+    /// Periodic stats JSON, not retained.
+    pub fn node_stats(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/stats", self.prefix)
+    }
+
+    /// Filter matching every node's status topic.
+    pub fn all_node_status(&self) -> String {
+        format!("{}/node/+/status", self.prefix)
+    }
+
+    /// Filter matching every node's info topic.
+    pub fn all_node_info(&self) -> String {
+        format!("{}/node/+/info", self.prefix)
+    }
+
+    /// Retained `online` / `offline` of a viewer.
+    pub fn viewer_status(&self, viewer_id: &str) -> String {
+        format!("{}/viewer/{viewer_id}/status", self.prefix)
+    }
+
+    /// Retained recording state JSON of a viewer.
+    pub fn viewer_recording(&self, viewer_id: &str) -> String {
+        format!("{}/viewer/{viewer_id}/recording", self.prefix)
+    }
+
+    /// The node id in a `<prefix>/node/<id>/<leaf>` topic, if it is one.
+    pub fn node_id_of<'t>(&self, topic: &'t str, leaf: &str) -> Option<&'t str> {
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/node/")?;
+        let id = rest.strip_suffix(leaf)?.strip_suffix('/')?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+}
+
+/// The node's own CPU temperature, published as a sensor.
+pub fn cpu_temp(node_id: &str) -> String {
+    format!("sensor/{node_id}/cpu_temp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_match_the_contract() {
+        let t = Topics::default();
+        assert_eq!(t.node_status("pi-door"), "camfleet/node/pi-door/status");
+        assert_eq!(t.node_info("pi-door"), "camfleet/node/pi-door/info");
+        assert_eq!(t.node_stats("pi-door"), "camfleet/node/pi-door/stats");
+        assert_eq!(t.viewer_recording("ws"), "camfleet/viewer/ws/recording");
+        assert_eq!(cpu_temp("pi-door"), "sensor/pi-door/cpu_temp");
+        assert_eq!(Topics::new("site/a/").node_info("n"), "site/a/node/n/info");
+    }
+
+    #[test]
+    fn node_id_is_taken_from_a_topic() {
+        let t = Topics::default();
+        assert_eq!(
+            t.node_id_of("camfleet/node/pi-door/info", "info"),
+            Some("pi-door")
+        );
+        assert_eq!(t.node_id_of("camfleet/node//info", "info"), None);
+        assert_eq!(t.node_id_of("camfleet/node/a/b/info", "info"), None);
+        assert_eq!(t.node_id_of("other/node/a/info", "info"), None);
+    }
+}
