@@ -1,1 +1,24 @@
+//! camfleet camera node: captures MJPEG from a camera, splits it into
+//! frames and fans them out to viewers; announces itself on MQTT.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and TOML file, merged and checked.
+//! - [`app`]: wires the tasks, owns the shutdown order.
+//! - [`source`]: where frames come from (rpicam, `cmd:`, `file:`, test pattern).
+//! - [`camera`]: runs a source, restarts it with backoff and a watchdog.
+//! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
+//! - [`hub`]: newest-frame fan-out of one camera.
+//! - [`serve`]: the TCP frame protocol server.
+//! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
+
+pub mod app;
+pub mod camera;
+pub mod config;
+pub mod hub;
 pub mod mjpeg;
+pub mod presence;
+pub mod serve;
+pub mod source;
+
+pub use app::run;
+pub use config::{Cli, NodeConfig};

@@ -82,6 +82,8 @@ pub fn connect(
             eventloop,
             broker: b.to_string(),
             backoff: mqtt_backoff(),
+            connected: false,
+            retry_at: None,
         },
     ))
 }
@@ -143,6 +145,10 @@ pub struct Driver {
     eventloop: EventLoop,
     broker: String,
     backoff: Backoff,
+    connected: bool,
+    /// When the next attempt may start; kept here so that a `next()`
+    /// dropped by `select!` during the backoff does not skip it.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -150,8 +156,13 @@ impl Driver {
     /// backoff; this never returns an error. Cancel-safe.
     pub async fn next(&mut self) -> MqttEvent {
         loop {
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
+                self.retry_at = None;
+            }
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.connected = true;
                     self.backoff.reset();
                     self.backoff.attempt_started();
                     tracing::info!(broker = %self.broker, "connected to MQTT broker");
@@ -160,17 +171,23 @@ impl Driver {
                 Ok(Event::Incoming(Packet::Publish(p))) => return MqttEvent::Message(p),
                 Ok(_) => {}
                 Err(e) => {
+                    self.connected = false;
                     let delay = self.backoff.next_delay();
+                    self.retry_at = Some(tokio::time::Instant::now() + delay);
                     tracing::warn!(
                         broker = %self.broker,
                         "MQTT connection failed: {}; retrying in {:.1} s",
                         explain(&e),
                         delay.as_secs_f64()
                     );
-                    tokio::time::sleep(delay).await;
                 }
             }
         }
+    }
+
+    /// True from a ConnAck until the next connection error.
+    pub fn is_connected(&self) -> bool {
+        self.connected
     }
 
     /// Sends what is queued (the `offline` status, the disconnect) and stops,

@@ -1,0 +1,127 @@
+//! Wires a node together and owns its shutdown order: stop accepting and
+//! close viewer connections, stop the cameras, publish `offline`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use shared::messages::{CameraInfo, NodeInfo, PAYLOAD_VERSION};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::camera::Camera;
+use crate::config::NodeConfig;
+use crate::hub::Hub;
+use crate::presence::{advertised_addresses, host_port, Presence};
+use crate::serve::tcp;
+
+/// Runs the node until `shutdown` is cancelled. Errors only when it cannot
+/// start (a port in use, a bad CA file).
+pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> {
+    let config = Arc::new(config);
+    let addresses = advertised_addresses(&config);
+    let host = addresses[0].clone();
+    let mut listeners = Vec::with_capacity(config.cameras.len());
+    for cam in &config.cameras {
+        let listener = TcpListener::bind((config.bind, cam.tcp_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "camera {}: cannot listen on TCP {}",
+                    cam.id,
+                    host_port(&config.bind.to_string(), cam.tcp_port)
+                )
+            })?;
+        listeners.push(listener);
+    }
+    let hubs: Vec<Arc<Hub>> = config.cameras.iter().map(|c| Hub::new(&c.id)).collect();
+    let mut cameras_info = Vec::with_capacity(config.cameras.len());
+    for (cam, listener) in config.cameras.iter().zip(&listeners) {
+        let port = tcp::local_port(listener)?;
+        tracing::info!(camera = %cam.id, "serving {} on TCP port {port} (source {})", cam.id, cam.source);
+        cameras_info.push(CameraInfo {
+            id: cam.id.clone(),
+            width: cam.capture.width,
+            height: cam.capture.height,
+            fps: cam.capture.fps,
+            codec: "mjpeg".into(),
+            tcp: host_port(&host, port),
+            rtsp: None,
+            http: None,
+            enabled: true,
+        });
+    }
+    let info = NodeInfo {
+        v: PAYLOAD_VERSION,
+        node_id: config.node_id.clone(),
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        addresses,
+        started_at: Utc::now(),
+        cameras: cameras_info,
+    };
+    tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
+    let (_info_tx, info_rx) = watch::channel(info);
+
+    let servers = TaskTracker::new();
+    let servers_stop = CancellationToken::new();
+    for (listener, hub) in listeners.into_iter().zip(&hubs) {
+        let task = tcp::run(
+            listener,
+            Arc::clone(hub),
+            config.max_viewers,
+            servers_stop.clone(),
+            servers.clone(),
+        );
+        servers.spawn(task);
+    }
+    let cameras = TaskTracker::new();
+    let cameras_stop = CancellationToken::new();
+    for (cam, hub) in config.cameras.iter().zip(&hubs) {
+        let camera = Camera {
+            config: cam.clone(),
+            hub: Arc::clone(hub),
+            watchdog: config.watchdog,
+        };
+        let span = tracing::info_span!("camera", camera = %cam.id);
+        cameras.spawn(camera.run(cameras_stop.clone()).instrument(span));
+    }
+    let mqtt_stop = CancellationToken::new();
+    let presence = Presence {
+        config: Arc::clone(&config),
+        info: info_rx,
+        hubs,
+    };
+    let mut presence = tokio::spawn(
+        presence
+            .run(mqtt_stop.clone())
+            .instrument(tracing::info_span!("mqtt")),
+    );
+
+    let early = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        ended = &mut presence => Some(ended),
+    };
+    tracing::info!("shutdown 1/3: closing listeners and viewer connections");
+    servers_stop.cancel();
+    servers.close();
+    servers.wait().await;
+    tracing::info!("shutdown 2/3: stopping cameras");
+    cameras_stop.cancel();
+    cameras.close();
+    cameras.wait().await;
+    tracing::info!("shutdown 3/3: publishing offline on MQTT");
+    mqtt_stop.cancel();
+    let ended = match early {
+        Some(ended) => ended,
+        None => presence.await,
+    };
+    ended.context("MQTT task panicked")?.context("MQTT")?;
+    tracing::info!("stopped");
+    Ok(())
+}

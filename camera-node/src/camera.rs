@@ -1,0 +1,83 @@
+//! One camera's supervisor: runs its source, restarts it with backoff when
+//! it exits or stalls, and feeds the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use shared::backoff::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CameraConfig;
+use crate::hub::Hub;
+use crate::source::Source;
+
+/// The first frame may take longer than the watchdog: `rpicam-vid` tunes
+/// exposure for a second or two before it writes anything.
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Camera {
+    pub config: CameraConfig,
+    pub hub: Arc<Hub>,
+    /// Longest silence from a running camera before it is restarted.
+    pub watchdog: Duration,
+}
+
+impl Camera {
+    /// Runs until `cancel`; never returns early.
+    pub async fn run(self, cancel: CancellationToken) {
+        let camera = self.config.id.as_str();
+        let mut backoff = Backoff::standard();
+        loop {
+            backoff.attempt_started();
+            let result = self.run_once(&cancel).await;
+            if cancel.is_cancelled() {
+                break;
+            }
+            let delay = backoff.next_delay();
+            let error = result.err().unwrap_or_else(|| anyhow!("source ended"));
+            tracing::warn!(
+                camera,
+                "camera stopped: {error:#}; restarting in {:.1} s",
+                delay.as_secs_f64()
+            );
+            self.hub.count_restart();
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        tracing::info!(camera, "camera stopped");
+    }
+
+    /// One run of the source: frames until it fails, stalls or `cancel`.
+    async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
+        let c = &self.config;
+        let mut source = Source::open(&c.source, c.capture, &c.id).await?;
+        let mut first = true;
+        let result = loop {
+            let limit = if first {
+                self.watchdog.max(FIRST_FRAME_GRACE)
+            } else {
+                self.watchdog
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break Ok(()),
+                next = tokio::time::timeout(limit, source.next_frame()) => match next {
+                    Err(_) => break Err(anyhow!("no frame for {:.1} s (watchdog)", limit.as_secs_f64())),
+                    Ok(Err(e)) => break Err(e),
+                    Ok(Ok(jpeg)) => {
+                        if first {
+                            tracing::info!(camera = %c.id, bytes = jpeg.len(), "first frame from {}", c.source);
+                            first = false;
+                        }
+                        self.hub.publish(jpeg);
+                    }
+                },
+            }
+        };
+        source.close().await;
+        result
+    }
+}

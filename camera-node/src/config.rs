@@ -1,0 +1,401 @@
+//! Node settings: flags win over environment (`CAMFLEET_<FLAG>`), which
+//! wins over the TOML file, which wins over the defaults. Every key is
+//! documented in docs/config.md.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Deserialize;
+use shared::broker::{BrokerUrl, DEFAULT_BROKER};
+use shared::mqtt::MqttSettings;
+
+use crate::source::{CaptureSettings, SourceSpec};
+
+/// Read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";
+/// Where Linux reports the SoC temperature in millidegrees Celsius.
+pub const DEFAULT_CPU_TEMP_PATH: &str = "/sys/class/thermal/thermal_zone0/temp";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "camera-node",
+    version,
+    about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT",
+    long_about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT.\n\n\
+        Runs rpicam-vid (or libcamera-vid), splits its MJPEG output into frames and serves \
+        them over the camfleet TCP frame protocol (port 8000 for cam0, +1 per further camera). \
+        Announces itself on the broker (camfleet/node/<id>/status, /info) and answers \
+        command/getIP.\n\nEvery flag can also be set in the config file or as CAMFLEET_<FLAG> \
+        in the environment; flags win.",
+    after_help = "Examples:\n  camera-node --broker mqtt://192.168.1.10:1883\n  \
+        camera-node --source test --width 640 --height 480\n  \
+        camera-node --source 'cmd:ffmpeg -f v4l2 -i /dev/video0 -f mjpeg -' --node-id usbcam"
+)]
+pub struct Cli {
+    /// TOML config file [default: /etc/camfleet/node.toml when it exists]
+    #[arg(long, env = "CAMFLEET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// MQTT broker: mqtt://[user:pass@]host[:port] or mqtts://... [default: mqtt://127.0.0.1:1883]
+    #[arg(long, env = "CAMFLEET_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+    /// CA certificates (PEM) for an mqtts:// broker [default: the system's]
+    #[arg(long, env = "CAMFLEET_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Node id in topics and NodeInfo [default: the host name]
+    #[arg(long, env = "CAMFLEET_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Camera source: rpicam, test, cmd:<command line> or file:<path> [default: rpicam]
+    #[arg(long, env = "CAMFLEET_SOURCE", value_name = "SPEC")]
+    pub source: Option<String>,
+    /// Frame width in pixels [default: 1280]
+    #[arg(long, env = "CAMFLEET_WIDTH", value_name = "W")]
+    pub width: Option<u32>,
+    /// Frame height in pixels [default: 720]
+    #[arg(long, env = "CAMFLEET_HEIGHT", value_name = "H")]
+    pub height: Option<u32>,
+    /// Frames per second [default: 30]
+    #[arg(long, env = "CAMFLEET_FPS", value_name = "F")]
+    pub fps: Option<u32>,
+    /// JPEG quality 1-100 [default: 80]
+    #[arg(long, env = "CAMFLEET_QUALITY", value_name = "Q")]
+    pub quality: Option<u8>,
+    /// TCP frame protocol port of cam0, +1 per further camera; 0 = any free port [default: 8000]
+    #[arg(long, env = "CAMFLEET_TCP_PORT", value_name = "P")]
+    pub tcp_port: Option<u16>,
+    /// RTSP port (reserved: the RTSP server is not built yet) [default: 8554]
+    #[arg(long, env = "CAMFLEET_RTSP_PORT", value_name = "P")]
+    pub rtsp_port: Option<u16>,
+    /// HTTP port (reserved: the HTTP server is not built yet) [default: 8080]
+    #[arg(long, env = "CAMFLEET_HTTP_PORT", value_name = "P")]
+    pub http_port: Option<u16>,
+    /// Address to listen on [default: 0.0.0.0]
+    #[arg(long, env = "CAMFLEET_BIND", value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
+    /// Host or address viewers should use, when the node's own addresses are not reachable
+    #[arg(long, env = "CAMFLEET_ADVERTISE_HOST", value_name = "HOST")]
+    pub advertise_host: Option<String>,
+    /// Viewers per camera at most; more are refused [default: 32]
+    #[arg(long, env = "CAMFLEET_MAX_VIEWERS", value_name = "N")]
+    pub max_viewers: Option<usize>,
+    /// Restart a camera that sent no frame for this long [default: 5]
+    #[arg(long, env = "CAMFLEET_WATCHDOG_SECONDS", value_name = "S")]
+    pub watchdog_seconds: Option<f64>,
+    /// Prefix of the node's topics [default: camfleet]
+    #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+    /// Do not publish sensor/<node_id>/cpu_temp
+    #[arg(long, env = "CAMFLEET_NO_CPU_TEMP")]
+    pub no_cpu_temp: bool,
+}
+
+/// The config file. Unknown keys are an error, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_id: Option<String>,
+    pub broker: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub topic_prefix: Option<String>,
+    pub bind: Option<IpAddr>,
+    pub advertise_host: Option<String>,
+    pub tcp_port: Option<u16>,
+    pub rtsp_port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub max_viewers: Option<usize>,
+    pub watchdog_seconds: Option<f64>,
+    pub cpu_temp: Option<bool>,
+    pub cpu_temp_path: Option<PathBuf>,
+    /// Defaults for every camera.
+    pub source: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    pub quality: Option<u8>,
+    /// `[[camera]]` tables; one camera from the defaults when absent.
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<FileCamera>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCamera {
+    pub id: Option<String>,
+    pub source: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    pub quality: Option<u8>,
+    pub tcp_port: Option<u16>,
+}
+
+/// Settings after merging, checked.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: String,
+    pub mqtt: MqttSettings,
+    pub topic_prefix: String,
+    pub bind: IpAddr,
+    pub advertise_host: Option<String>,
+    pub max_viewers: usize,
+    pub watchdog: Duration,
+    /// The file to read the CPU temperature from; `None` when turned off.
+    pub cpu_temp_path: Option<PathBuf>,
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub id: String,
+    pub source: SourceSpec,
+    pub capture: CaptureSettings,
+    /// 0 means any free port.
+    pub tcp_port: u16,
+}
+
+impl NodeConfig {
+    /// Reads the config file (if any) and merges it with the flags.
+    pub fn load(cli: Cli) -> Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    pub fn merge(cli: Cli, file: FileConfig) -> Result<Self> {
+        let node_id = match cli.node_id.or(file.node_id) {
+            Some(id) => id,
+            None => nix::unistd::gethostname()
+                .context("no --node-id given and the host name cannot be read")?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        check_id("node_id", &node_id)?;
+        let broker_text = cli
+            .broker
+            .or(file.broker)
+            .unwrap_or_else(|| DEFAULT_BROKER.to_owned());
+        let broker: BrokerUrl = broker_text.parse().context("broker")?;
+        let topic_prefix = cli
+            .topic_prefix
+            .or(file.topic_prefix)
+            .unwrap_or_else(|| "camfleet".into());
+        if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) {
+            bail!("topic_prefix: {topic_prefix:?} must be non-empty and hold no MQTT wildcard");
+        }
+        let max_viewers = cli.max_viewers.or(file.max_viewers).unwrap_or(32);
+        if max_viewers == 0 {
+            bail!("max_viewers: must be at least 1");
+        }
+        let watchdog_s = cli
+            .watchdog_seconds
+            .or(file.watchdog_seconds)
+            .unwrap_or(5.0);
+        if !(0.1..=3600.0).contains(&watchdog_s) {
+            bail!("watchdog_seconds: {watchdog_s} is not between 0.1 and 3600");
+        }
+        let cpu_temp = !cli.no_cpu_temp && file.cpu_temp.unwrap_or(true);
+        let cpu_temp_path = cpu_temp.then(|| {
+            file.cpu_temp_path
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CPU_TEMP_PATH.into())
+        });
+
+        let defaults = FileCamera {
+            id: None,
+            source: file.source,
+            width: file.width,
+            height: file.height,
+            fps: file.fps,
+            quality: file.quality,
+            tcp_port: None,
+        };
+        let listed = if file.cameras.is_empty() {
+            vec![FileCamera::default()]
+        } else {
+            file.cameras
+        };
+        let base_port = cli.tcp_port.or(file.tcp_port).unwrap_or(8000);
+        let mut cameras = Vec::with_capacity(listed.len());
+        for (i, cam) in listed.into_iter().enumerate() {
+            let key = |name: &str| format!("camera[{i}].{name}");
+            let id = cam.id.unwrap_or_else(|| format!("cam{i}"));
+            check_id(&key("id"), &id)?;
+            if cameras.iter().any(|c: &CameraConfig| c.id == id) {
+                bail!("{}: {id:?} is used by two cameras", key("id"));
+            }
+            // A flag applies to every camera; a camera's own key beats the file's default.
+            let spec = cli
+                .source
+                .clone()
+                .or(cam.source)
+                .or(defaults.source.clone())
+                .unwrap_or("rpicam".into());
+            let source = spec
+                .parse::<SourceSpec>()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key("source")))?;
+            let capture = CaptureSettings {
+                width: cli.width.or(cam.width).or(defaults.width).unwrap_or(1280),
+                height: cli.height.or(cam.height).or(defaults.height).unwrap_or(720),
+                fps: cli.fps.or(cam.fps).or(defaults.fps).unwrap_or(30),
+                quality: cli
+                    .quality
+                    .or(cam.quality)
+                    .or(defaults.quality)
+                    .unwrap_or(80),
+            };
+            check_range(&key("width"), capture.width, 16, 8192)?;
+            check_range(&key("height"), capture.height, 16, 8192)?;
+            check_range(&key("fps"), capture.fps, 1, 120)?;
+            check_range(&key("quality"), u32::from(capture.quality), 1, 100)?;
+            let tcp_port = match (cam.tcp_port, base_port) {
+                (Some(p), _) if cli.tcp_port.is_none() => p,
+                (_, 0) => 0,
+                (_, base) => base
+                    .checked_add(i as u16)
+                    .with_context(|| format!("{}: past 65535", key("tcp_port")))?,
+            };
+            cameras.push(CameraConfig {
+                id,
+                source,
+                capture,
+                tcp_port,
+            });
+        }
+        // Reserved for the RTSP and HTTP servers; read now so configs stay valid.
+        let _ = (
+            cli.rtsp_port.or(file.rtsp_port),
+            cli.http_port.or(file.http_port),
+        );
+        Ok(NodeConfig {
+            mqtt: MqttSettings {
+                broker,
+                client_id: format!("camfleet-node-{node_id}"),
+                ca_file: cli.ca_file.or(file.ca_file),
+            },
+            node_id,
+            topic_prefix,
+            bind: cli
+                .bind
+                .or(file.bind)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            advertise_host: cli.advertise_host.or(file.advertise_host),
+            max_viewers,
+            watchdog: Duration::from_secs_f64(watchdog_s),
+            cpu_temp_path,
+            cameras,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+fn check_id(key: &str, id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("{key}: {id:?} must be 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
+    if !(min..=max).contains(&value) {
+        bail!("{key}: {value} is not between {min} and {max}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("camera-node").chain(args.iter().copied())).unwrap()
+    }
+
+    fn file(text: &str) -> Result<FileConfig> {
+        Ok(toml::from_str(text)?)
+    }
+
+    #[test]
+    fn defaults_make_one_rpicam_camera_on_8000() {
+        let c = NodeConfig::merge(cli(&["--node-id", "pi"]), FileConfig::default()).unwrap();
+        assert_eq!(c.cameras.len(), 1);
+        let cam = &c.cameras[0];
+        assert_eq!(
+            (cam.id.as_str(), &cam.source, cam.tcp_port),
+            ("cam0", &SourceSpec::Rpicam, 8000)
+        );
+        assert_eq!(c.mqtt.broker.to_string(), "mqtt://127.0.0.1:1883");
+        assert!(c.cpu_temp_path.is_some());
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_cameras_get_consecutive_ports() {
+        let f = file(
+            "node_id = 'from-file'\nfps = 10\n[[camera]]\nsource = 'test'\n[[camera]]\nid = 'door'\nsource = 'test'\nfps = 5\n",
+        )
+        .unwrap();
+        let c = NodeConfig::merge(cli(&["--node-id", "flag", "--tcp-port", "9000"]), f).unwrap();
+        assert_eq!(c.node_id, "flag");
+        let ids: Vec<_> = c
+            .cameras
+            .iter()
+            .map(|c| (c.id.as_str(), c.tcp_port, c.capture.fps))
+            .collect();
+        assert_eq!(ids, [("cam0", 9000, 10), ("door", 9001, 5)]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = file("node_id = 'x'\nfpss = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("fpss"), "{err:#}");
+        let err = file("[[camera]]\nwidht = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("widht"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = NodeConfig::merge(
+            cli(&["--node-id", "n", "--fps", "0"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("camera[0].fps"), "{err}");
+        let err = NodeConfig::merge(cli(&["--node-id", "a/b"]), FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("node_id"), "{err}");
+        let err = NodeConfig::merge(
+            cli(&["--node-id", "n", "--broker", "http://x"]),
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("broker"), "{err:#}");
+        let f = file("[[camera]]\nid='a'\n[[camera]]\nid='a'\n").unwrap();
+        let err = NodeConfig::merge(cli(&["--node-id", "n"]), f).unwrap_err();
+        assert!(err.to_string().contains("used by two cameras"), "{err}");
+    }
+
+    #[test]
+    fn no_cpu_temp_turns_the_sensor_off() {
+        let c = NodeConfig::merge(
+            cli(&["--node-id", "n", "--no-cpu-temp"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert!(c.cpu_temp_path.is_none());
+    }
+}

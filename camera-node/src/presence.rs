@@ -1,0 +1,241 @@
+//! The node on MQTT: retained `online` (with an `offline` last will) and
+//! NodeInfo, answers to `command/getIP`, stats and the CPU temperature
+//! every [`STATS_INTERVAL`]. One task owns the event loop; on every
+//! ConnAck it resubscribes and republishes the retained state.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::Utc;
+use rumqttc::{AsyncClient, QoS};
+use shared::messages::{CameraStats, NodeInfo, NodeStats, OFFLINE, ONLINE, PAYLOAD_VERSION};
+use shared::mqtt::{self, MqttEvent, Will};
+use shared::topics::{self, Topics};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::hub::Hub;
+
+/// How often stats and the CPU temperature are published.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long shutdown waits for `offline` to reach the broker.
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+pub struct Presence {
+    pub config: Arc<NodeConfig>,
+    pub info: watch::Receiver<NodeInfo>,
+    pub hubs: Vec<Arc<Hub>>,
+}
+
+impl Presence {
+    /// Runs until `cancel`, then publishes `offline` and disconnects.
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<()> {
+        let c = &self.config;
+        let topics = Topics::new(&c.topic_prefix);
+        let status_topic = topics.node_status(&c.node_id);
+        let will = Will {
+            topic: status_topic.clone(),
+            payload: OFFLINE.into(),
+        };
+        let (client, mut driver) = mqtt::connect(&c.mqtt, Some(will))?;
+        tracing::info!(broker = %c.mqtt.broker, node = %c.node_id, "connecting to MQTT broker");
+        let mut stats = StatsSampler::new(self.hubs.clone());
+        let mut ticker = tokio::time::interval(STATS_INTERVAL);
+        let mut connected = false;
+        let mut cpu_temp_missing_logged = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                event = driver.next() => match event {
+                    MqttEvent::Connected => {
+                        connected = true;
+                        try_subscribe(&client, topics::GETIP_REQUEST);
+                        try_publish(&client, &status_topic, true, ONLINE.into());
+                        self.publish_info(&client, &topics);
+                    }
+                    MqttEvent::Message(p) if p.topic == topics::GETIP_REQUEST => {
+                        tracing::debug!("answering a discovery request");
+                        try_publish(&client, topics::GETIP_RESPONSE, false, info_json(&self.info.borrow()));
+                    }
+                    MqttEvent::Message(p) => tracing::debug!(topic = %p.topic, "ignoring message"),
+                },
+                changed = self.info.changed() => {
+                    if changed.is_ok() && connected {
+                        self.publish_info(&client, &topics);
+                    }
+                }
+                _ = ticker.tick() => {
+                    let figures = stats.sample(&c.node_id);
+                    if !connected {
+                        continue;
+                    }
+                    let json = serde_json::to_string(&figures).unwrap_or_default();
+                    try_publish(&client, &topics.node_stats(&c.node_id), false, json);
+                    if let Some(path) = &c.cpu_temp_path {
+                        match read_cpu_temp(path) {
+                            Some(celsius) => try_publish(&client, &topics::cpu_temp(&c.node_id), false, format!("{celsius:.1}")),
+                            None if !cpu_temp_missing_logged => {
+                                cpu_temp_missing_logged = true;
+                                tracing::info!("no CPU temperature at {} (turn off with --no-cpu-temp)", path.display());
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+            // A failed poll means the connection is gone until the next ConnAck.
+            connected &= driver.is_connected();
+        }
+        tracing::info!("publishing offline and disconnecting from the broker");
+        try_publish(&client, &status_topic, true, OFFLINE.into());
+        let _ = client.try_disconnect();
+        driver.close(CLOSE_LIMIT).await;
+        Ok(())
+    }
+
+    fn publish_info(&self, client: &AsyncClient, topics: &Topics) {
+        let json = info_json(&self.info.borrow());
+        try_publish(client, &topics.node_info(&self.config.node_id), true, json);
+    }
+}
+
+fn info_json(info: &NodeInfo) -> String {
+    serde_json::to_string(info).unwrap_or_default()
+}
+
+fn try_publish(client: &AsyncClient, topic: &str, retain: bool, payload: String) {
+    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+        tracing::warn!(topic, "MQTT publish not queued: {e}");
+    }
+}
+
+fn try_subscribe(client: &AsyncClient, filter: &str) {
+    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+        tracing::warn!(filter, "MQTT subscribe not queued: {e}");
+    }
+}
+
+/// Degrees Celsius from a thermal zone file (millidegrees as text).
+pub fn read_cpu_temp(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .map(|milli| milli as f64 / 1000.0)
+}
+
+/// Turns the hubs' counters into per-interval figures.
+struct StatsSampler {
+    hubs: Vec<Arc<Hub>>,
+    last: Option<(Instant, Vec<u64>)>,
+}
+
+impl StatsSampler {
+    fn new(hubs: Vec<Arc<Hub>>) -> Self {
+        StatsSampler { hubs, last: None }
+    }
+
+    fn sample(&mut self, node_id: &str) -> NodeStats {
+        let now = Instant::now();
+        let figures: Vec<_> = self.hubs.iter().map(|h| h.snapshot()).collect();
+        let frames: Vec<u64> = figures.iter().map(|f| f.frames).collect();
+        let cameras = self
+            .hubs
+            .iter()
+            .zip(&figures)
+            .enumerate()
+            .map(|(i, (hub, f))| {
+                let fps = match &self.last {
+                    Some((at, before)) if now > *at => {
+                        (f.frames - before[i]) as f64 / now.duration_since(*at).as_secs_f64()
+                    }
+                    _ => 0.0,
+                };
+                CameraStats {
+                    id: hub.camera_id().to_owned(),
+                    fps: (fps * 10.0).round() / 10.0,
+                    viewers: f.viewers,
+                    frames: f.frames,
+                    frames_dropped: f.dropped,
+                    camera_restarts: f.restarts,
+                    last_frame_age_s: f.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
+                }
+            })
+            .collect();
+        self.last = Some((now, frames));
+        NodeStats {
+            v: PAYLOAD_VERSION,
+            node_id: node_id.to_owned(),
+            at: Utc::now(),
+            cameras,
+        }
+    }
+}
+
+/// The addresses viewers should use: `--advertise-host`, else the bind
+/// address when it is a specific one, else this host's non-loopback IPv4
+/// addresses (loopback when there is none).
+pub fn advertised_addresses(config: &NodeConfig) -> Vec<String> {
+    if let Some(host) = &config.advertise_host {
+        return vec![host.clone()];
+    }
+    if !config.bind.is_unspecified() {
+        return vec![config.bind.to_string()];
+    }
+    let mut found: Vec<String> = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for ifa in addrs {
+            let Some(ip) = ifa
+                .address
+                .as_ref()
+                .and_then(|a| a.as_sockaddr_in())
+                .map(|s| IpAddr::V4(s.ip()))
+            else {
+                continue;
+            };
+            if !ip.is_loopback() && !found.contains(&ip.to_string()) {
+                found.push(ip.to_string());
+            }
+        }
+    }
+    if found.is_empty() {
+        tracing::warn!("no network address found; advertising 127.0.0.1 (set --advertise-host)");
+        found.push("127.0.0.1".into());
+    }
+    found
+}
+
+/// `host:port`, with brackets for IPv6.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_temperature_is_read_in_celsius() {
+        let dir = std::env::temp_dir().join(format!("camfleet-temp-{}", std::process::id()));
+        std::fs::write(&dir, "48250\n").unwrap();
+        assert_eq!(read_cpu_temp(&dir), Some(48.25));
+        std::fs::write(&dir, "warm").unwrap();
+        assert_eq!(read_cpu_temp(&dir), None);
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(read_cpu_temp(Path::new("/nonexistent")), None);
+    }
+
+    #[test]
+    fn ipv6_hosts_get_brackets() {
+        assert_eq!(host_port("10.0.0.2", 8000), "10.0.0.2:8000");
+        assert_eq!(host_port("fe80::1", 8000), "[fe80::1]:8000");
+    }
+}

@@ -1,0 +1,3 @@
+//! What the node serves to viewers.
+
+pub mod tcp;
