@@ -122,6 +122,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         None => presence.await,
     };
     ended.context("MQTT task panicked")?.context("MQTT")?;
-    tracing::info!("stopped");
+    tracing::info!("shutdown complete");
     Ok(())
 }

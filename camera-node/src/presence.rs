@@ -56,6 +56,8 @@ impl Presence {
                         try_subscribe(&client, topics::GETIP_REQUEST);
                         try_publish(&client, &status_topic, true, ONLINE.into());
                         self.publish_info(&client, &topics);
+                        // Stats and temperature right away, then every interval.
+                        ticker.reset_immediately();
                     }
                     MqttEvent::Message(p) if p.topic == topics::GETIP_REQUEST => {
                         tracing::debug!("answering a discovery request");
