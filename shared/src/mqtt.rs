@@ -212,10 +212,14 @@ pub fn explain(e: &ConnectionError) -> String {
     match e {
         ConnectionError::ConnectionRefused(code) => match code {
             ConnectReturnCode::BadUserNamePassword => {
-                "the broker refused the user name or password (check user:pass in the broker URL)".into()
+                "the broker refused the user name or password (check user:pass in the broker URL)"
+                    .into()
             }
             ConnectReturnCode::NotAuthorized => {
-                "the broker refused the connection: not authorised (check the broker's ACL and credentials)".into()
+                // mosquitto 2 answers a wrong password this way too.
+                "the broker refused the connection: not authorised (check user:pass in the broker URL \
+                 and the broker's ACL)"
+                    .into()
             }
             other => format!("the broker refused the connection: {other:?}"),
         },
