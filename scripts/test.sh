@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every camfleet check and test, as CI does: installs the system
+# packages the tests need, then formatting, lints and the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)" >&2
+  exit 1
+fi
+# A target directory outside the clone is reused between runs when present.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/camfleet-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
