@@ -19,7 +19,11 @@ fn the_demo_script_saves_a_frame_from_the_test_source() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(stdout.contains("\"node_id\":\"demo-node\""), "{stdout}");
     assert_eq!(jpeg_size(&std::fs::read(&out).unwrap()), (640, 480));
 }
