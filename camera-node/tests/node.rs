@@ -404,7 +404,8 @@ fn a_second_signal_exits_at_once_and_kills_the_camera() {
             frame.display()
         ),
     );
-    let source = format!("cmd:{}", script.display());
+    // exec: the trapping shell itself must lead the process group.
+    let source = format!("cmd:exec {}", script.display());
     let mut node = Node::start(&node_args(&url, "pi-twice", &source));
     FrameClient::connect(node.tcp_port("cam0")).next();
     let camera_pid: u32 = std::fs::read_to_string(&pids)
