@@ -78,7 +78,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
             servers_stop.clone(),
             servers.clone(),
         );
-        servers.spawn(task);
+        servers.spawn(task.instrument(tracing::info_span!("tcp", camera = %hub.camera_id())));
     }
     let cameras = TaskTracker::new();
     let cameras_stop = CancellationToken::new();

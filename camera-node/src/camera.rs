@@ -26,7 +26,6 @@ pub struct Camera {
 impl Camera {
     /// Runs until `cancel`; never returns early.
     pub async fn run(self, cancel: CancellationToken) {
-        let camera = self.config.id.as_str();
         let mut backoff = Backoff::standard();
         loop {
             backoff.attempt_started();
@@ -37,7 +36,6 @@ impl Camera {
             let delay = backoff.next_delay();
             let error = result.err().unwrap_or_else(|| anyhow!("source ended"));
             tracing::warn!(
-                camera,
                 "camera stopped: {error:#}; restarting in {:.1} s",
                 delay.as_secs_f64()
             );
@@ -47,13 +45,13 @@ impl Camera {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        tracing::info!(camera, "camera stopped");
+        tracing::info!("camera stopped");
     }
 
     /// One run of the source: frames until it fails, stalls or `cancel`.
     async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
         let c = &self.config;
-        let mut source = Source::open(&c.source, c.capture, &c.id).await?;
+        let mut source = Source::open(&c.source, c.capture).await?;
         let mut first = true;
         let result = loop {
             let limit = if first {
@@ -69,7 +67,7 @@ impl Camera {
                     Ok(Err(e)) => break Err(e),
                     Ok(Ok(jpeg)) => {
                         if first {
-                            tracing::info!(camera = %c.id, bytes = jpeg.len(), "first frame from {}", c.source);
+                            tracing::info!(bytes = jpeg.len(), "first frame from {}", c.source);
                             first = false;
                         }
                         self.hub.publish(jpeg);

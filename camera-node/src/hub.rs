@@ -18,6 +18,8 @@ pub struct CapturedFrame {
     pub seq: u64,
     /// When the frame's last byte was read, microseconds since the Unix epoch.
     pub captured_at_us: u64,
+    /// When the frame was read in full, for the send latency figures.
+    pub read_at: Instant,
     pub jpeg: Bytes,
 }
 
@@ -30,6 +32,8 @@ pub struct Hub {
     dropped: AtomicU64,
     restarts: AtomicU64,
     last_frame_at: Mutex<Option<Instant>>,
+    /// From a frame's last byte read to its last byte written to a viewer.
+    pub send_latency: LatencyHistogram,
 }
 
 impl Hub {
@@ -42,6 +46,7 @@ impl Hub {
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             last_frame_at: Mutex::new(None),
+            send_latency: LatencyHistogram::default(),
         })
     }
 
@@ -57,10 +62,12 @@ impl Hub {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        *self.last_frame_at.lock().expect("hub lock") = Some(Instant::now());
+        let read_at = Instant::now();
+        *self.last_frame_at.lock().expect("hub lock") = Some(read_at);
         self.tx.send_replace(Some(CapturedFrame {
             seq,
             captured_at_us,
+            read_at,
             jpeg,
         }));
         seq
@@ -115,6 +122,58 @@ pub struct HubFigures {
     pub last_frame_at: Option<Instant>,
 }
 
+/// Upper bounds of the latency buckets, in microseconds; one more bucket
+/// counts everything slower.
+const LATENCY_BOUNDS_US: [u64; 16] = [
+    50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 20_000, 50_000,
+    100_000,
+];
+
+/// Lock-free latency counts; read and reset by the stats task.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    counts: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, elapsed: std::time::Duration) {
+        let us = elapsed.as_micros() as u64;
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts since the last call, zeroing them.
+    pub fn take(&self) -> LatencyCounts {
+        LatencyCounts(self.counts.each_ref().map(|c| c.swap(0, Ordering::Relaxed)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LatencyCounts([u64; LATENCY_BOUNDS_US.len() + 1]);
+
+impl LatencyCounts {
+    /// The bucket bound under which a fraction `q` of the samples fell, in
+    /// milliseconds; `None` without samples (or past the last bound).
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.0.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return LATENCY_BOUNDS_US.get(i).map(|&us| us as f64 / 1000.0);
+            }
+        }
+        None
+    }
+}
+
 /// A connected viewer; the slot frees itself when dropped.
 #[derive(Debug)]
 pub struct ViewerSlot {
@@ -142,6 +201,21 @@ mod tests {
         let frame = rx.borrow_and_update().clone().unwrap();
         assert_eq!((frame.seq, &frame.jpeg[..]), (4, &[4u8][..]));
         assert!(!rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn latency_quantiles_are_bucket_bounds() {
+        let h = LatencyHistogram::default();
+        for _ in 0..98 {
+            h.record(std::time::Duration::from_micros(120));
+        }
+        h.record(std::time::Duration::from_micros(1_800));
+        h.record(std::time::Duration::from_millis(500));
+        let counts = h.take();
+        assert_eq!(counts.quantile_ms(0.5), Some(0.2));
+        assert_eq!(counts.quantile_ms(0.99), Some(2.0));
+        assert_eq!(counts.quantile_ms(1.0), None, "past the last bound");
+        assert_eq!(h.take().quantile_ms(0.5), None, "take() resets");
     }
 
     #[test]

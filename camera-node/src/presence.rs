@@ -157,6 +157,7 @@ impl StatsSampler {
                     }
                     _ => 0.0,
                 };
+                let latency = hub.send_latency.take();
                 CameraStats {
                     id: hub.camera_id().to_owned(),
                     fps: (fps * 10.0).round() / 10.0,
@@ -165,6 +166,8 @@ impl StatsSampler {
                     frames_dropped: f.dropped,
                     camera_restarts: f.restarts,
                     last_frame_age_s: f.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
+                    send_latency_p50_ms: latency.quantile_ms(0.5),
+                    send_latency_p99_ms: latency.quantile_ms(0.99),
                 }
             })
             .collect();

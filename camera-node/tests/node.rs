@@ -517,3 +517,55 @@ fn cpu_temperature_is_published_as_a_sensor() {
     let stats: shared::messages::NodeStats = serde_json::from_str(&stats[0].1).unwrap();
     assert_eq!(stats.cameras[0].id, "cam0");
 }
+
+#[test]
+fn an_mqtts_broker_is_reached_with_a_ca_file_and_a_wrong_ca_is_explained() {
+    let (broker, ca) = Broker::start_tls();
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let ca = ca.to_str().unwrap();
+    let _node = Node::start(
+        &[
+            node_args(&url, "pi-tls", "test"),
+            vec!["--ca-file", ca, "--width", "160", "--height", "120"],
+        ]
+        .concat(),
+    );
+    broker.wait_status("pi-tls", "online");
+    assert_eq!(broker.node_info("pi-tls").node_id, "pi-tls");
+    // Trusting only the system CAs, the test CA's certificate is refused.
+    let untrusting = Node::start(&node_args(&url, "pi-untrusted", "test"));
+    untrusting.wait_log("UnknownIssuer", SECS(15));
+}
+
+#[test]
+fn viewers_over_the_cap_are_refused_with_a_log_line() {
+    use std::io::Read;
+    let broker = Broker::start();
+    let url = broker.url();
+    let args = [
+        node_args(&url, "pi-cap", "test"),
+        vec!["--max-viewers", "1", "--width", "160", "--height", "120"],
+    ]
+    .concat();
+    let node = Node::start(&args);
+    let port = node.tcp_port("cam0");
+    let mut first = FrameClient::connect(port);
+    first.next();
+    let mut second = FrameClient::stalled(port);
+    second.set_read_timeout(Some(SECS(10))).unwrap();
+    let mut buf = [0u8; 11];
+    assert_eq!(
+        second.read(&mut buf).unwrap(),
+        0,
+        "the node should close a viewer over the cap"
+    );
+    node.wait_log("refusing viewer: 1 viewers already connected", SECS(5));
+    first.next();
+    drop(first);
+    // The slot is free again once the first viewer leaves.
+    wait_for("a new viewer to be accepted", SECS(10), || {
+        let mut again = FrameClient::stalled(port);
+        again.set_read_timeout(Some(SECS(5))).unwrap();
+        (again.read(&mut buf).unwrap_or(0) > 0).then_some(())
+    });
+}

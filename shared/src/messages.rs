@@ -75,6 +75,13 @@ pub struct CameraStats {
     /// Seconds since the last frame, if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_frame_age_s: Option<f64>,
+    /// Over this interval, from a frame's last byte read from the camera to
+    /// its last byte written to a TCP viewer: median and 99th percentile, in
+    /// milliseconds (upper bounds of histogram buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_latency_p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_latency_p99_ms: Option<f64>,
 }
 
 /// A `command/rec` payload.

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use shared::frame::{FrameHeader, HELLO};
@@ -20,7 +20,7 @@ use crate::hub::{Hub, ViewerSlot};
 pub const WRITE_STALL_LIMIT: Duration = Duration::from_secs(20);
 
 /// Accepts viewers of one camera until `cancel`; each gets its own task on
-/// `tracker`.
+/// `tracker`. Run it in a span that names the camera.
 pub async fn run(
     listener: TcpListener,
     hub: Arc<Hub>,
@@ -28,7 +28,6 @@ pub async fn run(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let camera = hub.camera_id().to_owned();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -36,17 +35,18 @@ pub async fn run(
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: wait a little rather than spin.
-                    tracing::warn!(camera, "accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let Some(slot) = hub.add_viewer(max_viewers) else {
-            tracing::warn!(camera, %peer, "refusing viewer: {max_viewers} viewers already connected (max_viewers)");
+            tracing::warn!(%peer, "refusing viewer: {max_viewers} viewers already connected (max_viewers)");
             continue;
         };
-        let span = tracing::info_span!("viewer", camera = %camera, %peer);
+        // Nested in the caller's span, which names the camera.
+        let span = tracing::info_span!("viewer", %peer);
         let (hub, cancel) = (Arc::clone(&hub), cancel.clone());
         tracker.spawn(
             async move {
@@ -59,7 +59,7 @@ pub async fn run(
             .instrument(span),
         );
     }
-    tracing::info!(camera, "TCP listener closed");
+    tracing::info!("TCP listener closed");
 }
 
 /// Streams frames to one viewer; returns the number of frames sent.
@@ -73,6 +73,7 @@ async fn serve_viewer(
     let mut frames = hub.subscribe();
     let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
     let mut last_seq = None;
+    let mut read_at = None;
     let mut sent = 0u64;
     loop {
         tokio::select! {
@@ -80,6 +81,9 @@ async fn serve_viewer(
             written = tokio::time::timeout(WRITE_STALL_LIMIT, stream.write_all_buf(&mut pending)) => {
                 written.map_err(|_| stall(WRITE_STALL_LIMIT))??;
             }
+        }
+        if let Some(at) = read_at.take() {
+            hub.send_latency.record(Instant::elapsed(&at));
         }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(sent),
@@ -95,6 +99,7 @@ async fn serve_viewer(
             }
         }
         last_seq = Some(frame.seq);
+        read_at = Some(frame.read_at);
         let header = FrameHeader {
             len: frame.jpeg.len() as u32,
             seq: frame.seq,

@@ -13,7 +13,6 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use crate::mjpeg::Splitter;
 
 pub struct FileSource {
-    camera: String,
     path: PathBuf,
     file: File,
     splitter: Splitter,
@@ -23,15 +22,14 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub async fn open(path: &Path, fps: u32, camera: &str) -> Result<Self> {
+    pub async fn open(path: &Path, fps: u32) -> Result<Self> {
         let file = File::open(path)
             .await
             .with_context(|| format!("cannot open {}", path.display()))?;
         let mut ticks = interval(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        tracing::info!(camera, "replaying {} at {fps} fps", path.display());
+        tracing::info!("replaying {} at {fps} fps", path.display());
         Ok(FileSource {
-            camera: camera.to_owned(),
             path: path.to_owned(),
             file,
             splitter: Splitter::default(),
@@ -45,7 +43,7 @@ impl FileSource {
             match self.splitter.next_frame() {
                 Some(Ok(frame)) => break frame,
                 Some(Err(warning)) => {
-                    tracing::warn!(camera = %self.camera, "{}: {warning}", self.path.display());
+                    tracing::warn!("{}: {warning}", self.path.display());
                     continue;
                 }
                 None => {}

@@ -84,20 +84,15 @@ pub enum Source {
 }
 
 impl Source {
-    pub async fn open(
-        spec: &SourceSpec,
-        settings: CaptureSettings,
-        camera: &str,
-    ) -> Result<Source> {
+    /// Logs go to the caller's span, which names the camera.
+    pub async fn open(spec: &SourceSpec, settings: CaptureSettings) -> Result<Source> {
         Ok(match spec {
-            SourceSpec::Rpicam => {
-                Source::Process(process::ProcessSource::rpicam(settings, camera)?)
-            }
-            SourceSpec::Cmd(cmd) => Source::Process(process::ProcessSource::shell(cmd, camera)?),
+            SourceSpec::Rpicam => Source::Process(process::ProcessSource::rpicam(settings)?),
+            SourceSpec::Cmd(cmd) => Source::Process(process::ProcessSource::shell(cmd)?),
             SourceSpec::File(path) => {
-                Source::File(file::FileSource::open(path, settings.fps, camera).await?)
+                Source::File(file::FileSource::open(path, settings.fps).await?)
             }
-            SourceSpec::Test => Source::Test(pattern::TestPattern::new(settings, camera).await?),
+            SourceSpec::Test => Source::Test(pattern::TestPattern::new(settings).await?),
         })
     }
 

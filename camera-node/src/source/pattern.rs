@@ -25,14 +25,13 @@ pub struct TestPattern {
 }
 
 impl TestPattern {
-    pub async fn new(s: CaptureSettings, camera: &str) -> Result<Self> {
+    pub async fn new(s: CaptureSettings) -> Result<Self> {
         let started = Instant::now();
         let frames = tokio::task::spawn_blocking(move || render_loop(s))
             .await
             .context("test pattern task failed")??;
         let bytes: usize = frames.iter().map(Bytes::len).sum();
         tracing::info!(
-            camera,
             "test pattern: {} frames of {}x{} ({} KiB) encoded in {} ms",
             frames.len(),
             s.width,

@@ -3,7 +3,7 @@
 //!
 //! The process gets its own process group, so the whole pipeline a `cmd:`
 //! shell starts is terminated together; its stderr goes to the log line by
-//! line with the camera id.
+//! line, in the camera's span.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
+use tracing::Instrument;
 
 use super::CaptureSettings;
 use crate::mjpeg::Splitter;
@@ -55,7 +56,6 @@ fn unregister(pgid: i32) {
 }
 
 pub struct ProcessSource {
-    camera: String,
     program: String,
     child: Child,
     stdout: ChildStdout,
@@ -65,7 +65,7 @@ pub struct ProcessSource {
 
 impl ProcessSource {
     /// `rpicam-vid` with the contract's flags, or `libcamera-vid` (older Pi OS).
-    pub fn rpicam(s: CaptureSettings, camera: &str) -> Result<Self> {
+    pub fn rpicam(s: CaptureSettings) -> Result<Self> {
         let program = ["rpicam-vid", "libcamera-vid"]
             .into_iter()
             .find_map(find_in_path)
@@ -80,17 +80,17 @@ impl ProcessSource {
                 &s.height.to_string(),
             ])
             .args(["--framerate", &s.fps.to_string(), "-o", "-"]);
-        Self::spawn(cmd, program.display().to_string(), camera)
+        Self::spawn(cmd, program.display().to_string())
     }
 
     /// A `cmd:` source, run by `sh -c` so pipes and quoting work as typed.
-    pub fn shell(command_line: &str, camera: &str) -> Result<Self> {
+    pub fn shell(command_line: &str) -> Result<Self> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(command_line);
-        Self::spawn(cmd, format!("sh -c {command_line:?}"), camera)
+        Self::spawn(cmd, format!("sh -c {command_line:?}"))
     }
 
-    fn spawn(mut cmd: Command, program: String, camera: &str) -> Result<Self> {
+    fn spawn(mut cmd: Command, program: String) -> Result<Self> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,16 +101,15 @@ impl ProcessSource {
             .with_context(|| format!("cannot start {program}"))?;
         let pid = child.id().context("camera process exited at once")? as i32;
         register(pid);
-        tracing::info!(camera, pid, "started {program}");
+        tracing::info!(pid, "started {program}");
         let stdout = child
             .stdout
             .take()
             .context("camera process has no stdout")?;
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(log_lines(stderr, camera.to_owned()));
+            tokio::spawn(log_lines(stderr).in_current_span());
         }
         Ok(ProcessSource {
-            camera: camera.to_owned(),
             program,
             child,
             stdout,
@@ -125,7 +124,7 @@ impl ProcessSource {
                 match split {
                     Ok(frame) => return Ok(frame),
                     Err(warning) => {
-                        tracing::warn!(camera = %self.camera, "camera stream: {warning}")
+                        tracing::warn!("camera stream: {warning}")
                     }
                 }
             }
@@ -152,7 +151,7 @@ impl ProcessSource {
             .await
             .is_err()
         {
-            tracing::warn!(camera = %self.camera, "{} ignored SIGTERM; killing it", self.program);
+            tracing::warn!("{} ignored SIGTERM; killing it", self.program);
         }
         // Also takes down what the leader left behind in its group.
         let _ = killpg(group, Signal::SIGKILL);
@@ -189,7 +188,7 @@ fn is_executable(path: &Path) -> bool {
 const MAX_STDERR_LINE: u64 = 4096;
 
 /// Logs a camera process's stderr line by line until it closes.
-async fn log_lines(stderr: impl AsyncRead + Unpin, camera: String) {
+async fn log_lines(stderr: impl AsyncRead + Unpin) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -204,7 +203,7 @@ async fn log_lines(stderr: impl AsyncRead + Unpin, camera: String) {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
                 if !text.is_empty() {
-                    tracing::info!(camera = %camera, "camera: {text}");
+                    tracing::info!("camera: {text}");
                 }
             }
         }

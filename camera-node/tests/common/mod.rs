@@ -85,11 +85,106 @@ pub struct Broker {
     child: Option<Child>,
     dir: TempDir,
     config: PathBuf,
+    /// Set for a TLS broker: mosquitto_sub/pub then use it.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Broker {
     pub fn start() -> Self {
         Self::start_with(None)
+    }
+
+    /// A broker on TLS only, with a certificate for 127.0.0.1 from a fresh
+    /// test CA; returns it and the CA file clients should trust.
+    pub fn start_tls() -> (Self, PathBuf) {
+        require("openssl", "openssl");
+        let mut broker = Self::start_with(None);
+        broker.stop();
+        let d = &broker.dir;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&d.0)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &[
+                "-subj",
+                "/CN=camfleet test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            &["-addext", "keyUsage=critical,keyCertSign"],
+        ]
+        .concat());
+        run(&[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            d.path("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let conf = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            broker.port,
+            d.path("ca.pem").display(),
+            d.path("server.pem").display(),
+            d.path("server.key").display()
+        );
+        std::fs::write(&broker.config, conf).unwrap();
+        // mosquitto started as root drops to its own user: let it read the
+        // (throwaway) key.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path("server.key"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let ca = d.path("ca.pem");
+        broker.tls_ca = Some(ca.clone());
+        broker.restart();
+        (broker, ca)
     }
 
     /// A broker that only lets `user` in with `password`.
@@ -128,6 +223,7 @@ impl Broker {
             child: None,
             dir,
             config,
+            tls_ca: None,
         };
         broker.restart();
         broker
@@ -179,6 +275,11 @@ impl Broker {
                 topic,
             ])
             .args(["-C", &count.to_string(), "-W", &secs.to_string()])
+            .args(
+                self.tls_ca
+                    .iter()
+                    .flat_map(|ca| [std::ffi::OsStr::new("--cafile"), ca.as_os_str()]),
+            )
             .output()
             .expect("run mosquitto_sub");
         String::from_utf8_lossy(&out.stdout)
