@@ -102,7 +102,7 @@ impl Source {
         match self {
             Source::Process(p) => p.next_frame().await,
             Source::File(f) => f.next_frame().await,
-            Source::Test(t) => Ok(t.next_frame().await),
+            Source::Test(t) => t.next_frame().await,
         }
     }
 

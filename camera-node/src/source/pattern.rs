@@ -1,15 +1,18 @@
 //! `test` source: a moving test pattern that needs no camera.
 //!
-//! One second of frames (colour bars, a box sliding across, the frame's
-//! number in the loop) is JPEG-encoded once at start; after that a frame
-//! costs a reference-count increment, so several test nodes run side by
-//! side on a small machine. 4:2:0 with the standard Huffman tables, like
-//! `rpicam-vid`.
+//! One second of frames (colour bars, a box sliding across) is JPEG-encoded
+//! once at start, with a restart interval of one MCU row. Each frame then
+//! gets a fresh band on top with its frame number and UTC time: only that
+//! band (a few MCU rows) is encoded, and its entropy-coded segments replace
+//! the base frame's first segments (restart markers make each MCU row
+//! independent, ITU T.81 E.1.4). So a frame costs a few percent of a full
+//! encode, and several test nodes run side by side on a small machine.
+//! 4:2:0 with the standard Huffman tables, like `rpicam-vid`.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use bytes::Bytes;
+use anyhow::{bail, ensure, Context, Result};
+use bytes::{Bytes, BytesMut};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
@@ -17,10 +20,18 @@ use super::CaptureSettings;
 
 /// Frames in the loop at most; one second at up to 30 fps.
 const MAX_LOOP: u32 = 30;
+/// Pixels per MCU side at 4:2:0.
+const MCU: u32 = 16;
 
 pub struct TestPattern {
-    frames: Vec<Bytes>,
+    settings: CaptureSettings,
+    frames: Vec<Segmented>,
     next: usize,
+    /// Frames made since this source started.
+    count: u64,
+    /// Pixel size of one font dot, and the band's height in MCU rows.
+    scale: usize,
+    band_rows: usize,
     ticks: Interval,
 }
 
@@ -30,7 +41,7 @@ impl TestPattern {
         let frames = tokio::task::spawn_blocking(move || render_loop(s))
             .await
             .context("test pattern task failed")??;
-        let bytes: usize = frames.iter().map(Bytes::len).sum();
+        let bytes: usize = frames.iter().map(Segmented::len).sum();
         tracing::info!(
             "test pattern: {} frames of {}x{} ({} KiB) encoded in {} ms",
             frames.len(),
@@ -41,39 +52,140 @@ impl TestPattern {
         );
         let mut ticks = interval(Duration::from_secs_f64(1.0 / f64::from(s.fps.max(1))));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let scale = (s.height / 160).max(1) as usize;
+        let mcu_rows = s.height.div_ceil(MCU) as usize;
+        let band_rows = (9 * scale).div_ceil(MCU as usize).min(mcu_rows);
         Ok(TestPattern {
+            settings: s,
             frames,
             next: 0,
+            count: 0,
+            scale,
+            band_rows,
             ticks,
         })
     }
 
-    pub async fn next_frame(&mut self) -> Bytes {
+    pub async fn next_frame(&mut self) -> Result<Bytes> {
         self.ticks.tick().await;
-        let frame = self.frames[self.next].clone();
+        let label = format!(
+            "{:06} {}",
+            self.count,
+            chrono::Utc::now().format("%H:%M:%S%.3f")
+        );
+        let frame = self.compose(&label)?;
         self.next = (self.next + 1) % self.frames.len();
-        frame
+        self.count += 1;
+        Ok(frame)
+    }
+
+    /// The current base frame with `label` in the band on top.
+    fn compose(&self, label: &str) -> Result<Bytes> {
+        let s = &self.settings;
+        let band_h = (self.band_rows as u32 * MCU).min(s.height);
+        let mut rgb = vec![0u8; s.width as usize * band_h as usize * 3];
+        let top = (band_h as usize).saturating_sub(7 * self.scale) / 2;
+        draw_text(&mut rgb, s.width as usize, self.scale, top, label);
+        let band = segment(Bytes::from(encode(&rgb, s.width, band_h, s.quality)?))?;
+        let base = &self.frames[self.next];
+        ensure!(
+            band.segments.len() == self.band_rows,
+            "band has {} segments",
+            band.segments.len()
+        );
+        let mut out = BytesMut::with_capacity(base.len() + band.len());
+        out.extend_from_slice(&base.header);
+        let last = base.segments.len() - 1;
+        for (j, segment) in base.segments.iter().enumerate() {
+            out.extend_from_slice(band.segments.get(j).unwrap_or(segment));
+            // RSTm counts modulo 8 (T.81 B.2.1); the last interval ends the image.
+            out.extend_from_slice(&if j < last {
+                [0xFF, 0xD0 + (j % 8) as u8]
+            } else {
+                [0xFF, 0xD9]
+            });
+        }
+        Ok(out.freeze())
     }
 }
 
-fn render_loop(s: CaptureSettings) -> Result<Vec<Bytes>> {
+/// A baseline JPEG cut at its restart markers: everything up to the scan
+/// data, then each restart interval's entropy-coded bytes (markers removed).
+struct Segmented {
+    header: Bytes,
+    segments: Vec<Bytes>,
+}
+
+impl Segmented {
+    fn len(&self) -> usize {
+        self.header.len() + self.segments.iter().map(|s| s.len() + 2).sum::<usize>()
+    }
+}
+
+fn segment(jpeg: Bytes) -> Result<Segmented> {
+    let mut pos = 2;
+    loop {
+        let (Some(&0xFF), Some(&marker), Some(len)) =
+            (jpeg.get(pos), jpeg.get(pos + 1), jpeg.get(pos + 2..pos + 4))
+        else {
+            bail!("no scan in the encoded pattern");
+        };
+        pos += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if marker == 0xDA {
+            break;
+        }
+    }
+    let header = jpeg.slice(..pos);
+    let mut segments = Vec::new();
+    let (mut start, mut i) = (pos, pos);
+    while i + 1 < jpeg.len() {
+        if jpeg[i] != 0xFF {
+            i += 1;
+            continue;
+        }
+        match jpeg[i + 1] {
+            0x00 | 0xFF => i += 1,
+            0xD0..=0xD7 | 0xD9 => {
+                segments.push(jpeg.slice(start..i));
+                if jpeg[i + 1] == 0xD9 {
+                    return Ok(Segmented { header, segments });
+                }
+                i += 2;
+                start = i;
+            }
+            other => bail!("marker {other:02X} inside the scan"),
+        }
+    }
+    bail!("the encoded pattern has no EOI")
+}
+
+fn encode(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>> {
+    let mut jpeg = Vec::with_capacity(rgb.len() / 8);
+    let mut encoder = Encoder::new(&mut jpeg, quality);
+    encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+    // One restart interval per MCU row: rows can be swapped independently.
+    encoder.set_restart_interval(width.div_ceil(MCU) as u16);
+    encoder
+        .encode(rgb, width as u16, height as u16, ColorType::Rgb)
+        .context("encoding the test pattern")?;
+    Ok(jpeg)
+}
+
+fn render_loop(s: CaptureSettings) -> Result<Vec<Segmented>> {
     let n = s.fps.clamp(1, MAX_LOOP);
     (0..n)
         .map(|i| {
-            let rgb = render(s.width, s.height, i, n);
-            let mut jpeg = Vec::with_capacity(rgb.len() / 8);
-            let mut encoder = Encoder::new(&mut jpeg, s.quality);
-            encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
-            encoder
-                .encode(&rgb, s.width as u16, s.height as u16, ColorType::Rgb)
-                .context("encoding the test pattern")?;
-            Ok(Bytes::from(jpeg))
+            segment(Bytes::from(encode(
+                &render(s.width, s.height, i, n),
+                s.width,
+                s.height,
+                s.quality,
+            )?))
         })
         .collect()
 }
 
-/// Colour bars at 75%, a grey ramp below, a box moving left to right and the
-/// frame's number in the loop.
+/// Colour bars at 75%, a grey ramp below, a box moving left to right.
 fn render(width: u32, height: u32, index: u32, count: u32) -> Vec<u8> {
     const BARS: [[u8; 3]; 7] = [
         [191, 191, 191],
@@ -108,21 +220,6 @@ fn render(width: u32, height: u32, index: u32, count: u32) -> Vec<u8> {
         side,
         [255, 255, 255],
     );
-    let scale = (h / 60).max(2);
-    let digits = index.to_string();
-    let (tw, th) = (digits.len() * 6 * scale + scale, 9 * scale);
-    fill(&mut rgb, w, scale, scale, tw.min(w), th.min(h), [0, 0, 0]);
-    for (k, d) in digits.bytes().enumerate() {
-        draw_digit(
-            &mut rgb,
-            w,
-            h,
-            2 * scale + k * 6 * scale,
-            2 * scale,
-            scale,
-            d - b'0',
-        );
-    }
     rgb
 }
 
@@ -149,13 +246,26 @@ const FONT: [[u8; 7]; 10] = [
     [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
 ];
 
-fn draw_digit(rgb: &mut [u8], w: usize, h: usize, x0: usize, y0: usize, scale: usize, digit: u8) {
-    for (row, bits) in FONT[usize::from(digit)].iter().enumerate() {
-        for col in 0..5 {
-            if bits & (0x10 >> col) != 0 {
-                let (x, y) = (x0 + col * scale, y0 + row * scale);
-                if x + scale <= w && y + scale <= h {
-                    fill(rgb, w, x, y, scale, scale, [255, 255, 255]);
+/// The 5x7 glyph of a label character; blank for anything else.
+fn glyph(c: char) -> [u8; 7] {
+    match c {
+        '0'..='9' => FONT[c as usize - '0' as usize],
+        ':' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00],
+        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
+        _ => [0; 7],
+    }
+}
+
+/// White text on the band, one 6-dot cell per character, clipped at the edge.
+fn draw_text(rgb: &mut [u8], w: usize, scale: usize, top: usize, text: &str) {
+    for (k, c) in text.chars().enumerate() {
+        for (row, bits) in glyph(c).iter().enumerate() {
+            for col in 0..5 {
+                if bits & (0x10 >> col) != 0 {
+                    let x = scale + (k * 6 + col) * scale;
+                    if x + scale <= w {
+                        fill(rgb, w, x, top + row * scale, scale, scale, [255, 255, 255]);
+                    }
                 }
             }
         }
@@ -166,25 +276,60 @@ fn draw_digit(rgb: &mut [u8], w: usize, h: usize, x0: usize, y0: usize, scale: u
 mod tests {
     use super::*;
 
-    #[test]
-    fn frames_are_4_2_0_jpegs_of_the_requested_size_and_differ() {
+    fn pattern(width: u32, height: u32) -> TestPattern {
         let s = CaptureSettings {
-            width: 320,
-            height: 240,
+            width,
+            height,
             fps: 5,
             quality: 80,
         };
-        let frames = render_loop(s).unwrap();
-        assert_eq!(frames.len(), 5);
-        assert_ne!(frames[0], frames[1]);
-        let img = image::load_from_memory(&frames[3]).unwrap();
-        assert_eq!((img.width(), img.height()), (320, 240));
+        let scale = (height / 160).max(1) as usize;
+        let band_rows = (9 * scale).div_ceil(16).min(height.div_ceil(16) as usize);
+        let ticks = interval(Duration::from_secs(1));
+        TestPattern {
+            settings: s,
+            frames: render_loop(s).unwrap(),
+            next: 0,
+            count: 0,
+            scale,
+            band_rows,
+            ticks,
+        }
+    }
+
+    fn decode(jpeg: &[u8]) -> image::RgbImage {
+        image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+            .unwrap()
+            .to_rgb8()
+    }
+
+    #[tokio::test]
+    async fn spliced_frames_decode_at_size_and_only_the_band_changes() {
+        for (w, h) in [(320, 240), (1000, 250), (160, 120)] {
+            let p = pattern(w, h);
+            let a = decode(&p.compose("000001 10:00:00.000").unwrap());
+            let b = decode(&p.compose("000002 10:00:00.033").unwrap());
+            assert_eq!((a.width(), a.height()), (w, h));
+            let band_h = p.band_rows as u32 * 16;
+            let differs = |y0: u32, y1: u32| {
+                (y0..y1).any(|y| (0..w).any(|x| a.get_pixel(x, y) != b.get_pixel(x, y)))
+            };
+            assert!(differs(0, band_h), "{w}x{h}: the label must change");
+            assert!(
+                !differs(band_h, h),
+                "{w}x{h}: below the band the frames are the same base"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_are_4_2_0_and_the_base_loop_moves() {
+        let p = pattern(320, 240);
+        assert_eq!(p.frames.len(), 5);
+        assert_ne!(p.frames[0].segments, p.frames[1].segments);
+        let frame = p.compose("0").unwrap();
         // SOF0: components' sampling factors are 0x22 (Y), 0x11, 0x11 = 4:2:0.
-        let sof = frames[0]
-            .windows(2)
-            .position(|w| w == [0xFF, 0xC0])
-            .unwrap();
-        assert_eq!(frames[0][sof + 11], 0x22);
-        assert_eq!(frames[0][sof + 14], 0x11);
+        let sof = frame.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        assert_eq!((frame[sof + 11], frame[sof + 14]), (0x22, 0x11));
     }
 }
