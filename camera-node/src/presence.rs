@@ -51,7 +51,11 @@ impl Presence {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 event = driver.next() => match event {
-                    MqttEvent::Connected => {
+                    None => {
+                        tracing::error!("the MQTT event loop stopped");
+                        break;
+                    }
+                    Some(MqttEvent::Connected) => {
                         connected = true;
                         try_subscribe(&client, topics::GETIP_REQUEST);
                         try_publish(&client, &status_topic, true, ONLINE.into());
@@ -59,11 +63,11 @@ impl Presence {
                         // Stats and temperature right away, then every interval.
                         ticker.reset_immediately();
                     }
-                    MqttEvent::Message(p) if p.topic == topics::GETIP_REQUEST => {
+                    Some(MqttEvent::Message(p)) if p.topic == topics::GETIP_REQUEST => {
                         tracing::debug!("answering a discovery request");
                         try_publish(&client, topics::GETIP_RESPONSE, false, info_json(&self.info.borrow()));
                     }
-                    MqttEvent::Message(p) => tracing::debug!(topic = %p.topic, "ignoring message"),
+                    Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
                 changed = self.info.changed() => {
                     if changed.is_ok() && connected {

@@ -15,21 +15,7 @@ fn garbage_truncated_and_oversized_frames_are_skipped_with_warnings() {
     let broker = Broker::start();
     let dir = TempDir::new("damaged");
     let good = dir.path("good.jpg");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120",
-        ])
-        .args(["-frames:v", "1", "-f", "mjpeg", "-huffman", "default"])
-        .arg(&good)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    make_mjpeg(&good, "160x120", 1);
     let jpeg = std::fs::read(&good).unwrap();
     let mut bad = std::fs::File::create(dir.path("bad.bin")).unwrap();
     bad.write_all(b"this is not a JPEG \x00\x01\x02\xFF")
@@ -81,22 +67,12 @@ fn garbage_truncated_and_oversized_frames_are_skipped_with_warnings() {
 #[test]
 fn a_refused_password_is_explained_and_frames_keep_flowing() {
     let broker = Broker::start_with_password("cam", "right");
-    let wrong = format!("mqtt://cam:wrong@127.0.0.1:{}", broker.port);
-    let node = Node::start(&[
-        "--broker",
-        &wrong,
-        "--node-id",
-        "pi-pw",
-        "--source",
-        "test",
-        "--width",
-        "160",
-        "--height",
-        "120",
-        "--tcp-port",
-        "0",
-        "--no-cpu-temp",
-    ]);
+    let small = words("--source test --width 160 --height 120 --tcp-port 0 --no-cpu-temp");
+    let start = |password: &str, node_id: &str| {
+        let url = format!("mqtt://cam:{password}@127.0.0.1:{}", broker.port);
+        Node::start(&[vec!["--broker", &url, "--node-id", node_id], small.clone()].concat())
+    };
+    let node = start("wrong", "pi-pw");
     node.wait_log(
         "not authorised (check user:pass in the broker URL",
         Duration::from_secs(15),
@@ -104,37 +80,14 @@ fn a_refused_password_is_explained_and_frames_keep_flowing() {
     let mut client = FrameClient::connect(node.tcp_port("cam0"));
     client.next();
     assert!(
-        !node.log().contains("right"),
+        !node.log().contains("wrong"),
         "the log must not show passwords"
     );
     // The right password gets in.
-    let right = format!("mqtt://cam:right@127.0.0.1:{}", broker.port);
-    let _ok = Node::start(&[
-        "--broker",
-        &right,
-        "--node-id",
-        "pi-pw-ok",
-        "--source",
-        "test",
-        "--width",
-        "160",
-        "--height",
-        "120",
-        "--tcp-port",
-        "0",
-        "--no-cpu-temp",
-    ]);
+    let _ok = start("right", "pi-pw-ok");
+    let port = broker.port.to_string();
     let out = std::process::Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-u",
-            "cam",
-            "-P",
-            "right",
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port, "-u", "cam", "-P", "right"])
         .args(["-t", "camfleet/node/pi-pw-ok/status", "-C", "1", "-W", "15"])
         .output()
         .unwrap();

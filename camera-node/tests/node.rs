@@ -108,6 +108,20 @@ exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x240:r
     );
 }
 
+/// A node on `--source rpicam` with a fake `program` first on PATH; the
+/// directory holds the fake's `invocations` log.
+fn start_on_fake_camera(url: &str, node_id: &str, program: &str) -> (Node, TempDir) {
+    let bin = TempDir::new("fakecam");
+    fake_camera_script(&bin, program);
+    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
+    let size = words("--width 320 --height 240 --fps 10 --quality 70");
+    let node = Node::start_with_env(
+        &[node_args(url, node_id, "rpicam"), size].concat(),
+        &[("PATH", &path)],
+    );
+    (node, bin)
+}
+
 fn invocations(dir: &TempDir) -> Vec<String> {
     std::fs::read_to_string(dir.path("invocations"))
         .unwrap_or_default()
@@ -119,24 +133,7 @@ fn invocations(dir: &TempDir) -> Vec<String> {
 fn rpicam_source_streams_through(program: &str) {
     let broker = Broker::start();
     let url = broker.url();
-    let bin = TempDir::new("fakecam");
-    fake_camera_script(&bin, program);
-    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
-    let args = [
-        node_args(&url, "pi-cam", "rpicam"),
-        vec![
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "10",
-            "--quality",
-            "70",
-        ],
-    ]
-    .concat();
-    let node = Node::start_with_env(&args, &[("PATH", &path)]);
+    let (node, bin) = start_on_fake_camera(&url, "pi-cam", program);
     let mut client = FrameClient::connect(node.tcp_port("cam0"));
     for _ in 0..5 {
         assert_eq!(jpeg_size(&client.next().jpeg), (320, 240));
@@ -167,24 +164,7 @@ fn rpicam_source_falls_back_to_libcamera_vid() {
 fn a_killed_camera_is_restarted_and_sequence_numbers_keep_counting() {
     let broker = Broker::start();
     let url = broker.url();
-    let bin = TempDir::new("fakecam");
-    fake_camera_script(&bin, "rpicam-vid");
-    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
-    let args = [
-        node_args(&url, "pi-kill", "rpicam"),
-        vec![
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "10",
-            "--quality",
-            "70",
-        ],
-    ]
-    .concat();
-    let node = Node::start_with_env(&args, &[("PATH", &path)]);
+    let (node, bin) = start_on_fake_camera(&url, "pi-kill", "rpicam-vid");
     let mut client = FrameClient::connect(node.tcp_port("cam0"));
     let before = client.next().seq;
     let pid = invocations(&bin)[0].split(' ').next().unwrap().to_owned();
@@ -320,24 +300,7 @@ fn the_node_reannounces_after_a_broker_restart() {
 fn sigterm_leaves_offline_and_no_camera_process() {
     let broker = Broker::start();
     let url = broker.url();
-    let bin = TempDir::new("fakecam");
-    fake_camera_script(&bin, "rpicam-vid");
-    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
-    let args = [
-        node_args(&url, "pi-stop", "rpicam"),
-        vec![
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "10",
-            "--quality",
-            "70",
-        ],
-    ]
-    .concat();
-    let mut node = Node::start_with_env(&args, &[("PATH", &path)]);
+    let (mut node, bin) = start_on_fake_camera(&url, "pi-stop", "rpicam-vid");
     let mut client = FrameClient::connect(node.tcp_port("cam0"));
     client.next();
     broker.wait_status("pi-stop", "online");
@@ -379,21 +342,7 @@ fn a_second_signal_exits_at_once_and_kills_the_camera() {
     let dir = TempDir::new("stubborn");
     let pids = dir.path("pids");
     let frame = dir.path("frame.jpg");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120",
-        ])
-        .args(["-frames:v", "1", "-f", "mjpeg"])
-        .arg(&frame)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    make_mjpeg(&frame, "160x120", 1);
     // A camera that ignores SIGTERM (cat and sleep inherit the ignore), so
     // the orderly shutdown has to wait for it.
     let script = dir.script(
@@ -457,21 +406,7 @@ fn a_file_source_is_replayed_in_a_loop() {
     let url = broker.url();
     let dir = TempDir::new("file");
     let file = dir.path("clip.mjpeg");
-    let made = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-        ])
-        .args(["-frames:v", "8", "-f", "mjpeg", "-q:v", "5"])
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    make_mjpeg(&file, "160x120", 8);
     let source = format!("file:{}", file.display());
     let node = Node::start(&[node_args(&url, "pi-file", &source), vec!["--fps", "40"]].concat());
     let mut client = FrameClient::connect(node.tcp_port("cam0"));
@@ -568,4 +503,40 @@ fn viewers_over_the_cap_are_refused_with_a_log_line() {
         again.set_read_timeout(Some(SECS(5))).unwrap();
         (again.read(&mut buf).unwrap_or(0) > 0).then_some(())
     });
+}
+
+#[test]
+fn startup_publishes_online_without_a_spurious_offline() {
+    // The flap this guards against (a connect dropped half-way, so the broker
+    // publishes the last will) was a race; six nodes make it show up.
+    let broker = Broker::start();
+    let url = broker.url();
+    let watcher = Watcher::start(&broker, "camfleet/node/+/status");
+    let ids: Vec<String> = (0..6).map(|i| format!("pi-fresh{i}")).collect();
+    let _nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| {
+            Node::start(
+                &[
+                    node_args(&url, id, "test"),
+                    words("--width 160 --height 120"),
+                ]
+                .concat(),
+            )
+        })
+        .collect();
+    for id in &ids {
+        broker.wait_status(id, "online");
+        let prefix = format!("camfleet/node/{id}/status ");
+        let statuses: Vec<String> = watcher
+            .seen()
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+            .collect();
+        assert_eq!(
+            statuses,
+            ["online"],
+            "{id}: a starting node must not flap through its last will"
+        );
+    }
 }

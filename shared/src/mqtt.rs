@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,10 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
     Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::broker::BrokerUrl;
@@ -76,16 +80,7 @@ pub fn connect(
         )));
     }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-    Ok((
-        client,
-        Driver {
-            eventloop,
-            broker: b.to_string(),
-            backoff: mqtt_backoff(),
-            connected: false,
-            retry_at: None,
-        },
-    ))
+    Ok((client, Driver::spawn(eventloop, b.to_string())))
 }
 
 /// Brokers restart quickly; a cap of 10 s brings a fleet back soon after.
@@ -139,71 +134,99 @@ pub enum MqttEvent {
     Message(Publish),
 }
 
-/// Owns the event loop; its owner calls [`Driver::next`] in a loop and never
-/// awaits client calls in between (use `try_publish`).
+/// The receiving end of the event loop. A task of its own polls rumqttc's
+/// `EventLoop` and nothing else: a poll dropped half-way (as `select!` does
+/// with the branches that lose) would drop a connection in the middle of
+/// its handshake, after the broker has its last will, and the broker would
+/// publish that will. Waiting on [`Driver::next`] is cancel-safe.
 pub struct Driver {
-    eventloop: EventLoop,
+    events: mpsc::Receiver<MqttEvent>,
+    connected: Arc<AtomicBool>,
+    pump: JoinHandle<()>,
     broker: String,
-    backoff: Backoff,
-    connected: bool,
-    /// When the next attempt may start; kept here so that a `next()`
-    /// dropped by `select!` during the backoff does not skip it.
-    retry_at: Option<tokio::time::Instant>,
 }
 
+/// Events queued between the event loop and its owner.
+const EVENT_QUEUE: usize = 64;
+
 impl Driver {
-    /// The next connect or message. Errors are logged and retried with
-    /// backoff; this never returns an error. Cancel-safe.
-    pub async fn next(&mut self) -> MqttEvent {
-        loop {
-            if let Some(at) = self.retry_at {
-                tokio::time::sleep_until(at).await;
-                self.retry_at = None;
-            }
-            match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    self.connected = true;
-                    self.backoff.reset();
-                    self.backoff.attempt_started();
-                    tracing::info!(broker = %self.broker, "connected to MQTT broker");
-                    return MqttEvent::Connected;
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => return MqttEvent::Message(p),
-                Ok(_) => {}
-                Err(e) => {
-                    self.connected = false;
-                    let delay = self.backoff.next_delay();
-                    self.retry_at = Some(tokio::time::Instant::now() + delay);
-                    tracing::warn!(
-                        broker = %self.broker,
-                        "MQTT connection failed: {}; retrying in {:.1} s",
-                        explain(&e),
-                        delay.as_secs_f64()
-                    );
-                }
-            }
+    fn spawn(eventloop: EventLoop, broker: String) -> Self {
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let connected = Arc::new(AtomicBool::new(false));
+        let pump = tokio::spawn(
+            pump(eventloop, tx, Arc::clone(&connected), broker.clone()).in_current_span(),
+        );
+        Driver {
+            events,
+            connected,
+            pump,
+            broker,
         }
+    }
+
+    /// The next connect or message; `None` once the event loop has stopped
+    /// (after a disconnect). Connection errors are logged and retried with
+    /// backoff inside.
+    pub async fn next(&mut self) -> Option<MqttEvent> {
+        self.events.recv().await
     }
 
     /// True from a ConnAck until the next connection error.
     pub fn is_connected(&self) -> bool {
-        self.connected
+        self.connected.load(Ordering::Relaxed)
     }
 
-    /// Sends what is queued (the `offline` status, the disconnect) and stops,
-    /// waiting at most `limit`.
+    /// Waits, at most `limit`, for what is queued (the `offline` status, the
+    /// disconnect) to be sent; call after `client.try_disconnect()`.
     pub async fn close(mut self, limit: Duration) {
-        let flush = async {
-            loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
+        self.events.close();
+        if tokio::time::timeout(limit, &mut self.pump).await.is_err() {
+            tracing::warn!(broker = %self.broker, "MQTT disconnect did not complete in {limit:?}");
+            self.pump.abort();
+        }
+    }
+}
+
+/// Polls the event loop until the client disconnects, retrying failed
+/// connections with backoff.
+async fn pump(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<MqttEvent>,
+    connected: Arc<AtomicBool>,
+    broker: String,
+) {
+    let mut backoff = mqtt_backoff();
+    loop {
+        let event = match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff.reset();
+                backoff.attempt_started();
+                tracing::info!(broker = %broker, "connected to MQTT broker");
+                MqttEvent::Connected
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => MqttEvent::Message(p),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => continue,
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                if tx.is_closed() {
+                    return; // shutting down; nothing more to send
                 }
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    broker = %broker,
+                    "MQTT connection failed: {}; retrying in {:.1} s",
+                    explain(&e),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
+                continue;
             }
         };
-        if tokio::time::timeout(limit, flush).await.is_err() {
-            tracing::warn!(broker = %self.broker, "MQTT disconnect did not complete in {limit:?}");
-        }
+        // A closed receiver means the owner is shutting down: keep polling
+        // so its last publishes and the disconnect go out.
+        let _ = tx.send(event).await;
     }
 }
 

@@ -334,6 +334,58 @@ impl Broker {
     }
 }
 
+/// A `mosquitto_sub -v` running in the background, writing what it sees
+/// to a file; [`Watcher::start`] returns once it is subscribed.
+pub struct Watcher {
+    child: Child,
+    out: PathBuf,
+    _dir: TempDir,
+}
+
+impl Watcher {
+    pub fn start(broker: &Broker, filter: &str) -> Self {
+        let dir = TempDir::new("watch");
+        let out = dir.path("seen");
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port.to_string(),
+                "-v",
+                "-t",
+                filter,
+                "-t",
+                "test/ready",
+            ])
+            .stdout(file)
+            .spawn()
+            .expect("run mosquitto_sub");
+        let watcher = Watcher {
+            child,
+            out,
+            _dir: dir,
+        };
+        wait_for("the watcher to subscribe", Duration::from_secs(10), || {
+            broker.publish("test/ready", "1");
+            watcher.seen().contains("test/ready").then_some(())
+        });
+        watcher
+    }
+
+    pub fn seen(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -555,4 +607,40 @@ pub fn write(path: &Path, text: &str) {
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
+}
+
+/// An MJPEG file (one JPEG when `frames` is 1) of ffmpeg's test picture,
+/// baseline 4:2:0 with the standard Huffman tables like `rpicam-vid`.
+pub fn make_mjpeg(path: &Path, size: &str, frames: u32) {
+    require("ffmpeg", "ffmpeg");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=10"),
+        ])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-f",
+            "mjpeg",
+            "-q:v",
+            "5",
+            "-huffman",
+            "default",
+        ])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(made.success(), "ffmpeg could not make {}", path.display());
+}
+
+/// Command-line words from one string, to keep argument lists short.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
