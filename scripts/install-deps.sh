@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(mosquitto mosquitto-clients ffmpeg openssl)
+  packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux)
 fi
 
 missing=()

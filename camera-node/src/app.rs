@@ -1,6 +1,7 @@
 //! Wires a node together and owns its shutdown order: stop accepting and
 //! close viewer connections, stop the cameras, publish `offline`.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -15,6 +16,7 @@ use tracing::Instrument;
 use crate::camera::Camera;
 use crate::config::NodeConfig;
 use crate::hub::Hub;
+use crate::notify::Notifier;
 use crate::presence::{advertised_addresses, host_port, Presence};
 use crate::serve::tcp;
 
@@ -91,11 +93,22 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         let span = tracing::info_span!("camera", camera = %cam.id);
         cameras.spawn(camera.run(cameras_stop.clone()).instrument(span));
     }
+    let mqtt_connected = Arc::new(AtomicBool::new(false));
+    let notifier = Notifier::from_env();
+    let notify_stop = CancellationToken::new();
+    let notify_task = notifier.run(
+        hubs.clone(),
+        Arc::clone(&mqtt_connected),
+        config.watchdog,
+        notify_stop.clone(),
+    );
+    let notify_task = tokio::spawn(notify_task.instrument(tracing::info_span!("systemd")));
     let mqtt_stop = CancellationToken::new();
     let presence = Presence {
         config: Arc::clone(&config),
         info: info_rx,
         hubs,
+        connected: mqtt_connected,
     };
     let mut presence = tokio::spawn(
         presence
@@ -107,6 +120,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         _ = shutdown.cancelled() => None,
         ended = &mut presence => Some(ended),
     };
+    notify_stop.cancel();
+    let _ = notify_task.await;
     tracing::info!("shutdown 1/3: closing listeners and viewer connections");
     servers_stop.cancel();
     servers.close();

@@ -89,6 +89,9 @@ pub struct Cli {
     /// Do not publish sensor/<node_id>/cpu_temp
     #[arg(long, env = "CAMFLEET_NO_CPU_TEMP")]
     pub no_cpu_temp: bool,
+    /// Check the configuration, print the settings in effect and exit
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// The config file. Unknown keys are an error, so a typo never goes unnoticed.
@@ -156,6 +159,32 @@ pub struct CameraConfig {
 }
 
 impl NodeConfig {
+    /// The settings in effect, for `--check-config`.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "node {} on broker {} (topics {}/...)\nlisten {} advertise {}\n",
+            self.node_id,
+            self.mqtt.broker,
+            self.topic_prefix,
+            self.bind,
+            self.advertise_host
+                .as_deref()
+                .unwrap_or("(this host's addresses)")
+        );
+        for c in &self.cameras {
+            let port = if c.tcp_port == 0 {
+                "any free port".to_owned()
+            } else {
+                c.tcp_port.to_string()
+            };
+            out.push_str(&format!(
+                "{}: {} {}x{} at {} fps, quality {}, TCP {port}\n",
+                c.id, c.source, c.capture.width, c.capture.height, c.capture.fps, c.capture.quality
+            ));
+        }
+        out
+    }
+
     /// Reads the config file (if any) and merges it with the flags.
     pub fn load(cli: Cli) -> Result<Self> {
         let file = match &cli.config {

@@ -10,12 +10,14 @@
 //! - [`hub`]: newest-frame fan-out of one camera.
 //! - [`serve`]: the TCP frame protocol server.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
+//! - [`notify`]: systemd readiness, watchdog and status.
 
 pub mod app;
 pub mod camera;
 pub mod config;
 pub mod hub;
 pub mod mjpeg;
+pub mod notify;
 pub mod presence;
 pub mod serve;
 pub mod source;

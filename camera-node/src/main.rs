@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    let check_only = cli.check_config;
     let config = match NodeConfig::load(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -27,6 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if check_only {
+        print!("{}", config.summary());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ pub struct Presence {
     pub config: Arc<NodeConfig>,
     pub info: watch::Receiver<NodeInfo>,
     pub hubs: Vec<Arc<Hub>>,
+    /// Mirrors the connection, for the systemd notifier.
+    pub connected: Arc<AtomicBool>,
 }
 
 impl Presence {
@@ -95,6 +98,7 @@ impl Presence {
             }
             // A failed poll means the connection is gone until the next ConnAck.
             connected &= driver.is_connected();
+            self.connected.store(connected, Ordering::Relaxed);
         }
         tracing::info!("publishing offline and disconnecting from the broker");
         try_publish(&client, &status_topic, true, OFFLINE.into());

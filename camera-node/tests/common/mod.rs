@@ -407,9 +407,14 @@ impl Node {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_camera-node")), args, env)
+    }
+
+    /// Starts `program` (a wrapper such as qemu, with its own arguments and
+    /// the node binary) followed by the node's `args`.
+    pub fn start_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("node");
         let log = std::fs::File::create(dir.path("node.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_camera-node"));
         cmd.args(args)
             .env("RUST_LOG", "info")
             .env_remove("CAMFLEET_CONFIG")
@@ -471,10 +476,15 @@ impl Node {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+    pub fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
@@ -543,18 +553,27 @@ impl FrameClient {
     }
 
     pub fn next(&mut self) -> Received {
+        self.try_next().expect("read a frame")
+    }
+
+    /// The next frame, or `None` once the read times out or the stream ends.
+    pub fn try_next(&mut self) -> Option<Received> {
         let mut head = [0u8; HEADER_LEN];
-        self.stream
-            .read_exact(&mut head)
-            .expect("read a frame header");
+        self.stream.read_exact(&mut head).ok()?;
         let h = FrameHeader::decode(&head);
         let mut jpeg = vec![0u8; h.len as usize];
-        self.stream.read_exact(&mut jpeg).expect("read a JPEG");
-        Received {
+        self.stream.read_exact(&mut jpeg).ok()?;
+        Some(Received {
             seq: h.seq,
             captured_at_us: h.captured_at_us,
             jpeg,
-        }
+        })
+    }
+
+    /// Waits longer for each frame (a node under emulation).
+    pub fn patient(self, limit: Duration) -> Self {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        self
     }
 
     /// A client that connects and then never reads.
