@@ -43,18 +43,24 @@ fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/camfleet-target}"
 mkdir -p dist
+rm -f dist/.built-*   # run stamps of the Pi tests (camera-node/tests/pi.rs)
 for t in "${targets[@]}"; do
   echo "== camera-node for $t"
   cargo build --release --locked -p camera-node --target "$t"
   # The release profile strips symbols already; this checks it did.
   bin="$CARGO_TARGET_DIR/$t/release/camera-node"
-  cp "$bin" "dist/camera-node-$t"
+  # Replace by rename, never in place: a node running from dist/ (under
+  # qemu-user, which maps the file without the kernel's ETXTBSY guard) must
+  # keep its own copy.
+  dest="dist/camera-node-$t"
+  cmp -s "$bin" "$dest" || { cp "$bin" "$dest.new" && mv -f "$dest.new" "$dest"; }
   echo "   dist/camera-node-$t: $(stat -c %s "$bin") bytes"
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
   stage=$(mktemp -d)
   mkdir "$stage/camfleet-node"
   cp "$bin" scripts/install-node.sh systemd/camera-node.service packaging/etc/node.toml "$stage/camfleet-node/"
-  tar -C "$stage" -czf "dist/camfleet-node-$version-$t.tar.gz" camfleet-node
+  tar -C "$stage" -czf "dist/camfleet-node-$version-$t.tar.gz.new" camfleet-node
+  mv -f "dist/camfleet-node-$version-$t.tar.gz.new" "dist/camfleet-node-$version-$t.tar.gz"
   rm -rf "$stage"
   echo "   dist/camfleet-node-$version-$t.tar.gz"
   if [ "$deb" = yes ]; then

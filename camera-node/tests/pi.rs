@@ -22,16 +22,25 @@ fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// dist/ after `scripts/build-pi.sh` (both targets, with .debs).
+/// dist/ after `scripts/build-pi.sh` (both targets, with .debs), run once
+/// per test run: nextest runs each test in its own process, and a rebuild
+/// under a running test would swap the files it is reading.
 fn dist() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             require("flock", "util-linux");
+            let run =
+                std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+            let stamp = repo().join(format!("dist/.built-{run}"));
             let lock = std::env::temp_dir().join("camfleet-build-pi.lock");
+            let script = format!(
+                "[ -e '{0}' ] || {{ bash scripts/build-pi.sh && touch '{0}'; }}",
+                stamp.display()
+            );
             let out = Command::new("flock")
                 .arg(&lock)
-                .args(["bash", "scripts/build-pi.sh"])
+                .args(["sh", "-c", &script])
                 .current_dir(repo())
                 .output()
                 .expect("run scripts/build-pi.sh");
@@ -77,18 +86,13 @@ fn the_aarch64_node_streams_and_announces_under_qemu() {
 #[test]
 fn the_armv7_node_runs_under_qemu_arm() {
     let binary = dist().join(format!("camera-node-{ARMV7}"));
-    let out = qemu("qemu-arm", "/usr/arm-linux-gnueabihf")
-        .arg(&binary)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let version = run_ok(
+        qemu("qemu-arm", "/usr/arm-linux-gnueabihf")
+            .arg(&binary)
+            .arg("--version"),
     );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        version.trim(),
         format!("camera-node {}", env!("CARGO_PKG_VERSION"))
     );
 }
@@ -101,19 +105,14 @@ fn the_debs_hold_binary_unit_and_conffile_for_their_arch() {
             "camfleet-node_{}-1_{arch}.deb",
             env!("CARGO_PKG_VERSION")
         ));
-        let dpkg = |args: &[&str]| {
-            let out = Command::new("dpkg-deb")
-                .args(args)
-                .arg(&deb)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "dpkg-deb {args:?} {}", deb.display());
-            String::from_utf8(out.stdout).unwrap()
+        // dpkg-deb --info/--contents DEB [CONTROL FILE]
+        let dpkg = |option: &str, member: Option<&str>| {
+            run_ok(Command::new("dpkg-deb").arg(option).arg(&deb).args(member))
         };
-        let info = dpkg(&["--info"]);
+        let info = dpkg("--info", None);
         assert!(info.contains(&format!("Architecture: {arch}")), "{info}");
         assert!(info.contains("Package: camfleet-node"), "{info}");
-        let contents = dpkg(&["--contents"]);
+        let contents = dpkg("--contents", None);
         for path in [
             "./usr/bin/camera-node",
             "/systemd/system/camera-node.service",
@@ -124,23 +123,11 @@ fn the_debs_hold_binary_unit_and_conffile_for_their_arch() {
                 "{arch}: {path} missing from\n{contents}"
             );
         }
-        let out = Command::new("dpkg-deb")
-            .arg("--info")
-            .arg(&deb)
-            .arg("conffiles")
-            .output()
-            .unwrap();
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
+            dpkg("--info", Some("conffiles")).trim(),
             "/etc/camfleet/node.toml"
         );
-        let out = Command::new("dpkg-deb")
-            .arg("--info")
-            .arg(&deb)
-            .arg("postinst")
-            .output()
-            .unwrap();
-        let postinst = String::from_utf8_lossy(&out.stdout);
+        let postinst = dpkg("--info", Some("postinst"));
         assert!(
             postinst.contains("adduser --system") && postinst.contains("video"),
             "{postinst}"
@@ -200,18 +187,13 @@ fn the_unit_files_pass_systemd_analyze_verify() {
 fn install_node_sh_installs_into_a_root_and_is_safe_to_run_twice() {
     let root = TempDir::new("root");
     let run = || {
-        let out = Command::new("bash")
-            .arg(repo().join("scripts/install-node.sh"))
-            .arg(env!("CARGO_BIN_EXE_camera-node"))
-            .env("ROOT", &root.0)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let script = repo().join("scripts/install-node.sh");
+        run_ok(
+            Command::new("bash")
+                .arg(script)
+                .arg(env!("CARGO_BIN_EXE_camera-node"))
+                .env("ROOT", &root.0),
+        )
     };
     let first = run();
     assert!(first.contains("wrote"), "{first}");
@@ -238,4 +220,32 @@ fn install_node_sh_installs_into_a_root_and_is_safe_to_run_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("cam0: rpicam 1280x720 at 30 fps"), "{said}");
+}
+
+#[test]
+fn the_cross_built_nodes_need_nothing_beyond_libc() {
+    require("readelf", "binutils");
+    for target in [AARCH64, ARMV7] {
+        let binary = dist().join(format!("camera-node-{target}"));
+        let dynamic = run_ok(Command::new("readelf").arg("-d").arg(&binary));
+        let needed: Vec<&str> = dynamic
+            .lines()
+            .filter(|l| l.contains("(NEEDED)"))
+            .filter_map(|l| l.split('[').nth(1)?.strip_suffix(']'))
+            .collect();
+        let libc_family = [
+            "libc.so.6",
+            "libm.so.6",
+            "libgcc_s.so.1",
+            "ld-linux-armhf.so.3",
+            "ld-linux-aarch64.so.1",
+        ];
+        assert!(!needed.is_empty(), "{target}: no NEEDED entries read");
+        for lib in &needed {
+            assert!(
+                libc_family.contains(lib),
+                "{target} needs {lib} (all: {needed:?})"
+            );
+        }
+    }
 }

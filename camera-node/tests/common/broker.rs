@@ -1,0 +1,327 @@
+//! A real mosquitto broker per test, and `mosquitto_sub`/`mosquitto_pub`
+//! as a user would type them.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use shared::messages::NodeInfo;
+
+use super::{free_port, require, wait_for, TempDir};
+
+/// A real mosquitto broker on a free loopback port.
+pub struct Broker {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+    config: PathBuf,
+    /// Set for a TLS broker: mosquitto_sub/pub then use it.
+    tls_ca: Option<PathBuf>,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A broker on TLS only, with a certificate for 127.0.0.1 from a fresh
+    /// test CA; returns it and the CA file clients should trust.
+    pub fn start_tls() -> (Self, PathBuf) {
+        require("openssl", "openssl");
+        let mut broker = Self::start_with(None);
+        broker.stop();
+        let d = &broker.dir;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&d.0)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &[
+                "-subj",
+                "/CN=camfleet test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            &["-addext", "keyUsage=critical,keyCertSign"],
+        ]
+        .concat());
+        run(&[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            d.path("ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let conf = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            broker.port,
+            d.path("ca.pem").display(),
+            d.path("server.pem").display(),
+            d.path("server.key").display()
+        );
+        std::fs::write(&broker.config, conf).unwrap();
+        // mosquitto started as root drops to its own user: let it read the
+        // (throwaway) key.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path("server.key"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let ca = d.path("ca.pem");
+        broker.tls_ca = Some(ca.clone());
+        broker.restart();
+        (broker, ca)
+    }
+
+    /// A broker that only lets `user` in with `password`.
+    pub fn start_with_password(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>) -> Self {
+        require("mosquitto", "mosquitto");
+        require("mosquitto_sub", "mosquitto-clients");
+        let dir = TempDir::new("broker");
+        let port = free_port();
+        let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
+        match credentials {
+            None => conf.push_str("allow_anonymous true\n"),
+            Some((user, password)) => {
+                let file = dir.path("passwords");
+                let ok = Command::new("mosquitto_passwd")
+                    .args(["-b", "-c"])
+                    .arg(&file)
+                    .args([user, password])
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "mosquitto_passwd failed");
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    file.display()
+                ));
+            }
+        }
+        let config = dir.path("mosquitto.conf");
+        std::fs::write(&config, conf).unwrap();
+        let mut broker = Broker {
+            port,
+            child: None,
+            dir,
+            config,
+            tls_ca: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        wait_for("the broker port to close", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port))
+                .is_err()
+                .then_some(())
+        });
+    }
+
+    /// Starts (again) on the same port, with no retained messages.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.path("mosquitto.log")).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        wait_for("mosquitto to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", self.port)).ok()
+        });
+    }
+
+    /// Messages on `topic` as `mosquitto_sub -v` prints them, at most
+    /// `count`, waiting at most `secs` seconds.
+    pub fn sub(&self, topic: &str, count: usize, secs: u32) -> Vec<(String, String)> {
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-v",
+                "-t",
+                topic,
+            ])
+            .args(["-C", &count.to_string(), "-W", &secs.to_string()])
+            .args(
+                self.tls_ca
+                    .iter()
+                    .flat_map(|ca| [std::ffi::OsStr::new("--cafile"), ca.as_os_str()]),
+            )
+            .output()
+            .expect("run mosquitto_sub");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(t, p)| (t.to_owned(), p.to_owned())))
+            .collect()
+    }
+
+    /// The retained payload of `topic` (a fresh subscriber's first message).
+    pub fn retained(&self, topic: &str) -> Option<String> {
+        self.sub(topic, 1, 1).into_iter().next().map(|(_, p)| p)
+    }
+
+    pub fn publish(&self, topic: &str, payload: &str) {
+        let ok = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                topic,
+                "-m",
+                payload,
+            ])
+            .status()
+            .expect("run mosquitto_pub")
+            .success();
+        assert!(ok, "mosquitto_pub failed");
+    }
+
+    /// Waits for the retained NodeInfo of `node_id`.
+    pub fn node_info(&self, node_id: &str) -> NodeInfo {
+        let topic = format!("camfleet/node/{node_id}/info");
+        wait_for(
+            &format!("retained {topic}"),
+            Duration::from_secs(20),
+            || {
+                self.retained(&topic)
+                    .map(|p| serde_json::from_str(&p).expect("NodeInfo JSON"))
+            },
+        )
+    }
+
+    pub fn wait_status(&self, node_id: &str, want: &str) {
+        let topic = format!("camfleet/node/{node_id}/status");
+        wait_for(
+            &format!("retained {want} on {topic}"),
+            Duration::from_secs(20),
+            || (self.retained(&topic).as_deref() == Some(want)).then_some(()),
+        );
+    }
+}
+
+/// A `mosquitto_sub -v` running in the background, writing what it sees
+/// to a file; [`Watcher::start`] returns once it is subscribed.
+pub struct Watcher {
+    child: Child,
+    out: PathBuf,
+    _dir: TempDir,
+}
+
+impl Watcher {
+    pub fn start(broker: &Broker, filter: &str) -> Self {
+        let dir = TempDir::new("watch");
+        let out = dir.path("seen");
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &broker.port.to_string(),
+                "-v",
+                "-t",
+                filter,
+                "-t",
+                "test/ready",
+            ])
+            .stdout(file)
+            .spawn()
+            .expect("run mosquitto_sub");
+        let watcher = Watcher {
+            child,
+            out,
+            _dir: dir,
+        };
+        wait_for("the watcher to subscribe", Duration::from_secs(10), || {
+            broker.publish("test/ready", "1");
+            watcher.seen().contains("test/ready").then_some(())
+        });
+        watcher
+    }
+
+    pub fn seen(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! A viewer reading TCP frame protocol v1 the way a third-party client would.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
+
+use super::wait_for;
+
+/// A viewer reading TCP frame protocol v1 the way a third-party client would.
+pub struct FrameClient {
+    stream: TcpStream,
+}
+
+#[derive(Debug)]
+pub struct Received {
+    pub seq: u64,
+    pub captured_at_us: u64,
+    pub jpeg: Vec<u8>,
+}
+
+impl FrameClient {
+    pub fn connect(port: u16) -> Self {
+        let stream = wait_for("the TCP frame port", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut client = FrameClient { stream };
+        let mut hello = [0u8; 11];
+        client
+            .stream
+            .read_exact(&mut hello)
+            .expect("read the hello");
+        assert_eq!(&hello, HELLO, "the node must greet with CAMFLEET/1");
+        client
+    }
+
+    pub fn next(&mut self) -> Received {
+        self.try_next().expect("read a frame")
+    }
+
+    /// The next frame, or `None` once the read times out or the stream ends.
+    pub fn try_next(&mut self) -> Option<Received> {
+        let mut head = [0u8; HEADER_LEN];
+        self.stream.read_exact(&mut head).ok()?;
+        let h = FrameHeader::decode(&head);
+        let mut jpeg = vec![0u8; h.len as usize];
+        self.stream.read_exact(&mut jpeg).ok()?;
+        Some(Received {
+            seq: h.seq,
+            captured_at_us: h.captured_at_us,
+            jpeg,
+        })
+    }
+
+    /// Waits longer for each frame (a node under emulation).
+    pub fn patient(self, limit: Duration) -> Self {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        self
+    }
+
+    /// A client that connects and then never reads.
+    pub fn stalled(port: u16) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nonblocking(false).unwrap();
+        s
+    }
+
+    pub fn raw(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}

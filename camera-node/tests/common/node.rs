@@ -1,0 +1,192 @@
+//! The real camera-node binary, and fake `rpicam-vid`/`libcamera-vid`.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{require, wait_for, words, TempDir};
+
+/// The real camera-node binary; its log goes to a file the test can read.
+pub struct Node {
+    pub child: Option<Child>,
+    pub dir: TempDir,
+}
+
+impl Node {
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_camera-node")), args, env)
+    }
+
+    /// Starts `program` (a wrapper such as qemu, with its own arguments and
+    /// the node binary) followed by the node's `args`.
+    pub fn start_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new("node");
+        let log = std::fs::File::create(dir.path("node.log")).unwrap();
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("CAMFLEET_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start camera-node");
+        Node {
+            child: Some(child),
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("node.log")).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        wait_for(&format!("{needle:?} in the node log"), limit, || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    /// The TCP port of a camera, from the node's log.
+    pub fn tcp_port(&self, camera: &str) -> u16 {
+        let needle = format!("serving {camera} on TCP port ");
+        wait_for(&needle, Duration::from_secs(20), || {
+            let log = self.log();
+            let at = log.find(&needle)? + needle.len();
+            log[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the node to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        wait_for("the node to exit", limit, || child.try_wait().unwrap())
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- camera-node log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Runs camera-node to completion (for start-up errors).
+pub fn run_node(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_camera-node"))
+        .args(args)
+        .env_remove("CAMFLEET_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run camera-node")
+}
+
+pub fn node_args<'a>(broker: &'a str, node_id: &'a str, source: &'a str) -> Vec<&'a str> {
+    vec![
+        "--broker",
+        broker,
+        "--node-id",
+        node_id,
+        "--source",
+        source,
+        "--tcp-port",
+        "0",
+        "--advertise-host",
+        "127.0.0.1",
+        "--no-cpu-temp",
+    ]
+}
+
+/// A stand-in for rpicam-vid/libcamera-vid: checks the contract's flags,
+/// records its pid, then streams MJPEG at the size and rate it was asked for.
+pub fn fake_camera_script(dir: &TempDir, name: &str) {
+    require("ffmpeg", "ffmpeg");
+    let log = dir.path("invocations");
+    dir.script(
+        name,
+        &format!(
+            r#"#!/bin/sh
+args=" $* "
+echo "$$ $*" >> '{log}'
+for want in "-t 0" "-n" "--codec mjpeg" "--flush" "-o -" "--width 320" "--height 240" "--framerate 10" "-q 70"; do
+  case "$args" in *" $want "*) ;; *) echo "fake {name}: missing '$want' in:$args" >&2; exit 3;; esac
+done
+exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x240:rate=10 -f mjpeg -q:v 5 -huffman default -
+"#,
+            log = log.display()
+        ),
+    );
+}
+
+/// A node on `--source rpicam` with a fake `program` first on PATH; the
+/// directory holds the fake's `invocations` log.
+pub fn start_on_fake_camera(url: &str, node_id: &str, program: &str) -> (Node, TempDir) {
+    let bin = TempDir::new("fakecam");
+    fake_camera_script(&bin, program);
+    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
+    let size = words("--width 320 --height 240 --fps 10 --quality 70");
+    let node = Node::start_with_env(
+        &[node_args(url, node_id, "rpicam"), size].concat(),
+        &[("PATH", &path)],
+    );
+    (node, bin)
+}
+
+pub fn invocations(dir: &TempDir) -> Vec<String> {
+    std::fs::read_to_string(dir.path("invocations"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
