@@ -1,0 +1,275 @@
+//! A fragmented MP4 writer for Motion JPEG (ISO/IEC 14496-12 and -14).
+//!
+//! The JPEGs are stored as they came: one track, sample entry `mp4v` with
+//! an `esds` whose objectTypeIndication is 0x6C (ISO/IEC 10918-1 JPEG), the
+//! way ffmpeg and VLC read MJPEG in MP4. The file is an init segment (`ftyp`
+//! + `moov` with an empty sample table and `mvex`) followed by `moof`+`mdat`
+//! fragments, so everything before the last fragment stays playable when
+//! the writer is killed.
+
+use bytes::{BufMut, BytesMut};
+
+/// 90 kHz, the usual video clock; a microsecond capture time loses at most
+/// 11 µs.
+pub const TIMESCALE: u32 = 90_000;
+
+/// Converts microseconds to [`TIMESCALE`] ticks.
+pub fn ticks(us: u64) -> u64 {
+    us * u64::from(TIMESCALE) / 1_000_000
+}
+
+/// One sample of a fragment: its duration in ticks and its JPEG.
+#[derive(Debug, Clone)]
+pub struct Sample<'a> {
+    pub duration: u32,
+    pub jpeg: &'a [u8],
+}
+
+/// The `ftyp` and `moov` boxes that start every file.
+pub fn init_segment(width: u16, height: u16) -> BytesMut {
+    let mut out = BytesMut::with_capacity(1024);
+    write_box(&mut out, b"ftyp", |b| {
+        b.put_slice(b"isom");
+        b.put_u32(0x200);
+        for brand in [b"isom", b"iso5", b"iso6", b"mp41"] {
+            b.put_slice(brand);
+        }
+    });
+    write_box(&mut out, b"moov", |moov| {
+        full_box(moov, b"mvhd", 0, 0, |b| {
+            b.put_u32(0); // creation time
+            b.put_u32(0); // modification time
+            b.put_u32(TIMESCALE);
+            b.put_u32(0); // duration: unknown, fragments follow
+            b.put_u32(0x0001_0000); // rate 1.0
+            b.put_u16(0x0100); // volume 1.0
+            b.put_bytes(0, 10);
+            put_matrix(b);
+            b.put_bytes(0, 24); // pre_defined
+            b.put_u32(2); // next track id
+        });
+        write_box(moov, b"trak", |trak| {
+            // flags: enabled | in movie | in preview
+            full_box(trak, b"tkhd", 0, 7, |b| {
+                b.put_u32(0);
+                b.put_u32(0);
+                b.put_u32(1); // track id
+                b.put_u32(0);
+                b.put_u32(0); // duration
+                b.put_bytes(0, 8);
+                b.put_u16(0); // layer
+                b.put_u16(0); // alternate group
+                b.put_u16(0); // volume
+                b.put_u16(0);
+                put_matrix(b);
+                b.put_u32(u32::from(width) << 16);
+                b.put_u32(u32::from(height) << 16);
+            });
+            write_box(trak, b"mdia", |mdia| {
+                full_box(mdia, b"mdhd", 0, 0, |b| {
+                    b.put_u32(0);
+                    b.put_u32(0);
+                    b.put_u32(TIMESCALE);
+                    b.put_u32(0);
+                    b.put_u16(0x55C4); // language "und"
+                    b.put_u16(0);
+                });
+                full_box(mdia, b"hdlr", 0, 0, |b| {
+                    b.put_u32(0);
+                    b.put_slice(b"vide");
+                    b.put_bytes(0, 12);
+                    b.put_slice(b"camfleet\0");
+                });
+                write_box(mdia, b"minf", |minf| {
+                    full_box(minf, b"vmhd", 0, 1, |b| b.put_bytes(0, 8));
+                    write_box(minf, b"dinf", |dinf| {
+                        full_box(dinf, b"dref", 0, 0, |b| {
+                            b.put_u32(1);
+                            full_box(b, b"url ", 0, 1, |_| {}); // media in this file
+                        });
+                    });
+                    write_box(minf, b"stbl", |stbl| {
+                        full_box(stbl, b"stsd", 0, 0, |b| {
+                            b.put_u32(1);
+                            put_mp4v(b, width, height);
+                        });
+                        full_box(stbl, b"stts", 0, 0, |b| b.put_u32(0));
+                        full_box(stbl, b"stsc", 0, 0, |b| b.put_u32(0));
+                        full_box(stbl, b"stsz", 0, 0, |b| {
+                            b.put_u32(0);
+                            b.put_u32(0);
+                        });
+                        full_box(stbl, b"stco", 0, 0, |b| b.put_u32(0));
+                    });
+                });
+            });
+        });
+        write_box(moov, b"mvex", |mvex| {
+            full_box(mvex, b"trex", 0, 0, |b| {
+                b.put_u32(1); // track id
+                b.put_u32(1); // sample description index
+                b.put_u32(0); // default duration
+                b.put_u32(0); // default size
+                b.put_u32(0); // default flags: every sample a sync sample
+            });
+        });
+    });
+    out
+}
+
+/// A `moof` + `mdat` pair: `samples` starting at `base_time` ticks.
+pub fn fragment(sequence: u32, base_time: u64, samples: &[Sample<'_>]) -> BytesMut {
+    let payload: usize = samples.iter().map(|s| s.jpeg.len()).sum();
+    let mut out = BytesMut::with_capacity(payload + 128 + samples.len() * 8);
+    let mut data_offset_at = 0;
+    write_box(&mut out, b"moof", |moof| {
+        full_box(moof, b"mfhd", 0, 0, |b| b.put_u32(sequence));
+        write_box(moof, b"traf", |traf| {
+            // default-base-is-moof: data offsets count from this moof.
+            full_box(traf, b"tfhd", 0, 0x02_0000, |b| b.put_u32(1));
+            full_box(traf, b"tfdt", 1, 0, |b| b.put_u64(base_time));
+            // data-offset, sample-duration and sample-size present
+            full_box(traf, b"trun", 0, 0x0301, |b| {
+                b.put_u32(samples.len() as u32);
+                data_offset_at = b.len(); // `b` is `out`: an absolute position
+                b.put_i32(0); // patched below
+                for s in samples {
+                    b.put_u32(s.duration);
+                    b.put_u32(s.jpeg.len() as u32);
+                }
+            });
+        });
+    });
+    // Samples start right after moof and the 8-byte mdat header.
+    let data_offset = (out.len() + 8) as i32;
+    out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    out.put_u32((8 + payload) as u32);
+    out.put_slice(b"mdat");
+    for s in samples {
+        out.put_slice(s.jpeg);
+    }
+    out
+}
+
+/// `mp4v` VisualSampleEntry with an `esds` saying "JPEG" (14496-14 3.1.2,
+/// objectTypeIndication 0x6C from the MP4 registration authority's list).
+fn put_mp4v(b: &mut BytesMut, width: u16, height: u16) {
+    write_box(b, b"mp4v", |e| {
+        e.put_bytes(0, 6);
+        e.put_u16(1); // data reference index
+        e.put_bytes(0, 16); // pre_defined, reserved
+        e.put_u16(width);
+        e.put_u16(height);
+        e.put_u32(0x0048_0000); // 72 dpi
+        e.put_u32(0x0048_0000);
+        e.put_u32(0);
+        e.put_u16(1); // frame count
+        let mut name = [0u8; 32];
+        name[0] = 8;
+        name[1..9].copy_from_slice(b"camfleet");
+        e.put_slice(&name);
+        e.put_u16(0x0018); // depth
+        e.put_i16(-1);
+        full_box(e, b"esds", 0, 0, |d| {
+            // ES_Descriptor
+            d.put_u8(0x03);
+            d.put_u8(3 + 2 + 13 + 3);
+            d.put_u16(1); // ES_ID
+            d.put_u8(0); // flags
+                         // DecoderConfigDescriptor
+            d.put_u8(0x04);
+            d.put_u8(13);
+            d.put_u8(0x6C); // JPEG
+            d.put_u8((0x04 << 2) | 1); // visual stream
+            d.put_uint(0, 3); // buffer size
+            d.put_u32(0); // max bitrate
+            d.put_u32(0); // average bitrate
+                          // SLConfigDescriptor
+            d.put_u8(0x06);
+            d.put_u8(1);
+            d.put_u8(0x02);
+        });
+    });
+}
+
+fn put_matrix(b: &mut BytesMut) {
+    for v in [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000] {
+        b.put_u32(v);
+    }
+}
+
+fn write_box(out: &mut BytesMut, kind: &[u8; 4], body: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    out.put_u32(0);
+    out.put_slice(kind);
+    body(out);
+    let size = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+}
+
+fn full_box(
+    out: &mut BytesMut,
+    kind: &[u8; 4],
+    version: u8,
+    flags: u32,
+    body: impl FnOnce(&mut BytesMut),
+) {
+    write_box(out, kind, |b| {
+        b.put_u32((u32::from(version) << 24) | flags);
+        body(b);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxes(mut data: &[u8]) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        while data.len() >= 8 {
+            let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+            out.push((String::from_utf8_lossy(&data[4..8]).into_owned(), size));
+            data = &data[size..];
+        }
+        out
+    }
+
+    #[test]
+    fn box_sizes_add_up_and_the_data_offset_points_at_the_samples() {
+        let init = init_segment(640, 480);
+        assert_eq!(
+            boxes(&init)
+                .iter()
+                .map(|b| b.0.as_str())
+                .collect::<Vec<_>>(),
+            ["ftyp", "moov"]
+        );
+        assert_eq!(boxes(&init).iter().map(|b| b.1).sum::<usize>(), init.len());
+        let a = [0xFF, 0xD8, 1, 2, 0xFF, 0xD9];
+        let b = [0xFF, 0xD8, 3, 0xFF, 0xD9];
+        let frag = fragment(
+            7,
+            9000,
+            &[
+                Sample {
+                    duration: 3000,
+                    jpeg: &a,
+                },
+                Sample {
+                    duration: 3000,
+                    jpeg: &b,
+                },
+            ],
+        );
+        let parts = boxes(&frag);
+        assert_eq!(
+            parts.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+            ["moof", "mdat"]
+        );
+        let moof_len = parts[0].1;
+        let trun = frag.windows(4).position(|w| w == b"trun").unwrap();
+        let offset = i32::from_be_bytes(frag[trun + 12..trun + 16].try_into().unwrap()) as usize;
+        assert_eq!(&frag[offset..offset + a.len()], &a);
+        assert_eq!(offset, moof_len + 8);
+    }
+}

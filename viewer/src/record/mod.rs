@@ -1,0 +1,3 @@
+//! Recording: JPEG frames as they came, in fragmented MP4 segments.
+
+pub mod fmp4;
