@@ -2,10 +2,10 @@
 //!
 //! The JPEGs are stored as they came: one track, sample entry `mp4v` with
 //! an `esds` whose objectTypeIndication is 0x6C (ISO/IEC 10918-1 JPEG), the
-//! way ffmpeg and VLC read MJPEG in MP4. The file is an init segment (`ftyp`
-//! + `moov` with an empty sample table and `mvex`) followed by `moof`+`mdat`
-//! fragments, so everything before the last fragment stays playable when
-//! the writer is killed.
+//! way ffmpeg and VLC read MJPEG in MP4. The file is an init segment
+//! (`ftyp`, then `moov` with an empty sample table and `mvex`) followed by
+//! `moof`/`mdat` fragments, so everything before the last fragment stays
+//! playable when the writer is killed.
 
 use bytes::{BufMut, BytesMut};
 
