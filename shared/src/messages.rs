@@ -84,6 +84,40 @@ pub struct CameraStats {
     pub send_latency_p99_ms: Option<f64>,
 }
 
+/// Retained on `<prefix>/viewer/<id>/recording`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingState {
+    /// `recording` or `idle`.
+    pub state: String,
+    /// The session folder name while recording (`YYYYmmddTHHMMSSZ`).
+    pub session: Option<String>,
+    /// When the session started, RFC 3339.
+    pub since: Option<String>,
+    /// Cameras recording now.
+    pub cameras: usize,
+    /// The last problem: a refused command, a write error.
+    pub error: Option<String>,
+    /// What the last command did, e.g. "start ignored: already recording".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Every camera the viewer is connected to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkFigures>,
+}
+
+/// One camera as a viewer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkFigures {
+    pub node: String,
+    pub camera: String,
+    /// Frames per second received over the last interval.
+    pub fps: f64,
+    /// Frames the node skipped for this viewer (sequence gaps), in total.
+    pub missed: u64,
+    pub reconnects: u64,
+    pub frames: u64,
+}
+
 /// A `command/rec` payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecCommand {

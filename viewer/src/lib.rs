@@ -1,8 +1,23 @@
 //! camfleet viewer: finds every camera node on the broker, keeps one task
-//! per camera, and records gapless fragmented-MP4 segments on `command/rec`.
+//! per camera, records gapless fragmented-MP4 segments on `command/rec` and
+//! logs the sensor topics to CSV.
 //!
 //! # Layout
-//! - [`record`]: the fMP4 writer and the segmenter that cuts on wall-clock
-//!   boundaries.
+//! - [`config`]: flags and environment.
+//! - [`app`]: MQTT, the record command, the retained state, shutdown order.
+//! - [`discovery`]: which nodes are up, from retained info/status and getIP.
+//! - [`supervisor`]: one task per camera, started, restarted and stopped.
+//! - [`camera`]: a camera's connection: read, reconnect, record.
+//! - [`record`]: the fMP4 writer, the segmenter, the writer thread.
+//! - [`sensors`]: sensor messages to CSV.
 
+pub mod app;
+pub mod camera;
+pub mod config;
+pub mod discovery;
 pub mod record;
+pub mod sensors;
+pub mod supervisor;
+
+pub use app::run;
+pub use config::{Cli, ViewerConfig};

@@ -9,7 +9,9 @@ mod node;
 
 pub use broker::{Broker, Watcher};
 pub use client::{FrameClient, Received};
-pub use node::{fake_camera_script, invocations, node_args, run_node, start_on_fake_camera, Node};
+pub use node::{
+    fake_camera_script, invocations, node_args, node_binary, run_node, start_on_fake_camera, Node,
+};
 
 use std::io::Write;
 use std::net::TcpListener;

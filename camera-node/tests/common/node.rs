@@ -1,9 +1,31 @@
 //! The real camera-node binary, and fake `rpicam-vid`/`libcamera-vid`.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{require, wait_for, words, TempDir};
+
+/// The camera-node binary: cargo's path in camera-node's own tests, else
+/// the one beside the test executable (other crates' tests: `cargo test
+/// --workspace` builds it).
+pub fn node_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_camera-node") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("camera-node");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build -p camera-node (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
 
 /// The real camera-node binary; its log goes to a file the test can read.
 pub struct Node {
@@ -17,7 +39,7 @@ impl Node {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_command(Command::new(env!("CARGO_BIN_EXE_camera-node")), args, env)
+        Self::start_command(Command::new(node_binary()), args, env)
     }
 
     /// Starts `program` (a wrapper such as qemu, with its own arguments and
@@ -124,7 +146,7 @@ impl Drop for Node {
 
 /// Runs camera-node to completion (for start-up errors).
 pub fn run_node(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_camera-node"))
+    Command::new(node_binary())
         .args(args)
         .env_remove("CAMFLEET_CONFIG")
         .stdin(Stdio::null())

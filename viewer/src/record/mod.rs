@@ -1,3 +1,5 @@
 //! Recording: JPEG frames as they came, in fragmented MP4 segments.
 
 pub mod fmp4;
+pub mod recorder;
+pub mod segmenter;

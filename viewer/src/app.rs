@@ -1,0 +1,226 @@
+//! The viewer's MQTT side and its life: discovery, the record command,
+//! sensor rows, the retained state; shutdown closes segments, flushes the
+//! CSV, publishes `idle` and `offline`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{SecondsFormat, Utc};
+use rumqttc::{AsyncClient, Publish, QoS};
+use shared::messages::{RecCommand, RecordingState, OFFLINE, ONLINE};
+use shared::mqtt::{self, MqttEvent, Will};
+use shared::topics::{Topics, GETIP_REQUEST, GETIP_RESPONSE, REC_COMMAND};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::camera::Session;
+use crate::config::ViewerConfig;
+use crate::discovery::Discovery;
+use crate::sensors::{topic_matches, SensorLog};
+use crate::supervisor::Supervisor;
+
+/// How often discovery requests go out (besides once per connect).
+const GETIP_EVERY: Duration = Duration::from_secs(30);
+/// How often the state (with per-camera figures) is republished.
+const STATE_EVERY: Duration = Duration::from_secs(10);
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+struct Recording {
+    session: Option<(Session, chrono::DateTime<Utc>)>,
+    note: Option<String>,
+}
+
+pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()> {
+    let topics = Topics::new(&config.topic_prefix);
+    let status_topic = topics.viewer_status(&config.viewer_id);
+    let state_topic = topics.viewer_recording(&config.viewer_id);
+    let will = Will {
+        topic: status_topic.clone(),
+        payload: OFFLINE.into(),
+    };
+    let (client, mut driver) = mqtt::connect(&config.mqtt, Some(will))?;
+    tracing::info!(broker = %config.mqtt.broker, viewer = %config.viewer_id, "connecting to MQTT broker");
+    let (session_tx, session_rx) = watch::channel(None);
+    let errors = Arc::new(Mutex::new(None));
+    let mut cameras = Supervisor::new(session_rx, config.segment, Arc::clone(&errors));
+    let mut discovery = Discovery::new(topics.clone());
+    let mut sensors = SensorLog::new(&config.recordings);
+    let mut rec = Recording {
+        session: None,
+        note: None,
+    };
+    let mut getip = tokio::time::interval(GETIP_EVERY);
+    let mut state_tick = tokio::time::interval(STATE_EVERY);
+    let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut published_cameras = 0;
+    let publish_state = |client: &AsyncClient, rec: &Recording, cameras: &mut Supervisor| {
+        let state = state_of(rec, cameras, &errors);
+        try_publish(
+            client,
+            &state_topic,
+            true,
+            serde_json::to_string(&state).unwrap_or_default(),
+        );
+        state.cameras
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = driver.next() => match event {
+                None => {
+                    tracing::error!("the MQTT event loop stopped");
+                    break;
+                }
+                Some(MqttEvent::Connected) => {
+                    let filters = [topics.all_node_info(), topics.all_node_status()];
+                    let fixed = [GETIP_RESPONSE.to_owned(), REC_COMMAND.to_owned()];
+                    for filter in filters.iter().chain(&fixed).chain(&config.sensor_topics) {
+                        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::warn!(filter, "MQTT subscribe not queued: {e}");
+                        }
+                    }
+                    try_publish(&client, &status_topic, true, ONLINE.into());
+                    published_cameras = publish_state(&client, &rec, &mut cameras);
+                    getip.reset_immediately();
+                }
+                Some(MqttEvent::Message(p)) => {
+                    if p.topic == REC_COMMAND {
+                        on_record_command(&p, &mut rec, &session_tx, &mut sensors, &config.recordings);
+                        published_cameras = publish_state(&client, &rec, &mut cameras);
+                    } else if config.sensor_topics.iter().any(|f| topic_matches(f, &p.topic)) {
+                        if let Err(e) = sensors.record(Utc::now(), &p.topic, &p.payload) {
+                            tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
+                        }
+                    } else {
+                        for event in discovery.on_message(&p.topic, &p.payload) {
+                            cameras.apply(event);
+                        }
+                    }
+                }
+            },
+            _ = getip.tick() => try_publish(&client, GETIP_REQUEST, false, "?".into()),
+            _ = state_tick.tick() => published_cameras = publish_state(&client, &rec, &mut cameras),
+            _ = flush_tick.tick() => {
+                sensors.flush();
+                // Cameras join a session with their next frame: say so soon.
+                if cameras.recording() != published_cameras {
+                    published_cameras = publish_state(&client, &rec, &mut cameras);
+                }
+            }
+        }
+    }
+    tracing::info!("shutdown 1/3: closing open segments");
+    cameras.shutdown().await;
+    tracing::info!("shutdown 2/3: flushing sensor rows");
+    sensors.flush();
+    tracing::info!("shutdown 3/3: publishing idle and offline");
+    let idle = RecordingState {
+        state: "idle".into(),
+        session: None,
+        since: None,
+        cameras: 0,
+        error: None,
+        note: Some("viewer stopped".into()),
+        links: vec![],
+    };
+    try_publish(
+        &client,
+        &state_topic,
+        true,
+        serde_json::to_string(&idle).unwrap_or_default(),
+    );
+    try_publish(&client, &status_topic, true, OFFLINE.into());
+    let _ = client.try_disconnect();
+    driver.close(CLOSE_LIMIT).await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn on_record_command(
+    p: &Publish,
+    rec: &mut Recording,
+    session_tx: &watch::Sender<Option<Session>>,
+    sensors: &mut SensorLog,
+    recordings: &std::path::Path,
+) {
+    let text = String::from_utf8_lossy(&p.payload);
+    if p.retain {
+        tracing::info!("ignoring a retained {REC_COMMAND} {text:?}: only a live command starts or stops recording");
+        return;
+    }
+    match (RecCommand::parse(&p.payload), &rec.session) {
+        (None, _) => {
+            tracing::warn!(
+                topic = REC_COMMAND,
+                "ignoring {text:?}: the command is start or stop"
+            );
+            rec.note = Some(format!("ignored {text:?}: not start or stop"));
+        }
+        (Some(RecCommand::Start), Some((session, _))) => {
+            tracing::info!("start: already recording session {}", session.name);
+            rec.note = Some(format!("start ignored: already recording {}", session.name));
+        }
+        (Some(RecCommand::Stop), None) => {
+            tracing::info!("stop: not recording");
+            rec.note = Some("stop ignored: not recording".into());
+        }
+        (Some(RecCommand::Start), None) => {
+            let now = Utc::now();
+            let name = now.format("%Y%m%dT%H%M%SZ").to_string();
+            let session = Session {
+                dir: recordings.join(&name),
+                name,
+            };
+            if let Err(e) = std::fs::create_dir_all(&session.dir) {
+                tracing::error!("cannot create {}: {e}", session.dir.display());
+            }
+            tracing::info!(
+                "recording session {} into {}",
+                session.name,
+                session.dir.display()
+            );
+            sensors.set_session(Some(&session.dir));
+            session_tx.send_replace(Some(session.clone()));
+            rec.session = Some((session, now));
+            rec.note = None;
+        }
+        (Some(RecCommand::Stop), Some((session, _))) => {
+            tracing::info!("stopping session {}", session.name);
+            session_tx.send_replace(None);
+            sensors.set_session(None);
+            rec.session = None;
+            rec.note = None;
+        }
+    }
+}
+
+fn state_of(
+    rec: &Recording,
+    cameras: &mut Supervisor,
+    errors: &Mutex<Option<String>>,
+) -> RecordingState {
+    let (state, session, since) = match &rec.session {
+        Some((s, at)) => (
+            "recording",
+            Some(s.name.clone()),
+            Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        ),
+        None => ("idle", None, None),
+    };
+    RecordingState {
+        state: state.into(),
+        session,
+        since,
+        cameras: cameras.recording(),
+        error: errors.lock().expect("error slot").clone(),
+        note: rec.note.clone(),
+        links: cameras.figures(),
+    }
+}
+
+fn try_publish(client: &AsyncClient, topic: &str, retain: bool, payload: String) {
+    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+        tracing::warn!(topic, "MQTT publish not queued: {e}");
+    }
+}

@@ -1,0 +1,260 @@
+//! Cuts one camera's recording into segments on wall-clock boundaries.
+//!
+//! A frame belongs to the segment whose window `[k*S, (k+1)*S)` holds its
+//! capture time (node clock, as DESIGN.md asks), so every camera cuts at the
+//! same instants and each frame lands in exactly one segment. A sample's
+//! duration is the gap to the next frame, so the last frame of a segment
+//! ends exactly where the next segment's first frame starts. Fragments are
+//! written (and synced) at least every second; a segment is `<name>.mp4.part`
+//! until it closes and is renamed to `<name>.mp4`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::fmp4::{self, Sample, TIMESCALE};
+
+/// Write a fragment once it holds this much media (DESIGN.md: at least every
+/// second, so a crash loses at most about a second).
+const FRAGMENT_TICKS: u64 = TIMESCALE as u64;
+
+/// A frame to record.
+#[derive(Debug, Clone)]
+pub struct RecFrame {
+    pub captured_at_us: u64,
+    pub jpeg: Bytes,
+}
+
+/// Where and how one camera records in one session.
+#[derive(Debug, Clone)]
+pub struct SegmentPlan {
+    /// `<recordings>/<session>/<node_id>/<camera_id>`
+    pub dir: PathBuf,
+    /// Segment length in microseconds.
+    pub segment_us: u64,
+    pub width: u16,
+    pub height: u16,
+}
+
+pub struct Segmenter {
+    plan: SegmentPlan,
+    open: Option<OpenSegment>,
+    /// The newest frame: its duration is known only when the next arrives.
+    held: Option<RecFrame>,
+    /// Frames with known durations, waiting for the next fragment.
+    queued: Vec<(RecFrame, u32)>,
+    queued_ticks: u64,
+    last_duration: u32,
+    /// Segments closed so far, for logs and tests.
+    pub closed: Vec<PathBuf>,
+    /// Frames written to closed segments.
+    pub frames: u64,
+}
+
+struct OpenSegment {
+    window: u64,
+    /// The instant the segment's media time 0 stands for: its name.
+    origin_us: u64,
+    part: PathBuf,
+    done: PathBuf,
+    file: File,
+    fragments: u32,
+}
+
+impl Segmenter {
+    pub fn new(plan: SegmentPlan) -> Self {
+        Segmenter {
+            plan,
+            open: None,
+            held: None,
+            queued: Vec::new(),
+            queued_ticks: 0,
+            last_duration: TIMESCALE / 30,
+            closed: Vec::new(),
+            frames: 0,
+        }
+    }
+
+    /// Records a frame: may close the current segment and open the next.
+    pub fn push(&mut self, frame: RecFrame) -> std::io::Result<()> {
+        let window = frame.captured_at_us / self.plan.segment_us;
+        if let Some(prev) = self.held.take() {
+            let origin = self.open.as_ref().map_or(0, |s| s.origin_us);
+            let duration = duration_between(prev.captured_at_us, frame.captured_at_us, origin);
+            self.last_duration = duration;
+            self.queue(prev, duration);
+            if self.open.as_ref().is_some_and(|s| window > s.window) {
+                self.close_segment()?;
+            } else if self.queued_ticks >= FRAGMENT_TICKS {
+                self.write_fragment()?;
+            }
+        }
+        if self.open.is_none() {
+            self.open_segment(window, frame.captured_at_us)?;
+        }
+        self.held = Some(frame);
+        Ok(())
+    }
+
+    /// Ends the recording: the last frame gets the previous frame's duration.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(last) = self.held.take() {
+            self.queue(last, self.last_duration);
+        }
+        self.close_segment()
+    }
+
+    fn queue(&mut self, frame: RecFrame, duration: u32) {
+        self.queued_ticks += u64::from(duration);
+        self.queued.push((frame, duration));
+    }
+
+    fn open_segment(&mut self, window: u64, first_us: u64) -> std::io::Result<()> {
+        let boundary = window * self.plan.segment_us;
+        // A session starts between boundaries: its first segment is named
+        // for its first frame (to the second), the rest for their boundary.
+        let origin_us = boundary.max(first_us - first_us % 1_000_000);
+        let name = segment_name(origin_us);
+        std::fs::create_dir_all(&self.plan.dir)?;
+        let part = self.plan.dir.join(format!("{name}.mp4.part"));
+        let done = self.plan.dir.join(format!("{name}.mp4"));
+        let mut file = File::create(&part)?;
+        file.write_all(&fmp4::init_segment(self.plan.width, self.plan.height))?;
+        self.open = Some(OpenSegment {
+            window,
+            origin_us,
+            part,
+            done,
+            file,
+            fragments: 0,
+        });
+        Ok(())
+    }
+
+    fn write_fragment(&mut self) -> std::io::Result<()> {
+        let Some(seg) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let Some((first, _)) = self.queued.first() else {
+            return Ok(());
+        };
+        let base = fmp4::ticks(first.captured_at_us.saturating_sub(seg.origin_us));
+        let samples: Vec<Sample> = self
+            .queued
+            .iter()
+            .map(|(f, d)| Sample {
+                duration: *d,
+                jpeg: &f.jpeg,
+            })
+            .collect();
+        seg.fragments += 1;
+        seg.file
+            .write_all(&fmp4::fragment(seg.fragments, base, &samples))?;
+        seg.file.sync_data()?;
+        self.frames += self.queued.len() as u64;
+        self.queued.clear();
+        self.queued_ticks = 0;
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> std::io::Result<()> {
+        self.write_fragment()?;
+        if let Some(seg) = self.open.take() {
+            seg.file.sync_all()?;
+            drop(seg.file);
+            std::fs::rename(&seg.part, &seg.done)?;
+            self.closed.push(seg.done);
+        }
+        Ok(())
+    }
+
+    /// The segment being written, if any.
+    pub fn current(&self) -> Option<&Path> {
+        self.open.as_ref().map(|s| s.part.as_path())
+    }
+}
+
+/// Ticks from `a` to `b`, both measured from `origin`, so that rounding never
+/// accumulates: sample times stay `ticks(t - origin)` exactly. At least one
+/// tick, should the node's clock step back.
+fn duration_between(a_us: u64, b_us: u64, origin_us: u64) -> u32 {
+    let a = fmp4::ticks(a_us.saturating_sub(origin_us));
+    let b = fmp4::ticks(b_us.saturating_sub(origin_us));
+    b.saturating_sub(a).clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// `YYYYmmddTHHMMSSZ` (DESIGN.md, recordings).
+pub fn segment_name(us: u64) -> String {
+    let t = DateTime::<Utc>::from_timestamp_micros(us as i64).unwrap_or_default();
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(dir: &Path) -> SegmentPlan {
+        SegmentPlan {
+            dir: dir.to_owned(),
+            segment_us: 2_000_000,
+            width: 16,
+            height: 16,
+        }
+    }
+
+    fn frame(us: u64) -> RecFrame {
+        RecFrame {
+            captured_at_us: us,
+            jpeg: Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]),
+        }
+    }
+
+    #[test]
+    fn segments_are_cut_on_boundaries_and_named_for_their_start() {
+        let dir = std::env::temp_dir().join(format!("camfleet-seg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = Segmenter::new(plan(&dir));
+        // 2026-11-21T10:00:01.5Z, then 10 fps for 4 s.
+        let start = 1_795_255_201_500_000u64;
+        for i in 0..40 {
+            s.push(frame(start + i * 100_000)).unwrap();
+        }
+        assert_eq!(
+            s.current().unwrap().file_name().unwrap(),
+            "20261121T100004Z.mp4.part"
+        );
+        s.finish().unwrap();
+        let names: Vec<_> = s
+            .closed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "20261121T100001Z.mp4",
+                "20261121T100002Z.mp4",
+                "20261121T100004Z.mp4"
+            ]
+        );
+        assert!(s.closed.iter().all(|p| p.exists()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn durations_do_not_drift_and_survive_a_clock_step_back() {
+        // 30 fps in µs is not a whole number of ticks apart; the sum of
+        // durations must still equal the span.
+        let origin = 0;
+        let times: Vec<u64> = (0..31).map(|i| i * 1_000_000 / 30).collect();
+        let total: u64 = times
+            .windows(2)
+            .map(|w| u64::from(duration_between(w[0], w[1], origin)))
+            .sum();
+        assert_eq!(total, fmp4::ticks(1_000_000));
+        assert_eq!(duration_between(5_000, 4_000, 0), 1);
+    }
+}

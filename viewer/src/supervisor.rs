@@ -1,0 +1,154 @@
+//! One task per camera: started when its node comes up, restarted when the
+//! node's info changes (restarted, new port), stopped when it goes down.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use shared::messages::LinkFigures;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::camera::{CameraLink, LinkStats, Session};
+use crate::discovery::NodeEvent;
+use crate::record::recorder::ErrorSlot;
+
+struct Running {
+    tcp: String,
+    started_at: DateTime<Utc>,
+    cancel: CancellationToken,
+    stats: Arc<LinkStats>,
+    /// Frames at the last figures, for fps.
+    last: (Instant, u64),
+}
+
+pub struct Supervisor {
+    tasks: HashMap<(String, String), Running>,
+    tracker: TaskTracker,
+    pub session: watch::Receiver<Option<Session>>,
+    pub segment: Duration,
+    pub recording: Arc<AtomicUsize>,
+    pub errors: ErrorSlot,
+}
+
+impl Supervisor {
+    pub fn new(
+        session: watch::Receiver<Option<Session>>,
+        segment: Duration,
+        errors: ErrorSlot,
+    ) -> Self {
+        Supervisor {
+            tasks: HashMap::new(),
+            tracker: TaskTracker::new(),
+            session,
+            segment,
+            recording: Arc::new(AtomicUsize::new(0)),
+            errors,
+        }
+    }
+
+    pub fn apply(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::Up(info) => {
+                let wanted: Vec<String> = info.cameras.iter().map(|c| c.id.clone()).collect();
+                self.stop_where(
+                    |(node, cam)| *node == info.node_id && !wanted.contains(cam),
+                    "camera gone from NodeInfo",
+                );
+                for cam in info.cameras {
+                    let key = (info.node_id.clone(), cam.id.clone());
+                    if let Some(r) = self.tasks.get(&key) {
+                        if r.tcp == cam.tcp && r.started_at == info.started_at {
+                            continue;
+                        }
+                        tracing::info!(camera = %format!("{}/{}", key.0, key.1), "node info changed; reconnecting");
+                        self.stop_where(|k| *k == key, "info changed");
+                    }
+                    let stats = Arc::new(LinkStats::default());
+                    let cancel = CancellationToken::new();
+                    let link = CameraLink {
+                        node_id: info.node_id.clone(),
+                        camera: cam.clone(),
+                        session: self.session.clone(),
+                        segment: self.segment,
+                        stats: Arc::clone(&stats),
+                        recording: Arc::clone(&self.recording),
+                        errors: Arc::clone(&self.errors),
+                    };
+                    let span =
+                        tracing::info_span!("camera", camera = %format!("{}/{}", key.0, key.1));
+                    self.tracker
+                        .spawn(link.run(cancel.clone()).instrument(span));
+                    let running = Running {
+                        tcp: cam.tcp,
+                        started_at: info.started_at,
+                        cancel,
+                        stats,
+                        last: (Instant::now(), 0),
+                    };
+                    self.tasks.insert(key, running);
+                }
+            }
+            NodeEvent::Down(node) => {
+                tracing::info!(node = %node, "node offline; dropping its cameras");
+                self.stop_where(|(n, _)| *n == node, "node offline");
+            }
+        }
+    }
+
+    fn stop_where(&mut self, matches: impl Fn(&(String, String)) -> bool, why: &str) {
+        self.tasks.retain(|key, running| {
+            let stop = matches(key);
+            if stop {
+                tracing::debug!("stopping {}/{}: {why}", key.0, key.1);
+                running.cancel.cancel();
+            }
+            !stop
+        });
+    }
+
+    /// Cameras recording right now.
+    pub fn recording(&self) -> usize {
+        self.recording.load(Ordering::Relaxed)
+    }
+
+    /// Figures per camera since the last call.
+    pub fn figures(&mut self) -> Vec<LinkFigures> {
+        let mut out: Vec<LinkFigures> = self
+            .tasks
+            .iter_mut()
+            .map(|((node, camera), r)| {
+                let frames = r.stats.frames.load(Ordering::Relaxed);
+                let (at, before) = r.last;
+                let secs = at.elapsed().as_secs_f64();
+                let fps = if secs > 0.0 {
+                    (frames - before) as f64 / secs
+                } else {
+                    0.0
+                };
+                r.last = (Instant::now(), frames);
+                LinkFigures {
+                    node: node.clone(),
+                    camera: camera.clone(),
+                    fps: (fps * 10.0).round() / 10.0,
+                    missed: r.stats.missed.load(Ordering::Relaxed),
+                    reconnects: r.stats.reconnects.load(Ordering::Relaxed),
+                    frames,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.node, &a.camera).cmp(&(&b.node, &b.camera)));
+        out
+    }
+
+    /// Stops every camera (each closes its open segment) and waits.
+    pub async fn shutdown(mut self) {
+        self.stop_where(|_| true, "shutting down");
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
