@@ -2,99 +2,18 @@
 //! viewer; recording started and stopped with mosquitto_pub; every segment
 //! checked with ffprobe.
 
-#[path = "../../camera-node/tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use common::*;
+use support::common::*;
+use support::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// The real viewer binary, headless; its log goes to a file.
-struct Viewer {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Viewer {
-    fn start(broker: &Broker, recordings: &Path, extra: &[&str]) -> Self {
-        let dir = TempDir::new("viewer");
-        let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_viewer"))
-            .args(["--broker", &broker.url(), "--viewer-id", "ws", "--headless"])
-            .arg("--recordings")
-            .arg(recordings)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Viewer { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("viewer.log")).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str, limit: Duration) {
-        wait_for(&format!("{needle:?} in the viewer log"), limit, || {
-            self.log().contains(needle).then_some(())
-        });
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        wait_for("the viewer to exit", SECS(20), || {
-            self.child.try_wait().unwrap()
-        });
-    }
-}
-
-impl Drop for Viewer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- viewer log ----\n{}", self.log());
-        }
-    }
-}
-
-fn test_node(broker: &Broker, id: &str, size: &str) -> Node {
-    let (w, h) = size.split_once('x').unwrap();
-    let url = broker.url();
-    Node::start(
-        &[
-            node_args(&url, id, "test"),
-            vec!["--width", w, "--height", h, "--fps", "10"],
-        ]
-        .concat(),
-    )
-}
-
-/// Files below `dir` ending in `suffix`.
-fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
 
 /// The pts of every frame, from ffprobe.
 fn frame_pts(path: &Path) -> Vec<f64> {

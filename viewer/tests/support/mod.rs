@@ -1,0 +1,113 @@
+//! The viewer's test support: camera-node's harness (broker, nodes,
+//! clients) and the real viewer binary.
+#![allow(dead_code)]
+
+#[path = "../../../camera-node/tests/common/mod.rs"]
+pub mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// The real viewer binary, headless; its log goes to a file.
+pub struct Viewer {
+    pub child: Child,
+    pub dir: TempDir,
+}
+
+impl Viewer {
+    pub fn start(broker: &Broker, recordings: &Path, extra: &[&str]) -> Self {
+        let dir = TempDir::new("viewer");
+        let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+            .args(["--broker", &broker.url(), "--viewer-id", "ws", "--headless"])
+            .arg("--recordings")
+            .arg(recordings)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Viewer { child, dir }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("viewer.log")).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        wait_for(&format!("{needle:?} in the viewer log"), limit, || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        wait_for("the viewer to exit", SECS(20), || {
+            self.child.try_wait().unwrap()
+        });
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- viewer log ----\n{}", self.log());
+        }
+    }
+}
+
+pub fn test_node(broker: &Broker, id: &str, size: &str) -> Node {
+    let (w, h) = size.split_once('x').unwrap();
+    let url = broker.url();
+    Node::start(
+        &[
+            node_args(&url, id, "test"),
+            vec!["--width", w, "--height", h, "--fps", "10"],
+        ]
+        .concat(),
+    )
+}
+
+/// Files below `dir` ending in `suffix`.
+pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The viewer's retained recording state.
+pub fn recording_state(broker: &Broker) -> Option<shared::messages::RecordingState> {
+    broker
+        .retained("camfleet/viewer/ws/recording")
+        .map(|p| serde_json::from_str(&p).expect("RecordingState JSON"))
+}
+
+/// Waits until the retained state satisfies `check`.
+pub fn wait_state(
+    broker: &Broker,
+    what: &str,
+    check: impl Fn(&shared::messages::RecordingState) -> bool,
+) -> shared::messages::RecordingState {
+    wait_for(what, SECS(20), || {
+        recording_state(broker).filter(|s| check(s))
+    })
+}
