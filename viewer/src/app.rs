@@ -54,6 +54,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let mut state_tick = tokio::time::interval(STATE_EVERY);
     let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
     let mut published_cameras = 0;
+    let mut published_error: Option<String> = None;
     let publish_state = |client: &AsyncClient, rec: &Recording, cameras: &mut Supervisor| {
         let state = state_of(rec, cameras, &errors);
         try_publish(
@@ -103,8 +104,11 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             _ = state_tick.tick() => published_cameras = publish_state(&client, &rec, &mut cameras),
             _ = flush_tick.tick() => {
                 sensors.flush();
-                // Cameras join a session with their next frame: say so soon.
-                if cameras.recording() != published_cameras {
+                // Cameras join a session with their next frame, and write
+                // errors come and go: say so soon.
+                let error = errors.lock().expect("error slot").clone();
+                if cameras.recording() != published_cameras || error != published_error {
+                    published_error = error;
                     published_cameras = publish_state(&client, &rec, &mut cameras);
                 }
             }

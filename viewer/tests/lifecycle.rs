@@ -128,3 +128,62 @@ fn a_viewer_killed_mid_segment_leaves_a_part_that_plays_to_within_a_second() {
     let lost = killed_at - (start + duration);
     assert!(lost < 1.3, "the .part ends {lost:.2} s before the kill");
 }
+
+#[test]
+fn sigterm_closes_segments_flushes_sensors_and_leaves_idle_and_offline() {
+    let broker = Broker::start();
+    let _node = test_node(&broker, "pi-t", "160x120");
+    let recordings = TempDir::new("recordings");
+    let mut viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "60"]);
+    viewer.wait_log("camera{camera=pi-t/cam0}: connected", SECS(20));
+    broker.publish("command/rec", "start");
+    let state = wait_state(&broker, "recording", |s| {
+        s.state == "recording" && s.cameras == 1
+    });
+    broker.publish("sensor/pi-t/door", "open");
+    let csv_path = recordings
+        .0
+        .join(state.session.clone().unwrap())
+        .join("sensors.csv");
+    wait_for("the sensor row", SECS(10), || {
+        std::fs::read_to_string(&csv_path)
+            .ok()
+            .filter(|t| t.contains("door"))
+    });
+    wait_for("an open segment", SECS(10), || {
+        under(&recordings.0, "pi-t", ".part").pop()
+    });
+    viewer.stop();
+    assert!(
+        viewer
+            .child
+            .try_wait()
+            .unwrap()
+            .is_some_and(|s| s.success()),
+        "clean exit"
+    );
+    assert!(
+        files(&recordings.0, ".part").is_empty(),
+        "every segment renamed on shutdown"
+    );
+    assert_eq!(under(&recordings.0, "pi-t", ".mp4").len(), 1);
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(csv.contains("sensor/pi-t/door,open"), "{csv}");
+    assert_eq!(recording_state(&broker).unwrap().state, "idle");
+    assert_eq!(
+        broker.retained("camfleet/viewer/ws/status").as_deref(),
+        Some("offline")
+    );
+    let log = viewer.log();
+    let order = [
+        "shutdown 1/3",
+        "shutdown 2/3",
+        "shutdown 3/3",
+        "shutdown complete",
+    ]
+    .map(|s| log.find(s));
+    assert!(
+        order.iter().all(Option::is_some) && order.is_sorted(),
+        "shutdown steps in order:\n{log}"
+    );
+}

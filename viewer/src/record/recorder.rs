@@ -47,6 +47,18 @@ impl Recorder {
     }
 }
 
+/// A segment closed cleanly again: this camera's error is over.
+fn clear_own_error(errors: &ErrorSlot, label: &str) {
+    let mut slot = errors.lock().expect("error slot");
+    if slot
+        .as_deref()
+        .is_some_and(|m| m.starts_with(&format!("{label}:")))
+    {
+        tracing::info!(camera = %label, "recording again after the write error");
+        *slot = None;
+    }
+}
+
 fn write_frames(
     plan: SegmentPlan,
     label: String,
@@ -61,14 +73,19 @@ fn write_frames(
             continue;
         }
         paused_until = None;
-        if let Err(e) = segmenter.push(frame) {
-            let message = format!("{label}: cannot write {}: {e}", plan.dir.display());
-            tracing::error!("{message}; retrying in {} s", RETRY_AFTER.as_secs());
-            *errors.lock().expect("error slot") = Some(message);
-            // Keep what was written: the fragments before the error play.
-            let _ = segmenter.finish();
-            segmenter = Segmenter::new(plan.clone());
-            paused_until = Some(Instant::now() + RETRY_AFTER);
+        let closed = segmenter.closed.len();
+        match segmenter.push(frame) {
+            Ok(()) if segmenter.closed.len() > closed => clear_own_error(&errors, &label),
+            Ok(()) => {}
+            Err(e) => {
+                let message = format!("{label}: cannot write {}: {e}", plan.dir.display());
+                tracing::error!("{message}; retrying in {} s", RETRY_AFTER.as_secs());
+                *errors.lock().expect("error slot") = Some(message);
+                // Keep what was written: the fragments before the error play.
+                let _ = segmenter.finish();
+                segmenter = Segmenter::new(plan.clone());
+                paused_until = Some(Instant::now() + RETRY_AFTER);
+            }
         }
     }
     if let Err(e) = segmenter.finish() {
