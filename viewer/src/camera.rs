@@ -96,6 +96,9 @@ impl CameraLink {
                 },
             };
             self.stats.frames.fetch_add(1, Ordering::Relaxed);
+            if last_seq.is_none() {
+                tracing::info!(seq = frame.seq, bytes = frame.jpeg.len(), "first frame");
+            }
             if let Some(last) = last_seq {
                 self.stats
                     .missed
