@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
-  packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux)
+  packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux
+            libopencv-dev clang libclang-dev xvfb)
 fi
 
 missing=()

@@ -17,6 +17,8 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== viewer without the display feature (no OpenCV)"
+cargo check -p viewer --no-default-features --locked
 echo "== cross-built node for the Pi (aarch64, armv7) and .debs"
 scripts/build-pi.sh
 echo "== tests"

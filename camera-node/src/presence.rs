@@ -61,6 +61,10 @@ impl Presence {
                     Some(MqttEvent::Connected) => {
                         connected = true;
                         try_subscribe(&client, topics::GETIP_REQUEST);
+                    }
+                    // Announced once the broker has the subscription, so an
+                    // `online` node always hears discovery requests.
+                    Some(MqttEvent::Subscribed) => {
                         try_publish(&client, &status_topic, true, ONLINE.into());
                         self.publish_info(&client, &topics);
                         // Stats and temperature right away, then every interval.

@@ -132,6 +132,8 @@ pub enum MqttEvent {
     Connected,
     /// A message on a subscribed topic.
     Message(Publish),
+    /// The broker acknowledged a subscription: from now on it delivers.
+    Subscribed,
 }
 
 /// The receiving end of the event loop. A task of its own polls rumqttc's
@@ -206,6 +208,7 @@ async fn pump(
                 MqttEvent::Connected
             }
             Ok(Event::Incoming(Packet::Publish(p))) => MqttEvent::Message(p),
+            Ok(Event::Incoming(Packet::SubAck(_))) => MqttEvent::Subscribed,
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => continue,
             Err(e) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
-use rumqttc::{AsyncClient, Publish, QoS};
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use shared::messages::{RecCommand, RecordingState, OFFLINE, ONLINE};
 use shared::mqtt::{self, MqttEvent, Will};
 use shared::topics::{Topics, GETIP_REQUEST, GETIP_RESPONSE, REC_COMMAND};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::camera::Session;
 use crate::config::ViewerConfig;
 use crate::discovery::Discovery;
+use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
 use crate::supervisor::Supervisor;
 
@@ -43,7 +44,12 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     tracing::info!(broker = %config.mqtt.broker, viewer = %config.viewer_id, "connecting to MQTT broker");
     let (session_tx, session_rx) = watch::channel(None);
     let errors = Arc::new(Mutex::new(None));
-    let mut cameras = Supervisor::new(session_rx, config.segment, Arc::clone(&errors));
+    let screens = config.display.map(|_| Arc::new(Screens::default()));
+    let ui = config
+        .display
+        .zip(screens.clone())
+        .map(|(layout, screens)| start_ui(screens, layout));
+    let mut cameras = Supervisor::new(session_rx, config.segment, Arc::clone(&errors), screens);
     let mut discovery = Discovery::new(topics.clone());
     let mut sensors = SensorLog::new(&config.recordings);
     let mut rec = Recording {
@@ -74,15 +80,19 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                     break;
                 }
                 Some(MqttEvent::Connected) => {
+                    // One SUBSCRIBE for everything, so one SUBACK says the
+                    // viewer hears commands; only then is it `online`.
                     let filters = [topics.all_node_info(), topics.all_node_status()];
                     let fixed = [GETIP_RESPONSE.to_owned(), REC_COMMAND.to_owned()];
-                    for filter in filters.iter().chain(&fixed).chain(&config.sensor_topics) {
-                        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                            tracing::warn!(filter, "MQTT subscribe not queued: {e}");
-                        }
+                    let all = filters.iter().chain(&fixed).chain(&config.sensor_topics);
+                    let subscriptions = all.map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(subscriptions) {
+                        tracing::warn!("MQTT subscribe not queued: {e}");
                     }
-                    try_publish(&client, &status_topic, true, ONLINE.into());
                     published_cameras = publish_state(&client, &rec, &mut cameras);
+                }
+                Some(MqttEvent::Subscribed) => {
+                    try_publish(&client, &status_topic, true, ONLINE.into());
                     getip.reset_immediately();
                 }
                 Some(MqttEvent::Message(p)) => {
@@ -116,6 +126,9 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     }
     tracing::info!("shutdown 1/3: closing open segments");
     cameras.shutdown().await;
+    if let Some(ui) = ui {
+        ui.stop();
+    }
     tracing::info!("shutdown 2/3: flushing sensor rows");
     sensors.flush();
     tracing::info!("shutdown 3/3: publishing idle and offline");
@@ -226,5 +239,45 @@ fn state_of(
 fn try_publish(client: &AsyncClient, topic: &str, retain: bool, payload: String) {
     if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
         tracing::warn!(topic, "MQTT publish not queued: {e}");
+    }
+}
+
+/// The display thread, when there is one.
+struct Ui {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ui {
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(feature = "display")]
+fn start_ui(screens: Arc<Screens>, layout: crate::config::Layout) -> Ui {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("display".into())
+        .spawn(move || {
+            // Without windows the viewer still records: say so, go on.
+            if let Err(e) = crate::display::run(screens, layout, flag) {
+                tracing::error!("display stopped: {e:#}; recording continues without it");
+            }
+        })
+        .map_err(|e| tracing::error!("cannot start the display thread: {e}"))
+        .ok();
+    Ui { stop, thread }
+}
+
+#[cfg(not(feature = "display"))]
+fn start_ui(_screens: Arc<Screens>, _layout: crate::config::Layout) -> Ui {
+    Ui {
+        stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        thread: None,
     }
 }

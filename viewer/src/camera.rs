@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::recorder::{ErrorSlot, Recorder};
 use crate::record::segmenter::{RecFrame, SegmentPlan};
+use crate::screens::Screens;
 
 /// A stream that stays open but sends nothing for this long is reconnected.
 pub const STREAM_WATCHDOG: Duration = Duration::from_secs(5);
@@ -49,6 +50,8 @@ pub struct CameraLink {
     pub stats: Arc<LinkStats>,
     pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
+    /// Where the display takes frames from, when there is one.
+    pub screens: Option<Arc<Screens>>,
 }
 
 impl CameraLink {
@@ -117,6 +120,14 @@ impl CameraLink {
                         Err(e) => bail!("cannot start recording: {e}"),
                     }
                 }
+            }
+            if let Some(screens) = &self.screens {
+                screens.update(
+                    &self.label(),
+                    frame.seq,
+                    frame.jpeg.clone(),
+                    recorder.is_some(),
+                );
             }
             if let Some((_, r)) = &recorder {
                 r.record(RecFrame {

@@ -48,9 +48,12 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub segment_seconds: u64,
-    /// Run without a display (the only mode of this build)
+    /// Run without windows (also when there is no DISPLAY, or the build has no `display` feature)
     #[arg(long, env = "CAMFLEET_HEADLESS")]
     pub headless: bool,
+    /// One window per camera, or one window with all of them
+    #[arg(long, env = "CAMFLEET_LAYOUT", value_enum, default_value = "windows")]
+    pub layout: Layout,
     /// Prefix of the camfleet topics [default: camfleet]
     #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
@@ -64,6 +67,14 @@ pub struct Cli {
     pub sensor_topics: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// One window per camera.
+    Windows,
+    /// One window with every camera.
+    Grid,
+}
+
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
     pub viewer_id: String,
@@ -72,6 +83,8 @@ pub struct ViewerConfig {
     pub recordings: PathBuf,
     pub segment: Duration,
     pub sensor_topics: Vec<String>,
+    /// Windows to show, or `None` when headless.
+    pub display: Option<Layout>,
 }
 
 impl ViewerConfig {
@@ -104,6 +117,19 @@ impl ViewerConfig {
         } else {
             cli.sensor_topics
         };
+        let display = if cli.headless {
+            None
+        } else if !cfg!(feature = "display") {
+            tracing::info!("this viewer was built without the display feature: running headless");
+            None
+        } else if std::env::var_os("DISPLAY").is_none()
+            && std::env::var_os("WAYLAND_DISPLAY").is_none()
+        {
+            tracing::info!("no DISPLAY or WAYLAND_DISPLAY: running headless");
+            None
+        } else {
+            Some(cli.layout)
+        };
         Ok(ViewerConfig {
             mqtt: MqttSettings {
                 broker,
@@ -115,6 +141,7 @@ impl ViewerConfig {
             recordings: cli.recordings,
             segment: Duration::from_secs(cli.segment_seconds),
             sensor_topics,
+            display,
         })
     }
 }

@@ -10,12 +10,17 @@
 //! - [`camera`]: a camera's connection: read, reconnect, record.
 //! - [`record`]: the fMP4 writer, the segmenter, the writer thread.
 //! - [`sensors`]: sensor messages to CSV.
+//! - [`screens`]: the newest frame of each camera, for the display.
+//! - `display` (feature `display`): the OpenCV windows.
 
 pub mod app;
 pub mod camera;
 pub mod config;
 pub mod discovery;
+#[cfg(feature = "display")]
+pub mod display;
 pub mod record;
+pub mod screens;
 pub mod sensors;
 pub mod supervisor;
 

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::camera::{CameraLink, LinkStats, Session};
 use crate::discovery::NodeEvent;
 use crate::record::recorder::ErrorSlot;
+use crate::screens::Screens;
 
 struct Running {
     tcp: String,
@@ -33,6 +34,7 @@ pub struct Supervisor {
     pub segment: Duration,
     pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
+    pub screens: Option<Arc<Screens>>,
 }
 
 impl Supervisor {
@@ -40,6 +42,7 @@ impl Supervisor {
         session: watch::Receiver<Option<Session>>,
         segment: Duration,
         errors: ErrorSlot,
+        screens: Option<Arc<Screens>>,
     ) -> Self {
         Supervisor {
             tasks: HashMap::new(),
@@ -48,6 +51,7 @@ impl Supervisor {
             segment,
             recording: Arc::new(AtomicUsize::new(0)),
             errors,
+            screens,
         }
     }
 
@@ -78,7 +82,11 @@ impl Supervisor {
                         stats: Arc::clone(&stats),
                         recording: Arc::clone(&self.recording),
                         errors: Arc::clone(&self.errors),
+                        screens: self.screens.clone(),
                     };
+                    if let Some(screens) = &self.screens {
+                        screens.add(&format!("{}/{}", key.0, key.1));
+                    }
                     let span =
                         tracing::info_span!("camera", camera = %format!("{}/{}", key.0, key.1));
                     self.tracker
@@ -106,6 +114,9 @@ impl Supervisor {
             if stop {
                 tracing::debug!("stopping {}/{}: {why}", key.0, key.1);
                 running.cancel.cancel();
+                if let Some(screens) = &self.screens {
+                    screens.remove(&format!("{}/{}", key.0, key.1));
+                }
             }
             !stop
         });

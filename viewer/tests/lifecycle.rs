@@ -42,8 +42,11 @@ fn a_late_node_is_recorded_at_once_and_a_killed_node_comes_back() {
     node.wait_exit(SECS(5));
     // The broker publishes the last will after 1.5x the 10 s keep-alive.
     viewer.wait_log("node offline; dropping its cameras", SECS(30));
-    let closed_before = under(&recordings.0, "pi-late", ".mp4").len();
-    assert!(closed_before >= 1, "the lost camera's segment is closed");
+    // The lost camera's segment is closed (renamed) as its task stops.
+    let closed_before = wait_for("the lost camera's segment to close", SECS(10), || {
+        let closed = under(&recordings.0, "pi-late", ".mp4").len();
+        (closed >= 1 && under(&recordings.0, "pi-late", ".part").is_empty()).then_some(closed)
+    });
     let _again = test_node(&broker, "pi-late", "160x120");
     wait_for("segments from the restarted node", SECS(15), || {
         (under(&recordings.0, "pi-late", ".mp4").len()

@@ -128,7 +128,7 @@ impl Broker {
         require("mosquitto_sub", "mosquitto-clients");
         let dir = TempDir::new("broker");
         let port = free_port();
-        let mut conf = format!("listener {port} 127.0.0.1\npersistence false\n");
+        let mut conf = format!("listener {port} 127.0.0.1\npersistence false\nlog_type all\n");
         match credentials {
             None => conf.push_str("allow_anonymous true\n"),
             Some((user, password)) => {
@@ -322,6 +322,10 @@ impl Drop for Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path("mosquitto.log")).unwrap_or_default();
+            eprintln!("---- mosquitto log ----\n{log}");
         }
     }
 }

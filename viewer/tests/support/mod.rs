@@ -20,21 +20,46 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// Headless, as on a server.
     pub fn start(broker: &Broker, recordings: &Path, extra: &[&str]) -> Self {
+        Self::spawn(broker, recordings, &[&["--headless"], extra].concat(), None)
+    }
+
+    /// With windows on the X display `display`.
+    pub fn start_windowed(
+        broker: &Broker,
+        recordings: &Path,
+        extra: &[&str],
+        display: &str,
+    ) -> Self {
+        Self::spawn(broker, recordings, extra, Some(display))
+    }
+
+    fn spawn(broker: &Broker, recordings: &Path, extra: &[&str], display: Option<&str>) -> Self {
         let dir = TempDir::new("viewer");
         let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_viewer"))
-            .args(["--broker", &broker.url(), "--viewer-id", "ws", "--headless"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_viewer"));
+        cmd.args(["--broker", &broker.url(), "--viewer-id", "ws"])
             .arg("--recordings")
             .arg(recordings)
             .args(extra)
             .env("RUST_LOG", "info")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Viewer { child, dir }
+            .stderr(log);
+        if let Some(display) = display {
+            cmd.env("DISPLAY", display);
+        }
+        let viewer = Viewer {
+            child: cmd.spawn().unwrap(),
+            dir,
+        };
+        // Commands published before the viewer is subscribed are lost, as
+        // for any MQTT client: wait for its `online`, which says it listens.
+        wait_online(broker);
+        viewer
     }
 
     pub fn log(&self) -> String {
@@ -110,4 +135,15 @@ pub fn wait_state(
     wait_for(what, SECS(20), || {
         recording_state(broker).filter(|s| check(s))
     })
+}
+
+/// Waits until the viewer says it is `online`: subscribed, commands heard.
+pub fn wait_online(broker: &Broker) {
+    broker_wait(broker, "camfleet/viewer/ws/status", "online");
+}
+
+fn broker_wait(broker: &Broker, topic: &str, want: &str) {
+    wait_for(&format!("{want} on {topic}"), SECS(20), || {
+        (broker.retained(topic).as_deref() == Some(want)).then_some(())
+    });
 }
