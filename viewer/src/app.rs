@@ -25,6 +25,8 @@ use crate::supervisor::Supervisor;
 const GETIP_EVERY: Duration = Duration::from_secs(30);
 /// How often the state (with per-camera figures) is republished.
 const STATE_EVERY: Duration = Duration::from_secs(10);
+/// Per-camera figures go to the log every this many state publications (a minute).
+const LOG_FIGURES_EVERY: u32 = 6;
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
 struct Recording {
@@ -60,6 +62,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let mut state_tick = tokio::time::interval(STATE_EVERY);
     let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
     let mut published_cameras = 0;
+    let mut ticks = 0u32;
     let mut published_error: Option<String> = None;
     let publish_state = |client: &AsyncClient, rec: &Recording, cameras: &mut Supervisor| {
         let state = state_of(rec, cameras, &errors);
@@ -111,7 +114,13 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 }
             },
             _ = getip.tick() => try_publish(&client, GETIP_REQUEST, false, "?".into()),
-            _ = state_tick.tick() => published_cameras = publish_state(&client, &rec, &mut cameras),
+            _ = state_tick.tick() => {
+                published_cameras = publish_state(&client, &rec, &mut cameras);
+                ticks += 1;
+                if ticks % LOG_FIGURES_EVERY == 0 {
+                    cameras.log_figures();
+                }
+            }
             _ = flush_tick.tick() => {
                 sensors.flush();
                 // Cameras join a session with their next frame, and write

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let config = match ViewerConfig::from_cli(cli) {
+    let config = match ViewerConfig::load(cli) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("configuration: {e:#}");

@@ -35,6 +35,7 @@ pub struct Supervisor {
     pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
     pub screens: Option<Arc<Screens>>,
+    last_figures: Vec<LinkFigures>,
 }
 
 impl Supervisor {
@@ -52,6 +53,7 @@ impl Supervisor {
             recording: Arc::new(AtomicUsize::new(0)),
             errors,
             screens,
+            last_figures: Vec::new(),
         }
     }
 
@@ -153,7 +155,22 @@ impl Supervisor {
             })
             .collect();
         out.sort_by(|a, b| (&a.node, &a.camera).cmp(&(&b.node, &b.camera)));
+        self.last_figures = out.clone();
         out
+    }
+
+    /// The figures last computed, one log line per camera.
+    pub fn log_figures(&self) {
+        for f in &self.last_figures {
+            tracing::info!(
+                camera = %format!("{}/{}", f.node, f.camera),
+                "{:.1} fps, {} frames, {} missed, {} reconnects",
+                f.fps,
+                f.frames,
+                f.missed,
+                f.reconnects
+            );
+        }
     }
 
     /// Stops every camera (each closes its open segment) and waits.

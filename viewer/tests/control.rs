@@ -177,3 +177,27 @@ fn garbage_from_a_node_a_huge_length_and_bad_info_are_survived() {
         publish_retained(&broker, &format!("camfleet/node/{id}/info"), "");
     }
 }
+
+#[test]
+fn a_bad_config_file_or_flag_names_the_problem() {
+    let dir = TempDir::new("viewer-conf");
+    let config = dir.path("viewer.toml");
+    write(&config, "recordings = '/tmp/x'\nsegment_secs = 5\n");
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["--config", config.to_str().unwrap()], "segment_secs"),
+        (vec!["--segment-seconds", "0"], "segment_seconds"),
+        (vec!["--broker", "tcp://h"], "mqtt://"),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_viewer"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?} should name {needle}: {stderr}"
+        );
+    }
+}
