@@ -7,6 +7,7 @@
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
 //! - [`backoff`]: the retry delay every long-lived peer uses.
+//! - [`process`]: logging and the two-stage shutdown signal of both binaries.
 //! - [`error`]: the error enums callers match on.
 
 pub mod backoff;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod mqtt;
+pub mod process;
 pub mod topics;
 
 pub use error::{BrokerUrlError, FrameError, MqttSetupError};

@@ -1,25 +1,16 @@
 //! `viewer`: flags, logging and signals; the work is in the library.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
+use shared::process::{init_logging, watch_signals};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use viewer::{Cli, ViewerConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    init_logging();
     let config = match ViewerConfig::load(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -39,22 +30,18 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            for count in 0.. {
-                tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-                if count == 0 {
-                    tracing::info!("shutting down: closing segments (signal again to exit at once)");
-                    token.cancel();
-                } else {
-                    tracing::warn!("exiting now; open segments stay as .mp4.part");
-                    std::process::exit(130);
-                }
-            }
-        });
-        tracing::info!(viewer = %config.viewer_id, "viewer {} starting; recordings in {}", env!("CARGO_PKG_VERSION"), config.recordings.display());
+        let last_words =
+            || tracing::warn!("open segments stay as .mp4.part; they play up to their last second");
+        if let Err(e) = watch_signals(shutdown.clone(), last_words) {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            viewer = %config.viewer_id,
+            "viewer {} starting; recordings in {}",
+            env!("CARGO_PKG_VERSION"),
+            config.recordings.display()
+        );
         match viewer::run(config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

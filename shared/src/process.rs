@@ -1,0 +1,49 @@
+//! What both binaries set up before their work: logging to stderr, and the
+//! two-stage shutdown signal (the first SIGINT/SIGTERM asks for an orderly
+//! stop, a second one exits at once).
+
+use std::io::IsTerminal;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr at `info` (or `RUST_LOG`), in colour only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// First signal: cancel `shutdown`. Second: run `last_words` (kill what
+/// must not outlive the process) and exit with status 130. Call inside the
+/// runtime.
+pub fn watch_signals(
+    shutdown: CancellationToken,
+    last_words: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        for count in 0.. {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if count == 0 {
+                tracing::info!("{name}: shutting down (send it again to exit at once)");
+                shutdown.cancel();
+            } else {
+                tracing::warn!("{name} again: exiting now");
+                last_words();
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
