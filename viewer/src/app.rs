@@ -238,7 +238,12 @@ fn state_of(
         state: state.into(),
         session,
         since,
-        cameras: cameras.recording(),
+        // Idle means none, even while the last segments are being closed.
+        cameras: if rec.session.is_some() {
+            cameras.recording()
+        } else {
+            0
+        },
         error: errors.lock().expect("error slot").clone(),
         note: rec.note.clone(),
         links: cameras.figures(),
