@@ -2,25 +2,18 @@
 //! reads codec, size and frame count, ffmpeg decodes every frame, and a
 //! file cut in the middle of its last fragment (a crash) still plays up to it.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 use camera_node::mjpeg::Splitter;
+use support::common::require;
 use viewer::record::fmp4::{fragment, init_segment, Sample};
-
-fn require(program: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "`{program}` is not installed: run `sudo apt-get install ffmpeg` (or scripts/test.sh)"
-    );
-}
 
 /// `count` JPEGs of ffmpeg's test picture, 4:2:0 with standard tables.
 fn jpegs(count: usize) -> Vec<bytes::Bytes> {
-    require("ffmpeg");
+    require("ffmpeg", "ffmpeg");
     let out = Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -53,7 +46,7 @@ fn jpegs(count: usize) -> Vec<bytes::Bytes> {
 }
 
 fn probe(path: &Path, entries: &str) -> String {
-    require("ffprobe");
+    require("ffprobe", "ffmpeg");
     let out = Command::new("ffprobe")
         .args([
             "-v",
