@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use shared::backoff::Backoff;
+use shared::backoff::run_with_backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
@@ -26,25 +26,16 @@ pub struct Camera {
 impl Camera {
     /// Runs until `cancel`; never returns early.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut backoff = Backoff::standard();
-        loop {
-            backoff.attempt_started();
-            let result = self.run_once(&cancel).await;
-            if cancel.is_cancelled() {
-                break;
-            }
-            let delay = backoff.next_delay();
-            let error = result.err().unwrap_or_else(|| anyhow!("source ended"));
+        let hub = Arc::clone(&self.hub);
+        let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
+            let error = error.unwrap_or_else(|| anyhow!("source ended"));
             tracing::warn!(
                 "camera stopped: {error:#}; restarting in {:.1} s",
                 delay.as_secs_f64()
             );
-            self.hub.count_restart();
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+            hub.count_restart();
+        };
+        run_with_backoff(&cancel, || self.run_once(&cancel), on_failure).await;
         tracing::info!("camera stopped");
     }
 

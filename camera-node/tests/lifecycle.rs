@@ -138,17 +138,7 @@ fn sigterm_leaves_offline_and_no_camera_process() {
         "the camera process must not outlive the node"
     );
     let log = node.log();
-    let order = [
-        "shutdown 1/3",
-        "shutdown 2/3",
-        "shutdown 3/3",
-        "shutdown complete",
-    ]
-    .map(|s| log.find(s));
-    assert!(
-        order.iter().all(Option::is_some) && order.is_sorted(),
-        "shutdown steps in order:\n{log}"
-    );
+    assert_shutdown_in_order(&log);
 }
 
 #[test]

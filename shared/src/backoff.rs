@@ -1,7 +1,10 @@
 //! The retry delay of every long-lived peer: 0.5 s doubling to a cap,
 //! back to the start after a healthy stretch.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 /// How long a peer must have run without error for its next failure to be
 /// treated as a first one again.
@@ -52,6 +55,33 @@ impl Backoff {
     /// Forget earlier failures (a connection came up).
     pub fn reset(&mut self) {
         self.next = self.initial;
+    }
+}
+
+/// The loop of every long-lived peer (STYLE.md, convention 4): runs
+/// `run_once` until `cancel`, and after each run that ends on its own waits
+/// the backoff before the next; `on_failure` gets the run's error (`None`
+/// when it simply ended) and the delay, to log and count it.
+pub async fn run_with_backoff<E, F>(
+    cancel: &CancellationToken,
+    mut run_once: impl FnMut() -> F,
+    mut on_failure: impl FnMut(Option<E>, Duration),
+) where
+    F: Future<Output = Result<(), E>>,
+{
+    let mut backoff = Backoff::standard();
+    loop {
+        backoff.attempt_started();
+        let result = run_once().await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        let delay = backoff.next_delay();
+        on_failure(result.err(), delay);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
     }
 }
 

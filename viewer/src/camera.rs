@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_lite::StreamExt;
-use shared::backoff::Backoff;
+use shared::backoff::run_with_backoff;
 use shared::frame::FrameDecoder;
 use shared::messages::CameraInfo;
 use tokio::net::TcpStream;
@@ -43,6 +43,8 @@ pub struct LinkStats {
 }
 
 pub struct CameraLink {
+    /// `node/camera`, for the display and the recorder thread's name.
+    pub label: String,
     pub node_id: String,
     pub camera: CameraInfo,
     pub session: watch::Receiver<Option<Session>>,
@@ -55,30 +57,17 @@ pub struct CameraLink {
 }
 
 impl CameraLink {
-    fn label(&self) -> String {
-        format!("{}/{}", self.node_id, self.camera.id)
-    }
-
-    pub async fn run(mut self, cancel: CancellationToken) {
-        let mut backoff = Backoff::standard();
-        loop {
-            backoff.attempt_started();
-            let result = self.run_once(&cancel).await;
-            if cancel.is_cancelled() {
-                break;
-            }
-            let delay = backoff.next_delay();
-            let error = result.err().unwrap_or_else(|| anyhow!("stream ended"));
+    pub async fn run(self, cancel: CancellationToken) {
+        let stats = Arc::clone(&self.stats);
+        let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
+            let error = error.unwrap_or_else(|| anyhow!("stream ended"));
             tracing::warn!("{error:#}; reconnecting in {:.1} s", delay.as_secs_f64());
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        };
+        run_with_backoff(&cancel, || self.run_once(&cancel), on_failure).await;
     }
 
-    async fn run_once(&mut self, cancel: &CancellationToken) -> Result<()> {
+    async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
         let tcp = self.camera.tcp.clone();
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&tcp))
             .await
@@ -86,6 +75,8 @@ impl CameraLink {
             .with_context(|| format!("connecting to {tcp}"))?;
         tracing::info!("connected to {tcp}");
         let mut frames = FramedRead::new(stream, FrameDecoder::new());
+        // Read afresh for every frame (this run's own receiver).
+        let mut session = self.session.clone();
         let mut recorder: Option<(Session, Recorder)> = None;
         let mut last_seq: Option<u64> = None;
         let result = loop {
@@ -109,7 +100,7 @@ impl CameraLink {
             }
             last_seq = Some(frame.seq);
             // Follow the session: start, switch or stop before this frame.
-            let wanted = self.session.borrow_and_update().clone();
+            let wanted = session.borrow_and_update().clone();
             if recorder.as_ref().map(|(s, _)| s) != wanted.as_ref() {
                 if let Some((_, old)) = recorder.take() {
                     self.stop_recorder(old).await;
@@ -123,7 +114,7 @@ impl CameraLink {
             }
             if let Some(screens) = &self.screens {
                 screens.update(
-                    &self.label(),
+                    &self.label,
                     frame.seq,
                     frame.jpeg.clone(),
                     recorder.is_some(),
@@ -152,7 +143,7 @@ impl CameraLink {
             width,
             height,
         };
-        let recorder = Recorder::start(plan, self.label(), Arc::clone(&self.errors))?;
+        let recorder = Recorder::start(plan, self.label.clone(), Arc::clone(&self.errors))?;
         self.recording.fetch_add(1, Ordering::Relaxed);
         Ok(recorder)
     }

@@ -137,29 +137,20 @@ fn annotate(image: &mut Mat, key: &str, tile: Option<&Tile>) -> Result<()> {
 
 /// Text with a dark outline, readable on any picture.
 fn label(image: &mut Mat, text: &str, at: Point, color: Scalar) -> Result<()> {
-    let font = imgproc::FONT_HERSHEY_SIMPLEX;
-    imgproc::put_text(
-        image,
-        text,
-        at,
-        font,
-        0.7,
-        Scalar::all(0.0),
-        4,
-        imgproc::LINE_AA,
-        false,
-    )?;
-    imgproc::put_text(
-        image,
-        text,
-        at,
-        font,
-        0.7,
-        color,
-        2,
-        imgproc::LINE_AA,
-        false,
-    )?;
+    for (paint, thickness) in [(Scalar::all(0.0), 4), (color, 2)] {
+        let font = imgproc::FONT_HERSHEY_SIMPLEX;
+        imgproc::put_text(
+            image,
+            text,
+            at,
+            font,
+            0.7,
+            paint,
+            thickness,
+            imgproc::LINE_AA,
+            false,
+        )?;
+    }
     Ok(())
 }
 

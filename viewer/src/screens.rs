@@ -42,7 +42,11 @@ impl Screens {
     pub fn update(&self, key: &str, seq: u64, jpeg: Bytes, recording: bool) {
         let now = Instant::now();
         let mut tiles = self.tiles.lock().expect("screens");
-        let slot = tiles.entry(key.to_owned()).or_insert(None);
+        // Per frame: no allocation for a camera already shown.
+        if !tiles.contains_key(key) {
+            tiles.insert(key.to_owned(), None);
+        }
+        let slot = tiles.get_mut(key).expect("inserted above");
         let fps = match slot {
             Some(prev) => {
                 let rate = 1.0 / now.duration_since(prev.at).as_secs_f64().max(1e-3);

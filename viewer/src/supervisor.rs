@@ -76,7 +76,9 @@ impl Supervisor {
                     }
                     let stats = Arc::new(LinkStats::default());
                     let cancel = CancellationToken::new();
+                    let label = format!("{}/{}", key.0, key.1);
                     let link = CameraLink {
+                        label: label.clone(),
                         node_id: info.node_id.clone(),
                         camera: cam.clone(),
                         session: self.session.clone(),
@@ -87,7 +89,7 @@ impl Supervisor {
                         screens: self.screens.clone(),
                     };
                     if let Some(screens) = &self.screens {
-                        screens.add(&format!("{}/{}", key.0, key.1));
+                        screens.add(&label);
                     }
                     let span =
                         tracing::info_span!("camera", camera = %format!("{}/{}", key.0, key.1));

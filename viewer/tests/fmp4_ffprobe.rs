@@ -8,38 +8,16 @@ use std::path::Path;
 use std::process::Command;
 
 use camera_node::mjpeg::Splitter;
-use support::common::require;
+use support::common::{make_mjpeg, require, TempDir};
 use viewer::record::fmp4::{fragment, init_segment, Sample};
 
 /// `count` JPEGs of ffmpeg's test picture, 4:2:0 with standard tables.
-fn jpegs(count: usize) -> Vec<bytes::Bytes> {
-    require("ffmpeg", "ffmpeg");
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-        ])
-        .args([
-            "-frames:v",
-            &count.to_string(),
-            "-f",
-            "mjpeg",
-            "-q:v",
-            "5",
-            "-huffman",
-            "default",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+fn jpegs(count: u32) -> Vec<bytes::Bytes> {
+    let dir = TempDir::new("jpegs");
+    let path = dir.path("clip.mjpeg");
+    make_mjpeg(&path, "320x240", count);
     let mut splitter = Splitter::default();
-    splitter.push(&out.stdout);
+    splitter.push(&std::fs::read(&path).unwrap());
     std::iter::from_fn(|| splitter.next_frame())
         .map(Result::unwrap)
         .collect()

@@ -179,15 +179,5 @@ fn sigterm_closes_segments_flushes_sensors_and_leaves_idle_and_offline() {
         Some("offline")
     );
     let log = viewer.log();
-    let order = [
-        "shutdown 1/3",
-        "shutdown 2/3",
-        "shutdown 3/3",
-        "shutdown complete",
-    ]
-    .map(|s| log.find(s));
-    assert!(
-        order.iter().all(Option::is_some) && order.is_sorted(),
-        "shutdown steps in order:\n{log}"
-    );
+    assert_shutdown_in_order(&log);
 }

@@ -15,8 +15,8 @@ use support::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// The pts of every frame, from ffprobe.
-fn frame_pts(path: &Path) -> Vec<f64> {
+/// ffprobe's answer on the video stream: `-show_entries ENTRIES -of FORMAT`.
+fn ffprobe(path: &Path, entries: &str, format: &str) -> String {
     require("ffprobe", "ffmpeg");
     let out = Command::new("ffprobe")
         .args([
@@ -25,9 +25,9 @@ fn frame_pts(path: &Path) -> Vec<f64> {
             "-select_streams",
             "v:0",
             "-show_entries",
-            "packet=pts_time",
+            entries,
             "-of",
-            "csv=p=0",
+            format,
         ])
         .arg(path)
         .output()
@@ -38,7 +38,12 @@ fn frame_pts(path: &Path) -> Vec<f64> {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The pts of every frame.
+fn frame_pts(path: &Path) -> Vec<f64> {
+    let text = ffprobe(path, "packet=pts_time", "csv=p=0");
     text.split_whitespace()
         .map(|v| {
             v.parse()
@@ -48,20 +53,11 @@ fn frame_pts(path: &Path) -> Vec<f64> {
 }
 
 fn stream_info(path: &Path) -> String {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,duration",
-        ])
-        .args(["-of", "default=noprint_wrappers=1"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
+    ffprobe(
+        path,
+        "stream=codec_name,width,height,duration",
+        "default=noprint_wrappers=1",
+    )
 }
 
 /// Seconds since the epoch of a `YYYYmmddTHHMMSSZ.mp4` name.

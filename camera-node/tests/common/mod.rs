@@ -177,3 +177,18 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Both binaries log their shutdown steps; all of them, in order.
+pub fn assert_shutdown_in_order(log: &str) {
+    let at = [
+        "shutdown 1/3",
+        "shutdown 2/3",
+        "shutdown 3/3",
+        "shutdown complete",
+    ]
+    .map(|s| log.find(s));
+    assert!(
+        at.iter().all(Option::is_some) && at.is_sorted(),
+        "shutdown steps in order:\n{log}"
+    );
+}
