@@ -19,7 +19,7 @@ sizes=(640x480 640x480 640x480 1920x1080)
 for i in "${!sizes[@]}"; do
   w=${sizes[$i]%x*}; h=${sizes[$i]#*x}
   "$bin" --broker mqtt://127.0.0.1:1 --node-id "t$i" --source test --width "$w" --height "$h" --fps 30 \
-    --tcp-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2> "$work/n$i.log" &
+    --tcp-port 0 --rtsp-port 0 --http-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2> "$work/n$i.log" &
   pids+=($!)
 done
 ports=()

@@ -33,7 +33,7 @@ url=mqtt://127.0.0.1:$port
 "$bin/viewer" --broker "$url" --viewer-id bench --headless --recordings "$work/rec" 2> "$work/viewer.log" & vpid=$!; pids+=($vpid)
 for i in $(seq "$cams"); do
   "$bin/camera-node" --broker "$url" --node-id "cam$i" --source "file:$work/clip.mjpeg" --fps 30 \
-    --width 1920 --height 1080 --tcp-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2>/dev/null & pids+=($!)
+    --width 1920 --height 1080 --tcp-port 0 --rtsp-port 0 --http-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2>/dev/null & pids+=($!)
 done
 for _ in $(seq 200); do
   [ "$(grep -c 'first frame' "$work/viewer.log")" -ge "$cams" ] && break; sleep 0.1
@@ -58,7 +58,7 @@ ratio=$(awk -v a="$x264_pct" -v b="$per_cam" 'BEGIN{ if (b > 0) printf "%.0f", a
 # Discovery: one more node, started now.
 t0=$(date +%s.%N)
 "$bin/camera-node" --broker "$url" --node-id late --source "file:$work/clip.mjpeg" --fps 30 \
-  --tcp-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2>/dev/null & pids+=($!)
+  --tcp-port 0 --rtsp-port 0 --http-port 0 --advertise-host 127.0.0.1 --no-cpu-temp 2>/dev/null & pids+=($!)
 for _ in $(seq 100); do grep -q 'camera=late/cam0.*first frame\|first frame.*camera=late/cam0' "$work/viewer.log" && break; sleep 0.02; done
 line=$(grep 'first frame' "$work/viewer.log" | grep 'late/cam0' | head -1)
 t1=$(date -d "$(awk '{print $1}' <<< "$line")" +%s.%N)

@@ -57,7 +57,7 @@ echo "broker:  $broker (private mosquitto)"
 sizes=(640x480 640x480 320x240)
 for i in 0 1 2; do
   "$node_bin" --broker "$broker" --node-id "demo-$i" --source test --width "${sizes[$i]%x*}" \
-    --height "${sizes[$i]#*x}" --fps 15 --tcp-port 0 --advertise-host 127.0.0.1 2> "$work/node$i.log" &
+    --height "${sizes[$i]#*x}" --fps 15 --tcp-port 0 --rtsp-port 0 --http-port 0 --advertise-host 127.0.0.1 2> "$work/node$i.log" &
   pids+=($!)
 done
 echo "nodes:   demo-0, demo-1, demo-2 (camera-node --source test)"

@@ -8,17 +8,19 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use shared::messages::{CameraInfo, NodeInfo, PAYLOAD_VERSION};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::camera::Camera;
 use crate::config::NodeConfig;
+use crate::http::{self, HttpServer};
 use crate::hub::Hub;
 use crate::notify::Notifier;
 use crate::presence::{advertised_addresses, host_port, Presence};
+use crate::rtsp::{self, RtspCamera, RtspServer};
 use crate::serve::tcp;
+use crate::state::NodeState;
 
 /// Runs the node until `shutdown` is cancelled. Errors only when it cannot
 /// start (a port in use, a bad CA file).
@@ -39,6 +41,33 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
             })?;
         listeners.push(listener);
     }
+    let bind = config.bind;
+    let bind_one = |what: &'static str, port: u16| async move {
+        TcpListener::bind((bind, port)).await.with_context(|| {
+            format!(
+                "cannot listen for {what} on {} (set another port with --{}-port)",
+                host_port(&bind.to_string(), port),
+                what.to_lowercase()
+            )
+        })
+    };
+    let rtsp_listener = bind_one("RTSP", config.rtsp_port).await?;
+    let http_listener = bind_one("HTTP", config.http_port).await?;
+    let rtsp_base = format!(
+        "rtsp://{}",
+        host_port(&host, tcp::local_port(&rtsp_listener)?)
+    );
+    let http_base = format!(
+        "http://{}",
+        host_port(&host, tcp::local_port(&http_listener)?)
+    );
+    tracing::info!("RTSP on {rtsp_base}/<camera>, web page and API on {http_base}/");
+    if config.users.is_open() && !config.bind.is_loopback() {
+        tracing::warn!(
+            "HTTP and RTSP are open to anyone who can reach {}: add [[user]] entries to the config file to require a password",
+            config.bind
+        );
+    }
     let hubs: Vec<Arc<Hub>> = config.cameras.iter().map(|c| Hub::new(&c.id)).collect();
     let mut cameras_info = Vec::with_capacity(config.cameras.len());
     for (cam, listener) in config.cameras.iter().zip(&listeners) {
@@ -51,8 +80,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
             fps: cam.capture.fps,
             codec: "mjpeg".into(),
             tcp: host_port(&host, port),
-            rtsp: None,
-            http: None,
+            rtsp: Some(format!("{rtsp_base}/{}", cam.id)),
+            http: Some(format!("{http_base}/cameras/{}/stream.mjpg", cam.id)),
             enabled: true,
         });
     }
@@ -68,7 +97,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         cameras: cameras_info,
     };
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
-    let (_info_tx, info_rx) = watch::channel(info);
+    let state = Arc::new(NodeState::new(info, hubs.clone(), config.watchdog));
 
     let servers = TaskTracker::new();
     let servers_stop = CancellationToken::new();
@@ -82,6 +111,33 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         );
         servers.spawn(task.instrument(tracing::info_span!("tcp", camera = %hub.camera_id())));
     }
+    let rtsp = RtspServer::new(
+        config.node_id.clone(),
+        config
+            .cameras
+            .iter()
+            .zip(&hubs)
+            .map(|(cam, hub)| RtspCamera::new(Arc::clone(hub), cam.capture.fps))
+            .collect(),
+        config.max_viewers,
+        config.users.clone(),
+        config.rtsp_session_timeout,
+    );
+    let task = rtsp::run(
+        rtsp_listener,
+        Arc::new(rtsp),
+        servers_stop.clone(),
+        servers.clone(),
+    );
+    servers.spawn(task.instrument(tracing::info_span!("rtsp")));
+    let web = HttpServer {
+        node: Arc::clone(&state),
+        users: config.users.clone(),
+        max_viewers: config.max_viewers,
+        closing: CancellationToken::new(),
+    };
+    let task = http::run(http_listener, Arc::new(web), servers_stop.clone());
+    servers.spawn(task.instrument(tracing::info_span!("http")));
     let cameras = TaskTracker::new();
     let cameras_stop = CancellationToken::new();
     for (cam, hub) in config.cameras.iter().zip(&hubs) {
@@ -106,7 +162,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     let mqtt_stop = CancellationToken::new();
     let presence = Presence {
         config: Arc::clone(&config),
-        info: info_rx,
+        info: state.watch_info(),
         hubs,
         connected: mqtt_connected,
     };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use shared::backoff::run_with_backoff;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
@@ -24,9 +25,11 @@ pub struct Camera {
 }
 
 impl Camera {
-    /// Runs until `cancel`; never returns early.
+    /// Runs until `cancel`; never returns early. Capture stops while the
+    /// hub is disabled (the HTTP control API) and starts again when enabled.
     pub async fn run(self, cancel: CancellationToken) {
         let hub = Arc::clone(&self.hub);
+        let mut enabled = hub.watch_enabled();
         let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
             let error = error.unwrap_or_else(|| anyhow!("source ended"));
             tracing::warn!(
@@ -35,7 +38,27 @@ impl Camera {
             );
             hub.count_restart();
         };
-        run_with_backoff(&cancel, || self.run_once(&cancel), on_failure).await;
+        while !cancel.is_cancelled() {
+            let on = *enabled.borrow_and_update();
+            if !on {
+                tracing::info!("capture stopped through the API");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = until(&mut enabled, true) => {}
+                }
+                tracing::info!("capture started through the API");
+            }
+            let run = cancel.child_token();
+            let capture = run_with_backoff(&run, || self.run_once(&run), &on_failure);
+            tokio::pin!(capture);
+            tokio::select! {
+                _ = &mut capture => {}
+                _ = until(&mut enabled, false) => {
+                    run.cancel();
+                    capture.await;
+                }
+            }
+        }
         tracing::info!("camera stopped");
     }
 
@@ -69,4 +92,10 @@ impl Camera {
         source.close().await;
         result
     }
+}
+
+/// Waits until capture is turned on (or off); the watch guard is dropped
+/// here, so callers stay `Send`.
+async fn until(enabled: &mut watch::Receiver<bool>, on: bool) {
+    let _ = enabled.wait_for(|now| *now == on).await;
 }

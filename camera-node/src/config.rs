@@ -12,6 +12,7 @@ use serde::Deserialize;
 use shared::broker::{BrokerUrl, DEFAULT_BROKER};
 use shared::mqtt::MqttSettings;
 
+use crate::auth::{User, Users};
 use crate::source::{CaptureSettings, SourceSpec};
 
 /// Read when `--config` is not given and the file exists.
@@ -65,10 +66,10 @@ pub struct Cli {
     /// TCP frame protocol port of cam0, +1 per further camera; 0 = any free port [default: 8000]
     #[arg(long, env = "CAMFLEET_TCP_PORT", value_name = "P")]
     pub tcp_port: Option<u16>,
-    /// RTSP port (reserved: the RTSP server is not built yet) [default: 8554]
+    /// RTSP port (rtsp://host:P/<camera>); 0 = any free port [default: 8554]
     #[arg(long, env = "CAMFLEET_RTSP_PORT", value_name = "P")]
     pub rtsp_port: Option<u16>,
-    /// HTTP port (reserved: the HTTP server is not built yet) [default: 8080]
+    /// HTTP port (index page, MJPEG, snapshots, API, metrics); 0 = any free port [default: 8080]
     #[arg(long, env = "CAMFLEET_HTTP_PORT", value_name = "P")]
     pub http_port: Option<u16>,
     /// Address to listen on [default: 0.0.0.0]
@@ -107,6 +108,8 @@ pub struct FileConfig {
     pub tcp_port: Option<u16>,
     pub rtsp_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// Seconds a UDP RTSP session lives without a keepalive.
+    pub rtsp_session_timeout_seconds: Option<u64>,
     pub max_viewers: Option<usize>,
     pub watchdog_seconds: Option<f64>,
     pub cpu_temp: Option<bool>,
@@ -120,6 +123,16 @@ pub struct FileConfig {
     /// `[[camera]]` tables; one camera from the defaults when absent.
     #[serde(default, rename = "camera")]
     pub cameras: Vec<FileCamera>,
+    /// `[[user]]` tables: HTTP and RTSP need one of them when any is given.
+    #[serde(default, rename = "user")]
+    pub users: Vec<FileUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    pub name: String,
+    pub password: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +155,10 @@ pub struct NodeConfig {
     pub topic_prefix: String,
     pub bind: IpAddr,
     pub advertise_host: Option<String>,
+    pub rtsp_port: u16,
+    pub http_port: u16,
+    pub rtsp_session_timeout: Duration,
+    pub users: Users,
     pub max_viewers: usize,
     pub watchdog: Duration,
     /// The file to read the CPU temperature from; `None` when turned off.
@@ -161,25 +178,40 @@ pub struct CameraConfig {
 impl NodeConfig {
     /// The settings in effect, for `--check-config`.
     pub fn summary(&self) -> String {
+        let port = |p: u16| {
+            if p == 0 {
+                "any free port".to_owned()
+            } else {
+                p.to_string()
+            }
+        };
+        let auth = if self.users.is_open() {
+            "no authentication".to_owned()
+        } else {
+            format!("{} users", self.users.count())
+        };
         let mut out = format!(
-            "node {} on broker {} (topics {}/...)\nlisten {} advertise {}\n",
+            "node {} on broker {} (topics {}/...)\nlisten {} advertise {}\nRTSP {} HTTP {} ({auth})\n",
             self.node_id,
             self.mqtt.broker,
             self.topic_prefix,
             self.bind,
             self.advertise_host
                 .as_deref()
-                .unwrap_or("(this host's addresses)")
+                .unwrap_or("(this host's addresses)"),
+            port(self.rtsp_port),
+            port(self.http_port),
         );
         for c in &self.cameras {
-            let port = if c.tcp_port == 0 {
-                "any free port".to_owned()
-            } else {
-                c.tcp_port.to_string()
-            };
             out.push_str(&format!(
-                "{}: {} {}x{} at {} fps, quality {}, TCP {port}\n",
-                c.id, c.source, c.capture.width, c.capture.height, c.capture.fps, c.capture.quality
+                "{}: {} {}x{} at {} fps, quality {}, TCP {}\n",
+                c.id,
+                c.source,
+                c.capture.width,
+                c.capture.height,
+                c.capture.fps,
+                c.capture.quality,
+                port(c.tcp_port)
             ));
         }
         out
@@ -297,11 +329,20 @@ impl NodeConfig {
                 tcp_port,
             });
         }
-        // Reserved for the RTSP and HTTP servers; read now so configs stay valid.
-        let _ = (
-            cli.rtsp_port.or(file.rtsp_port),
-            cli.http_port.or(file.http_port),
-        );
+        let mut users = Vec::with_capacity(file.users.len());
+        for (i, u) in file.users.into_iter().enumerate() {
+            if u.name.is_empty() || u.name.contains(':') || u.password.is_empty() {
+                bail!("user[{i}]: name must be non-empty without ':', password non-empty");
+            }
+            users.push(User {
+                name: u.name,
+                password: u.password,
+            });
+        }
+        let session_timeout = file.rtsp_session_timeout_seconds.unwrap_or(60);
+        if !(1..=3600).contains(&session_timeout) {
+            bail!("rtsp_session_timeout_seconds: {session_timeout} is not between 1 and 3600");
+        }
         Ok(NodeConfig {
             mqtt: MqttSettings {
                 broker,
@@ -315,6 +356,10 @@ impl NodeConfig {
                 .or(file.bind)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             advertise_host: cli.advertise_host.or(file.advertise_host),
+            rtsp_port: cli.rtsp_port.or(file.rtsp_port).unwrap_or(8554),
+            http_port: cli.http_port.or(file.http_port).unwrap_or(8080),
+            rtsp_session_timeout: Duration::from_secs(session_timeout),
+            users: Users::new(users),
             max_viewers,
             watchdog: Duration::from_secs_f64(watchdog_s),
             cpu_temp_path,
@@ -416,6 +461,19 @@ mod tests {
         let f = file("[[camera]]\nid='a'\n[[camera]]\nid='a'\n").unwrap();
         let err = NodeConfig::merge(cli(&["--node-id", "n"]), f).unwrap_err();
         assert!(err.to_string().contains("used by two cameras"), "{err}");
+    }
+
+    #[test]
+    fn users_and_ports_come_from_the_file() {
+        let f =
+            file("rtsp_port = 9554\nhttp_port = 0\n[[user]]\nname = 'alice'\npassword = 'pw'\n")
+                .unwrap();
+        let c = NodeConfig::merge(cli(&["--node-id", "n", "--rtsp-port", "7554"]), f).unwrap();
+        assert_eq!((c.rtsp_port, c.http_port), (7554, 0));
+        assert!(!c.users.is_open());
+        let f = file("[[user]]\nname = 'a:b'\npassword = 'pw'\n").unwrap();
+        let err = NodeConfig::merge(cli(&["--node-id", "n"]), f).unwrap_err();
+        assert!(err.to_string().contains("user[0]"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -23,13 +23,38 @@ pub struct CapturedFrame {
     pub jpeg: Bytes,
 }
 
+/// How a viewer is served, for the per-protocol figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Rtsp,
+    Http,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Rtsp, Protocol::Http];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Rtsp => "rtsp",
+            Protocol::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Hub {
     camera_id: String,
     tx: watch::Sender<Option<CapturedFrame>>,
+    /// Capture on or off (the HTTP control API); cameras start on.
+    enabled: watch::Sender<bool>,
     next_seq: AtomicU64,
+    bytes: AtomicU64,
+    /// Viewers of every protocol together, for the cap.
     viewers: AtomicUsize,
-    dropped: AtomicU64,
+    viewers_by: [AtomicUsize; 3],
+    dropped_by: [AtomicU64; 3],
     restarts: AtomicU64,
     last_frame_at: Mutex<Option<Instant>>,
     /// From a frame's last byte read to its last byte written to a viewer.
@@ -41,9 +66,12 @@ impl Hub {
         Arc::new(Hub {
             camera_id: camera_id.to_owned(),
             tx: watch::Sender::new(None),
+            enabled: watch::Sender::new(true),
             next_seq: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             viewers: AtomicUsize::new(0),
-            dropped: AtomicU64::new(0),
+            viewers_by: Default::default(),
+            dropped_by: Default::default(),
             restarts: AtomicU64::new(0),
             last_frame_at: Mutex::new(None),
             send_latency: LatencyHistogram::default(),
@@ -52,6 +80,26 @@ impl Hub {
 
     pub fn camera_id(&self) -> &str {
         &self.camera_id
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        *self.enabled.borrow()
+    }
+
+    /// Turns capture on or off; false when it already was.
+    pub fn set_enabled(&self, on: bool) -> bool {
+        self.enabled
+            .send_if_modified(|now| std::mem::replace(now, on) != on)
+    }
+
+    /// Follows [`Hub::set_enabled`].
+    pub fn watch_enabled(&self) -> watch::Receiver<bool> {
+        self.enabled.subscribe()
+    }
+
+    /// The newest frame, if the camera delivered one.
+    pub fn latest(&self) -> Option<CapturedFrame> {
+        self.tx.borrow().clone()
     }
 
     /// Stamps a frame that has just been read in full and hands it to every
@@ -63,6 +111,7 @@ impl Hub {
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         let read_at = Instant::now();
+        self.bytes.fetch_add(jpeg.len() as u64, Ordering::Relaxed);
         *self.last_frame_at.lock().expect("hub lock") = Some(read_at);
         self.tx.send_replace(Some(CapturedFrame {
             seq,
@@ -80,34 +129,87 @@ impl Hub {
         rx
     }
 
-    /// Takes a viewer slot, or `None` when `max` viewers are connected.
-    pub fn add_viewer(self: &Arc<Self>, max: usize) -> Option<ViewerSlot> {
+    /// Takes a viewer slot, or `None` when `max` viewers (of every
+    /// protocol together) are connected.
+    pub fn add_viewer(self: &Arc<Self>, max: usize, protocol: Protocol) -> Option<ViewerSlot> {
         self.viewers
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .ok()
-            .map(|_| ViewerSlot {
-                hub: Arc::clone(self),
-            })
-    }
-
-    /// Frames a viewer skipped because it was slower than the camera.
-    pub fn count_dropped(&self, frames: u64) {
-        self.dropped.fetch_add(frames, Ordering::Relaxed);
+            .ok()?;
+        self.viewers_by[protocol as usize].fetch_add(1, Ordering::AcqRel);
+        Some(ViewerSlot {
+            hub: Arc::clone(self),
+            protocol,
+            last_seq: None,
+        })
     }
 
     pub fn count_restart(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Fresh frames within `watchdog`, stale, or stopped on purpose.
+    pub fn health(&self, watchdog: Duration) -> Health {
+        if !self.is_enabled() {
+            return Health::Stopped;
+        }
+        match *self.last_frame_at.lock().expect("hub lock") {
+            Some(at) if at.elapsed() <= watchdog => Health::Ok(at.elapsed()),
+            Some(at) => Health::Stale(Some(at.elapsed())),
+            None => Health::Stale(None),
+        }
+    }
+
     pub fn snapshot(&self) -> HubFigures {
         HubFigures {
             frames: self.next_seq.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
             viewers: self.viewers.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
+            viewers_by: self
+                .viewers_by
+                .each_ref()
+                .map(|v| v.load(Ordering::Relaxed)),
+            dropped: self
+                .dropped_by
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .sum(),
+            dropped_by: self
+                .dropped_by
+                .each_ref()
+                .map(|d| d.load(Ordering::Relaxed)),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_frame_at: *self.last_frame_at.lock().expect("hub lock"),
+        }
+    }
+}
+
+/// Whether a camera is doing its job, for `/healthz` and systemd.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Health {
+    /// A frame within the watchdog interval; how long ago.
+    Ok(Duration),
+    /// Enabled, but no frame within the watchdog interval (or none ever).
+    Stale(Option<Duration>),
+    /// Capture turned off through the API.
+    Stopped,
+}
+
+impl Health {
+    /// Stopped cameras are fine: nobody expects frames from them.
+    pub fn is_fine(self) -> bool {
+        !matches!(self, Health::Stale(_))
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Ok(age) => write!(f, "ok (last frame {:.2} s ago)", age.as_secs_f64()),
+            Health::Stale(Some(age)) => write!(f, "no frame for {:.1} s", age.as_secs_f64()),
+            Health::Stale(None) => write!(f, "no frame yet"),
+            Health::Stopped => write!(f, "stopped"),
         }
     }
 }
@@ -116,8 +218,12 @@ impl Hub {
 #[derive(Debug, Clone, Copy)]
 pub struct HubFigures {
     pub frames: u64,
+    pub bytes: u64,
     pub viewers: usize,
+    /// Indexed by `Protocol as usize`.
+    pub viewers_by: [usize; 3],
     pub dropped: u64,
+    pub dropped_by: [u64; 3],
     pub restarts: u64,
     pub last_frame_at: Option<Instant>,
 }
@@ -136,7 +242,7 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
-    pub fn record(&self, elapsed: std::time::Duration) {
+    pub fn record(&self, elapsed: Duration) {
         let us = elapsed.as_micros() as u64;
         let i = LATENCY_BOUNDS_US
             .iter()
@@ -178,11 +284,28 @@ impl LatencyCounts {
 #[derive(Debug)]
 pub struct ViewerSlot {
     hub: Arc<Hub>,
+    protocol: Protocol,
+    last_seq: Option<u64>,
+}
+
+impl ViewerSlot {
+    /// Notes a frame about to be sent to this viewer and counts the frames
+    /// it skipped since the last one because it was slower than the camera.
+    pub fn sending(&mut self, seq: u64) {
+        if let Some(last) = self.last_seq {
+            let missed = seq.saturating_sub(last + 1);
+            if missed > 0 {
+                self.hub.dropped_by[self.protocol as usize].fetch_add(missed, Ordering::Relaxed);
+            }
+        }
+        self.last_seq = Some(seq);
+    }
 }
 
 impl Drop for ViewerSlot {
     fn drop(&mut self) {
         self.hub.viewers.fetch_sub(1, Ordering::AcqRel);
+        self.hub.viewers_by[self.protocol as usize].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -221,11 +344,24 @@ mod tests {
     #[test]
     fn viewer_slots_are_capped_and_freed() {
         let hub = Hub::new("cam0");
-        let a = hub.add_viewer(2).unwrap();
-        let _b = hub.add_viewer(2).unwrap();
-        assert!(hub.add_viewer(2).is_none());
+        let a = hub.add_viewer(2, Protocol::Tcp).unwrap();
+        let mut b = hub.add_viewer(2, Protocol::Http).unwrap();
+        assert!(hub.add_viewer(2, Protocol::Rtsp).is_none());
         drop(a);
-        assert!(hub.add_viewer(2).is_some());
-        assert_eq!(hub.snapshot().viewers, 1);
+        assert!(hub.add_viewer(2, Protocol::Rtsp).is_some());
+        let figures = hub.snapshot();
+        assert_eq!((figures.viewers, figures.viewers_by), (1, [0, 0, 1]));
+        b.sending(3);
+        b.sending(7);
+        assert_eq!(hub.snapshot().dropped_by, [0, 0, 3]);
+    }
+
+    #[test]
+    fn enabling_reports_changes_only() {
+        let hub = Hub::new("cam0");
+        assert!(hub.is_enabled());
+        assert!(!hub.set_enabled(true));
+        assert!(hub.set_enabled(false));
+        assert!(!hub.is_enabled());
     }
 }

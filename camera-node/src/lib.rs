@@ -13,14 +13,19 @@
 //! - [`notify`]: systemd readiness, watchdog and status.
 
 pub mod app;
+pub mod auth;
 pub mod camera;
 pub mod config;
+pub mod http;
 pub mod hub;
 pub mod mjpeg;
 pub mod notify;
 pub mod presence;
+pub mod rtp;
+pub mod rtsp;
 pub mod serve;
 pub mod source;
+pub mod state;
 
 pub use app::run;
 pub use config::{Cli, NodeConfig};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use crate::hub::{Health, Hub};
 
 /// Past this, the node reports ready with frames but without MQTT: a
 /// broker that is down at boot must not make systemd kill a working camera.
@@ -85,13 +85,12 @@ impl Notifier {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let ages: Vec<Option<Duration>> = hubs
-                .iter()
-                .map(|h| h.snapshot().last_frame_at.map(|t| t.elapsed()))
-                .collect();
-            let frames_flow = ages.iter().all(|a| a.is_some_and(|a| a <= stale_after));
+            let health: Vec<Health> = hubs.iter().map(|h| h.health(stale_after)).collect();
+            let frames_flow = health.iter().all(|h| h.is_fine());
             let mqtt = mqtt_connected.load(Ordering::Relaxed);
-            if !ready && ages.iter().all(Option::is_some) {
+            // Ready once every enabled camera has delivered a frame.
+            let all_started = health.iter().all(|h| !matches!(h, Health::Stale(None)));
+            if !ready && all_started {
                 if mqtt {
                     ready = true;
                     self.send("READY=1\nSTATUS=streaming; MQTT connected");
@@ -108,10 +107,11 @@ impl Notifier {
             if ready {
                 let cameras: Vec<String> = hubs
                     .iter()
-                    .zip(&ages)
-                    .map(|(h, age)| match age {
-                        Some(a) if *a <= stale_after => format!("{} ok", h.camera_id()),
-                        _ => format!("{} no frames", h.camera_id()),
+                    .zip(&health)
+                    .map(|(h, health)| match health {
+                        Health::Ok(_) => format!("{} ok", h.camera_id()),
+                        Health::Stopped => format!("{} stopped", h.camera_id()),
+                        Health::Stale(_) => format!("{} no frames", h.camera_id()),
                     })
                     .collect();
                 let mqtt = if mqtt {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::hub::{Hub, ViewerSlot};
+use crate::hub::{Hub, Protocol, ViewerSlot};
 
 /// A viewer that takes longer than this to accept one frame is dropped, so
 /// a vanished peer cannot hold a viewer slot (and a frame) forever.
@@ -41,7 +41,7 @@ pub async fn run(
                 }
             },
         };
-        let Some(slot) = hub.add_viewer(max_viewers) else {
+        let Some(slot) = hub.add_viewer(max_viewers, Protocol::Tcp) else {
             tracing::warn!(%peer, "refusing viewer: {max_viewers} viewers already connected (max_viewers)");
             continue;
         };
@@ -66,13 +66,12 @@ pub async fn run(
 async fn serve_viewer(
     mut stream: TcpStream,
     hub: &Hub,
-    _slot: ViewerSlot,
+    mut slot: ViewerSlot,
     cancel: &CancellationToken,
 ) -> std::io::Result<u64> {
     stream.set_nodelay(true)?;
     let mut frames = hub.subscribe();
     let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
-    let mut last_seq = None;
     let mut read_at = None;
     let mut sent = 0u64;
     loop {
@@ -92,13 +91,7 @@ async fn serve_viewer(
         let Some(frame) = frames.borrow_and_update().clone() else {
             continue;
         };
-        if let Some(last) = last_seq {
-            let missed = frame.seq.saturating_sub(last + 1);
-            if missed > 0 {
-                hub.count_dropped(missed);
-            }
-        }
-        last_seq = Some(frame.seq);
+        slot.sending(frame.seq);
         read_at = Some(frame.read_at);
         let header = FrameHeader {
             len: frame.jpeg.len() as u32,

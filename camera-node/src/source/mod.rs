@@ -4,7 +4,7 @@
 //! close it. Restarting is the supervisor's business ([`crate::camera`]).
 
 mod file;
-mod pattern;
+pub(crate) mod pattern;
 mod process;
 
 use std::fmt;

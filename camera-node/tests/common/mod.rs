@@ -6,12 +6,14 @@
 mod broker;
 mod client;
 mod node;
+mod web;
 
 pub use broker::{Broker, Watcher};
 pub use client::{FrameClient, Received};
 pub use node::{
     fake_camera_script, invocations, node_args, node_binary, run_node, start_on_fake_camera, Node,
 };
+pub use web::{curl, read_multipart, HttpReply, Part, RtspClient, RtspReply};
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -47,8 +47,11 @@ impl Node {
     pub fn start_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("node");
         let log = std::fs::File::create(dir.path("node.log")).unwrap();
+        // Many nodes run at once: RTSP and HTTP on free ports unless a flag says otherwise.
         cmd.args(args)
             .env("RUST_LOG", "info")
+            .env("CAMFLEET_RTSP_PORT", "0")
+            .env("CAMFLEET_HTTP_PORT", "0")
             .env_remove("CAMFLEET_CONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -148,6 +151,8 @@ impl Drop for Node {
 pub fn run_node(args: &[&str]) -> Output {
     Command::new(node_binary())
         .args(args)
+        .env("CAMFLEET_RTSP_PORT", "0")
+        .env("CAMFLEET_HTTP_PORT", "0")
         .env_remove("CAMFLEET_CONFIG")
         .stdin(Stdio::null())
         .output()
@@ -163,6 +168,10 @@ pub fn node_args<'a>(broker: &'a str, node_id: &'a str, source: &'a str) -> Vec<
         "--source",
         source,
         "--tcp-port",
+        "0",
+        "--rtsp-port",
+        "0",
+        "--http-port",
         "0",
         "--advertise-host",
         "127.0.0.1",

@@ -1,0 +1,312 @@
+//! The node's HTTP server (DESIGN.md, "node HTTP"): an index page, MJPEG
+//! streams and snapshots for browsers, a small JSON API, Prometheus
+//! metrics and a health check.
+//!
+//! Streams take frames from the camera's hub, newest first: a slow browser
+//! skips whole frames and holds at most one. A client that stops reading
+//! altogether is cut off by the kernel after [`STALL_LIMIT`]
+//! (`TCP_USER_TIMEOUT`), so it cannot hold a viewer slot for ever.
+
+mod pages;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Users, REALM};
+use crate::hub::{CapturedFrame, Protocol, ViewerSlot};
+use crate::state::NodeState;
+
+/// Unacknowledged data older than this drops the connection.
+pub const STALL_LIMIT: Duration = Duration::from_secs(20);
+const BOUNDARY: &str = "camfleetframe";
+
+#[derive(Debug)]
+pub struct HttpServer {
+    pub node: Arc<NodeState>,
+    pub users: Users,
+    pub max_viewers: usize,
+    /// Ends the endless MJPEG bodies at shutdown.
+    pub closing: CancellationToken,
+}
+
+/// Serves until `cancel`, then lets open requests end.
+pub async fn run(listener: TcpListener, server: Arc<HttpServer>, cancel: CancellationToken) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+        let timeout = STALL_LIMIT.as_millis() as u32;
+        if let Err(e) = nix::sys::socket::setsockopt(
+            stream,
+            nix::sys::socket::sockopt::TcpUserTimeout,
+            &timeout,
+        ) {
+            tracing::debug!("TCP_USER_TIMEOUT: {e}");
+        }
+    });
+    let app = router(Arc::clone(&server));
+    let closing = server.closing.clone();
+    let stop = async move {
+        cancel.cancelled().await;
+        closing.cancel();
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!("HTTP server failed: {e}");
+    }
+    tracing::info!("HTTP listener closed");
+}
+
+pub fn router(server: Arc<HttpServer>) -> Router {
+    let guarded = Router::new()
+        .route("/", get(pages::index))
+        .route("/cameras/{id}/stream.mjpg", get(stream))
+        .route("/cameras/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/stream", get(stream_urls))
+        .route("/api/v1/control", post(control))
+        .route("/metrics", get(pages::metrics))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&server),
+            require_user,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such page; try / or /api/v1/status",
+            )
+        })
+        .with_state(server)
+}
+
+type Shared = State<Arc<HttpServer>>;
+
+async fn require_user(State(s): Shared, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if s.users.allows(authorization, request.method().as_str(), "") {
+        return next.run(request).await;
+    }
+    if authorization.is_some() {
+        tracing::warn!(path = %request.uri().path(), "HTTP: wrong user name or password");
+    }
+    let mut response = error(StatusCode::UNAUTHORIZED, "user name and password required");
+    let challenge = format!("Basic realm=\"{REALM}\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub fn error(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": why.into() }))).into_response()
+}
+
+fn unknown_camera(s: &HttpServer, id: &str) -> Response {
+    let known: Vec<&str> = s.node.hubs.iter().map(|h| h.camera_id()).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no camera {id:?}; cameras: {}", known.join(", ")),
+    )
+}
+
+async fn healthz(State(s): Shared) -> Response {
+    let mut fine = true;
+    let mut text = String::new();
+    for hub in &s.node.hubs {
+        let health = s.node.health(hub);
+        fine &= health.is_fine();
+        text.push_str(&format!("{} {health}\n", hub.camera_id()));
+    }
+    let status = if fine {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], text).into_response()
+}
+
+async fn snapshot(State(s): Shared, Path(id): Path<String>) -> Response {
+    let Some(hub) = s.node.hub(&id) else {
+        return unknown_camera(&s, &id);
+    };
+    match hub.latest() {
+        Some(frame) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            frame.jpeg,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("camera {id} has no frame yet"),
+        ),
+    }
+}
+
+async fn stream(State(s): Shared, Path(id): Path<String>) -> Response {
+    let Some(hub) = s.node.hub(&id) else {
+        return unknown_camera(&s, &id);
+    };
+    let Some(slot) = hub.add_viewer(s.max_viewers, Protocol::Http) else {
+        tracing::warn!(camera = %id, "refusing HTTP viewer: {} viewers already connected (max_viewers)", s.max_viewers);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("camera {id} has {} viewers already", s.max_viewers),
+        );
+    };
+    let parts = MjpegParts {
+        frames: hub.subscribe(),
+        slot,
+        closing: s.closing.clone(),
+        pending: VecDeque::from([Bytes::from(format!("--{BOUNDARY}\r\n"))]),
+    };
+    let body = futures_lite::stream::unfold(parts, MjpegParts::next);
+    let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
+    (
+        [
+            (header::CONTENT_TYPE, content_type.as_str()),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The multipart body of one MJPEG stream: each part's headers, the JPEG
+/// as the camera sent it (no copy), and the boundary right after it so a
+/// browser shows the frame without waiting for the next one.
+struct MjpegParts {
+    frames: watch::Receiver<Option<CapturedFrame>>,
+    slot: ViewerSlot,
+    closing: CancellationToken,
+    pending: VecDeque<Bytes>,
+}
+
+impl MjpegParts {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if let Some(bytes) = self.pending.pop_front() {
+            return Some((Ok(bytes), self));
+        }
+        loop {
+            tokio::select! {
+                _ = self.closing.cancelled() => return None,
+                changed = self.frames.changed() => changed.ok()?,
+            }
+            let Some(frame) = self.frames.borrow_and_update().clone() else {
+                continue;
+            };
+            self.slot.sending(frame.seq);
+            let head = format!(
+                "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
+                frame.jpeg.len(),
+                frame.captured_at_us as f64 / 1e6
+            );
+            self.pending.push_back(frame.jpeg);
+            self.pending
+                .push_back(Bytes::from(format!("\r\n--{BOUNDARY}\r\n")));
+            return Some((Ok(Bytes::from(head)), self));
+        }
+    }
+}
+
+async fn status(State(s): Shared) -> Response {
+    let mut body = serde_json::to_value(s.node.info()).unwrap_or_default();
+    body["stats"] = serde_json::to_value(s.node.camera_status()).unwrap_or_default();
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    camera: Option<String>,
+}
+
+async fn stream_urls(State(s): Shared, Query(q): Query<StreamQuery>) -> Response {
+    let Some(id) = q.camera else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say which camera: /api/v1/stream?camera=cam0",
+        );
+    };
+    let info = s.node.info();
+    let Some(cam) = info.cameras.iter().find(|c| c.id == id) else {
+        return unknown_camera(&s, &id);
+    };
+    let snapshot = cam
+        .http
+        .as_ref()
+        .map(|u| u.replace("/stream.mjpg", "/snapshot.jpg"));
+    Json(serde_json::json!({
+        "camera": cam.id,
+        "enabled": cam.enabled,
+        "width": cam.width,
+        "height": cam.height,
+        "fps": cam.fps,
+        "tcp": cam.tcp,
+        "rtsp": cam.rtsp,
+        "http": cam.http,
+        "snapshot": snapshot,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlRequest {
+    camera: String,
+    action: String,
+}
+
+async fn control(State(s): Shared, body: Bytes) -> Response {
+    let request: ControlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"camera\":\"cam0\",\"action\":\"start\"|\"stop\"}}: {e}"),
+            )
+        }
+    };
+    let on = match request.action.to_ascii_lowercase().as_str() {
+        "start" => true,
+        "stop" => false,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("action {other:?}: expected \"start\" or \"stop\""),
+            )
+        }
+    };
+    match s.node.set_capture(&request.camera, on) {
+        None => unknown_camera(&s, &request.camera),
+        Some(changed) => Json(serde_json::json!({
+            "camera": request.camera,
+            "enabled": on,
+            "changed": changed,
+        }))
+        .into_response(),
+    }
+}

@@ -1,0 +1,164 @@
+//! The index page and the Prometheus metrics, both rendered from the
+//! node's live state.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::Shared;
+use crate::hub::{HubFigures, Protocol};
+
+/// Every camera live, with its links; plain HTML that reads on a phone.
+pub async fn index(State(s): Shared) -> Html<String> {
+    let info = s.node.info();
+    let mut tiles = String::new();
+    for cam in &info.cameras {
+        let id = escape(&cam.id);
+        let state = if cam.enabled { "" } else { " (stopped)" };
+        let rtsp = cam.rtsp.as_deref().map(escape).unwrap_or_default();
+        let _ = write!(
+            tiles,
+            r#"<figure><img src="cameras/{id}/stream.mjpg" alt="{id} live" width="{w}" height="{h}">
+<figcaption><b>{id}</b>{state} {w}x{h} @ {fps} fps · <a href="cameras/{id}/snapshot.jpg">snapshot</a> · <a href="cameras/{id}/stream.mjpg">MJPEG</a> · <code>{rtsp}</code></figcaption></figure>
+"#,
+            w = cam.width,
+            h = cam.height,
+            fps = cam.fps,
+        );
+    }
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>camfleet {node}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1rem; background: #111; color: #eee; }}
+a {{ color: #8cf; }} code {{ font-size: .85em; }}
+main {{ display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 420px), 1fr)); }}
+figure {{ margin: 0; }} img {{ width: 100%; height: auto; background: #000; }}
+</style></head>
+<body><h1>{node}</h1>
+<main>
+{tiles}</main>
+<p><a href="api/v1/status">status</a> · <a href="metrics">metrics</a> · <a href="healthz">health</a> · camfleet {version}</p>
+</body></html>
+"#,
+        node = escape(&info.node_id),
+        version = escape(&info.version),
+    ))
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub async fn metrics(State(s): Shared) -> Response {
+    let cameras: Vec<Sample> = s
+        .node
+        .hubs
+        .iter()
+        .map(|h| Sample {
+            camera: h.camera_id().to_owned(),
+            figures: h.snapshot(),
+            healthy: s.node.health(h).is_fine(),
+            enabled: h.is_enabled(),
+        })
+        .collect();
+    let mut out = String::new();
+    let mut per_camera = |name: &str, kind: &str, help: &str, value: fn(&Sample) -> String| {
+        header(&mut out, name, kind, help);
+        for c in &cameras {
+            let _ = writeln!(
+                out,
+                "camfleet_{name}{{camera=\"{}\"}} {}",
+                c.camera,
+                value(c)
+            );
+        }
+    };
+    per_camera(
+        "frames_total",
+        "counter",
+        "Frames captured since the node started.",
+        |c| c.figures.frames.to_string(),
+    );
+    per_camera(
+        "bytes_total",
+        "counter",
+        "JPEG bytes captured since the node started.",
+        |c| c.figures.bytes.to_string(),
+    );
+    per_camera(
+        "camera_restarts_total",
+        "counter",
+        "Times the camera program was restarted.",
+        |c| c.figures.restarts.to_string(),
+    );
+    per_camera(
+        "camera_enabled",
+        "gauge",
+        "1 while capture is on, 0 when stopped through the API.",
+        |c| u8::from(c.enabled).to_string(),
+    );
+    per_camera(
+        "camera_healthy",
+        "gauge",
+        "1 while the camera delivers frames within its watchdog (or is stopped on purpose).",
+        |c| u8::from(c.healthy).to_string(),
+    );
+    per_camera(
+        "last_frame_age_seconds",
+        "gauge",
+        "Seconds since the camera's last frame (NaN before the first).",
+        |c| {
+            c.figures.last_frame_at.map_or("NaN".to_owned(), |t| {
+                format!("{:.3}", t.elapsed().as_secs_f64())
+            })
+        },
+    );
+    let mut per_protocol =
+        |name: &str, kind: &str, help: &str, value: fn(&HubFigures, usize) -> String| {
+            header(&mut out, name, kind, help);
+            for c in &cameras {
+                for p in Protocol::ALL {
+                    let _ = writeln!(
+                        out,
+                        "camfleet_{name}{{camera=\"{}\",protocol=\"{}\"}} {}",
+                        c.camera,
+                        p.name(),
+                        value(&c.figures, p as usize)
+                    );
+                }
+            }
+        };
+    per_protocol("viewers", "gauge", "Viewers connected now.", |f, i| {
+        f.viewers_by[i].to_string()
+    });
+    per_protocol(
+        "frames_dropped_total",
+        "counter",
+        "Frames viewers skipped because they were slower than the camera.",
+        |f, i| f.dropped_by[i].to_string(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+struct Sample {
+    camera: String,
+    figures: HubFigures,
+    healthy: bool,
+    enabled: bool,
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        out,
+        "# HELP camfleet_{name} {help}\n# TYPE camfleet_{name} {kind}"
+    );
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

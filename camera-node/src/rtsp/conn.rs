@@ -1,0 +1,523 @@
+//! One RTSP client connection: reads requests (and interleaved RTCP, which
+//! it skips), answers them in order, and closes on malformed input, an
+//! oversized request, or silence from a client that streams nothing here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transports};
+use rtsp_types::{Message, Method, ParseError, Request, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::reply::Reply;
+use super::session::{bind_udp_pair, Session, SharedWriter, Transport as SessionTransport};
+use super::{RtspCamera, RtspServer};
+use crate::auth::REALM;
+use crate::hub::{CapturedFrame, Hub, Protocol};
+use crate::rtp::{random_u64, PAYLOAD_TYPE};
+
+/// A request larger than this (request line, headers and body) is refused.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// How long DESCRIBE and PLAY wait for a camera's first frame.
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
+const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
+
+/// What to do once a reply is on its way.
+struct StartPlay {
+    session: Arc<Session>,
+    first: CapturedFrame,
+    frames: watch::Receiver<Option<CapturedFrame>>,
+}
+
+struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    server: Arc<RtspServer>,
+    writer: SharedWriter,
+    closing: CancellationToken,
+    /// The digest nonce this connection hands out.
+    nonce: String,
+}
+
+/// Serves one client until it leaves, misbehaves or `cancel`.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    server: Arc<RtspServer>,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(e) => return tracing::debug!("RTSP client vanished: {e}"),
+    };
+    let (reader, writer) = stream.into_split();
+    let conn = Conn {
+        id,
+        peer,
+        local,
+        server: Arc::clone(&server),
+        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        closing: cancel.child_token(),
+        nonce: format!("{:016x}", random_u64()),
+    };
+    tracing::debug!("RTSP client connected");
+    match conn.run(reader).await {
+        Ok(()) => tracing::debug!("RTSP client left"),
+        Err(e) => tracing::info!("RTSP client dropped: {e}"),
+    }
+    for session in server.take_sessions(|s| s.conn == id && !s.is_udp()) {
+        session.close().await;
+        tracing::info!(session = %session.id, camera = %session.camera_id(), "RTSP session ended with its connection");
+    }
+}
+
+impl Conn {
+    async fn run(&self, mut reader: OwnedReadHalf) -> Result<(), String> {
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            self.drain(&mut buf).await?;
+            let idle_limit = self.server.session_timeout;
+            let streaming_here = self
+                .server
+                .any_session(|s| s.conn == self.id && !s.is_udp());
+            tokio::select! {
+                _ = self.closing.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(idle_limit), if !streaming_here => {
+                    return Err(format!("no request for {} s", idle_limit.as_secs()));
+                }
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                },
+            }
+        }
+    }
+
+    /// Answers every complete request in `buf`.
+    async fn drain(&self, buf: &mut BytesMut) -> Result<(), String> {
+        loop {
+            while matches!(buf.first(), Some(b'\r' | b'\n')) {
+                buf.advance(1);
+            }
+            if buf.first() == Some(&b'$') {
+                // Interleaved RTP/RTCP from the client (receiver reports).
+                let Some(len) = buf
+                    .get(2..4)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                else {
+                    return Ok(());
+                };
+                if buf.len() < 4 + len {
+                    return Ok(());
+                }
+                buf.advance(4 + len);
+                continue;
+            }
+            if buf.is_empty() {
+                return Ok(());
+            }
+            match Message::<Vec<u8>>::parse(&buf[..]) {
+                Ok((Message::Request(request), used)) => {
+                    buf.advance(used);
+                    self.answer(request).await?;
+                }
+                Ok((_, used)) => buf.advance(used),
+                Err(ParseError::Incomplete(_)) if buf.len() <= MAX_REQUEST => return Ok(()),
+                Err(ParseError::Incomplete(_)) => {
+                    let why = format!("request over {} KiB", MAX_REQUEST / 1024);
+                    self.send(&Reply::error(413, &why).closing(), None).await?;
+                    return Err(why);
+                }
+                Err(ParseError::Error) => {
+                    let line = first_line(buf);
+                    self.send(&Reply::error(400, "malformed RTSP request").closing(), None)
+                        .await?;
+                    return Err(format!("malformed request {line:?}"));
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, request: Request<Vec<u8>>) -> Result<(), String> {
+        let cseq = request
+            .header(&headers::CSEQ)
+            .map(|v| v.as_str().trim().to_owned());
+        let (reply, then) = self.dispatch(&request).await;
+        let method: &str = request.method().into();
+        tracing::debug!(
+            "{method} {} -> {}",
+            request.request_uri().map(|u| u.as_str()).unwrap_or("*"),
+            reply.status
+        );
+        self.send(&reply, cseq.as_deref()).await?;
+        if reply.close {
+            return Err(format!("closed after {}", reply.status));
+        }
+        if let Some(StartPlay {
+            session,
+            first,
+            frames,
+        }) = then
+        {
+            session.play(Arc::clone(&self.server), first, frames).await;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, reply: &Reply, cseq: Option<&str>) -> Result<(), String> {
+        let bytes = reply.encode(cseq);
+        let mut w = self.writer.lock().await;
+        match tokio::time::timeout(Duration::from_secs(10), w.write_all(&bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("took over 10 s to accept a reply".into()),
+        }
+    }
+
+    async fn dispatch(&self, request: &Request<Vec<u8>>) -> (Reply, Option<StartPlay>) {
+        if request.version() != Version::V1_0 {
+            return (Reply::error(505, "this server speaks RTSP/1.0"), None);
+        }
+        let method = request.method();
+        if *method == Method::Options {
+            return (Reply::ok().header("Public", PUBLIC), None);
+        }
+        let authorization = request.header(&headers::AUTHORIZATION).map(|v| v.as_str());
+        if !self
+            .server
+            .users
+            .allows(authorization, method.into(), &self.nonce)
+        {
+            if authorization.is_some() {
+                tracing::warn!("RTSP: wrong user name or password");
+            }
+            let reply = Reply::error(401, "user name and password required")
+                .header(
+                    "WWW-Authenticate",
+                    format!("Digest realm=\"{REALM}\", nonce=\"{}\"", self.nonce),
+                )
+                .header("WWW-Authenticate", format!("Basic realm=\"{REALM}\""));
+            return (reply, None);
+        }
+        if let Some(session) = session_id(request).and_then(|id| self.server.session(id)) {
+            session.touch();
+        }
+        let outcome = match method {
+            Method::Describe => self.describe(request).await,
+            Method::Setup => self.setup(request).await,
+            Method::Play => return self.play(request).await.unwrap_or_else(|r| (r, None)),
+            Method::Pause => self.pause(request).await,
+            Method::Teardown => self.teardown(request).await,
+            Method::GetParameter => Ok(Reply::ok()),
+            _ => Err(Reply::error(501, "not implemented").header("Public", PUBLIC)),
+        };
+        (outcome.unwrap_or_else(|r| r), None)
+    }
+
+    /// The camera a request URL names: `/<camera>` with an optional
+    /// `/trackID=0` (or `track0`), slashes either way.
+    fn camera(&self, request: &Request<Vec<u8>>) -> Result<(usize, &RtspCamera, String), Reply> {
+        let url = request
+            .request_uri()
+            .ok_or_else(|| Reply::error(400, "no request URL"))?;
+        let path = url.path().trim_matches('/');
+        let (id, track) = match path.split_once('/') {
+            Some((id, track)) => (id, track.trim_matches('/')),
+            None => (path, ""),
+        };
+        let Some((index, camera)) = self.server.camera(id) else {
+            let known: Vec<&str> = self
+                .server
+                .cameras
+                .iter()
+                .map(|c| c.hub.camera_id())
+                .collect();
+            return Err(Reply::error(
+                404,
+                format!("no camera {id:?} here; try one of {}", known.join(", ")),
+            ));
+        };
+        if !matches!(track, "" | "trackID=0" | "track0" | "track1") {
+            return Err(Reply::error(
+                404,
+                format!("camera {id} has one track, trackID=0"),
+            ));
+        }
+        let mut base = url.clone();
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        base.set_query(None);
+        base.set_path(&format!("/{id}/"));
+        Ok((index, camera, base.to_string()))
+    }
+
+    async fn describe(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
+        let (_, camera, base) = self.camera(request)?;
+        let (first, _) = first_frame(&camera.hub).await?;
+        let scan = camera
+            .check(&first.jpeg)
+            .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
+        let sdp = describe_sdp(
+            &self.server.node_id,
+            camera,
+            self.local.ip(),
+            (scan.width, scan.height),
+        );
+        Ok(Reply::ok()
+            .header("Content-Base", base)
+            .body("application/sdp", sdp))
+    }
+
+    async fn setup(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
+        let (index, camera, _) = self.camera(request)?;
+        if let Some(id) = session_id(request) {
+            return Err(match self.server.session(id) {
+                Some(_) => Reply::error(
+                    459,
+                    "one track per session: SETUP it without a Session header",
+                ),
+                None => Reply::error(454, format!("session {id} not found")),
+            });
+        }
+        let transports = match request.typed_header::<Transports>() {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(Reply::error(461, "SETUP needs a Transport header")),
+            Err(_) => return Err(Reply::error(400, "unreadable Transport header")),
+        };
+        let Some(chosen) = transports.iter().find_map(acceptable) else {
+            let offered = request
+                .header(&headers::TRANSPORT)
+                .map(|v| v.as_str())
+                .unwrap_or_default();
+            tracing::info!("RTSP: no usable transport in {offered:?}");
+            return Err(Reply::error(
+                461,
+                "supported: RTP/AVP/TCP;unicast;interleaved=... or RTP/AVP;unicast;client_port=...",
+            ));
+        };
+        let Some(slot) = camera
+            .hub
+            .add_viewer(self.server.max_viewers, Protocol::Rtsp)
+        else {
+            tracing::warn!(camera = %camera.hub.camera_id(), "refusing RTSP viewer: {} viewers already connected (max_viewers)", self.server.max_viewers);
+            return Err(Reply::error(
+                453,
+                format!("camera has {} viewers already", self.server.max_viewers),
+            ));
+        };
+        let transport = match chosen {
+            Chosen::Tcp { channel } => SessionTransport::Tcp {
+                writer: Arc::clone(&self.writer),
+                channel,
+                conn_closing: self.closing.clone(),
+            },
+            Chosen::Udp { rtp, rtcp } => {
+                let ip = self.peer.ip();
+                let pair =
+                    bind_udp_pair(self.local.ip(), (ip, rtp).into(), (ip, rtcp).into()).await;
+                let (rtp, rtcp) = pair.map_err(|e| {
+                    tracing::warn!("RTSP: cannot open UDP ports: {e}");
+                    Reply::error(500, format!("cannot open UDP ports: {e}"))
+                })?;
+                SessionTransport::Udp {
+                    rtp: Arc::new(rtp),
+                    rtcp: Arc::new(rtcp),
+                }
+            }
+        };
+        let id = format!("{:016X}", random_u64());
+        let track_url = request
+            .request_uri()
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let session = Session::new(
+            id.clone(),
+            (index, camera.hub.camera_id()),
+            self.id,
+            track_url,
+            transport,
+            slot,
+        );
+        let reply = Reply::ok()
+            .header("Transport", session.transport_reply.clone())
+            .header(
+                "Session",
+                format!("{id};timeout={}", self.server.session_timeout.as_secs()),
+            );
+        tracing::info!(
+            session = %id,
+            camera = %camera.hub.camera_id(),
+            "RTSP session set up: {}",
+            session.transport_reply
+        );
+        self.server.insert_session(Arc::new(session));
+        Ok(reply)
+    }
+
+    async fn play(&self, request: &Request<Vec<u8>>) -> Result<(Reply, Option<StartPlay>), Reply> {
+        let session = self.session(request)?;
+        let camera = &self.server.cameras[session.camera];
+        let (first, frames) = first_frame(&camera.hub).await?;
+        camera
+            .check(&first.jpeg)
+            .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
+        let reply = Reply::ok()
+            .header("Session", session.id.clone())
+            .header("Range", "npt=0.000-");
+        let Some((seq, rtptime)) = session.play_position(&first).await else {
+            return Ok((reply, None)); // already playing
+        };
+        let reply = reply.header(
+            "RTP-Info",
+            format!("url={};seq={seq};rtptime={rtptime}", session.track_url),
+        );
+        Ok((
+            reply,
+            Some(StartPlay {
+                session,
+                first,
+                frames,
+            }),
+        ))
+    }
+
+    async fn pause(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
+        let session = self.session(request)?;
+        session.pause().await;
+        Ok(Reply::ok().header("Session", session.id.clone()))
+    }
+
+    async fn teardown(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
+        let session = self.session(request)?;
+        if let Some(session) = self.server.remove_session(&session.id) {
+            session.close().await;
+            tracing::info!(session = %session.id, camera = %session.camera_id(), "RTSP session ended (TEARDOWN)");
+        }
+        Ok(Reply::ok())
+    }
+
+    fn session(&self, request: &Request<Vec<u8>>) -> Result<Arc<Session>, Reply> {
+        let id = session_id(request).ok_or_else(|| Reply::error(454, "no Session header"))?;
+        self.server
+            .session(id)
+            .ok_or_else(|| Reply::error(454, format!("session {id} not found")))
+    }
+}
+
+enum Chosen {
+    Tcp { channel: u8 },
+    Udp { rtp: u16, rtcp: u16 },
+}
+
+/// RTP/AVP unicast over TCP (interleaved) or UDP (with client ports).
+fn acceptable(transport: &Transport) -> Option<Chosen> {
+    let Transport::Rtp(rtp) = transport else {
+        return None;
+    };
+    if rtp.profile != RtpProfile::Avp || rtp.params.multicast {
+        return None;
+    }
+    match &rtp.lower_transport {
+        Some(RtpLowerTransport::Tcp) => Some(Chosen::Tcp {
+            channel: rtp.params.interleaved.map(|(first, _)| first).unwrap_or(0),
+        }),
+        None | Some(RtpLowerTransport::Udp) => {
+            let (rtp_port, rtcp_port) = rtp.params.client_port?;
+            Some(Chosen::Udp {
+                rtp: rtp_port,
+                rtcp: rtcp_port.unwrap_or(rtp_port.wrapping_add(1)),
+            })
+        }
+        Some(RtpLowerTransport::Other(_)) => None,
+    }
+}
+
+fn session_id(request: &Request<Vec<u8>>) -> Option<&str> {
+    request
+        .header(&headers::SESSION)
+        .map(|v| v.as_str().split(';').next().unwrap_or_default().trim())
+}
+
+/// The newest frame (waiting a little for a camera that is starting) and a
+/// receiver for the ones after it.
+async fn first_frame(
+    hub: &Hub,
+) -> Result<(CapturedFrame, watch::Receiver<Option<CapturedFrame>>), Reply> {
+    if !hub.is_enabled() {
+        return Err(Reply::error(
+            503,
+            format!(
+                "camera {} is stopped (POST /api/v1/control starts it)",
+                hub.camera_id()
+            ),
+        ));
+    }
+    let mut frames = hub.subscribe();
+    let deadline = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
+    loop {
+        let newest = frames.borrow_and_update().clone();
+        if let Some(frame) = newest {
+            return Ok((frame, frames));
+        }
+        match tokio::time::timeout_at(deadline, frames.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(Reply::error(
+                    503,
+                    format!("camera {} has no frames yet", hub.camera_id()),
+                ))
+            }
+        }
+    }
+}
+
+fn describe_sdp(
+    node: &str,
+    camera: &RtspCamera,
+    local: std::net::IpAddr,
+    size: (u16, u16),
+) -> Vec<u8> {
+    use sdp_types::{Attribute, Connection, Media, MediaType, Origin, Time, TransportProto};
+    let mut sdp = sdp_types::Session::new(
+        Origin::with_ip_addr(random_u64() >> 16, 1, local),
+        format!("camfleet {node} {}", camera.hub.camera_id()),
+    );
+    sdp.connection = Some(Connection::from_ip_addr(match local {
+        std::net::IpAddr::V4(_) => std::net::IpAddr::from([0, 0, 0, 0]),
+        std::net::IpAddr::V6(_) => std::net::IpAddr::from([0u16; 8]),
+    }));
+    sdp.times.push(Time::new(0, 0));
+    sdp.attributes.push(Attribute::with_value("control", "*"));
+    sdp.attributes
+        .push(Attribute::with_value("range", "npt=now-"));
+    let mut media = Media::new(MediaType::Video, 0, TransportProto::RtpAvp, PAYLOAD_TYPE);
+    media.attributes = vec![
+        Attribute::with_value("rtpmap", format!("{PAYLOAD_TYPE} JPEG/90000")),
+        Attribute::with_value("control", "trackID=0"),
+        Attribute::with_value("framerate", camera.fps),
+        Attribute::with_value("x-dimensions", format!("{},{}", size.0, size.1)),
+    ];
+    sdp.medias.push(media);
+    let mut out = Vec::new();
+    sdp.write(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+fn first_line(buf: &[u8]) -> String {
+    let end = buf
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(buf.len())
+        .min(80);
+    String::from_utf8_lossy(&buf[..end]).trim().to_owned()
+}

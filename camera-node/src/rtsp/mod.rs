@@ -1,0 +1,205 @@
+//! RTSP 1.0 server (RFC 2326) for players: `rtsp://<host>:8554/<camera>`
+//! with one RTP/JPEG track, over TCP interleaved or UDP unicast.
+//!
+//! - [`conn`]: one client connection: requests in, replies and
+//!   interleaved RTP out.
+//! - [`session`]: sessions, their transport and the task that streams
+//!   frames while a session plays.
+//!
+//! Every session takes its frames from the camera's hub, newest first, so a
+//! slow client skips whole frames and never holds up the camera or the
+//! other clients.
+
+mod conn;
+mod reply;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::auth::Users;
+use crate::hub::Hub;
+use crate::rtp::jpeg::{self, JpegScan, Unsupported};
+
+pub use self::session::Session;
+
+/// The default for UDP sessions without keepalive (RFC 2326 12.37).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One camera as RTSP serves it.
+#[derive(Debug)]
+pub struct RtspCamera {
+    pub hub: Arc<Hub>,
+    pub fps: u32,
+    /// Set while the camera's JPEGs cannot go over RTP/JPEG, so the reason
+    /// is logged once per change rather than per frame or per client.
+    refused: AtomicBool,
+}
+
+impl RtspCamera {
+    pub fn new(hub: Arc<Hub>, fps: u32) -> Self {
+        RtspCamera {
+            hub,
+            fps,
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    /// What RTP/JPEG needs from a frame; the first refusal in a row is logged.
+    pub fn check<'a>(&self, jpeg: &'a [u8]) -> Result<JpegScan<'a>, Unsupported> {
+        match jpeg::parse(jpeg) {
+            Ok(scan) => {
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    tracing::info!(camera = %self.hub.camera_id(), "RTSP: the camera's JPEGs fit RTP/JPEG again");
+                }
+                Ok(scan)
+            }
+            Err(e) => {
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        camera = %self.hub.camera_id(),
+                        "RTSP cannot carry this camera: {e}; TCP and HTTP keep serving it"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RtspServer {
+    pub node_id: String,
+    pub cameras: Vec<RtspCamera>,
+    pub max_viewers: usize,
+    pub users: Users,
+    /// A UDP session without any request or RTCP for this long is closed.
+    pub session_timeout: Duration,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    next_conn: AtomicU64,
+}
+
+impl RtspServer {
+    pub fn new(
+        node_id: String,
+        cameras: Vec<RtspCamera>,
+        max_viewers: usize,
+        users: Users,
+        session_timeout: Duration,
+    ) -> Self {
+        RtspServer {
+            node_id,
+            cameras,
+            max_viewers,
+            users,
+            session_timeout,
+            sessions: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    fn camera(&self, id: &str) -> Option<(usize, &RtspCamera)> {
+        self.cameras
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.hub.camera_id() == id)
+    }
+
+    fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(id)
+            .cloned()
+    }
+
+    fn insert_session(&self, session: Arc<Session>) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(session.id.clone(), session);
+    }
+
+    fn remove_session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().expect("sessions lock").remove(id)
+    }
+
+    fn any_session(&self, pick: impl Fn(&Session) -> bool) -> bool {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .any(|s| pick(s))
+    }
+
+    /// Removes the sessions `pick` selects, for closing.
+    fn take_sessions(&self, pick: impl Fn(&Session) -> bool) -> Vec<Arc<Session>> {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        let ids: Vec<String> = sessions
+            .values()
+            .filter(|s| pick(s))
+            .map(|s| s.id.clone())
+            .collect();
+        ids.iter().filter_map(|id| sessions.remove(id)).collect()
+    }
+}
+
+/// Accepts RTSP clients until `cancel`; each connection gets a task on
+/// `tracker`. UDP sessions that stop sending keepalives are closed.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<RtspServer>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let reaper = reap_idle_sessions(Arc::clone(&server), cancel.clone());
+    tracker.spawn(reaper.in_current_span());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let id = server.next_conn.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("client", %peer);
+        let task = conn::serve(stream, peer, id, Arc::clone(&server), cancel.clone());
+        tracker.spawn(task.instrument(span));
+    }
+    for session in server.take_sessions(|_| true) {
+        session.close().await;
+    }
+    tracing::info!("RTSP listener closed");
+}
+
+async fn reap_idle_sessions(server: Arc<RtspServer>, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let limit = server.session_timeout;
+        for session in server.take_sessions(|s| s.is_udp() && s.idle_for() > limit) {
+            tracing::info!(
+                session = %session.id,
+                camera = %session.camera_id(),
+                "RTSP session timed out: no keepalive for {} s",
+                limit.as_secs()
+            );
+            session.close().await;
+        }
+    }
+}

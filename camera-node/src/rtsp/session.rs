@@ -1,0 +1,435 @@
+//! An RTSP session: one client watching one camera over one transport, and
+//! the task that streams to it between PLAY and PAUSE or TEARDOWN.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::RtspServer;
+use crate::hub::{CapturedFrame, ViewerSlot};
+use crate::rtp::RtpStream;
+use crate::serve::tcp::WRITE_STALL_LIMIT;
+
+/// How often a playing session gets an RTCP sender report.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The write half of a client connection, shared by replies and the
+/// interleaved RTP of its sessions; each holds it for one whole message.
+pub type SharedWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+
+#[derive(Debug)]
+pub enum Transport {
+    /// RTP and RTCP interleaved in the RTSP connection (`$` framing).
+    Tcp {
+        writer: SharedWriter,
+        channel: u8,
+        /// Cancelled when the stream cannot be written: ends the connection.
+        conn_closing: CancellationToken,
+    },
+    /// RTP and RTCP to the client's ports from a pair of our own.
+    Udp {
+        rtp: Arc<UdpSocket>,
+        rtcp: Arc<UdpSocket>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    /// Index into the server's cameras.
+    pub camera: usize,
+    camera_id: String,
+    /// The connection that set it up.
+    pub conn: u64,
+    /// The URL SETUP named, for RTP-Info.
+    pub track_url: String,
+    /// The Transport header of the SETUP reply.
+    pub transport_reply: String,
+    transport: Transport,
+    last_seen: Arc<Mutex<Instant>>,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Debug)]
+struct Parts {
+    stream: RtpStream,
+    slot: ViewerSlot,
+}
+
+#[derive(Debug)]
+enum State {
+    Ready(Parts),
+    Playing {
+        stop: CancellationToken,
+        task: JoinHandle<Parts>,
+    },
+    Closed,
+}
+
+impl Session {
+    pub fn new(
+        id: String,
+        (camera, camera_id): (usize, &str),
+        conn: u64,
+        track_url: String,
+        transport: Transport,
+        slot: ViewerSlot,
+    ) -> Self {
+        let stream = RtpStream::new();
+        let transport_reply = match &transport {
+            Transport::Tcp { channel, .. } => format!(
+                "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X}",
+                channel,
+                channel.wrapping_add(1),
+                stream.ssrc()
+            ),
+            Transport::Udp { rtp, rtcp } => {
+                let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).unwrap_or(0);
+                let peer = |s: &UdpSocket| s.peer_addr().map(|a| a.port()).unwrap_or(0);
+                format!(
+                    "RTP/AVP;unicast;client_port={}-{};server_port={}-{};ssrc={:08X}",
+                    peer(rtp),
+                    peer(rtcp),
+                    port(rtp),
+                    port(rtcp),
+                    stream.ssrc()
+                )
+            }
+        };
+        Session {
+            id,
+            camera,
+            camera_id: camera_id.to_owned(),
+            conn,
+            track_url,
+            transport_reply,
+            transport,
+            last_seen: Arc::new(Mutex::new(Instant::now())),
+            state: tokio::sync::Mutex::new(State::Ready(Parts { stream, slot })),
+        }
+    }
+
+    pub fn camera_id(&self) -> &str {
+        &self.camera_id
+    }
+
+    pub fn is_udp(&self) -> bool {
+        matches!(self.transport, Transport::Udp { .. })
+    }
+
+    /// A request or RTCP packet from the client: the session is alive.
+    pub fn touch(&self) {
+        *self.last_seen.lock().expect("session lock") = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_seen.lock().expect("session lock").elapsed()
+    }
+
+    /// RTP-Info for a PLAY that starts with `first`: the sequence number
+    /// and RTP time of its first packet. `None` when already playing.
+    pub async fn play_position(&self, first: &CapturedFrame) -> Option<(u16, u32)> {
+        match &*self.state.lock().await {
+            State::Ready(parts) => Some((
+                parts.stream.next_seq(),
+                parts.stream.timestamp(first.captured_at_us),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Starts streaming with `first`, then each newer frame of `frames`.
+    pub async fn play(
+        &self,
+        server: Arc<RtspServer>,
+        first: CapturedFrame,
+        frames: watch::Receiver<Option<CapturedFrame>>,
+    ) {
+        let mut state = self.state.lock().await;
+        let State::Ready(_) = &*state else {
+            return;
+        };
+        let State::Ready(parts) = std::mem::replace(&mut *state, State::Closed) else {
+            unreachable!("checked above");
+        };
+        let stop = CancellationToken::new();
+        let out = match &self.transport {
+            Transport::Tcp {
+                writer,
+                channel,
+                conn_closing,
+            } => Out::Tcp {
+                writer: Arc::clone(writer),
+                channel: *channel,
+                conn_closing: conn_closing.clone(),
+            },
+            Transport::Udp { rtp, rtcp } => Out::Udp {
+                rtp: Arc::clone(rtp),
+                rtcp: Arc::clone(rtcp),
+                failing: false,
+            },
+        };
+        let streaming = Streaming {
+            server,
+            camera: self.camera,
+            out,
+            last_seen: Arc::clone(&self.last_seen),
+        };
+        let span = tracing::info_span!("session", id = %self.id, camera = %self.camera_id);
+        let task = tokio::spawn(
+            streaming
+                .run(parts, first, frames, stop.clone())
+                .instrument(span),
+        );
+        *state = State::Playing { stop, task };
+    }
+
+    /// Stops streaming; the session can PLAY again.
+    pub async fn pause(&self) {
+        let mut state = self.state.lock().await;
+        if let Some(parts) = stop_playing(&mut state).await {
+            *state = State::Ready(parts);
+        }
+    }
+
+    /// Stops streaming for good and frees the viewer slot.
+    pub async fn close(&self) {
+        let mut state = self.state.lock().await;
+        stop_playing(&mut state).await;
+        *state = State::Closed;
+    }
+}
+
+/// Ends the streaming task, if there is one, and returns what it held.
+async fn stop_playing(state: &mut State) -> Option<Parts> {
+    if !matches!(state, State::Playing { .. }) {
+        return None;
+    }
+    let State::Playing { stop, task } = std::mem::replace(state, State::Closed) else {
+        unreachable!("checked above");
+    };
+    stop.cancel();
+    task.await
+        .map_err(|e| tracing::error!("RTSP streaming task failed: {e}"))
+        .ok()
+}
+
+/// Where a playing session's packets go.
+enum Out {
+    Tcp {
+        writer: SharedWriter,
+        channel: u8,
+        conn_closing: CancellationToken,
+    },
+    Udp {
+        rtp: Arc<UdpSocket>,
+        rtcp: Arc<UdpSocket>,
+        /// Set after a send error was logged, until one succeeds.
+        failing: bool,
+    },
+}
+
+struct Streaming {
+    server: Arc<RtspServer>,
+    camera: usize,
+    out: Out,
+    last_seen: Arc<Mutex<Instant>>,
+}
+
+impl Streaming {
+    async fn run(
+        mut self,
+        mut parts: Parts,
+        first: CapturedFrame,
+        mut frames: watch::Receiver<Option<CapturedFrame>>,
+        stop: CancellationToken,
+    ) -> Parts {
+        let server = Arc::clone(&self.server);
+        let camera = &server.cameras[self.camera];
+        let cname = format!("{}@{}", camera.hub.camera_id(), server.node_id);
+        let mut report = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_millis(200),
+            REPORT_EVERY,
+        );
+        let mut buf = Vec::with_capacity(256 * 1024);
+        let mut packets: Vec<Range<usize>> = Vec::new();
+        let mut rtcp_in = vec![0u8; 2048];
+        let mut next = Some(first);
+        let mut sent = 0u64;
+        loop {
+            let frame = match next.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    changed = frames.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        match frames.borrow_and_update().clone() {
+                            Some(frame) => frame,
+                            None => continue,
+                        }
+                    }
+                    _ = report.tick() => {
+                        let sr = parts.stream.sender_report(SystemTime::now(), &cname);
+                        if self.send_rtcp(&sr).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    got = recv_rtcp(&self.out, &mut rtcp_in) => {
+                        if got.is_ok() {
+                            *self.last_seen.lock().expect("session lock") = Instant::now();
+                        }
+                        continue;
+                    }
+                },
+            };
+            parts.slot.sending(frame.seq);
+            let Ok(scan) = camera.check(&frame.jpeg) else {
+                continue;
+            };
+            buf.clear();
+            packets.clear();
+            let interleave = match &self.out {
+                Out::Tcp { channel, .. } => Some(*channel),
+                Out::Udp { .. } => None,
+            };
+            parts
+                .stream
+                .packetise(&scan, frame.captured_at_us, |header, data| {
+                    let start = buf.len();
+                    if let Some(channel) = interleave {
+                        buf.push(b'$');
+                        buf.push(channel);
+                        let len = (header.len() + data.len()) as u16;
+                        buf.extend_from_slice(&len.to_be_bytes());
+                    }
+                    buf.extend_from_slice(header);
+                    buf.extend_from_slice(data);
+                    packets.push(start..buf.len());
+                });
+            if self.send_rtp(&buf, &packets).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        tracing::debug!(frames = sent, "streaming stopped");
+        parts
+    }
+
+    async fn send_rtp(&mut self, buf: &[u8], packets: &[Range<usize>]) -> Result<(), ()> {
+        match &mut self.out {
+            Out::Tcp {
+                writer,
+                conn_closing,
+                ..
+            } => write_tcp(writer, conn_closing, buf).await,
+            Out::Udp { rtp, failing, .. } => {
+                for range in packets {
+                    udp_send(rtp, &buf[range.clone()], failing).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_rtcp(&mut self, packet: &[u8]) -> Result<(), ()> {
+        match &mut self.out {
+            Out::Tcp {
+                writer,
+                channel,
+                conn_closing,
+            } => {
+                let mut framed = vec![b'$', channel.wrapping_add(1)];
+                framed.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+                framed.extend_from_slice(packet);
+                write_tcp(writer, conn_closing, &framed).await
+            }
+            Out::Udp { rtcp, failing, .. } => {
+                udp_send(rtcp, packet, failing).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn write_tcp(
+    writer: &SharedWriter,
+    conn_closing: &CancellationToken,
+    bytes: &[u8],
+) -> Result<(), ()> {
+    let mut w = writer.lock().await;
+    match tokio::time::timeout(WRITE_STALL_LIMIT, w.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::info!("client gone: {e}");
+            conn_closing.cancel();
+            Err(())
+        }
+        Err(_) => {
+            tracing::info!(
+                "client dropped: took over {} s to accept one frame",
+                WRITE_STALL_LIMIT.as_secs()
+            );
+            conn_closing.cancel();
+            Err(())
+        }
+    }
+}
+
+/// UDP is fire and forget: a vanished client shows as refused sends until
+/// its session times out; logged once per run of failures.
+async fn udp_send(socket: &UdpSocket, packet: &[u8], failing: &mut bool) {
+    match socket.send(packet).await {
+        Ok(_) => *failing = false,
+        Err(e) if !*failing => {
+            tracing::debug!("UDP send failed: {e}");
+            *failing = true;
+        }
+        Err(_) => {}
+    }
+}
+
+async fn recv_rtcp(out: &Out, buf: &mut [u8]) -> std::io::Result<usize> {
+    match out {
+        Out::Udp { rtcp, .. } => rtcp.recv(buf).await,
+        Out::Tcp { .. } => std::future::pending().await,
+    }
+}
+
+/// A pair of UDP sockets on consecutive ports (even RTP, odd RTCP, as
+/// RFC 3550 11 asks) on `ip`, connected to the client's two ports.
+pub async fn bind_udp_pair(
+    ip: IpAddr,
+    client_rtp: SocketAddr,
+    client_rtcp: SocketAddr,
+) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..32 {
+        let rtp = UdpSocket::bind((ip, 0)).await?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 == 1 || port == u16::MAX {
+            continue;
+        }
+        let Ok(rtcp) = UdpSocket::bind((ip, port + 1)).await else {
+            continue;
+        };
+        rtp.connect(client_rtp).await?;
+        rtcp.connect(client_rtcp).await?;
+        return Ok((rtp, rtcp));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free pair of UDP ports",
+    ))
+}

@@ -1,0 +1,109 @@
+//! What the node's servers share: its NodeInfo (which MQTT publishes on
+//! every change), the cameras' hubs, and capture control.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::messages::NodeInfo;
+use tokio::sync::watch;
+
+use crate::hub::{Health, Hub, Protocol};
+
+#[derive(Debug)]
+pub struct NodeState {
+    info: watch::Sender<NodeInfo>,
+    pub hubs: Vec<Arc<Hub>>,
+    /// The cameras' watchdog: a camera silent for longer is not healthy.
+    pub watchdog: Duration,
+}
+
+/// One camera's live figures in `/api/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct CameraStatus {
+    pub id: String,
+    pub enabled: bool,
+    /// `ok`, `stale` or `stopped`.
+    pub health: &'static str,
+    pub frames: u64,
+    pub bytes: u64,
+    pub viewers_tcp: usize,
+    pub viewers_rtsp: usize,
+    pub viewers_http: usize,
+    pub frames_dropped: u64,
+    pub camera_restarts: u64,
+    pub last_frame_age_s: Option<f64>,
+}
+
+impl NodeState {
+    pub fn new(info: NodeInfo, hubs: Vec<Arc<Hub>>, watchdog: Duration) -> Self {
+        NodeState {
+            info: watch::Sender::new(info),
+            hubs,
+            watchdog,
+        }
+    }
+
+    pub fn info(&self) -> NodeInfo {
+        self.info.borrow().clone()
+    }
+
+    /// Follows NodeInfo changes (capture turned on or off).
+    pub fn watch_info(&self) -> watch::Receiver<NodeInfo> {
+        self.info.subscribe()
+    }
+
+    pub fn hub(&self, camera: &str) -> Option<&Arc<Hub>> {
+        self.hubs.iter().find(|h| h.camera_id() == camera)
+    }
+
+    /// Turns a camera's capture on or off. `None` for an unknown camera,
+    /// else whether anything changed.
+    pub fn set_capture(&self, camera: &str, on: bool) -> Option<bool> {
+        let changed = self.hub(camera)?.set_enabled(on);
+        if changed {
+            tracing::info!(
+                camera,
+                "capture turned {} through the API",
+                if on { "on" } else { "off" }
+            );
+            self.info.send_modify(|info| {
+                for c in info.cameras.iter_mut().filter(|c| c.id == camera) {
+                    c.enabled = on;
+                }
+            });
+        }
+        Some(changed)
+    }
+
+    pub fn health(&self, hub: &Hub) -> Health {
+        hub.health(self.watchdog)
+    }
+
+    pub fn camera_status(&self) -> Vec<CameraStatus> {
+        self.hubs
+            .iter()
+            .map(|hub| {
+                let f = hub.snapshot();
+                let by = |p: Protocol| f.viewers_by[p as usize];
+                CameraStatus {
+                    id: hub.camera_id().to_owned(),
+                    enabled: hub.is_enabled(),
+                    health: match self.health(hub) {
+                        Health::Ok(_) => "ok",
+                        Health::Stale(_) => "stale",
+                        Health::Stopped => "stopped",
+                    },
+                    frames: f.frames,
+                    bytes: f.bytes,
+                    viewers_tcp: by(Protocol::Tcp),
+                    viewers_rtsp: by(Protocol::Rtsp),
+                    viewers_http: by(Protocol::Http),
+                    frames_dropped: f.dropped,
+                    camera_restarts: f.restarts,
+                    last_frame_age_s: f.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
+                }
+            })
+            .collect()
+    }
+}
