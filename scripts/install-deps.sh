@@ -6,7 +6,7 @@ set -euo pipefail
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
   packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux
-            libopencv-dev clang libclang-dev xvfb)
+            libopencv-dev clang libclang-dev xvfb curl gstreamer1.0-tools gstreamer1.0-plugins-good)
 fi
 
 missing=()

@@ -1,10 +1,15 @@
 //! Fan-out benchmark: a 1920x1080 30 fps MJPEG camera (ffmpeg, as in the
-//! contract) served by the real camera-node to N TCP viewers on loopback.
+//! contract) served by the real camera-node to N viewers on loopback, over
+//! the TCP frame protocol (the benchmark's own readers) and over RTSP/TCP
+//! (ffmpeg processes as players).
 //!
 //! For each N it reports frames delivered per viewer, the node's CPU
-//! seconds per second of stream, its peak RSS, and the latency from the
-//! frame's capture stamp (its last byte read by the node) to its last byte
-//! read by the viewer: an upper bound of the node's own read-to-written time.
+//! seconds per second of stream, its peak RSS and, for TCP, the latency
+//! from the frame's capture stamp (its last byte read by the node) to its
+//! last byte read by the viewer: an upper bound of the node's own
+//! read-to-written time.
+
+mod rtsp;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,6 +43,9 @@ struct Args {
     /// The camera-node binary [default: next to this one].
     #[arg(long)]
     node_bin: Option<PathBuf>,
+    /// Protocols to measure, comma-separated: tcp (frame protocol), rtsp (ffmpeg over RTSP/TCP).
+    #[arg(long, value_delimiter = ',', default_value = "tcp,rtsp")]
+    protocols: Vec<String>,
 }
 
 /// What one viewer saw in the measured window.
@@ -70,18 +78,36 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    println!(
-        "| viewers | camera fps | mean frame (KiB) | frames delivered per viewer (worst viewer, of camera's) \
-         | node CPU (% of one core) | node peak RSS (MiB) | node read-to-written p50 / p99 (ms) \
-         | capture to viewer-read p50 / p99 / max (ms) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for &n in &args.viewers {
-        let mut node = Node::start(&node_bin, &args, n)?;
-        let row = runtime.block_on(measure(&args, &mut node, n, clk_tck));
-        node.stop();
-        let row = row?;
-        println!("{row}");
+    for protocol in &args.protocols {
+        match protocol.as_str() {
+            "tcp" => {
+                println!(
+                    "\nTCP frame protocol\n\n| viewers | camera fps | mean frame (KiB) | frames delivered per viewer (worst viewer, of camera's) \
+                     | node CPU (% of one core) | node peak RSS (MiB) | node read-to-written p50 / p99 (ms) \
+                     | capture to viewer-read p50 / p99 / max (ms) |"
+                );
+                println!("|---|---|---|---|---|---|---|---|");
+            }
+            "rtsp" => {
+                rtsp::require_ffmpeg()?;
+                println!(
+                    "\nRTSP over TCP, ffmpeg as players\n\n| clients | camera fps | frames delivered per client (worst client, of camera's) \
+                     | node CPU (% of one core) | node peak RSS (MiB) |"
+                );
+                println!("|---|---|---|---|---|");
+            }
+            other => bail!("unknown protocol {other:?}: tcp or rtsp"),
+        }
+        for &n in &args.viewers {
+            let mut node = Node::start(&node_bin, &args, n)?;
+            let row = if protocol == "tcp" {
+                runtime.block_on(measure(&args, &mut node, n, clk_tck))
+            } else {
+                rtsp::measure(&args, &node, n, clk_tck)
+            };
+            node.stop();
+            println!("{}", row?);
+        }
     }
     Ok(())
 }
@@ -188,6 +214,8 @@ struct Node {
     broker: Child,
     watcher: Child,
     port: u16,
+    rtsp_port: u16,
+    http_port: u16,
     stats: mpsc::Receiver<NodeStats>,
 }
 
@@ -242,16 +270,32 @@ impl Node {
         let stderr = child.stderr.take().context("node stderr")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let port_after = |line: &str, marker: &str| {
+                let rest = line.split(marker).nth(1)?;
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                port.parse::<u16>().ok()
+            };
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("on TCP port ").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(port.parse::<u16>().unwrap_or(0));
+                if let (Some(rtsp), Some(http)) = (
+                    port_after(&line, "RTSP on rtsp://127.0.0.1:"),
+                    port_after(&line, "API on http://127.0.0.1:"),
+                ) {
+                    let _ = tx.send((rtsp, http));
+                }
+                if let Some(tcp) = port_after(&line, "on TCP port ") {
+                    let _ = tx.send((tcp, 0));
                 }
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .context("the node did not report its port")?;
+        let mut ports = Vec::new();
+        while ports.len() < 2 {
+            ports.push(
+                rx.recv_timeout(Duration::from_secs(20))
+                    .context("the node did not report its ports")?,
+            );
+        }
+        let (rtsp_port, http_port) = *ports.iter().find(|p| p.1 != 0).context("RTSP/HTTP ports")?;
+        let port = ports.iter().find(|p| p.1 == 0).context("TCP port")?.0;
         let mut watcher = Command::new("mosquitto_sub")
             .args([
                 "-p",
@@ -277,8 +321,24 @@ impl Node {
             broker,
             watcher,
             port,
+            rtsp_port,
+            http_port,
             stats,
         })
+    }
+
+    /// Frames the camera has produced, from the node's HTTP API.
+    fn frames(&self) -> Result<u64> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port))?;
+        s.write_all(b"GET /api/v1/status HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        let body = reply.split_once("\r\n\r\n").context("HTTP reply")?.1;
+        let status: serde_json::Value = serde_json::from_str(body)?;
+        status["stats"][0]["frames"]
+            .as_u64()
+            .context("stats[0].frames")
     }
 
     fn cpu_ticks(&self) -> Result<u64> {

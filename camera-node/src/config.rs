@@ -27,8 +27,9 @@ pub const DEFAULT_CPU_TEMP_PATH: &str = "/sys/class/thermal/thermal_zone0/temp";
     about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT",
     long_about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT.\n\n\
         Runs rpicam-vid (or libcamera-vid), splits its MJPEG output into frames and serves \
-        them over the camfleet TCP frame protocol (port 8000 for cam0, +1 per further camera). \
-        Announces itself on the broker (camfleet/node/<id>/status, /info) and answers \
+        them over the camfleet TCP frame protocol (port 8000 for cam0, +1 per further camera), \
+        RTSP (rtsp://<host>:8554/<camera>) and HTTP (http://<host>:8080/: live page, MJPEG, \
+        snapshots, a JSON API, /metrics, /healthz). Announces itself on the broker (camfleet/node/<id>/status, /info) and answers \
         command/getIP.\n\nEvery flag can also be set in the config file or as CAMFLEET_<FLAG> \
         in the environment; flags win.",
     after_help = "Examples:\n  camera-node --broker mqtt://192.168.1.10:1883\n  \

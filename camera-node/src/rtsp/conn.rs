@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transports};
-use rtsp_types::{Message, Method, ParseError, Request, Version};
+use rtsp_types::headers;
+use rtsp_types::{Method, Request, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -16,14 +16,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::reply::Reply;
+use super::request::{
+    camera_path, choose_transport, frame, session_id, Chosen, Framed, MAX_REQUEST,
+};
 use super::session::{bind_udp_pair, Session, SharedWriter, Transport as SessionTransport};
 use super::{RtspCamera, RtspServer};
 use crate::auth::REALM;
 use crate::hub::{CapturedFrame, Hub, Protocol};
 use crate::rtp::{random_u64, PAYLOAD_TYPE};
 
-/// A request larger than this (request line, headers and body) is refused.
-pub const MAX_REQUEST: usize = 64 * 1024;
 /// How long DESCRIBE and PLAY wait for a camera's first frame.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
 const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
@@ -59,7 +60,7 @@ pub async fn serve(
         Ok(a) => a,
         Err(e) => return tracing::debug!("RTSP client vanished: {e}"),
     };
-    let (reader, writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     let conn = Conn {
         id,
         peer,
@@ -70,9 +71,12 @@ pub async fn serve(
         nonce: format!("{:016x}", random_u64()),
     };
     tracing::debug!("RTSP client connected");
-    match conn.run(reader).await {
+    match conn.run(&mut reader).await {
         Ok(()) => tracing::debug!("RTSP client left"),
-        Err(e) => tracing::info!("RTSP client dropped: {e}"),
+        Err(e) => {
+            tracing::info!("RTSP client dropped: {e}");
+            linger(&conn.writer, &mut reader).await;
+        }
     }
     for session in server.take_sessions(|s| s.conn == id && !s.is_udp()) {
         session.close().await;
@@ -81,7 +85,7 @@ pub async fn serve(
 }
 
 impl Conn {
-    async fn run(&self, mut reader: OwnedReadHalf) -> Result<(), String> {
+    async fn run(&self, reader: &mut OwnedReadHalf) -> Result<(), String> {
         let mut buf = BytesMut::with_capacity(4096);
         loop {
             self.drain(&mut buf).await?;
@@ -106,39 +110,19 @@ impl Conn {
     /// Answers every complete request in `buf`.
     async fn drain(&self, buf: &mut BytesMut) -> Result<(), String> {
         loop {
-            while matches!(buf.first(), Some(b'\r' | b'\n')) {
-                buf.advance(1);
-            }
-            if buf.first() == Some(&b'$') {
-                // Interleaved RTP/RTCP from the client (receiver reports).
-                let Some(len) = buf
-                    .get(2..4)
-                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
-                else {
-                    return Ok(());
-                };
-                if buf.len() < 4 + len {
-                    return Ok(());
-                }
-                buf.advance(4 + len);
-                continue;
-            }
-            if buf.is_empty() {
-                return Ok(());
-            }
-            match Message::<Vec<u8>>::parse(&buf[..]) {
-                Ok((Message::Request(request), used)) => {
+            match frame(buf) {
+                Framed::Incomplete => return Ok(()),
+                Framed::Skip(n) => buf.advance(n),
+                Framed::Request(request, used) => {
                     buf.advance(used);
-                    self.answer(request).await?;
+                    self.answer(*request).await?;
                 }
-                Ok((_, used)) => buf.advance(used),
-                Err(ParseError::Incomplete(_)) if buf.len() <= MAX_REQUEST => return Ok(()),
-                Err(ParseError::Incomplete(_)) => {
+                Framed::TooLarge => {
                     let why = format!("request over {} KiB", MAX_REQUEST / 1024);
                     self.send(&Reply::error(413, &why).closing(), None).await?;
                     return Err(why);
                 }
-                Err(ParseError::Error) => {
+                Framed::Malformed => {
                     let line = first_line(buf);
                     self.send(&Reply::error(400, "malformed RTSP request").closing(), None)
                         .await?;
@@ -230,11 +214,8 @@ impl Conn {
         let url = request
             .request_uri()
             .ok_or_else(|| Reply::error(400, "no request URL"))?;
-        let path = url.path().trim_matches('/');
-        let (id, track) = match path.split_once('/') {
-            Some((id, track)) => (id, track.trim_matches('/')),
-            None => (path, ""),
-        };
+        let (id, _) = camera_path(url.path())
+            .ok_or_else(|| Reply::error(404, "each camera has one track, trackID=0"))?;
         let Some((index, camera)) = self.server.camera(id) else {
             let known: Vec<&str> = self
                 .server
@@ -247,12 +228,6 @@ impl Conn {
                 format!("no camera {id:?} here; try one of {}", known.join(", ")),
             ));
         };
-        if !matches!(track, "" | "trackID=0" | "track0" | "track1") {
-            return Err(Reply::error(
-                404,
-                format!("camera {id} has one track, trackID=0"),
-            ));
-        }
         let mut base = url.clone();
         let _ = base.set_username("");
         let _ = base.set_password(None);
@@ -289,21 +264,20 @@ impl Conn {
                 None => Reply::error(454, format!("session {id} not found")),
             });
         }
-        let transports = match request.typed_header::<Transports>() {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(Reply::error(461, "SETUP needs a Transport header")),
+        let chosen = match choose_transport(request) {
+            Ok(Some(chosen)) => chosen,
+            Ok(None) => {
+                let offered = request
+                    .header(&headers::TRANSPORT)
+                    .map(|v| v.as_str())
+                    .unwrap_or_default();
+                tracing::info!("RTSP: no usable transport in {offered:?}");
+                return Err(Reply::error(
+                    461,
+                    "supported: RTP/AVP/TCP;unicast;interleaved=... or RTP/AVP;unicast;client_port=...",
+                ));
+            }
             Err(_) => return Err(Reply::error(400, "unreadable Transport header")),
-        };
-        let Some(chosen) = transports.iter().find_map(acceptable) else {
-            let offered = request
-                .header(&headers::TRANSPORT)
-                .map(|v| v.as_str())
-                .unwrap_or_default();
-            tracing::info!("RTSP: no usable transport in {offered:?}");
-            return Err(Reply::error(
-                461,
-                "supported: RTP/AVP/TCP;unicast;interleaved=... or RTP/AVP;unicast;client_port=...",
-            ));
         };
         let Some(slot) = camera
             .hub
@@ -414,40 +388,6 @@ impl Conn {
     }
 }
 
-enum Chosen {
-    Tcp { channel: u8 },
-    Udp { rtp: u16, rtcp: u16 },
-}
-
-/// RTP/AVP unicast over TCP (interleaved) or UDP (with client ports).
-fn acceptable(transport: &Transport) -> Option<Chosen> {
-    let Transport::Rtp(rtp) = transport else {
-        return None;
-    };
-    if rtp.profile != RtpProfile::Avp || rtp.params.multicast {
-        return None;
-    }
-    match &rtp.lower_transport {
-        Some(RtpLowerTransport::Tcp) => Some(Chosen::Tcp {
-            channel: rtp.params.interleaved.map(|(first, _)| first).unwrap_or(0),
-        }),
-        None | Some(RtpLowerTransport::Udp) => {
-            let (rtp_port, rtcp_port) = rtp.params.client_port?;
-            Some(Chosen::Udp {
-                rtp: rtp_port,
-                rtcp: rtcp_port.unwrap_or(rtp_port.wrapping_add(1)),
-            })
-        }
-        Some(RtpLowerTransport::Other(_)) => None,
-    }
-}
-
-fn session_id(request: &Request<Vec<u8>>) -> Option<&str> {
-    request
-        .header(&headers::SESSION)
-        .map(|v| v.as_str().split(';').next().unwrap_or_default().trim())
-}
-
 /// The newest frame (waiting a little for a camera that is starting) and a
 /// receiver for the ones after it.
 async fn first_frame(
@@ -511,6 +451,16 @@ fn describe_sdp(
     let mut out = Vec::new();
     sdp.write(&mut out).expect("writing to a Vec cannot fail");
     out
+}
+
+/// Closes after an error reply without resetting the connection: a close
+/// with unread input sends RST, which can destroy the reply before the
+/// client reads it. So: end our side, then discard input for a moment.
+async fn linger(writer: &SharedWriter, reader: &mut OwnedReadHalf) {
+    let _ = writer.lock().await.shutdown().await;
+    let mut sink = vec![0u8; 16 * 1024];
+    let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), discard).await;
 }
 
 fn first_line(buf: &[u8]) -> String {

@@ -12,6 +12,7 @@
 
 mod conn;
 mod reply;
+pub mod request;
 mod session;
 
 use std::collections::HashMap;
