@@ -9,11 +9,15 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr at `info` (or `RUST_LOG`), in colour only on a terminal.
+/// The embedded broker (rumqttd) logs every connection and subscription,
+/// and errors for clients that merely close: off unless `RUST_LOG` names it.
 pub fn init_logging() {
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !directives.contains("rumqttd") {
+        directives.push_str(",rumqttd=off");
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::new(directives))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)

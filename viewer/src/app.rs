@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::Session;
 use crate::config::ViewerConfig;
+use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
@@ -46,7 +47,33 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     tracing::info!(broker = %config.mqtt.broker, viewer = %config.viewer_id, "connecting to MQTT broker");
     let (session_tx, session_rx) = watch::channel(None);
     let errors = Arc::new(Mutex::new(None));
-    let screens = config.display.map(|_| Arc::new(Screens::default()));
+    let wants_frames = config.display.is_some() || config.dashboard.is_some();
+    let screens = wants_frames.then(|| Arc::new(Screens::default()));
+    let feed = Arc::new(Feed::default());
+    let dashboard_stop = CancellationToken::new();
+    if let (Some(addr), Some(screens)) = (config.dashboard, &screens) {
+        let dashboard = Dashboard {
+            feed: Arc::clone(&feed),
+            screens: Arc::clone(screens),
+            client: client.clone(),
+            recordings: config.recordings.clone(),
+            closing: CancellationToken::new(),
+        };
+        match dashboard::bind(addr).await {
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!("dashboard on http://{local}/");
+                let task = dashboard::run(listener, Arc::new(dashboard), dashboard_stop.clone());
+                tokio::spawn(task);
+            }
+            Err(e) if config.dashboard_explicit => {
+                anyhow::bail!("dashboard: cannot listen on {addr}: {e}");
+            }
+            Err(e) => tracing::warn!(
+                "no dashboard: cannot listen on {addr}: {e} (set --dashboard ADDR or off)"
+            ),
+        }
+    }
     let ui = config
         .display
         .zip(screens.clone())
@@ -66,6 +93,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let mut published_error: Option<String> = None;
     let publish_state = |client: &AsyncClient, rec: &Recording, cameras: &mut Supervisor| {
         let state = state_of(rec, cameras, &errors);
+        *feed.state.lock().expect("feed") = Some(state.clone());
         try_publish(
             client,
             &state_topic,
@@ -103,11 +131,13 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                         on_record_command(&p, &mut rec, &session_tx, &mut sensors, &config.recordings);
                         published_cameras = publish_state(&client, &rec, &mut cameras);
                     } else if config.sensor_topics.iter().any(|f| topic_matches(f, &p.topic)) {
+                        feed.sensor(&p.topic, &p.payload);
                         if let Err(e) = sensors.record(Utc::now(), &p.topic, &p.payload) {
                             tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
                         }
                     } else {
                         for event in discovery.on_message(&p.topic, &p.payload) {
+                            feed.node_event(&event);
                             cameras.apply(event);
                         }
                     }
@@ -133,6 +163,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             }
         }
     }
+    dashboard_stop.cancel();
     tracing::info!("shutdown 1/3: closing open segments");
     cameras.shutdown().await;
     if let Some(ui) = ui {

@@ -1,6 +1,7 @@
 //! Viewer settings: flags win over the environment (`CAMFLEET_<FLAG>`),
 //! which wins over the TOML file, which wins over the defaults.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use shared::topics::SENSOR_FILTER;
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/viewer.toml";
+/// The web dashboard's address unless told otherwise.
+pub const DEFAULT_DASHBOARD: &str = "127.0.0.1:8090";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,46 +29,85 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/viewer.toml";
         go to CSV beside them.\n\n\
         Every flag can also be set in the config file or as CAMFLEET_<FLAG> in the environment; \
         flags win.",
-    after_help = "Examples:\n  viewer --broker mqtt://192.168.1.10:1883\n  \
+    after_help = "Examples:\n  viewer demo                                   # a simulated fleet, no Pi or broker needed\n  \
+        viewer --broker mqtt://192.168.1.10:1883\n  \
+        viewer --embedded-broker                      # be the fleet's broker on port 1883\n  \
         viewer --broker mqtt://192.168.1.10:1883 --headless --recordings /srv/camfleet\n  \
         mosquitto_pub -h 192.168.1.10 -t command/rec -m start"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML config file [default: /etc/camfleet/viewer.toml when it exists]
-    #[arg(long, env = "CAMFLEET_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "CAMFLEET_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// MQTT broker: mqtt://[user:pass@]host[:port] or mqtts://... [default: mqtt://127.0.0.1:1883]
-    #[arg(long, env = "CAMFLEET_BROKER", value_name = "URL")]
+    #[arg(long, global = true, env = "CAMFLEET_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// CA certificates (PEM) for an mqtts:// broker [default: the system's]
-    #[arg(long, env = "CAMFLEET_CA_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "CAMFLEET_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Viewer id in topics [default: the host name]
-    #[arg(long, env = "CAMFLEET_VIEWER_ID", value_name = "ID")]
+    #[arg(long, global = true, env = "CAMFLEET_VIEWER_ID", value_name = "ID")]
     pub viewer_id: Option<String>,
     /// Where sessions are recorded [default: ./recordings]
-    #[arg(long, env = "CAMFLEET_RECORDINGS", value_name = "DIR")]
+    #[arg(long, global = true, env = "CAMFLEET_RECORDINGS", value_name = "DIR")]
     pub recordings: Option<PathBuf>,
     /// Segment length; segments are cut on multiples of it (wall clock) [default: 60]
-    #[arg(long, env = "CAMFLEET_SEGMENT_SECONDS", value_name = "S")]
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_SEGMENT_SECONDS",
+        value_name = "S"
+    )]
     pub segment_seconds: Option<u64>,
     /// No windows (also when there is no DISPLAY, or the build has no `display` feature)
-    #[arg(long, env = "CAMFLEET_HEADLESS")]
+    #[arg(long, global = true, env = "CAMFLEET_HEADLESS")]
     pub headless: bool,
     /// One window per camera, or one window with all of them [default: windows]
-    #[arg(long, env = "CAMFLEET_LAYOUT", value_enum)]
+    #[arg(long, global = true, env = "CAMFLEET_LAYOUT", value_enum)]
     pub layout: Option<Layout>,
     /// Prefix of the camfleet topics [default: camfleet]
-    #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_TOPIC_PREFIX",
+        value_name = "PREFIX"
+    )]
     pub topic_prefix: Option<String>,
     /// Sensor topics to log to CSV (repeatable) [default: sensor/#]
     #[arg(
         long = "sensor-topic",
+        global = true,
         env = "CAMFLEET_SENSOR_TOPIC",
         value_name = "FILTER",
         value_delimiter = ','
     )]
     pub sensor_topics: Vec<String>,
+    /// Run an MQTT broker inside the viewer, for a fleet without one [default ADDR: 0.0.0.0:1883]
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_EMBEDDED_BROKER",
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = crate::broker::DEFAULT_ADDR
+    )]
+    pub embedded_broker: Option<SocketAddr>,
+    /// Web dashboard address, or "off" [default: 127.0.0.1:8090]
+    #[arg(long, global = true, env = "CAMFLEET_DASHBOARD", value_name = "ADDR")]
+    pub dashboard: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A whole fleet on this machine: embedded broker, simulated camera nodes
+    /// (the test pattern), the viewer and its dashboard; Ctrl+C stops it all
+    Demo {
+        /// Camera nodes to start
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        nodes: u16,
+    },
 }
 
 /// The config file; unknown keys are an error naming them.
@@ -81,6 +123,8 @@ pub struct FileConfig {
     pub layout: Option<Layout>,
     pub topic_prefix: Option<String>,
     pub sensor_topics: Option<Vec<String>>,
+    pub embedded_broker: Option<SocketAddr>,
+    pub dashboard: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -102,6 +146,13 @@ pub struct ViewerConfig {
     pub sensor_topics: Vec<String>,
     /// Windows to show, or `None` when headless.
     pub display: Option<Layout>,
+    /// Run a broker in the process, listening here.
+    pub embedded_broker: Option<SocketAddr>,
+    /// Where the web dashboard listens; `None` when off.
+    pub dashboard: Option<SocketAddr>,
+    /// The dashboard address was asked for (not the default): failing to
+    /// listen there is an error, not a warning.
+    pub dashboard_explicit: bool,
 }
 
 impl ViewerConfig {
@@ -163,7 +214,19 @@ impl ViewerConfig {
         } else {
             Some(layout)
         };
+        let dashboard_text = cli.dashboard.or(file.dashboard);
+        let dashboard_explicit = dashboard_text.is_some();
+        let dashboard =
+            match dashboard_text.as_deref().unwrap_or(DEFAULT_DASHBOARD) {
+                "off" | "none" | "" => None,
+                text => Some(text.parse::<SocketAddr>().with_context(|| {
+                    format!("dashboard: {text:?} is not host:port (or \"off\")")
+                })?),
+            };
         Ok(ViewerConfig {
+            embedded_broker: cli.embedded_broker.or(file.embedded_broker),
+            dashboard,
+            dashboard_explicit,
             mqtt: MqttSettings {
                 broker,
                 client_id: format!("camfleet-viewer-{viewer_id}"),
@@ -203,6 +266,30 @@ mod tests {
         assert_eq!(c.sensor_topics, ["a/#"]);
         assert_eq!(c.recordings, PathBuf::from("recordings"));
         assert!(c.display.is_none());
+        assert_eq!(c.dashboard, Some(DEFAULT_DASHBOARD.parse().unwrap()));
+        assert!(c.embedded_broker.is_none());
+    }
+
+    #[test]
+    fn demo_takes_the_viewer_flags_and_the_broker_address_is_optional() {
+        let c = cli(&[
+            "demo",
+            "--nodes",
+            "2",
+            "--headless",
+            "--embedded-broker",
+            "--dashboard",
+            "off",
+        ]);
+        assert!(matches!(c.command, Some(Command::Demo { nodes: 2 })));
+        let v = ViewerConfig::merge(c, FileConfig::default()).unwrap();
+        assert_eq!(v.embedded_broker, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!((v.dashboard, v.dashboard_explicit), (None, true));
+        let c = cli(&["--embedded-broker", "127.0.0.1:1999"]);
+        assert_eq!(c.embedded_broker, Some("127.0.0.1:1999".parse().unwrap()));
+        let err = ViewerConfig::merge(cli(&["--dashboard", "nowhere"]), FileConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("dashboard"), "{err}");
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! - `display` (feature `display`): the OpenCV windows.
 
 pub mod app;
+pub mod broker;
 pub mod camera;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod discovery;
 #[cfg(feature = "display")]
 pub mod display;

@@ -6,18 +6,46 @@ use clap::Parser;
 use shared::process::{init_logging, watch_signals};
 use tokio_util::sync::CancellationToken;
 
+use viewer::config::Command;
 use viewer::{Cli, ViewerConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let config = match ViewerConfig::load(cli) {
+    let demo_nodes = cli.command.as_ref().map(|Command::Demo { nodes }| *nodes);
+    let recordings_given = cli.recordings.is_some();
+    let broker_given = cli.broker.is_some();
+    let mut config = match ViewerConfig::load(cli) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("configuration: {e:#}");
             return ExitCode::from(2);
         }
     };
+    if demo_nodes.is_some() {
+        viewer::demo::adjust(&mut config, recordings_given);
+    }
+    if let Some(addr) = config.embedded_broker {
+        if broker_given {
+            tracing::warn!(
+                "--broker is ignored: the viewer runs its own broker (--embedded-broker)"
+            );
+        }
+        let local = match viewer::broker::start(addr) {
+            Ok(local) => local,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match format!("mqtt://{local}").parse() {
+            Ok(url) => config.mqtt.broker = url,
+            Err(e) => {
+                tracing::error!("embedded broker address {local}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,7 +70,11 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             config.recordings.display()
         );
-        match viewer::run(config, shutdown).await {
+        let ran = match demo_nodes {
+            Some(nodes) => viewer::demo::run(config, nodes, shutdown).await,
+            None => viewer::run(config, shutdown).await,
+        };
+        match ran {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");

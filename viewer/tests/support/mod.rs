@@ -44,6 +44,7 @@ impl Viewer {
             .arg(recordings)
             .args(extra)
             .env("RUST_LOG", "info")
+            .env("CAMFLEET_DASHBOARD", "127.0.0.1:0")
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null())

@@ -1,0 +1,325 @@
+//! The viewer's web dashboard (default http://127.0.0.1:8090/): a live
+//! tile per camera (the viewer re-serves the frames it already receives,
+//! so browsers never load the Pis), the recording state with Start and
+//! Stop (published on `command/rec`, exactly as `mosquitto_pub` would),
+//! the sessions on disk with their segments, and the latest value of each
+//! sensor topic. Live state goes out as server-sent events; the page is
+//! plain HTML, CSS and JS inside the binary.
+
+mod files;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rumqttc::{AsyncClient, QoS};
+use serde::Serialize;
+use shared::messages::RecordingState;
+use shared::topics::REC_COMMAND;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::screens::Screens;
+
+/// How often the page gets the state.
+const EVENT_EVERY: Duration = Duration::from_secs(1);
+/// How often a live tile looks for a newer frame (at most 25 fps).
+const TILE_POLL: Duration = Duration::from_millis(40);
+const BOUNDARY: &str = "camfleetframe";
+
+/// What the MQTT side knows, kept for the dashboard.
+#[derive(Debug, Default)]
+pub struct Feed {
+    pub state: Mutex<Option<RecordingState>>,
+    /// Node id to online state and when it last changed or was heard.
+    pub nodes: Mutex<BTreeMap<String, NodeSeen>>,
+    /// Topic to its latest payload.
+    pub sensors: Mutex<BTreeMap<String, SensorValue>>,
+}
+
+impl Feed {
+    pub fn node_event(&self, event: &crate::discovery::NodeEvent) {
+        use crate::discovery::NodeEvent;
+        let (node, online) = match event {
+            NodeEvent::Up(info) => (info.node_id.clone(), true),
+            NodeEvent::Down(node) => (node.clone(), false),
+        };
+        let seen = NodeSeen {
+            online,
+            seen_at: Utc::now(),
+        };
+        self.nodes.lock().expect("feed").insert(node, seen);
+    }
+
+    /// The latest payload of a sensor topic (text, lossily; at most 200
+    /// characters shown).
+    pub fn sensor(&self, topic: &str, payload: &[u8]) {
+        let text: String = String::from_utf8_lossy(payload).chars().take(200).collect();
+        let mut sensors = self.sensors.lock().expect("feed");
+        // Bounded: a flood of distinct topics cannot grow the page for ever.
+        if sensors.len() >= 500 && !sensors.contains_key(topic) {
+            return;
+        }
+        let value = SensorValue {
+            payload: text,
+            at: Utc::now(),
+        };
+        sensors.insert(topic.to_owned(), value);
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSeen {
+    pub online: bool,
+    pub seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SensorValue {
+    pub payload: String,
+    pub at: DateTime<Utc>,
+}
+
+pub struct Dashboard {
+    pub feed: Arc<Feed>,
+    pub screens: Arc<Screens>,
+    pub client: AsyncClient,
+    pub recordings: PathBuf,
+    pub closing: CancellationToken,
+}
+
+/// Binds the dashboard's address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `cancel`.
+pub async fn run(listener: TcpListener, dashboard: Arc<Dashboard>, cancel: CancellationToken) {
+    let app = router(Arc::clone(&dashboard));
+    let closing = dashboard.closing.clone();
+    let stop = async move {
+        cancel.cancelled().await;
+        closing.cancel();
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!("dashboard stopped: {e}");
+    }
+}
+
+pub fn router(dashboard: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/events", get(events))
+        .route("/api/state", get(state))
+        .route("/api/rec", post(record))
+        .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
+        .route("/recordings/{*path}", get(files::download))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
+        .with_state(dashboard)
+}
+
+type Shared = State<Arc<Dashboard>>;
+
+pub fn error(status: StatusCode, why: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": why.into() }))).into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Snapshot {
+    recording: Option<RecordingState>,
+    cameras: Vec<CameraTile>,
+    sessions: Vec<files::SessionListing>,
+    sensors: Vec<SensorRow>,
+    at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CameraTile {
+    node: String,
+    camera: String,
+    stream: String,
+    fps: f64,
+    missed: u64,
+    online: bool,
+    /// Seconds since the camera's last frame, if it sent one.
+    last_frame_age_s: Option<f64>,
+    recording: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SensorRow {
+    topic: String,
+    payload: String,
+    at: String,
+}
+
+fn snapshot(d: &Dashboard) -> Snapshot {
+    let recording = d.feed.state.lock().expect("feed").clone();
+    let nodes = d.feed.nodes.lock().expect("feed").clone();
+    let links = recording
+        .as_ref()
+        .map(|r| r.links.clone())
+        .unwrap_or_default();
+    let cameras = d
+        .screens
+        .snapshot()
+        .into_iter()
+        .filter_map(|(key, tile)| {
+            let (node, camera) = key.split_once('/')?;
+            let link = links.iter().find(|l| l.node == node && l.camera == camera);
+            Some(CameraTile {
+                stream: format!("/cameras/{node}/{camera}/stream.mjpg"),
+                // The tile's own smoothed rate: live, where the link figures are per 10 s.
+                fps: tile.as_ref().map_or(0.0, |t| t.fps),
+                missed: link.map_or(0, |l| l.missed),
+                online: nodes.get(node).is_some_and(|n| n.online),
+                last_frame_age_s: tile.as_ref().map(|t| t.at.elapsed().as_secs_f64()),
+                recording: tile.as_ref().is_some_and(|t| t.recording),
+                node: node.to_owned(),
+                camera: camera.to_owned(),
+            })
+        })
+        .collect();
+    let sensors = d
+        .feed
+        .sensors
+        .lock()
+        .expect("feed")
+        .iter()
+        .map(|(topic, v)| SensorRow {
+            topic: topic.clone(),
+            payload: v.payload.clone(),
+            at: v.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        })
+        .collect();
+    Snapshot {
+        recording,
+        cameras,
+        sessions: files::sessions(&d.recordings),
+        sensors,
+        at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+async fn state(State(d): Shared) -> Response {
+    Json(snapshot(&d)).into_response()
+}
+
+async fn events(State(d): Shared) -> Response {
+    let ticks = tokio::time::interval(EVENT_EVERY);
+    let stream = futures_lite::stream::unfold((d, ticks), |(d, mut ticks)| async move {
+        tokio::select! {
+            _ = d.closing.cancelled() => None,
+            _ = ticks.tick() => {
+                let data = serde_json::to_string(&snapshot(&d)).unwrap_or_default();
+                Some((Ok::<_, Infallible>(Event::default().event("state").data(data)), (d, ticks)))
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecRequest {
+    action: String,
+}
+
+/// Start or Stop: published on `command/rec` like any other client's
+/// command, so every viewer on the broker acts on it.
+async fn record(State(d): Shared, body: Bytes) -> Response {
+    let request: RecRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"action\":\"start\"|\"stop\"}}: {e}"),
+            )
+        }
+    };
+    let action = request.action.to_ascii_lowercase();
+    if action != "start" && action != "stop" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("action {:?}: start or stop", request.action),
+        );
+    }
+    match d
+        .client
+        .publish(REC_COMMAND, QoS::AtLeastOnce, false, action.clone())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!("dashboard: published {action} on {REC_COMMAND}");
+            (
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({ "published": action })),
+            )
+                .into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot publish: {e}"),
+        ),
+    }
+}
+
+async fn stream(State(d): Shared, Path((node, camera)): Path<(String, String)>) -> Response {
+    let key = format!("{node}/{camera}");
+    if !d.screens.snapshot().iter().any(|(k, _)| *k == key) {
+        return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
+    }
+    let state = (Arc::clone(&d), key, None::<u64>, Vec::<Bytes>::new());
+    let body = futures_lite::stream::unfold(state, |(d, key, mut last, mut pending)| async move {
+        loop {
+            if let Some(bytes) = pending.pop() {
+                return Some((Ok::<_, Infallible>(bytes), (d, key, last, pending)));
+            }
+            let tile = d.screens.snapshot().into_iter().find(|(k, _)| *k == key)?.1;
+            match tile {
+                Some(t) if last != Some(t.seq) => {
+                    last = Some(t.seq);
+                    let head = format!(
+                        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        t.jpeg.len()
+                    );
+                    // Popped from the end: head first, then the JPEG, then the line break.
+                    pending = vec![Bytes::from_static(b"\r\n"), t.jpeg, Bytes::from(head)];
+                }
+                _ => {
+                    tokio::select! {
+                        _ = d.closing.cancelled() => return None,
+                        _ = tokio::time::sleep(TILE_POLL) => {}
+                    }
+                }
+            }
+        }
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
