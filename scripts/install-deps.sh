@@ -6,7 +6,8 @@ set -euo pipefail
 packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
   packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux
-            libopencv-dev clang libclang-dev xvfb curl gstreamer1.0-tools gstreamer1.0-plugins-good)
+            libopencv-dev clang libclang-dev xvfb curl gstreamer1.0-tools gstreamer1.0-plugins-good
+            chromium chromium-driver procps)
 fi
 
 missing=()

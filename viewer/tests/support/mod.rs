@@ -4,6 +4,7 @@
 
 #[path = "../../../camera-node/tests/common/mod.rs"]
 pub mod common;
+pub mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,230 @@
+//! The dashboard in a real browser: headless Chromium driven through
+//! chromedriver's WebDriver API (plain HTTP and JSON, here with curl).
+//! Three live tiles whose pictures change; Record publishes the command on
+//! MQTT, the state turns to recording, segments show on disk and in the
+//! list; Stop ends it. A screenshot is kept as an artifact.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use support::common::*;
+use support::demo::Demo;
+use support::files;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+/// The WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver with one headless Chromium session.
+struct Browser {
+    driver: Child,
+    session: String,
+    base: String,
+}
+
+impl Browser {
+    fn start() -> Self {
+        require("chromium", "chromium");
+        require("chromedriver", "chromium-driver");
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver ready", SECS(20), || {
+            let status = curl(&[&format!("{base}/status")]);
+            (status.status == 200 && status.json()["value"]["ready"] == true).then_some(())
+        });
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+            }
+        }}});
+        let mut browser = Browser {
+            driver,
+            session: String::new(),
+            base,
+        };
+        let created = browser.call("POST", "/session", Some(capabilities));
+        browser.session = created["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        browser
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let body = body.map(|b| b.to_string());
+        let mut args = vec!["-X", method, "-H", "Content-Type: application/json"];
+        if let Some(body) = &body {
+            args.extend(["-d", body.as_str()]);
+        }
+        args.push(&url);
+        let reply = curl(&args);
+        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text());
+        reply.json()["value"].clone()
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn run(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.session_call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT].as_str().expect("an element").to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn element_png(&self, css: &str) -> Vec<u8> {
+        let id = self.element(css);
+        let data = self.session_call("GET", &format!("/element/{id}/screenshot"), None);
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .unwrap()
+    }
+
+    fn page_png(&self) -> Vec<u8> {
+        let data = self.session_call("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = curl(&[
+                "-X",
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+            ]);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
+    let demo = Demo::start("3");
+    demo.wait_fleet(3);
+    let browser = Browser::start();
+    browser.go(&format!("{}/", demo.dashboard));
+
+    wait_for("three tiles showing pictures", SECS(30), || {
+        let loaded = browser.run(
+            "return [...document.querySelectorAll('.tile img')].filter(i => i.complete && i.naturalWidth > 0).length",
+        );
+        (loaded == 3).then_some(())
+    });
+    let first = browser.element_png(".tile img");
+    wait_for("the first tile's picture to change", SECS(10), || {
+        (browser.element_png(".tile img") != first).then_some(())
+    });
+    let names =
+        browser.run("return [...document.querySelectorAll('.tile .name')].map(e => e.textContent)");
+    assert_eq!(names, json!(["demo-1/cam0", "demo-2/cam0", "demo-3/cam0"]));
+
+    let (mut watcher, mut lines) = demo.watch("command/rec");
+    browser.click("#start");
+    assert!(
+        lines.any(|l| l == "start"),
+        "Record publishes start on command/rec"
+    );
+    let _ = watcher.wait();
+    let state_text = || browser.run("return document.getElementById('state').textContent");
+    wait_for("the page to say recording", SECS(10), || {
+        state_text()
+            .as_str()
+            .is_some_and(|t| t.contains("recording"))
+            .then_some(())
+    });
+    let recordings = demo.dir.path("recordings");
+    wait_for("segments on disk and in the page's list", SECS(20), || {
+        let on_disk = files(&recordings, ".mp4");
+        let links = browser.run(
+            "return [...document.querySelectorAll('#sessions a')].map(a => a.getAttribute('href'))",
+        );
+        let listed: Vec<String> = links
+            .as_array()?
+            .iter()
+            .filter_map(|l| l.as_str().map(str::to_owned))
+            .collect();
+        let shown = on_disk.iter().any(|f| {
+            let relative = f
+                .strip_prefix(&recordings)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            listed.contains(&format!("/recordings/{relative}"))
+        });
+        shown.then_some(())
+    });
+    // The latest value of each sensor topic.
+    require("mosquitto_pub", "mosquitto-clients");
+    let port = demo.broker_port.to_string();
+    for value in ["21.0", "21.5"] {
+        run_ok(Command::new("mosquitto_pub").args([
+            "-p",
+            &port,
+            "-t",
+            "sensor/garden/temp",
+            "-m",
+            value,
+        ]));
+    }
+    wait_for("the sensor's latest value on the page", SECS(10), || {
+        let rows = browser
+            .run("return [...document.querySelectorAll('#sensors tr')].map(r => r.textContent)");
+        rows.as_array()?
+            .iter()
+            .any(|r| {
+                r.as_str()
+                    .is_some_and(|t| t.starts_with("sensor/garden/temp21.5"))
+            })
+            .then_some(())
+    });
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&shot, browser.page_png()).unwrap();
+    eprintln!("dashboard screenshot: {}", shot.display());
+
+    browser.click("#stop");
+    wait_for("the page to say idle", SECS(10), || {
+        (state_text().as_str() == Some("idle")).then_some(())
+    });
+    assert_eq!(
+        browser.run("return document.getElementById('start').disabled"),
+        json!(false)
+    );
+}

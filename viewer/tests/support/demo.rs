@@ -1,0 +1,133 @@
+//! `viewer demo` as a child process, with its embedded broker and
+//! dashboard on free ports and its recordings in a scratch folder.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+pub struct Demo {
+    pub child: Child,
+    pub dir: TempDir,
+    pub broker_port: u16,
+    pub dashboard: String,
+}
+
+impl Demo {
+    pub fn start(nodes: &str) -> Self {
+        let _ = node_binary(); // built beside the viewer, where the demo looks first
+        let dir = TempDir::new("fleet");
+        let (broker_port, dashboard_port) = (free_port(), free_port());
+        let log = std::fs::File::create(dir.path("demo.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+            .args([
+                "demo",
+                "--nodes",
+                nodes,
+                "--headless",
+                "--segment-seconds",
+                "2",
+            ])
+            .args(["--embedded-broker", &format!("127.0.0.1:{broker_port}")])
+            .args(["--dashboard", &format!("127.0.0.1:{dashboard_port}")])
+            .arg("--recordings")
+            .arg(dir.path("recordings"))
+            .env("RUST_LOG", "info")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("CAMFLEET_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Demo {
+            child,
+            dir,
+            broker_port,
+            dashboard: format!("http://127.0.0.1:{dashboard_port}"),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("demo.log")).unwrap_or_default()
+    }
+
+    /// `mosquitto_sub` against the embedded broker: `count` messages.
+    pub fn sub(&self, topic: &str, count: usize) -> Vec<String> {
+        require("mosquitto_sub", "mosquitto-clients");
+        let out = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.broker_port.to_string(),
+                "-t",
+                topic,
+                "-v",
+            ])
+            .args(["-C", &count.to_string(), "-W", "20"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        curl(&[&format!("{}/api/state", self.dashboard)]).json()
+    }
+    /// Waits for every node online and frames from every camera.
+    pub fn wait_fleet(&self, nodes: usize) {
+        let want = format!("{nodes}/{nodes} nodes online");
+        wait_for(&want, SECS(60), || self.log().contains(&want).then_some(()));
+        wait_for("frames from every camera in the viewer", SECS(30), || {
+            let state = self.state();
+            let cameras = state["cameras"].as_array()?.clone();
+            let fresh =
+                |c: &serde_json::Value| c["last_frame_age_s"].as_f64().is_some_and(|a| a < 2.0);
+            (cameras.len() == nodes && cameras.iter().all(fresh)).then_some(())
+        });
+    }
+
+    /// A line-buffered `mosquitto_sub -d` on `topic`, returned once the
+    /// broker has acknowledged its subscription; its stdout lines follow.
+    pub fn watch(&self, topic: &str) -> (Child, impl Iterator<Item = String>) {
+        use std::io::{BufRead, BufReader};
+        require("mosquitto_sub", "mosquitto-clients");
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.broker_port.to_string(),
+            ])
+            .args(["-t", topic, "-C", "1", "-W", "20", "-d"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok);
+        assert!(
+            lines.any(|l| l.contains("SUBACK")),
+            "mosquitto_sub subscribed to {topic}"
+        );
+        (child, lines)
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- viewer demo log ----\n{}", self.log());
+        }
+    }
+}
