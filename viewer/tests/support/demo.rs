@@ -123,7 +123,19 @@ impl Demo {
 }
 
 impl Drop for Demo {
+    /// Ctrl+C first, so the demo stops its nodes; a killed demo would
+    /// leave them running.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + SECS(20);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
