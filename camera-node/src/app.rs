@@ -134,9 +134,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         node: Arc::clone(&state),
         users: config.users.clone(),
         max_viewers: config.max_viewers,
-        closing: CancellationToken::new(),
+        closing: servers_stop.clone(),
     };
-    let task = http::run(http_listener, Arc::new(web), servers_stop.clone());
+    let task = http::run(http_listener, Arc::new(web));
     servers.spawn(task.instrument(tracing::info_span!("http")));
     let cameras = TaskTracker::new();
     let cameras_stop = CancellationToken::new();

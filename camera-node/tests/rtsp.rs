@@ -27,49 +27,14 @@ fn two_camera_node(broker: &Broker, extra_config: &str) -> (Node, TempDir) {
             ffmpeg_camera(320, 240, 15)
         ),
     );
-    let node = Node::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--broker",
-        &broker.url(),
-        "--node-id",
-        "rtsp-test",
-        "--tcp-port",
-        "0",
-        "--rtsp-port",
-        "0",
-        "--http-port",
-        "0",
-        "--advertise-host",
-        "127.0.0.1",
-        "--no-cpu-temp",
-    ]);
+    let url = broker.url();
+    let args = [
+        vec!["--config", config.to_str().unwrap()],
+        node_base_args(&url, "rtsp-test"),
+    ];
+    let node = Node::start(&args.concat());
     node.wait_log("first frame", SECS(20));
     (node, dir)
-}
-
-/// Decodes `frames` frames from an RTSP URL with ffmpeg; the byte count of
-/// the grey raw video proves their size.
-fn ffmpeg_decode(url: &str, transport: &str, frames: usize) -> usize {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_transport", transport, "-i", url])
-        .args([
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ])
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg -rtsp_transport {transport} {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout.len()
 }
 
 #[test]
@@ -103,7 +68,7 @@ fn ffprobe_ffmpeg_over_tcp_and_udp_decode_both_cameras_at_their_size() {
         ]));
         assert_eq!(probe.trim(), format!("mjpeg,{w},{h}"), "{camera}");
         for transport in ["tcp", "udp"] {
-            let bytes = ffmpeg_decode(&url, transport, 10);
+            let bytes = rtsp_decode(&url, transport, 10);
             assert_eq!(
                 bytes,
                 10 * w * h,

@@ -57,13 +57,13 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             screens: Arc::clone(screens),
             client: client.clone(),
             recordings: config.recordings.clone(),
-            closing: CancellationToken::new(),
+            closing: dashboard_stop.clone(),
         };
         match dashboard::bind(addr).await {
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(addr);
                 tracing::info!("dashboard on http://{local}/");
-                let task = dashboard::run(listener, Arc::new(dashboard), dashboard_stop.clone());
+                let task = dashboard::run(listener, Arc::new(dashboard));
                 tokio::spawn(task);
             }
             Err(e) if config.dashboard_explicit => {

@@ -4,65 +4,37 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::common::*;
-use support::files;
+use support::{files, mqtt_sub, viewer_process};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// `mosquitto_sub` for `count` messages (retained ones arrive at once).
-fn sub(port: u16, topic: &str, count: usize, secs: u32) -> Vec<String> {
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-v",
-        ])
-        .args(["-C", &count.to_string(), "-W", &secs.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     require("mosquitto_sub", "mosquitto-clients");
     let port = free_port();
     let dir = TempDir::new("embedded");
-    let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
-    let mut viewer = Command::new(env!("CARGO_BIN_EXE_viewer"))
-        .args(["--embedded-broker", &format!("127.0.0.1:{port}")])
-        .args([
-            "--viewer-id",
-            "eb",
-            "--headless",
-            "--dashboard",
-            "off",
-            "--segment-seconds",
-            "2",
-        ])
-        .arg("--recordings")
-        .arg(dir.path("recordings"))
-        .env("RUST_LOG", "info")
-        .env_remove("DISPLAY")
-        .env_remove("CAMFLEET_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let (broker, recordings) = (format!("127.0.0.1:{port}"), dir.path("recordings"));
+    let args = [
+        "--embedded-broker",
+        &broker,
+        "--viewer-id",
+        "eb",
+        "--headless",
+        "--dashboard",
+        "off",
+        "--segment-seconds",
+        "2",
+        "--recordings",
+        recordings.to_str().unwrap(),
+    ];
+    let mut viewer = viewer_process(&args, &dir.path("viewer.log"));
     let viewer_log = || std::fs::read_to_string(dir.path("viewer.log")).unwrap_or_default();
     wait_for("the viewer online on its own broker", SECS(20), || {
-        (sub(port, "camfleet/viewer/eb/status", 1, 2) == ["camfleet/viewer/eb/status online"])
+        (mqtt_sub(port, "camfleet/viewer/eb/status", 1, 2) == ["camfleet/viewer/eb/status online"])
             .then_some(())
     });
 
@@ -75,10 +47,11 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
         .concat(),
     );
     wait_for("the node's retained online", SECS(20), || {
-        (sub(port, "camfleet/node/eb-node/status", 1, 2) == ["camfleet/node/eb-node/status online"])
-            .then_some(())
+        (mqtt_sub(port, "camfleet/node/eb-node/status", 1, 2)
+            == ["camfleet/node/eb-node/status online"])
+        .then_some(())
     });
-    let info = sub(port, "camfleet/node/eb-node/info", 1, 5);
+    let info = mqtt_sub(port, "camfleet/node/eb-node/info", 1, 5);
     assert!(
         info.first()
             .is_some_and(|l| l.contains("\"node_id\":\"eb-node\"")),
@@ -105,7 +78,7 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     node.signal("KILL");
     node.wait_exit(SECS(10));
     wait_for("the node's last will (offline)", SECS(40), || {
-        (sub(port, "camfleet/node/eb-node/status", 1, 2)
+        (mqtt_sub(port, "camfleet/node/eb-node/status", 1, 2)
             == ["camfleet/node/eb-node/status offline"])
         .then_some(())
     });

@@ -39,12 +39,12 @@ pub struct HttpServer {
     pub node: Arc<NodeState>,
     pub users: Users,
     pub max_viewers: usize,
-    /// Ends the endless MJPEG bodies at shutdown.
+    /// Stops the server and ends the endless MJPEG bodies.
     pub closing: CancellationToken,
 }
 
-/// Serves until `cancel`, then lets open requests end.
-pub async fn run(listener: TcpListener, server: Arc<HttpServer>, cancel: CancellationToken) {
+/// Serves until `server.closing`, then lets open requests end.
+pub async fn run(listener: TcpListener, server: Arc<HttpServer>) {
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
@@ -58,11 +58,7 @@ pub async fn run(listener: TcpListener, server: Arc<HttpServer>, cancel: Cancell
         }
     });
     let app = router(Arc::clone(&server));
-    let closing = server.closing.clone();
-    let stop = async move {
-        cancel.cancelled().await;
-        closing.cancel();
-    };
+    let stop = server.closing.clone().cancelled_owned();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await

@@ -163,16 +163,8 @@ pub async fn run(
     let reaper = reap_idle_sessions(Arc::clone(&server), cancel.clone());
     tracker.spawn(reaper.in_current_span());
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = crate::serve::accept(&listener, &cancel).await else {
+            break;
         };
         let id = server.next_conn.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("client", %peer);

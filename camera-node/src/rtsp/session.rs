@@ -26,7 +26,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// interleaved RTP of its sessions; each holds it for one whole message.
 pub type SharedWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Transport {
     /// RTP and RTCP interleaved in the RTSP connection (`$` framing).
     Tcp {
@@ -162,21 +162,9 @@ impl Session {
             unreachable!("checked above");
         };
         let stop = CancellationToken::new();
-        let out = match &self.transport {
-            Transport::Tcp {
-                writer,
-                channel,
-                conn_closing,
-            } => Out::Tcp {
-                writer: Arc::clone(writer),
-                channel: *channel,
-                conn_closing: conn_closing.clone(),
-            },
-            Transport::Udp { rtp, rtcp } => Out::Udp {
-                rtp: Arc::clone(rtp),
-                rtcp: Arc::clone(rtcp),
-                failing: false,
-            },
+        let out = Out {
+            transport: self.transport.clone(),
+            failing: false,
         };
         let streaming = Streaming {
             server,
@@ -224,18 +212,10 @@ async fn stop_playing(state: &mut State) -> Option<Parts> {
 }
 
 /// Where a playing session's packets go.
-enum Out {
-    Tcp {
-        writer: SharedWriter,
-        channel: u8,
-        conn_closing: CancellationToken,
-    },
-    Udp {
-        rtp: Arc<UdpSocket>,
-        rtcp: Arc<UdpSocket>,
-        /// Set after a send error was logged, until one succeeds.
-        failing: bool,
-    },
+struct Out {
+    transport: Transport,
+    /// UDP: set after a send error was logged, until one succeeds.
+    failing: bool,
 }
 
 struct Streaming {
@@ -301,9 +281,9 @@ impl Streaming {
             };
             buf.clear();
             packets.clear();
-            let interleave = match &self.out {
-                Out::Tcp { channel, .. } => Some(*channel),
-                Out::Udp { .. } => None,
+            let interleave = match &self.out.transport {
+                Transport::Tcp { channel, .. } => Some(*channel),
+                Transport::Udp { .. } => None,
             };
             parts
                 .stream
@@ -329,13 +309,14 @@ impl Streaming {
     }
 
     async fn send_rtp(&mut self, buf: &[u8], packets: &[Range<usize>]) -> Result<(), ()> {
-        match &mut self.out {
-            Out::Tcp {
+        let failing = &mut self.out.failing;
+        match &self.out.transport {
+            Transport::Tcp {
                 writer,
                 conn_closing,
                 ..
             } => write_tcp(writer, conn_closing, buf).await,
-            Out::Udp { rtp, failing, .. } => {
+            Transport::Udp { rtp, .. } => {
                 for range in packets {
                     udp_send(rtp, &buf[range.clone()], failing).await;
                 }
@@ -345,8 +326,9 @@ impl Streaming {
     }
 
     async fn send_rtcp(&mut self, packet: &[u8]) -> Result<(), ()> {
-        match &mut self.out {
-            Out::Tcp {
+        let failing = &mut self.out.failing;
+        match &self.out.transport {
+            Transport::Tcp {
                 writer,
                 channel,
                 conn_closing,
@@ -356,7 +338,7 @@ impl Streaming {
                 framed.extend_from_slice(packet);
                 write_tcp(writer, conn_closing, &framed).await
             }
-            Out::Udp { rtcp, failing, .. } => {
+            Transport::Udp { rtcp, .. } => {
                 udp_send(rtcp, packet, failing).await;
                 Ok(())
             }
@@ -402,9 +384,9 @@ async fn udp_send(socket: &UdpSocket, packet: &[u8], failing: &mut bool) {
 }
 
 async fn recv_rtcp(out: &Out, buf: &mut [u8]) -> std::io::Result<usize> {
-    match out {
-        Out::Udp { rtcp, .. } => rtcp.recv(buf).await,
-        Out::Tcp { .. } => std::future::pending().await,
+    match &out.transport {
+        Transport::Udp { rtcp, .. } => rtcp.recv(buf).await,
+        Transport::Tcp { .. } => std::future::pending().await,
     }
 }
 

@@ -29,17 +29,8 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: wait a little rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = super::accept(&listener, &cancel).await else {
+            break;
         };
         let Some(slot) = hub.add_viewer(max_viewers, Protocol::Tcp) else {
             tracing::warn!(%peer, "refusing viewer: {max_viewers} viewers already connected (max_viewers)");

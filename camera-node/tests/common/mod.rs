@@ -11,9 +11,10 @@ mod web;
 pub use broker::{Broker, Watcher};
 pub use client::{FrameClient, Received};
 pub use node::{
-    fake_camera_script, invocations, node_args, node_binary, run_node, start_on_fake_camera, Node,
+    fake_camera_script, invocations, node_args, node_base_args, node_binary, run_node,
+    start_on_fake_camera, Node,
 };
-pub use web::{curl, read_multipart, HttpReply, Part, RtspClient, RtspReply};
+pub use web::{curl, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply};
 
 use std::io::Write;
 use std::net::TcpListener;

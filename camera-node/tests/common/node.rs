@@ -160,13 +160,17 @@ pub fn run_node(args: &[&str]) -> Output {
 }
 
 pub fn node_args<'a>(broker: &'a str, node_id: &'a str, source: &'a str) -> Vec<&'a str> {
+    [node_base_args(broker, node_id), vec!["--source", source]].concat()
+}
+
+/// Broker, id, every port free, loopback advertised, no temperature: the
+/// source is left to the caller (or its config file).
+pub fn node_base_args<'a>(broker: &'a str, node_id: &'a str) -> Vec<&'a str> {
     vec![
         "--broker",
         broker,
         "--node-id",
         node_id,
-        "--source",
-        source,
         "--tcp-port",
         "0",
         "--rtsp-port",

@@ -33,6 +33,32 @@ impl Node {
     }
 }
 
+/// Plays `frames` frames of an RTSP URL with ffmpeg over `transport`
+/// (`tcp` or `udp`) and decodes them to grey raw video; the byte count
+/// proves their size.
+pub fn rtsp_decode(url: &str, transport: &str, frames: usize) -> usize {
+    require("ffmpeg", "ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", transport, "-i", url])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg -rtsp_transport {transport} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout.len()
+}
+
 /// An HTTP reply as curl gives it.
 #[derive(Debug)]
 pub struct HttpReply {

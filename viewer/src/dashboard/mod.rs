@@ -104,15 +104,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `cancel`.
-pub async fn run(listener: TcpListener, dashboard: Arc<Dashboard>, cancel: CancellationToken) {
-    let app = router(Arc::clone(&dashboard));
-    let closing = dashboard.closing.clone();
-    let stop = async move {
-        cancel.cancelled().await;
-        closing.cancel();
-    };
-    if let Err(e) = axum::serve(listener, app)
+/// Serves until `dashboard.closing`.
+pub async fn run(listener: TcpListener, dashboard: Arc<Dashboard>) {
+    let stop = dashboard.closing.clone().cancelled_owned();
+    if let Err(e) = axum::serve(listener, router(dashboard))
         .with_graceful_shutdown(stop)
         .await
     {

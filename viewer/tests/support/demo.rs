@@ -20,29 +20,26 @@ impl Demo {
         let _ = node_binary(); // built beside the viewer, where the demo looks first
         let dir = TempDir::new("fleet");
         let (broker_port, dashboard_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path("demo.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_viewer"))
-            .args([
-                "demo",
-                "--nodes",
-                nodes,
-                "--headless",
-                "--segment-seconds",
-                "2",
-            ])
-            .args(["--embedded-broker", &format!("127.0.0.1:{broker_port}")])
-            .args(["--dashboard", &format!("127.0.0.1:{dashboard_port}")])
-            .arg("--recordings")
-            .arg(dir.path("recordings"))
-            .env("RUST_LOG", "info")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("CAMFLEET_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let (broker, dashboard) = (
+            format!("127.0.0.1:{broker_port}"),
+            format!("127.0.0.1:{dashboard_port}"),
+        );
+        let recordings = dir.path("recordings");
+        let args = [
+            "demo",
+            "--nodes",
+            nodes,
+            "--headless",
+            "--segment-seconds",
+            "2",
+            "--embedded-broker",
+            &broker,
+            "--dashboard",
+            &dashboard,
+            "--recordings",
+            recordings.to_str().unwrap(),
+        ];
+        let child = super::viewer_process(&args, &dir.path("demo.log"));
         Demo {
             child,
             dir,
@@ -57,24 +54,7 @@ impl Demo {
 
     /// `mosquitto_sub` against the embedded broker: `count` messages.
     pub fn sub(&self, topic: &str, count: usize) -> Vec<String> {
-        require("mosquitto_sub", "mosquitto-clients");
-        let out = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.broker_port.to_string(),
-                "-t",
-                topic,
-                "-v",
-            ])
-            .args(["-C", &count.to_string(), "-W", "20"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        super::mqtt_sub(self.broker_port, topic, count, 20)
     }
 
     pub fn state(&self) -> serde_json::Value {

@@ -149,3 +149,43 @@ fn broker_wait(broker: &Broker, topic: &str, want: &str) {
         (broker.retained(topic).as_deref() == Some(want)).then_some(())
     });
 }
+
+/// `mosquitto_sub -v` on a broker's port for `count` messages within
+/// `secs` (retained ones arrive at once); the `topic payload` lines.
+pub fn mqtt_sub(port: u16, topic: &str, count: usize, secs: u32) -> Vec<String> {
+    require("mosquitto_sub", "mosquitto-clients");
+    let out = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-v",
+        ])
+        .args(["-C", &count.to_string(), "-W", &secs.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The viewer binary with `args`, headless and without a config file, its
+/// log (stdout and stderr) in `log`.
+pub fn viewer_process(args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("CAMFLEET_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start the viewer")
+}
