@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +21,20 @@ use crate::config::ViewerConfig;
 const SIZES: [(u32, u32); 3] = [(640, 480), (800, 600), (1280, 720)];
 /// How long the fleet may take to come up before the demo says what is missing.
 const COME_UP_LIMIT: Duration = Duration::from_secs(30);
+
+/// The running nodes' process ids, for [`kill_nodes_now`].
+static NODE_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// SIGKILL every demo node: the second Ctrl+C, when the viewer exits at
+/// once, must not leave them running.
+pub fn kill_nodes_now() {
+    let pids = NODE_PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
 
 /// Defaults that make the demo self-contained; flags still win.
 pub fn adjust(config: &mut ViewerConfig, recordings_given: bool) {
@@ -94,6 +109,9 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", node_bin.display()))?;
+        if let (Some(pid), Ok(mut pids)) = (child.id(), NODE_PIDS.lock()) {
+            pids.push(pid);
+        }
         children.push((id, child));
     }
     let watch = watch_fleet(
@@ -109,6 +127,9 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
     tracing::info!("demo: stopping the camera nodes");
     for (id, child) in &mut children {
         stop_child(id, child).await;
+    }
+    if let Ok(mut pids) = NODE_PIDS.lock() {
+        pids.clear();
     }
     tracing::info!("demo: stopped");
     result

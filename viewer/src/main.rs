@@ -58,8 +58,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let last_words =
-            || tracing::warn!("open segments stay as .mp4.part; they play up to their last second");
+        let last_words = || {
+            tracing::warn!("open segments stay as .mp4.part; they play up to their last second");
+            viewer::demo::kill_nodes_now();
+        };
         if let Err(e) = watch_signals(shutdown.clone(), last_words) {
             tracing::error!("cannot install signal handlers: {e}");
             return ExitCode::FAILURE;

@@ -203,3 +203,23 @@ fn assert_plays(path: &Path) {
     // The first segment of a session may be short: it starts with the command.
     assert!(frames.parse::<u32>().unwrap() >= 1, "{out}");
 }
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_no_node_running() {
+    let mut demo = Demo::start("2");
+    demo.wait_fleet(2);
+    let port = demo.broker_port;
+    let pid = demo.child.id().to_string();
+    for _ in 0..2 {
+        run_ok(Command::new("kill").args(["-INT", &pid]));
+    }
+    let status = wait_for("the demo to exit", SECS(20), || {
+        demo.child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(130), "{}", demo.log());
+    let nodes = format!("127.0.0.1:{port} --node-id demo-");
+    wait_for("no camera node left", SECS(10), || {
+        let left = Command::new("pgrep").args(["-f", &nodes]).output().unwrap();
+        left.stdout.is_empty().then_some(())
+    });
+}
