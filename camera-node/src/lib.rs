@@ -1,5 +1,6 @@
 //! camfleet camera node: captures MJPEG from a camera, splits it into
-//! frames and fans them out to viewers; announces itself on MQTT.
+//! frames and fans them out to viewers (TCP frames, RTSP, HTTP); announces
+//! itself on MQTT.
 //!
 //! # Layout
 //! - [`config`]: flags, environment and TOML file, merged and checked.
@@ -9,6 +10,10 @@
 //! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
 //! - [`hub`]: newest-frame fan-out of one camera.
 //! - [`serve`]: the TCP frame protocol server.
+//! - [`rtsp`], [`rtp`]: the RTSP server and RTP/JPEG (RFC 2435).
+//! - [`http`]: index page, MJPEG, snapshots, JSON API, metrics, health.
+//! - [`state`]: NodeInfo and capture control shared by the servers.
+//! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
 //! - [`notify`]: systemd readiness, watchdog and status.
 

@@ -12,6 +12,9 @@
 //! - [`sensors`]: sensor messages to CSV.
 //! - [`screens`]: the newest frame of each camera, for the display.
 //! - `display` (feature `display`): the OpenCV windows.
+//! - [`dashboard`]: the web dashboard (tiles, record buttons, sessions, sensors).
+//! - [`broker`]: the embedded MQTT broker (`--embedded-broker`).
+//! - [`demo`]: `viewer demo`, a whole fleet on one machine.
 
 pub mod app;
 pub mod broker;
