@@ -1,9 +1,10 @@
 //! RTSP 1.0 server (RFC 2326) for players: `rtsp://<host>:8554/<camera>`
 //! with one RTP/JPEG track, over TCP interleaved or UDP unicast.
 //!
-//! - [`conn`]: one client connection: requests in, replies and
+//! - `conn`: one client connection: requests in, replies and
 //!   interleaved RTP out.
-//! - [`session`]: sessions, their transport and the task that streams
+//! - [`request`]: the pure reading of requests (fuzzed).
+//! - `session`: sessions, their transport and the task that streams
 //!   frames while a session plays.
 //!
 //! Every session takes its frames from the camera's hub, newest first, so a
