@@ -1,6 +1,7 @@
 //! Wires a node together and owns its shutdown order: stop accepting and
 //! close viewer connections, stop the cameras, publish `offline`.
 
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -30,29 +31,11 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     let host = addresses[0].clone();
     let mut listeners = Vec::with_capacity(config.cameras.len());
     for cam in &config.cameras {
-        let listener = TcpListener::bind((config.bind, cam.tcp_port))
-            .await
-            .with_context(|| {
-                format!(
-                    "camera {}: cannot listen on TCP {}",
-                    cam.id,
-                    host_port(&config.bind.to_string(), cam.tcp_port)
-                )
-            })?;
-        listeners.push(listener);
+        let what = format!("camera {}", cam.id);
+        listeners.push(listen(config.bind, cam.tcp_port, &what, "tcp").await?);
     }
-    let bind = config.bind;
-    let bind_one = |what: &'static str, port: u16| async move {
-        TcpListener::bind((bind, port)).await.with_context(|| {
-            format!(
-                "cannot listen for {what} on {} (set another port with --{}-port)",
-                host_port(&bind.to_string(), port),
-                what.to_lowercase()
-            )
-        })
-    };
-    let rtsp_listener = bind_one("RTSP", config.rtsp_port).await?;
-    let http_listener = bind_one("HTTP", config.http_port).await?;
+    let rtsp_listener = listen(config.bind, config.rtsp_port, "RTSP", "rtsp").await?;
+    let http_listener = listen(config.bind, config.http_port, "HTTP", "http").await?;
     let rtsp_base = format!(
         "rtsp://{}",
         host_port(&host, tcp::local_port(&rtsp_listener)?)
@@ -195,4 +178,15 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     ended.context("MQTT task panicked")?.context("MQTT")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// A listener on `bind:port`, or an error that names what it was for
+/// (`camera cam0`, `RTSP`) and the flag that moves it.
+async fn listen(bind: IpAddr, port: u16, what: &str, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind((bind, port)).await.with_context(|| {
+        format!(
+            "{what}: cannot listen on TCP {} (set another port with --{flag}-port)",
+            host_port(&bind.to_string(), port)
+        )
+    })
 }

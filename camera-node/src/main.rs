@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shared::process::{init_logging, watch_signals};
-use tokio_util::sync::CancellationToken;
+use shared::process::{init_logging, run_until_signalled};
 
 use camera_node::{source::kill_all_camera_processes, Cli, NodeConfig};
 
@@ -23,30 +22,9 @@ fn main() -> ExitCode {
         print!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        // A second signal must not leave a camera process behind.
-        if let Err(e) = watch_signals(shutdown.clone(), kill_all_camera_processes) {
-            tracing::error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+    // A second signal must not leave a camera process behind.
+    run_until_signalled(kill_all_camera_processes, |shutdown| {
         tracing::info!(node = %config.node_id, "camera-node {} starting", env!("CARGO_PKG_VERSION"));
-        match camera_node::run(config, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                ExitCode::FAILURE
-            }
-        }
+        camera_node::run(config, shutdown)
     })
 }

@@ -64,7 +64,7 @@ pub struct CameraStats {
     pub id: String,
     /// Frames per second from the camera over the last interval.
     pub fps: f64,
-    /// TCP viewers connected now.
+    /// Viewers connected now, over every protocol (TCP frames, RTSP, HTTP).
     pub viewers: usize,
     /// Frames since the node started.
     pub frames: u64,

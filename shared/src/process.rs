@@ -51,3 +51,41 @@ pub fn watch_signals(
     });
     Ok(())
 }
+
+/// The rest of a binary's `main`: a multi-threaded runtime, the two-stage
+/// signals ([`watch_signals`]), then `work` until it ends or `shutdown`.
+/// Errors are logged with their causes; the exit status says how it went.
+pub fn run_until_signalled<F, E>(
+    last_words: impl Fn() + Send + 'static,
+    work: impl FnOnce(CancellationToken) -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        if let Err(e) = watch_signals(shutdown.clone(), last_words) {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+        match work(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -59,7 +59,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             recordings: config.recordings.clone(),
             closing: dashboard_stop.clone(),
         };
-        match dashboard::bind(addr).await {
+        match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(addr);
                 tracing::info!("dashboard on http://{local}/");

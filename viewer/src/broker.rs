@@ -7,8 +7,26 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::config::ViewerConfig;
+
 /// Where `--embedded-broker` listens when given no address.
 pub const DEFAULT_ADDR: &str = "0.0.0.0:1883";
+
+/// When the config asks for an embedded broker: starts it and points the
+/// viewer at it (`--broker`, when also given, is ignored with a warning).
+pub fn serve_for(config: &mut ViewerConfig, broker_given: bool) -> Result<()> {
+    let Some(addr) = config.embedded_broker else {
+        return Ok(());
+    };
+    if broker_given {
+        tracing::warn!("--broker is ignored: the viewer runs its own broker (--embedded-broker)");
+    }
+    let local = start(addr)?;
+    config.mqtt.broker = format!("mqtt://{local}")
+        .parse()
+        .with_context(|| format!("embedded broker address {local}"))?;
+    Ok(())
+}
 
 /// Starts the broker on `addr` (port 0: a free port) in its own threads,
 /// for the life of the process; returns the address it listens on once it

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use shared::messages::{NodeInfo, ONLINE};
+use shared::messages::NodeInfo;
 use shared::mqtt::{self, MqttEvent, MqttSettings};
 use shared::topics::Topics;
 use tokio::process::{Child, Command};
@@ -167,7 +167,7 @@ async fn watch_fleet(
     let Ok((client, mut driver)) = mqtt::connect(&settings, None) else {
         return;
     };
-    let mut online: BTreeMap<String, Option<NodeInfo>> = BTreeMap::new();
+    let mut online: BTreeMap<String, NodeInfo> = BTreeMap::new();
     let mut reported = 0;
     let deadline = tokio::time::sleep(COME_UP_LIMIT);
     tokio::pin!(deadline);
@@ -184,30 +184,21 @@ async fn watch_fleet(
         match event {
             None => return,
             Some(MqttEvent::Connected) => {
-                let _ = client.try_subscribe(topics.all_node_status(), rumqttc::QoS::AtLeastOnce);
                 let _ = client.try_subscribe(topics.all_node_info(), rumqttc::QoS::AtLeastOnce);
             }
             Some(MqttEvent::Subscribed) => {}
             Some(MqttEvent::Message(p)) => {
-                let parts: Vec<&str> = p.topic.split('/').collect();
-                let [_, "node", node, kind] = parts[..] else {
+                // A node publishes its info right after `online`.
+                let Some(node) = topics.node_id_of(&p.topic, "info") else {
                     continue;
                 };
-                if !node.starts_with("demo-") {
-                    continue;
-                }
-                match kind {
-                    "status" if &p.payload[..] == ONLINE.as_bytes() => {
-                        online.entry(node.to_owned()).or_default();
+                match serde_json::from_slice::<NodeInfo>(&p.payload) {
+                    Ok(info) if node.starts_with("demo-") => {
+                        online.insert(node.to_owned(), info);
                     }
-                    "info" => {
-                        if let Ok(info) = serde_json::from_slice::<NodeInfo>(&p.payload) {
-                            online.insert(node.to_owned(), Some(info));
-                        }
-                    }
-                    _ => {}
+                    _ => continue,
                 }
-                let ready = online.values().filter(|i| i.is_some()).count();
+                let ready = online.len();
                 if ready > reported && reported < want {
                     reported = ready;
                     tracing::info!("demo: {ready}/{want} nodes online");
@@ -223,7 +214,7 @@ async fn watch_fleet(
 fn print_banner(
     settings: &MqttSettings,
     dashboard: Option<std::net::SocketAddr>,
-    nodes: &BTreeMap<String, Option<NodeInfo>>,
+    nodes: &BTreeMap<String, NodeInfo>,
 ) {
     let port = settings.broker.port;
     let mut text = String::from("\ncamfleet demo is running\n");
@@ -234,7 +225,7 @@ fn print_banner(
         "  broker:     {}   (mosquitto_sub -p {port} -t 'camfleet/#' -v)\n  record:     mosquitto_pub -p {port} -t command/rec -m start   (and -m stop)\n",
         settings.broker
     ));
-    for info in nodes.values().flatten() {
+    for info in nodes.values() {
         for cam in &info.cameras {
             if let Some(rtsp) = &cam.rtsp {
                 text.push_str(&format!(

@@ -68,6 +68,12 @@ impl Screens {
         });
     }
 
+    /// One camera's tile: `None` for a camera not shown, `Some(None)`
+    /// before its first frame.
+    pub fn tile(&self, key: &str) -> Option<Option<Tile>> {
+        self.tiles.lock().expect("screens").get(key).cloned()
+    }
+
     /// Every camera and its newest frame, in a stable order.
     pub fn snapshot(&self) -> Vec<(String, Option<Tile>)> {
         self.tiles

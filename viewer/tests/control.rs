@@ -11,37 +11,18 @@ use support::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn publish_retained(broker: &Broker, topic: &str, payload: &str) {
-    let ok = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-r",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 #[test]
 fn a_retained_start_is_ignored_and_a_repeated_start_keeps_one_session() {
     let broker = Broker::start();
     let _node = test_node(&broker, "pi-c", "160x120");
     // A start left retained on the broker must not start a fresh viewer.
-    publish_retained(&broker, "command/rec", "start");
+    broker.publish_retained("command/rec", "start");
     let recordings = TempDir::new("recordings");
     let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
     viewer.wait_log("ignoring a retained command/rec", SECS(20));
     viewer.wait_log("camera{camera=pi-c/cam0}: connected", SECS(20));
     assert_eq!(recording_state(&broker).unwrap().state, "idle");
-    publish_retained(&broker, "command/rec", ""); // clear it
+    broker.publish_retained("command/rec", ""); // clear it
 
     broker.publish("command/rec", " START\n");
     let first = wait_state(&broker, "recording", |s| {
@@ -90,21 +71,7 @@ fn sensor_messages_become_csv_rows_in_the_session_and_the_daily_file() {
         .unwrap()
         .write_all(b"raw\xff\xfe")
         .unwrap();
-    let ok = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &broker.port.to_string(),
-            "-t",
-            "sensor/door/raw",
-            "-f",
-        ])
-        .arg(&binary)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    broker.publish_file("sensor/door/raw", &binary);
     let csv_path = recordings
         .0
         .join(state.session.unwrap())
@@ -149,9 +116,8 @@ fn garbage_from_a_node_a_huge_length_and_bad_info_are_survived() {
         )
     };
     for (id, listener) in [("bad-a", &garbage), ("bad-b", &huge)] {
-        publish_retained(&broker, &format!("camfleet/node/{id}/status"), "online");
-        publish_retained(
-            &broker,
+        broker.publish_retained(&format!("camfleet/node/{id}/status"), "online");
+        broker.publish_retained(
             &format!("camfleet/node/{id}/info"),
             &info(id, listener.local_addr().unwrap().port()),
         );
@@ -167,14 +133,14 @@ fn garbage_from_a_node_a_huge_length_and_bad_info_are_survived() {
     let mut rest = Vec::new();
     let _ = b.read_to_end(&mut rest); // the viewer hangs up
                                       // Nonsense on the node topics is logged, not fatal.
-    publish_retained(&broker, "camfleet/node/bad-c/status", "online");
-    publish_retained(&broker, "camfleet/node/bad-c/info", "{not json");
+    broker.publish_retained("camfleet/node/bad-c/status", "online");
+    broker.publish_retained("camfleet/node/bad-c/info", "{not json");
     viewer.wait_log("ignoring NodeInfo that does not parse", SECS(10));
     broker.publish("command/rec", "start");
     wait_state(&broker, "still answering", |s| s.state == "recording");
     for id in ["bad-a", "bad-b", "bad-c"] {
-        publish_retained(&broker, &format!("camfleet/node/{id}/status"), "");
-        publish_retained(&broker, &format!("camfleet/node/{id}/info"), "");
+        broker.publish_retained(&format!("camfleet/node/{id}/status"), "");
+        broker.publish_retained(&format!("camfleet/node/{id}/info"), "");
     }
 }
 

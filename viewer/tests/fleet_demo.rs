@@ -173,15 +173,7 @@ fn the_demo_fleet_comes_up_on_the_embedded_broker_and_records_from_the_dashboard
     assert!(status.success(), "{status}");
     let log = demo.log();
     assert!(log.contains("demo: stopped"), "{log}");
-    let left = Command::new("pgrep")
-        .args(["-f", &format!("127.0.0.1:{port} --node-id demo-")])
-        .output()
-        .unwrap();
-    assert!(
-        left.stdout.is_empty(),
-        "camera nodes left running: {}",
-        String::from_utf8_lossy(&left.stdout)
-    );
+    assert_eq!(nodes_left(port), "", "camera nodes left running");
 }
 
 fn assert_plays(path: &Path) {
@@ -217,9 +209,17 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_node_running() {
         demo.child.try_wait().unwrap()
     });
     assert_eq!(status.code(), Some(130), "{}", demo.log());
-    let nodes = format!("127.0.0.1:{port} --node-id demo-");
     wait_for("no camera node left", SECS(10), || {
-        let left = Command::new("pgrep").args(["-f", &nodes]).output().unwrap();
-        left.stdout.is_empty().then_some(())
+        nodes_left(port).is_empty().then_some(())
     });
+}
+
+/// The command lines of demo nodes still running on the broker at `port`.
+fn nodes_left(port: u16) -> String {
+    let pattern = format!("127.0.0.1:{port} --node-id demo-");
+    let left = Command::new("pgrep")
+        .args(["-af", &pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&left.stdout).into_owned()
 }

@@ -33,6 +33,9 @@ use crate::state::NodeState;
 /// Unacknowledged data older than this drops the connection.
 pub const STALL_LIMIT: Duration = Duration::from_secs(20);
 const BOUNDARY: &str = "camfleetframe";
+/// The stream's first line, and what follows every JPEG.
+const FIRST_BOUNDARY: &[u8] = b"--camfleetframe\r\n";
+const PART_END: &[u8] = b"\r\n--camfleetframe\r\n";
 
 #[derive(Debug)]
 pub struct HttpServer {
@@ -178,7 +181,7 @@ async fn stream(State(s): Shared, Path(id): Path<String>) -> Response {
         frames: hub.subscribe(),
         slot,
         closing: s.closing.clone(),
-        pending: VecDeque::from([Bytes::from(format!("--{BOUNDARY}\r\n"))]),
+        pending: VecDeque::from([Bytes::from_static(FIRST_BOUNDARY)]),
     };
     let body = futures_lite::stream::unfold(parts, MjpegParts::next);
     let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
@@ -222,8 +225,7 @@ impl MjpegParts {
                 frame.captured_at_us as f64 / 1e6
             );
             self.pending.push_back(frame.jpeg);
-            self.pending
-                .push_back(Bytes::from(format!("\r\n--{BOUNDARY}\r\n")));
+            self.pending.push_back(Bytes::from_static(PART_END));
             return Some((Ok(Bytes::from(head)), self));
         }
     }

@@ -225,21 +225,27 @@ impl Broker {
     }
 
     pub fn publish(&self, topic: &str, payload: &str) {
+        self.mosquitto_pub(&["-t", topic, "-m", payload]);
+    }
+
+    /// Published with the retain flag (an empty payload clears it).
+    pub fn publish_retained(&self, topic: &str, payload: &str) {
+        self.mosquitto_pub(&["-r", "-t", topic, "-m", payload]);
+    }
+
+    /// The bytes of `file` as the payload, as they are (`mosquitto_pub -f`).
+    pub fn publish_file(&self, topic: &str, file: &std::path::Path) {
+        self.mosquitto_pub(&["-t", topic, "-f", file.to_str().unwrap()]);
+    }
+
+    fn mosquitto_pub(&self, args: &[&str]) {
         let ok = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-t",
-                topic,
-                "-m",
-                payload,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
             .status()
             .expect("run mosquitto_pub")
             .success();
-        assert!(ok, "mosquitto_pub failed");
+        assert!(ok, "mosquitto_pub {args:?} failed");
     }
 
     /// Waits for the retained NodeInfo of `node_id`.

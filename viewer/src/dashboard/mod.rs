@@ -10,7 +10,6 @@ mod files;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -97,11 +96,6 @@ pub struct Dashboard {
     pub client: AsyncClient,
     pub recordings: PathBuf,
     pub closing: CancellationToken,
-}
-
-/// Binds the dashboard's address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Serves until `dashboard.closing`.
@@ -277,7 +271,7 @@ async fn record(State(d): Shared, body: Bytes) -> Response {
 
 async fn stream(State(d): Shared, Path((node, camera)): Path<(String, String)>) -> Response {
     let key = format!("{node}/{camera}");
-    if !d.screens.snapshot().iter().any(|(k, _)| *k == key) {
+    if d.screens.tile(&key).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
     }
     let state = (Arc::clone(&d), key, None::<u64>, Vec::<Bytes>::new());
@@ -286,7 +280,7 @@ async fn stream(State(d): Shared, Path((node, camera)): Path<(String, String)>) 
             if let Some(bytes) = pending.pop() {
                 return Some((Ok::<_, Infallible>(bytes), (d, key, last, pending)));
             }
-            let tile = d.screens.snapshot().into_iter().find(|(k, _)| *k == key)?.1;
+            let tile = d.screens.tile(&key)?;
             match tile {
                 Some(t) if last != Some(t.seq) => {
                     last = Some(t.seq);
