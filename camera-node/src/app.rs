@@ -13,14 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use fanout::{tcp, Hub};
+
 use crate::camera::Camera;
 use crate::config::NodeConfig;
-use crate::http::{self, HttpServer};
-use crate::hub::Hub;
 use crate::notify::Notifier;
 use crate::presence::{advertised_addresses, host_port, Presence};
-use crate::rtsp::{self, RtspCamera, RtspServer};
-use crate::serve::tcp;
+use crate::serve::http::{self, HttpServer};
+use crate::serve::rtsp::{self, RtspCamera, RtspServer};
 use crate::state::NodeState;
 
 /// Runs the node until `shutdown` is cancelled. Errors only when it cannot

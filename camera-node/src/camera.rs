@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
-use crate::hub::Hub;
 use crate::source::Source;
+use fanout::Hub;
 
 /// The first frame may take longer than the watchdog: `rpicam-vid` tunes
 /// exposure for a second or two before it writes anything.

@@ -342,7 +342,7 @@ impl NodeConfig {
         }
         let session_timeout = file
             .rtsp_session_timeout_seconds
-            .unwrap_or(crate::rtsp::DEFAULT_SESSION_TIMEOUT.as_secs());
+            .unwrap_or(crate::serve::rtsp::DEFAULT_SESSION_TIMEOUT.as_secs());
         if !(1..=3600).contains(&session_timeout) {
             bail!("rtsp_session_timeout_seconds: {session_timeout} is not between 1 and 3600");
         }

@@ -8,10 +8,10 @@
 //! - [`source`]: where frames come from (rpicam, `cmd:`, `file:`, test pattern).
 //! - [`camera`]: runs a source, restarts it with backoff and a watchdog.
 //! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
-//! - [`hub`]: newest-frame fan-out of one camera.
-//! - [`serve`]: the TCP frame protocol server.
-//! - [`rtsp`], [`rtp`]: the RTSP server and RTP/JPEG (RFC 2435).
-//! - [`http`]: index page, MJPEG, snapshots, JSON API, metrics, health.
+//! - [`serve`]: what listens besides the TCP frame protocol (which, with
+//!   the hub every server reads from, is the `fanout` library's):
+//!   [`serve::rtsp`] (RTSP with RTP/JPEG, RFC 2435) and [`serve::http`]
+//!   (index page, MJPEG, snapshots, JSON API, metrics, health).
 //! - [`state`]: NodeInfo and capture control shared by the servers.
 //! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
@@ -21,13 +21,9 @@ pub mod app;
 pub mod auth;
 pub mod camera;
 pub mod config;
-pub mod http;
-pub mod hub;
 pub mod mjpeg;
 pub mod notify;
 pub mod presence;
-pub mod rtp;
-pub mod rtsp;
 pub mod serve;
 pub mod source;
 pub mod state;

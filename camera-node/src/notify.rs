@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Health, Hub};
+use fanout::{Health, Hub};
 
 /// Past this, the node reports ready with frames but without MQTT: a
 /// broker that is down at boot must not make systemd kill a working camera.

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
-use crate::hub::Hub;
+use fanout::Hub;
 
 /// How often stats and the CPU temperature are published.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);

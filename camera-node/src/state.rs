@@ -8,7 +8,7 @@ use serde::Serialize;
 use shared::messages::NodeInfo;
 use tokio::sync::watch;
 
-use crate::hub::{Health, Hub, Protocol};
+use fanout::{Health, Hub, Protocol};
 
 #[derive(Debug)]
 pub struct NodeState {

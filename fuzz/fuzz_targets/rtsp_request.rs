@@ -5,7 +5,7 @@
 #![no_main]
 
 use camera_node::auth::{User, Users};
-use camera_node::rtsp::request::{camera_path, choose_transport, frame, session_id, Framed, MAX_REQUEST};
+use camera_node::serve::rtsp::request::{camera_path, choose_transport, frame, session_id, Framed, MAX_REQUEST};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

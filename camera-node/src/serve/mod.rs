@@ -1,29 +1,7 @@
-//! What the node serves to viewers.
+//! What listens for viewers. The TCP frame protocol server is the fan-out
+//! library's own (`fanout::tcp`, shared with relaying viewers); these are
+//! the node's other two: RTSP (with RTP/JPEG) for players and HTTP for
+//! browsers, scripts and Prometheus.
 
-pub mod tcp;
-
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-/// The next connection, or `None` once `cancel` fires. Accept errors
-/// (EMFILE and friends) are logged and retried after a pause, not spun on.
-pub async fn accept(
-    listener: &TcpListener,
-    cancel: &CancellationToken,
-) -> Option<(TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => return Some(pair),
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-}
+pub mod http;
+pub mod rtsp;

@@ -12,18 +12,20 @@ use rtsp_types::{Method, Request, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::reply::Reply;
 use super::request::{
     camera_path, choose_transport, frame, session_id, Chosen, Framed, MAX_REQUEST,
 };
-use super::session::{bind_udp_pair, Session, SharedWriter, Transport as SessionTransport};
+use super::session::{
+    bind_udp_pair, Prepared, Session, SharedWriter, Transport as SessionTransport,
+};
 use super::{RtspCamera, RtspServer};
 use crate::auth::REALM;
-use crate::hub::{CapturedFrame, Hub, Protocol};
-use crate::rtp::{random_u64, PAYLOAD_TYPE};
+use fanout::{Frame, Hub, Protocol};
+
+use super::rtp::{random_u64, PAYLOAD_TYPE};
 
 /// How long DESCRIBE and PLAY wait for a camera's first frame.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
@@ -32,8 +34,7 @@ const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAM
 /// What to do once a reply is on its way.
 struct StartPlay {
     session: Arc<Session>,
-    first: CapturedFrame,
-    frames: watch::Receiver<Option<CapturedFrame>>,
+    first: Frame,
 }
 
 struct Conn {
@@ -55,7 +56,7 @@ pub async fn serve(
     server: Arc<RtspServer>,
     cancel: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
+    fanout::socket::prepare_viewer(&stream);
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::debug!("RTSP client vanished: {e}"),
@@ -147,13 +148,8 @@ impl Conn {
         if reply.close {
             return Err(format!("closed after {}", reply.status));
         }
-        if let Some(StartPlay {
-            session,
-            first,
-            frames,
-        }) = then
-        {
-            session.play(Arc::clone(&self.server), first, frames).await;
+        if let Some(StartPlay { session, first }) = then {
+            session.play(Arc::clone(&self.server), first).await;
         }
         Ok(())
     }
@@ -238,7 +234,7 @@ impl Conn {
 
     async fn describe(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
         let (_, camera, base) = self.camera(request)?;
-        let (first, _) = first_frame(&camera.hub).await?;
+        let first = first_frame(&camera.hub).await?;
         let scan = camera
             .check(&first.jpeg)
             .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
@@ -279,7 +275,7 @@ impl Conn {
             }
             Err(_) => return Err(Reply::error(400, "unreadable Transport header")),
         };
-        let Some(slot) = camera
+        let Some(reader) = camera
             .hub
             .add_viewer(self.server.max_viewers, Protocol::Rtsp)
         else {
@@ -320,7 +316,7 @@ impl Conn {
             self.id,
             track_url,
             transport,
-            slot,
+            reader,
         );
         let reply = Reply::ok()
             .header("Transport", session.transport_reply.clone())
@@ -341,28 +337,27 @@ impl Conn {
     async fn play(&self, request: &Request<Vec<u8>>) -> Result<(Reply, Option<StartPlay>), Reply> {
         let session = self.session(request)?;
         let camera = &self.server.cameras[session.camera];
-        let (first, frames) = first_frame(&camera.hub).await?;
-        camera
-            .check(&first.jpeg)
-            .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
+        ensure_enabled(&camera.hub)?;
         let reply = Reply::ok()
             .header("Session", session.id.clone())
             .header("Range", "npt=0.000-");
-        let Some((seq, rtptime)) = session.play_position(&first).await else {
-            return Ok((reply, None)); // already playing
+        let (first, rtp_seq, rtp_time) = match session.prepare_play(FIRST_FRAME_WAIT).await {
+            Prepared::Playing => return Ok((reply, None)),
+            Prepared::NoFrame => return Err(no_frames(&camera.hub)),
+            Prepared::Ready {
+                first,
+                rtp_seq,
+                rtp_time,
+            } => (first, rtp_seq, rtp_time),
         };
+        camera
+            .packets(&first)
+            .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
         let reply = reply.header(
             "RTP-Info",
-            format!("url={};seq={seq};rtptime={rtptime}", session.track_url),
+            format!("url={};seq={rtp_seq};rtptime={rtp_time}", session.track_url),
         );
-        Ok((
-            reply,
-            Some(StartPlay {
-                session,
-                first,
-                frames,
-            }),
-        ))
+        Ok((reply, Some(StartPlay { session, first })))
     }
 
     async fn pause(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
@@ -388,37 +383,29 @@ impl Conn {
     }
 }
 
-/// The newest frame (waiting a little for a camera that is starting) and a
-/// receiver for the ones after it.
-async fn first_frame(
-    hub: &Hub,
-) -> Result<(CapturedFrame, watch::Receiver<Option<CapturedFrame>>), Reply> {
-    if !hub.is_enabled() {
-        return Err(Reply::error(
-            503,
-            format!(
-                "camera {} is stopped (POST /api/v1/control starts it)",
-                hub.camera_id()
-            ),
-        ));
+/// The newest frame, waiting a little for a camera that is starting.
+async fn first_frame(hub: &Hub) -> Result<Frame, Reply> {
+    ensure_enabled(hub)?;
+    hub.first_frame(FIRST_FRAME_WAIT)
+        .await
+        .ok_or_else(|| no_frames(hub))
+}
+
+fn ensure_enabled(hub: &Hub) -> Result<(), Reply> {
+    if hub.is_enabled() {
+        return Ok(());
     }
-    let mut frames = hub.subscribe();
-    let deadline = tokio::time::Instant::now() + FIRST_FRAME_WAIT;
-    loop {
-        let newest = frames.borrow_and_update().clone();
-        if let Some(frame) = newest {
-            return Ok((frame, frames));
-        }
-        match tokio::time::timeout_at(deadline, frames.changed()).await {
-            Ok(Ok(())) => {}
-            _ => {
-                return Err(Reply::error(
-                    503,
-                    format!("camera {} has no frames yet", hub.camera_id()),
-                ))
-            }
-        }
-    }
+    Err(Reply::error(
+        503,
+        format!(
+            "camera {} is stopped (POST /api/v1/control starts it)",
+            hub.camera_id()
+        ),
+    ))
+}
+
+fn no_frames(hub: &Hub) -> Reply {
+    Reply::error(503, format!("camera {} has no frames yet", hub.camera_id()))
 }
 
 fn describe_sdp(

@@ -6,7 +6,10 @@ pub mod depacketise;
 pub mod jpeg;
 
 use std::hash::{BuildHasher, RandomState};
+use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use self::jpeg::JpegScan;
 
@@ -17,7 +20,7 @@ pub const CLOCK_RATE: u32 = 90_000;
 /// Ethernet MTU with IP and UDP headers and room for tunnels.
 pub const MAX_PACKET: usize = 1400;
 
-const RTP_HEADER: usize = 12;
+pub const RTP_HEADER: usize = 12;
 const JPEG_HEADER: usize = 8;
 const RESTART_HEADER: usize = 4;
 const QUANT_HEADER: usize = 4 + 128;
@@ -74,56 +77,46 @@ impl RtpStream {
         self.epoch_ts.wrapping_add((us * 9 / 100) as u32)
     }
 
+    /// The 12-byte RTP header for the next packet of a frame captured at
+    /// `captured_at_us` whose payload is `payload_len` bytes; `last` sets
+    /// the marker bit. Counts the packet for the sender reports.
+    pub fn header(
+        &mut self,
+        captured_at_us: u64,
+        last: bool,
+        payload_len: usize,
+    ) -> [u8; RTP_HEADER] {
+        let mut header = [0u8; RTP_HEADER];
+        header[0] = 0x80;
+        header[1] = PAYLOAD_TYPE | if last { 0x80 } else { 0 };
+        header[2..4].copy_from_slice(&self.next_seq.to_be_bytes());
+        header[4..8].copy_from_slice(&self.timestamp(captured_at_us).to_be_bytes());
+        header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        header
+    }
+
     /// Cuts one frame into RTP packets of at most [`MAX_PACKET`] bytes and
-    /// hands each to `packet` as its headers and its slice of scan data.
+    /// hands each to `packet` as its headers and its slice of scan data
+    /// (tests and fuzzing; the server sends [`Packets`]).
     pub fn packetise(
         &mut self,
         frame: &JpegScan<'_>,
         captured_at_us: u64,
         mut packet: impl FnMut(&[u8], &[u8]),
     ) {
-        let ts = self.timestamp(captured_at_us);
-        let mut header = [0u8; RTP_HEADER + JPEG_HEADER + RESTART_HEADER + QUANT_HEADER];
-        let mut offset = 0usize;
-        loop {
-            let mut len = RTP_HEADER;
-            header[len] = 0; // type-specific: progressive
-            header[len + 1..len + 4].copy_from_slice(&(offset as u32).to_be_bytes()[1..]);
-            header[len + 4] = frame.kind;
-            header[len + 5] = 255; // Q: tables in band
-            header[len + 6] = frame.width.div_ceil(8) as u8;
-            header[len + 7] = frame.height.div_ceil(8) as u8;
-            len += JPEG_HEADER;
-            if frame.kind >= 64 {
-                header[len..len + 2].copy_from_slice(&frame.restart_interval.to_be_bytes());
-                // F = L = 1, count 0x3fff: packets are not aligned to restart intervals.
-                header[len + 2..len + 4].copy_from_slice(&[0xff, 0xff]);
-                len += RESTART_HEADER;
-            }
-            if offset == 0 {
-                header[len..len + 4].copy_from_slice(&[0, 0, 0, 128]);
-                header[len + 4..len + 68].copy_from_slice(frame.tables[0]);
-                header[len + 68..len + 132].copy_from_slice(frame.tables[1]);
-                len += QUANT_HEADER;
-            }
-            let room = MAX_PACKET - len;
-            let chunk = &frame.scan[offset..frame.scan.len().min(offset + room)];
-            offset += chunk.len();
-            let last = offset >= frame.scan.len();
-            header[0] = 0x80;
-            header[1] = PAYLOAD_TYPE | if last { 0x80 } else { 0 };
-            header[2..4].copy_from_slice(&self.next_seq.to_be_bytes());
-            header[4..8].copy_from_slice(&ts.to_be_bytes());
-            header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-            self.next_seq = self.next_seq.wrapping_add(1);
-            self.packets = self.packets.wrapping_add(1);
-            self.octets = self
-                .octets
-                .wrapping_add((len - RTP_HEADER + chunk.len()) as u32);
-            packet(&header[..len], chunk);
-            if last {
-                return;
-            }
+        let packets = Packets::build(frame, Bytes::copy_from_slice(frame.scan), 0, captured_at_us);
+        let mut headers =
+            Vec::with_capacity(RTP_HEADER + JPEG_HEADER + RESTART_HEADER + QUANT_HEADER);
+        for i in 0..packets.len() {
+            let [head, data] = packets.payload(i);
+            let last = i + 1 == packets.len();
+            headers.clear();
+            headers.extend_from_slice(&self.header(captured_at_us, last, head.len() + data.len()));
+            headers.extend_from_slice(head);
+            packet(&headers, data);
         }
     }
 
@@ -151,6 +144,90 @@ impl RtpStream {
         out.extend_from_slice(cname);
         out.resize(out.len() + padded - chunk_len + 1, 0);
         out
+    }
+}
+
+/// One frame cut into RTP/JPEG payloads once, for every session to send
+/// with its own RTP headers: per packet the payload headers (RFC 2435
+/// 3.1: the JPEG header, the restart header, the tables in the first) and
+/// a slice of the frame's scan data, which is shared, not copied. With its
+/// RTP header every packet but the last is exactly [`MAX_PACKET`] bytes,
+/// as UDP segmentation offload needs.
+#[derive(Debug)]
+pub struct Packets {
+    /// The frame's sequence number (which frame these are, for caching).
+    pub seq: u64,
+    pub captured_at_us: u64,
+    scan: Bytes,
+    heads: Vec<u8>,
+    /// Per packet: its range of `heads` and its range of `scan`.
+    parts: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Packets {
+    /// `scan` holds the bytes of `frame.scan` (the frame's own buffer,
+    /// sliced, on the server).
+    pub fn build(frame: &JpegScan<'_>, scan: Bytes, seq: u64, captured_at_us: u64) -> Self {
+        let count = scan
+            .len()
+            .div_ceil(MAX_PACKET - RTP_HEADER - JPEG_HEADER - RESTART_HEADER)
+            .max(1)
+            + 1;
+        let mut heads = Vec::with_capacity(count * (JPEG_HEADER + RESTART_HEADER) + QUANT_HEADER);
+        let mut parts = Vec::with_capacity(count);
+        let mut offset = 0usize;
+        loop {
+            let start = heads.len();
+            heads.push(0); // type-specific: progressive
+            heads.extend_from_slice(&(offset as u32).to_be_bytes()[1..]);
+            heads.push(frame.kind);
+            heads.push(255); // Q: tables in band
+            heads.push(frame.width.div_ceil(8) as u8);
+            heads.push(frame.height.div_ceil(8) as u8);
+            if frame.kind >= 64 {
+                heads.extend_from_slice(&frame.restart_interval.to_be_bytes());
+                // F = L = 1, count 0x3fff: packets are not aligned to restart intervals.
+                heads.extend_from_slice(&[0xff, 0xff]);
+            }
+            if offset == 0 {
+                heads.extend_from_slice(&[0, 0, 0, 128]);
+                heads.extend_from_slice(frame.tables[0]);
+                heads.extend_from_slice(frame.tables[1]);
+            }
+            let room = MAX_PACKET - RTP_HEADER - (heads.len() - start);
+            let end = scan.len().min(offset + room);
+            parts.push((start..heads.len(), offset..end));
+            offset = end;
+            if offset >= scan.len() {
+                break;
+            }
+        }
+        Packets {
+            seq,
+            captured_at_us,
+            scan,
+            heads,
+            parts,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Packet `i`'s payload: its headers and its scan data.
+    pub fn payload(&self, i: usize) -> [&[u8]; 2] {
+        let (head, data) = &self.parts[i];
+        [&self.heads[head.clone()], &self.scan[data.clone()]]
+    }
+
+    pub fn payload_len(&self, i: usize) -> usize {
+        let (head, data) = &self.parts[i];
+        head.len() + data.len()
     }
 }
 
@@ -196,6 +273,26 @@ mod tests {
         let original = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (640, 480));
         assert_eq!(decoded.to_rgb8().as_raw(), original.to_rgb8().as_raw());
+    }
+
+    #[tokio::test]
+    async fn every_packet_but_the_last_fills_max_packet() {
+        for (w, h) in [(640, 480), (1280, 720)] {
+            let jpeg = jpeg::tests::pattern_frame(w, h).await;
+            let scan = jpeg::parse(&jpeg).unwrap();
+            let packets = Packets::build(&scan, Bytes::copy_from_slice(scan.scan), 0, 0);
+            assert!(packets.len() > 2);
+            let sizes: Vec<usize> = (0..packets.len())
+                .map(|i| RTP_HEADER + packets.payload_len(i))
+                .collect();
+            let (last, full) = sizes.split_last().unwrap();
+            assert!(full.iter().all(|&n| n == MAX_PACKET), "{sizes:?}");
+            assert!(*last <= MAX_PACKET);
+            let data: Vec<u8> = (0..packets.len())
+                .flat_map(|i| packets.payload(i)[1].to_vec())
+                .collect();
+            assert_eq!(data, scan.scan);
+        }
     }
 
     #[test]

@@ -14,9 +14,11 @@
 mod conn;
 mod reply;
 pub mod request;
+pub mod rtp;
+mod send;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +29,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::auth::Users;
-use crate::hub::Hub;
-use crate::rtp::jpeg::{self, JpegScan, Unsupported};
+use fanout::{Frame, Hub};
+
+use self::rtp::jpeg::{self, JpegScan, Unsupported};
+use self::rtp::Packets;
 
 pub use self::session::Session;
 
@@ -43,7 +47,13 @@ pub struct RtspCamera {
     /// Set while the camera's JPEGs cannot go over RTP/JPEG, so the reason
     /// is logged once per change rather than per frame or per client.
     refused: AtomicBool,
+    /// The payloads of the last few frames, cut once for every session.
+    packets: Mutex<VecDeque<Arc<Packets>>>,
 }
+
+/// Frames whose payloads are kept: sessions that fall a frame or two
+/// behind the others find theirs here instead of cutting them again.
+const PACKETS_KEPT: usize = 4;
 
 impl RtspCamera {
     pub fn new(hub: Arc<Hub>, fps: u32) -> Self {
@@ -51,7 +61,33 @@ impl RtspCamera {
             hub,
             fps,
             refused: AtomicBool::new(false),
+            packets: Mutex::default(),
         }
+    }
+
+    /// `frame` cut into RTP/JPEG payloads, by the first session that sends
+    /// it; an error (logged once) when RTP/JPEG cannot carry it.
+    pub fn packets(&self, frame: &Frame) -> Result<Arc<Packets>, Unsupported> {
+        let same =
+            |p: &&Arc<Packets>| p.seq == frame.seq && p.captured_at_us == frame.captured_at_us;
+        if let Some(found) = self.packets.lock().expect("packets lock").iter().find(same) {
+            return Ok(Arc::clone(found));
+        }
+        let scan = self.check(&frame.jpeg)?;
+        let packets = Arc::new(Packets::build(
+            &scan,
+            frame.jpeg.slice_ref(scan.scan),
+            frame.seq,
+            frame.captured_at_us,
+        ));
+        let mut kept = self.packets.lock().expect("packets lock");
+        if !kept.iter().any(|p| same(&p)) {
+            if kept.len() == PACKETS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(Arc::clone(&packets));
+        }
+        Ok(packets)
     }
 
     /// What RTP/JPEG needs from a frame; the first refusal in a row is logged.
@@ -164,7 +200,7 @@ pub async fn run(
     let reaper = reap_idle_sessions(Arc::clone(&server), cancel.clone());
     tracker.spawn(reaper.in_current_span());
     loop {
-        let Some((stream, peer)) = crate::serve::accept(&listener, &cancel).await else {
+        let Some((stream, peer)) = fanout::tcp::accept(&listener, &cancel).await else {
             break;
         };
         let id = server.next_conn.fetch_add(1, Ordering::Relaxed);

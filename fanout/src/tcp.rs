@@ -1,9 +1,9 @@
-//! TCP frame protocol v1 server (DESIGN.md): hello, then header + JPEG per
-//! frame, newest frame first whenever a viewer falls behind.
+//! TCP frame protocol v1 server (DESIGN.md): the hello, then a header and
+//! a JPEG per frame, each viewer at its own pace through its [`Reader`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use shared::frame::{FrameHeader, HELLO};
@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::hub::{Hub, Protocol, ViewerSlot};
+use crate::figures::Protocol;
+use crate::hub::{Hub, Reader};
+use crate::socket;
 
 /// A viewer that takes longer than this to accept one frame is dropped, so
 /// a vanished peer cannot hold a viewer slot (and a frame) forever.
@@ -29,22 +31,25 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     loop {
-        let Some((stream, peer)) = super::accept(&listener, &cancel).await else {
+        let Some((stream, peer)) = accept(&listener, &cancel).await else {
             break;
         };
-        let Some(slot) = hub.add_viewer(max_viewers, Protocol::Tcp) else {
+        let Some(reader) = hub.add_viewer(max_viewers, Protocol::Tcp) else {
             tracing::warn!(%peer, "refusing viewer: {max_viewers} viewers already connected (max_viewers)");
             continue;
         };
         // Nested in the caller's span, which names the camera.
         let span = tracing::info_span!("viewer", %peer);
-        let (hub, cancel) = (Arc::clone(&hub), cancel.clone());
+        let cancel = cancel.clone();
         tracker.spawn(
             async move {
                 tracing::info!("viewer connected");
-                match serve_viewer(stream, &hub, slot, &cancel).await {
-                    Ok(sent) => tracing::info!(frames = sent, "viewer left"),
-                    Err(e) => tracing::info!("viewer dropped: {e}"),
+                let mut reader = reader;
+                match serve_viewer(stream, &mut reader, &cancel).await {
+                    Ok(sent) => {
+                        tracing::info!(frames = sent, skipped = reader.skipped(), "viewer left")
+                    }
+                    Err(e) => tracing::info!(skipped = reader.skipped(), "viewer dropped: {e}"),
                 }
             }
             .instrument(span),
@@ -53,18 +58,17 @@ pub async fn run(
     tracing::info!("TCP listener closed");
 }
 
-/// Streams frames to one viewer; returns the number of frames sent.
-async fn serve_viewer(
+/// Streams frames to one viewer until it leaves or `cancel`; returns the
+/// number of frames sent.
+pub async fn serve_viewer(
     mut stream: TcpStream,
-    hub: &Hub,
-    mut slot: ViewerSlot,
+    reader: &mut Reader,
     cancel: &CancellationToken,
 ) -> std::io::Result<u64> {
-    stream.set_nodelay(true)?;
-    let mut frames = hub.subscribe();
-    let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
-    let mut read_at = None;
+    socket::prepare_viewer(&stream);
     let mut sent = 0u64;
+    let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
+    let mut in_flight = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(sent),
@@ -72,25 +76,21 @@ async fn serve_viewer(
                 written.map_err(|_| stall(WRITE_STALL_LIMIT))??;
             }
         }
-        if let Some(at) = read_at.take() {
-            hub.send_latency.record(Instant::elapsed(&at));
+        if let Some(frame) = in_flight.take() {
+            reader.sent(&frame);
+            sent += 1;
         }
-        tokio::select! {
+        let frame = tokio::select! {
             _ = cancel.cancelled() => return Ok(sent),
-            changed = frames.changed() => if changed.is_err() { return Ok(sent) },
-        }
-        let Some(frame) = frames.borrow_and_update().clone() else {
-            continue;
+            frame = reader.next() => frame,
         };
-        slot.sending(frame.seq);
-        read_at = Some(frame.read_at);
         let header = FrameHeader {
             len: frame.jpeg.len() as u32,
             seq: frame.seq,
             captured_at_us: frame.captured_at_us,
         };
-        pending = Bytes::copy_from_slice(&header.encode()).chain(frame.jpeg);
-        sent += 1;
+        pending = Bytes::copy_from_slice(&header.encode()).chain(frame.jpeg.clone());
+        in_flight = Some(frame);
     }
 }
 
@@ -101,7 +101,27 @@ fn stall(limit: Duration) -> std::io::Error {
     )
 }
 
-/// The address a listener is bound to, for logs and NodeInfo.
+/// The next connection, or `None` once `cancel` fires. Accept errors
+/// (EMFILE and friends) are logged and retried after a pause, not spun on.
+pub async fn accept(
+    listener: &TcpListener,
+    cancel: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The port a listener is bound to, for logs and NodeInfo.
 pub fn local_port(listener: &TcpListener) -> std::io::Result<u16> {
     listener.local_addr().map(|a: SocketAddr| a.port())
 }

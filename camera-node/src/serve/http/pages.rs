@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::Shared;
-use crate::hub::{HubFigures, Protocol};
+use fanout::{HubFigures, Protocol};
 
 /// Every camera live, with its links; plain HTML that reads on a phone.
 pub async fn index(State(s): Shared) -> Html<String> {

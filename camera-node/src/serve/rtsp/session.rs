@@ -2,22 +2,21 @@
 //! the task that streams to it between PLAY and PAUSE or TEARDOWN.
 
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use fanout::tcp::WRITE_STALL_LIMIT;
+use fanout::{Frame, Reader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::rtp::{Packets, RtpStream};
+use super::send::{self, UdpSender};
 use super::RtspServer;
-use crate::hub::{CapturedFrame, ViewerSlot};
-use crate::rtp::RtpStream;
-use crate::serve::tcp::WRITE_STALL_LIMIT;
 
 /// How often a playing session gets an RTCP sender report.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -62,7 +61,7 @@ pub struct Session {
 #[derive(Debug)]
 struct Parts {
     stream: RtpStream,
-    slot: ViewerSlot,
+    reader: Reader,
 }
 
 #[derive(Debug)]
@@ -82,7 +81,7 @@ impl Session {
         conn: u64,
         track_url: String,
         transport: Transport,
-        slot: ViewerSlot,
+        reader: Reader,
     ) -> Self {
         let stream = RtpStream::new();
         let transport_reply = match &transport {
@@ -114,7 +113,7 @@ impl Session {
             transport_reply,
             transport,
             last_seen: Arc::new(Mutex::new(Instant::now())),
-            state: tokio::sync::Mutex::new(State::Ready(Parts { stream, slot })),
+            state: tokio::sync::Mutex::new(State::Ready(Parts { stream, reader })),
         }
     }
 
@@ -135,25 +134,27 @@ impl Session {
         self.last_seen.lock().expect("session lock").elapsed()
     }
 
-    /// RTP-Info for a PLAY that starts with `first`: the sequence number
-    /// and RTP time of its first packet. `None` when already playing.
-    pub async fn play_position(&self, first: &CapturedFrame) -> Option<(u16, u32)> {
-        match &*self.state.lock().await {
-            State::Ready(parts) => Some((
-                parts.stream.next_seq(),
-                parts.stream.timestamp(first.captured_at_us),
-            )),
-            _ => None,
+    /// The frame a PLAY starts with (the newest, waiting up to `wait` for
+    /// a camera that is starting) and the RTP-Info for it: the sequence
+    /// number and RTP time of its first packet.
+    pub async fn prepare_play(&self, wait: Duration) -> Prepared {
+        let mut state = self.state.lock().await;
+        let State::Ready(parts) = &mut *state else {
+            return Prepared::Playing;
+        };
+        parts.reader.seek_newest();
+        match tokio::time::timeout(wait, parts.reader.next()).await {
+            Err(_) => Prepared::NoFrame,
+            Ok(first) => Prepared::Ready {
+                rtp_seq: parts.stream.next_seq(),
+                rtp_time: parts.stream.timestamp(first.captured_at_us),
+                first,
+            },
         }
     }
 
-    /// Starts streaming with `first`, then each newer frame of `frames`.
-    pub async fn play(
-        &self,
-        server: Arc<RtspServer>,
-        first: CapturedFrame,
-        frames: watch::Receiver<Option<CapturedFrame>>,
-    ) {
+    /// Starts streaming with `first`, then each frame after it.
+    pub async fn play(&self, server: Arc<RtspServer>, first: Frame) {
         let mut state = self.state.lock().await;
         let State::Ready(_) = &*state else {
             return;
@@ -164,7 +165,7 @@ impl Session {
         let stop = CancellationToken::new();
         let out = Out {
             transport: self.transport.clone(),
-            failing: false,
+            udp: UdpSender::default(),
         };
         let streaming = Streaming {
             server,
@@ -173,11 +174,7 @@ impl Session {
             last_seen: Arc::clone(&self.last_seen),
         };
         let span = tracing::info_span!("session", id = %self.id, camera = %self.camera_id);
-        let task = tokio::spawn(
-            streaming
-                .run(parts, first, frames, stop.clone())
-                .instrument(span),
-        );
+        let task = tokio::spawn(streaming.run(parts, first, stop.clone()).instrument(span));
         *state = State::Playing { stop, task };
     }
 
@@ -197,6 +194,19 @@ impl Session {
     }
 }
 
+/// What a PLAY request finds.
+pub enum Prepared {
+    Ready {
+        first: Frame,
+        rtp_seq: u16,
+        rtp_time: u32,
+    },
+    /// The session plays already.
+    Playing,
+    /// The camera delivered no frame in time.
+    NoFrame,
+}
+
 /// Ends the streaming task, if there is one, and returns what it held.
 async fn stop_playing(state: &mut State) -> Option<Parts> {
     if !matches!(state, State::Playing { .. }) {
@@ -214,8 +224,7 @@ async fn stop_playing(state: &mut State) -> Option<Parts> {
 /// Where a playing session's packets go.
 struct Out {
     transport: Transport,
-    /// UDP: set after a send error was logged, until one succeeds.
-    failing: bool,
+    udp: UdpSender,
 }
 
 struct Streaming {
@@ -226,13 +235,7 @@ struct Streaming {
 }
 
 impl Streaming {
-    async fn run(
-        mut self,
-        mut parts: Parts,
-        first: CapturedFrame,
-        mut frames: watch::Receiver<Option<CapturedFrame>>,
-        stop: CancellationToken,
-    ) -> Parts {
+    async fn run(mut self, mut parts: Parts, first: Frame, stop: CancellationToken) -> Parts {
         let server = Arc::clone(&self.server);
         let camera = &server.cameras[self.camera];
         let cname = format!("{}@{}", camera.hub.camera_id(), server.node_id);
@@ -240,8 +243,6 @@ impl Streaming {
             tokio::time::Instant::now() + Duration::from_millis(200),
             REPORT_EVERY,
         );
-        let mut buf = Vec::with_capacity(256 * 1024);
-        let mut packets: Vec<Range<usize>> = Vec::new();
         let mut rtcp_in = vec![0u8; 2048];
         let mut next = Some(first);
         let mut sent = 0u64;
@@ -251,15 +252,7 @@ impl Streaming {
                 None => tokio::select! {
                     biased;
                     _ = stop.cancelled() => break,
-                    changed = frames.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                        match frames.borrow_and_update().clone() {
-                            Some(frame) => frame,
-                            None => continue,
-                        }
-                    }
+                    frame = parts.reader.next() => frame,
                     _ = report.tick() => {
                         let sr = parts.stream.sender_report(SystemTime::now(), &cname);
                         if self.send_rtcp(&sr).await.is_err() {
@@ -275,58 +268,46 @@ impl Streaming {
                     }
                 },
             };
-            parts.slot.sending(frame.seq);
-            let Ok(scan) = camera.check(&frame.jpeg) else {
+            let Ok(packets) = camera.packets(&frame) else {
                 continue;
             };
-            buf.clear();
-            packets.clear();
-            let interleave = match &self.out.transport {
-                Transport::Tcp { channel, .. } => Some(*channel),
-                Transport::Udp { .. } => None,
-            };
-            parts
-                .stream
-                .packetise(&scan, frame.captured_at_us, |header, data| {
-                    let start = buf.len();
-                    if let Some(channel) = interleave {
-                        buf.push(b'$');
-                        buf.push(channel);
-                        let len = (header.len() + data.len()) as u16;
-                        buf.extend_from_slice(&len.to_be_bytes());
-                    }
-                    buf.extend_from_slice(header);
-                    buf.extend_from_slice(data);
-                    packets.push(start..buf.len());
-                });
-            if self.send_rtp(&buf, &packets).await.is_err() {
+            if self.send_rtp(&mut parts.stream, &packets).await.is_err() {
                 break;
             }
+            parts.reader.sent(&frame);
             sent += 1;
         }
-        tracing::debug!(frames = sent, "streaming stopped");
+        tracing::debug!(
+            frames = sent,
+            skipped = parts.reader.skipped(),
+            "streaming stopped"
+        );
         parts
     }
 
-    async fn send_rtp(&mut self, buf: &[u8], packets: &[Range<usize>]) -> Result<(), ()> {
-        let failing = &mut self.out.failing;
+    async fn send_rtp(&mut self, stream: &mut RtpStream, packets: &Packets) -> Result<(), ()> {
         match &self.out.transport {
             Transport::Tcp {
                 writer,
+                channel,
                 conn_closing,
-                ..
-            } => write_tcp(writer, conn_closing, buf).await,
+            } => {
+                let framed = send::interleaved_headers(stream, packets, *channel);
+                let mut w = writer.lock().await;
+                let written = send::write_frame(&mut *w, &framed, packets);
+                finish_tcp(
+                    tokio::time::timeout(WRITE_STALL_LIMIT, written).await,
+                    conn_closing,
+                )
+            }
             Transport::Udp { rtp, .. } => {
-                for range in packets {
-                    udp_send(rtp, &buf[range.clone()], failing).await;
-                }
+                self.out.udp.send_frame(rtp, stream, packets).await;
                 Ok(())
             }
         }
     }
 
     async fn send_rtcp(&mut self, packet: &[u8]) -> Result<(), ()> {
-        let failing = &mut self.out.failing;
         match &self.out.transport {
             Transport::Tcp {
                 writer,
@@ -336,23 +317,28 @@ impl Streaming {
                 let mut framed = vec![b'$', channel.wrapping_add(1)];
                 framed.extend_from_slice(&(packet.len() as u16).to_be_bytes());
                 framed.extend_from_slice(packet);
-                write_tcp(writer, conn_closing, &framed).await
+                let mut w = writer.lock().await;
+                let written = w.write_all(&framed);
+                finish_tcp(
+                    tokio::time::timeout(WRITE_STALL_LIMIT, written).await,
+                    conn_closing,
+                )
             }
             Transport::Udp { rtcp, .. } => {
-                udp_send(rtcp, packet, failing).await;
+                self.out.udp.send_one(rtcp, packet).await;
                 Ok(())
             }
         }
     }
 }
 
-async fn write_tcp(
-    writer: &SharedWriter,
+/// A write to an interleaved connection ended: a failure or a stall ends
+/// the connection.
+fn finish_tcp(
+    written: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
     conn_closing: &CancellationToken,
-    bytes: &[u8],
 ) -> Result<(), ()> {
-    let mut w = writer.lock().await;
-    match tokio::time::timeout(WRITE_STALL_LIMIT, w.write_all(bytes)).await {
+    match written {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::info!("client gone: {e}");
@@ -367,19 +353,6 @@ async fn write_tcp(
             conn_closing.cancel();
             Err(())
         }
-    }
-}
-
-/// UDP is fire and forget: a vanished client shows as refused sends until
-/// its session times out; logged once per run of failures.
-async fn udp_send(socket: &UdpSocket, packet: &[u8], failing: &mut bool) {
-    match socket.send(packet).await {
-        Ok(_) => *failing = false,
-        Err(e) if !*failing => {
-            tracing::debug!("UDP send failed: {e}");
-            *failing = true;
-        }
-        Err(_) => {}
     }
 }
 

@@ -2,36 +2,35 @@
 //! streams and snapshots for browsers, a small JSON API, Prometheus
 //! metrics and a health check.
 //!
-//! Streams take frames from the camera's hub, newest first: a slow browser
-//! skips whole frames and holds at most one. A client that stops reading
-//! altogether is cut off by the kernel after [`STALL_LIMIT`]
-//! (`TCP_USER_TIMEOUT`), so it cannot hold a viewer slot for ever.
+//! Streams read the camera's hub through their own cursor and take the
+//! next frame only when the previous one has left for the kernel
+//! (`fanout::http`): a browser that keeps up gets every frame, a slow one
+//! skips whole frames and gets the newest. A client that stops reading
+//! altogether is cut off after `fanout::http::STALL_LIMIT`, so it cannot
+//! hold a viewer slot for ever.
 
 mod pages;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Users, REALM};
-use crate::hub::{CapturedFrame, Protocol, ViewerSlot};
 use crate::state::NodeState;
+use fanout::http::{MeteredListener, Pacer, Peer, STALL_LIMIT};
+use fanout::{Protocol, Reader};
 
-/// Unacknowledged data older than this drops the connection.
-pub const STALL_LIMIT: Duration = Duration::from_secs(20);
 const BOUNDARY: &str = "camfleetframe";
 /// The stream's first line, and what follows every JPEG.
 const FIRST_BOUNDARY: &[u8] = b"--camfleetframe\r\n";
@@ -48,21 +47,9 @@ pub struct HttpServer {
 
 /// Serves until `server.closing`, then lets open requests end.
 pub async fn run(listener: TcpListener, server: Arc<HttpServer>) {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-        let timeout = STALL_LIMIT.as_millis() as u32;
-        if let Err(e) = nix::sys::socket::setsockopt(
-            stream,
-            nix::sys::socket::sockopt::TcpUserTimeout,
-            &timeout,
-        ) {
-            tracing::debug!("TCP_USER_TIMEOUT: {e}");
-        }
-    });
-    let app = router(Arc::clone(&server));
+    let app = router(Arc::clone(&server)).into_make_service_with_connect_info::<Peer>();
     let stop = server.closing.clone().cancelled_owned();
-    if let Err(e) = axum::serve(listener, app)
+    if let Err(e) = axum::serve(MeteredListener::new(listener), app)
         .with_graceful_shutdown(stop)
         .await
     {
@@ -166,20 +153,25 @@ async fn snapshot(State(s): Shared, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn stream(State(s): Shared, Path(id): Path<String>) -> Response {
+async fn stream(
+    State(s): Shared,
+    Path(id): Path<String>,
+    peer: Option<Extension<ConnectInfo<Peer>>>,
+) -> Response {
     let Some(hub) = s.node.hub(&id) else {
         return unknown_camera(&s, &id);
     };
-    let Some(slot) = hub.add_viewer(s.max_viewers, Protocol::Http) else {
+    let Some(reader) = hub.add_viewer(s.max_viewers, Protocol::Http) else {
         tracing::warn!(camera = %id, "refusing HTTP viewer: {} viewers already connected (max_viewers)", s.max_viewers);
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("camera {id} has {} viewers already", s.max_viewers),
         );
     };
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
     let parts = MjpegParts {
-        frames: hub.subscribe(),
-        slot,
+        reader,
+        pacer: Pacer::new(peer.as_ref()),
         closing: s.closing.clone(),
         pending: VecDeque::from([Bytes::from_static(FIRST_BOUNDARY)]),
     };
@@ -199,8 +191,8 @@ async fn stream(State(s): Shared, Path(id): Path<String>) -> Response {
 /// as the camera sent it (no copy), and the boundary right after it so a
 /// browser shows the frame without waiting for the next one.
 struct MjpegParts {
-    frames: watch::Receiver<Option<CapturedFrame>>,
-    slot: ViewerSlot,
+    reader: Reader,
+    pacer: Pacer,
     closing: CancellationToken,
     pending: VecDeque<Bytes>,
 }
@@ -208,26 +200,35 @@ struct MjpegParts {
 impl MjpegParts {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if let Some(bytes) = self.pending.pop_front() {
+            self.pacer.count(bytes.len());
             return Some((Ok(bytes), self));
         }
-        loop {
-            tokio::select! {
-                _ = self.closing.cancelled() => return None,
-                changed = self.frames.changed() => changed.ok()?,
-            }
-            let Some(frame) = self.frames.borrow_and_update().clone() else {
-                continue;
-            };
-            self.slot.sending(frame.seq);
-            let head = format!(
-                "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
-                frame.jpeg.len(),
-                frame.captured_at_us as f64 / 1e6
+        // The previous frame must have left before the next is chosen.
+        let written = tokio::select! {
+            _ = self.closing.cancelled() => return None,
+            written = self.pacer.wait_written() => written,
+        };
+        if !written {
+            tracing::info!(
+                camera = %self.reader.hub().camera_id(),
+                "HTTP viewer dropped: took over {} s to accept one frame",
+                STALL_LIMIT.as_secs()
             );
-            self.pending.push_back(frame.jpeg);
-            self.pending.push_back(Bytes::from_static(PART_END));
-            return Some((Ok(Bytes::from(head)), self));
+            return None;
         }
+        let frame = tokio::select! {
+            _ = self.closing.cancelled() => return None,
+            frame = self.reader.next() => frame,
+        };
+        let head = format!(
+            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
+            frame.jpeg.len(),
+            frame.captured_at_us as f64 / 1e6
+        );
+        self.pending.push_back(frame.jpeg);
+        self.pending.push_back(Bytes::from_static(PART_END));
+        self.pacer.count(head.len());
+        Some((Ok(Bytes::from(head)), self))
     }
 }
 

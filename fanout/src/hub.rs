@@ -1,0 +1,341 @@
+//! The fan-out of one camera: the camera (or a relay's upstream) publishes
+//! into a [`Ring`] and never waits; each viewer reads through its own
+//! [`Reader`], a cursor into the ring.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::figures::{Health, HubFigures, LatencyHistogram, Protocol};
+use crate::frame::Frame;
+use crate::ring::Ring;
+
+#[derive(Debug)]
+pub struct Hub {
+    camera_id: String,
+    ring: Mutex<Ring>,
+    /// The ring's end after each push: wakes the readers.
+    pushed: watch::Sender<u64>,
+    /// Capture on or off (the HTTP control API); cameras start on.
+    enabled: watch::Sender<bool>,
+    next_seq: AtomicU64,
+    bytes: AtomicU64,
+    /// Viewers of every protocol together, for the cap.
+    viewers: AtomicUsize,
+    viewers_by: [AtomicUsize; 3],
+    dropped_by: [AtomicU64; 3],
+    restarts: AtomicU64,
+    /// From a frame's last byte read to its last byte written to a viewer.
+    pub send_latency: LatencyHistogram,
+}
+
+impl Hub {
+    pub fn new(camera_id: &str) -> Arc<Self> {
+        Arc::new(Hub {
+            camera_id: camera_id.to_owned(),
+            ring: Mutex::default(),
+            pushed: watch::Sender::new(0),
+            enabled: watch::Sender::new(true),
+            next_seq: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            viewers: AtomicUsize::new(0),
+            viewers_by: Default::default(),
+            dropped_by: Default::default(),
+            restarts: AtomicU64::new(0),
+            send_latency: LatencyHistogram::default(),
+        })
+    }
+
+    pub fn camera_id(&self) -> &str {
+        &self.camera_id
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        *self.enabled.borrow()
+    }
+
+    /// Turns capture on or off; false when it already was.
+    pub fn set_enabled(&self, on: bool) -> bool {
+        self.enabled
+            .send_if_modified(|now| std::mem::replace(now, on) != on)
+    }
+
+    /// Follows [`Hub::set_enabled`].
+    pub fn watch_enabled(&self) -> watch::Receiver<bool> {
+        self.enabled.subscribe()
+    }
+
+    /// The newest frame, if there was one.
+    pub fn latest(&self) -> Option<Frame> {
+        self.ring().newest().cloned()
+    }
+
+    /// The newest frame, waiting up to `wait` for one when there is none.
+    pub async fn first_frame(&self, wait: Duration) -> Option<Frame> {
+        let mut pushed = self.pushed.subscribe();
+        let deadline = Instant::now() + wait;
+        loop {
+            pushed.borrow_and_update();
+            if let Some(frame) = self.latest() {
+                return Some(frame);
+            }
+            tokio::time::timeout_at(deadline, pushed.changed())
+                .await
+                .ok()?
+                .ok()?;
+        }
+    }
+
+    /// Stamps a frame that has just been read in full from the camera
+    /// (sequence number, capture time) and hands it to every viewer.
+    /// Never blocks.
+    pub fn publish(&self, jpeg: Bytes) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let captured_at_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        self.forward(Frame {
+            seq,
+            captured_at_us,
+            read_at: Instant::now(),
+            jpeg,
+        });
+        seq
+    }
+
+    /// Hands on a frame stamped elsewhere (a relay's upstream) as it is.
+    pub fn forward(&self, frame: Frame) {
+        self.bytes
+            .fetch_add(frame.jpeg.len() as u64, Ordering::Relaxed);
+        let end = {
+            let mut ring = self.ring();
+            ring.push(frame);
+            ring.end()
+        };
+        self.pushed.send_replace(end);
+    }
+
+    /// Takes a viewer slot with its own cursor at the newest frame, or
+    /// `None` when `max` viewers (of every protocol together) are connected.
+    pub fn add_viewer(self: &Arc<Self>, max: usize, protocol: Protocol) -> Option<Reader> {
+        self.viewers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.viewers_by[protocol as usize].fetch_add(1, Ordering::AcqRel);
+        let wake = self.pushed.subscribe();
+        let cursor = self.ring().newest_cursor();
+        Some(Reader {
+            hub: Arc::clone(self),
+            protocol,
+            cursor,
+            wake,
+            skipped: 0,
+        })
+    }
+
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fresh frames within `watchdog`, stale, or stopped on purpose.
+    pub fn health(&self, watchdog: Duration) -> Health {
+        if !self.is_enabled() {
+            return Health::Stopped;
+        }
+        match self.last_frame_at() {
+            Some(at) if at.elapsed() <= watchdog => Health::Ok(at.elapsed()),
+            Some(at) => Health::Stale(Some(at.elapsed())),
+            None => Health::Stale(None),
+        }
+    }
+
+    pub fn snapshot(&self) -> HubFigures {
+        let (frames, ring_frames, ring_bytes, last_frame_at) = {
+            let ring = self.ring();
+            let last = ring.newest().map(|f| f.read_at);
+            (ring.end(), ring.len(), ring.bytes(), last)
+        };
+        HubFigures {
+            frames,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            viewers: self.viewers.load(Ordering::Relaxed),
+            viewers_by: self
+                .viewers_by
+                .each_ref()
+                .map(|v| v.load(Ordering::Relaxed)),
+            dropped: self
+                .dropped_by
+                .iter()
+                .map(|d| d.load(Ordering::Relaxed))
+                .sum(),
+            dropped_by: self
+                .dropped_by
+                .each_ref()
+                .map(|d| d.load(Ordering::Relaxed)),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            ring_frames,
+            ring_bytes,
+            last_frame_at,
+        }
+    }
+
+    fn last_frame_at(&self) -> Option<Instant> {
+        self.ring().newest().map(|f| f.read_at)
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().expect("hub ring lock")
+    }
+}
+
+/// One viewer: its slot under the viewer cap (freed when dropped) and its
+/// cursor into the ring.
+#[derive(Debug)]
+pub struct Reader {
+    hub: Arc<Hub>,
+    protocol: Protocol,
+    cursor: u64,
+    wake: watch::Receiver<u64>,
+    skipped: u64,
+}
+
+impl Reader {
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The next frame for this viewer, waiting for the camera when it has
+    /// them all: in order while it keeps up, else the newest, with the
+    /// frames it jumped over counted as drops for its protocol.
+    pub async fn next(&mut self) -> Frame {
+        loop {
+            self.wake.borrow_and_update();
+            if let Some(frame) = self.try_next() {
+                return frame;
+            }
+            if self.wake.changed().await.is_err() {
+                // The hub outlives its readers (they hold it); not reached.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// [`Reader::next`] without waiting.
+    pub fn try_next(&mut self) -> Option<Frame> {
+        let next = self.hub.ring().next(self.cursor)?;
+        self.cursor = next.cursor;
+        if next.skipped > 0 {
+            self.skipped += next.skipped;
+            self.hub.dropped_by[self.protocol as usize].fetch_add(next.skipped, Ordering::Relaxed);
+        }
+        Some(next.frame)
+    }
+
+    /// Starts again from the newest frame without counting what lies
+    /// between as drops (an RTSP session that plays after a pause).
+    pub fn seek_newest(&mut self) {
+        self.cursor = self.hub.ring().newest_cursor();
+    }
+
+    /// Frames this viewer jumped over because it fell behind.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Notes that `frame` has been written out in full, for the latency figures.
+    pub fn sent(&self, frame: &Frame) {
+        self.hub.send_latency.record(frame.read_at.elapsed());
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.hub.viewers.fetch_sub(1, Ordering::AcqRel);
+        self.hub.viewers_by[self.protocol as usize].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::STALE_AFTER;
+
+    fn jpeg(i: u8) -> Bytes {
+        Bytes::from(vec![0xFF, 0xD8, i])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_reader_gets_every_frame_of_a_burst() {
+        let hub = Hub::new("cam0");
+        hub.publish(jpeg(0));
+        let mut readers: Vec<Reader> = (0..8)
+            .map(|_| hub.add_viewer(8, Protocol::Tcp).unwrap())
+            .collect();
+        for i in 1..=3 {
+            hub.publish(jpeg(i));
+        }
+        for reader in &mut readers {
+            let mut seqs = Vec::new();
+            for _ in 0..4 {
+                seqs.push(reader.next().await.seq);
+            }
+            assert_eq!(seqs, [0, 1, 2, 3]);
+            assert!(reader.try_next().is_none());
+        }
+        assert_eq!(hub.snapshot().dropped, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_falls_behind_gets_the_newest_and_the_skip_is_counted() {
+        let hub = Hub::new("cam0");
+        hub.publish(jpeg(0));
+        let mut slow = hub.add_viewer(8, Protocol::Http).unwrap();
+        assert_eq!(slow.next().await.seq, 0);
+        for i in 1..=5 {
+            hub.publish(jpeg(i));
+            tokio::time::advance(STALE_AFTER / 4).await;
+        }
+        // Frames 1 and 2 are past the limit now: the reader jumps to 5.
+        assert_eq!(slow.next().await.seq, 5);
+        assert_eq!(slow.skipped(), 4);
+        assert_eq!(hub.snapshot().dropped_by, [0, 0, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_reader_wakes_on_the_next_frame() {
+        let hub = Hub::new("cam0");
+        let mut reader = hub.add_viewer(1, Protocol::Rtsp).unwrap();
+        let waiting = tokio::spawn(async move { reader.next().await.seq });
+        tokio::task::yield_now().await;
+        hub.publish(jpeg(0));
+        assert_eq!(waiting.await.unwrap(), 0);
+    }
+
+    #[test]
+    fn viewer_slots_are_capped_and_freed() {
+        let hub = Hub::new("cam0");
+        let a = hub.add_viewer(2, Protocol::Tcp).unwrap();
+        let _b = hub.add_viewer(2, Protocol::Http).unwrap();
+        assert!(hub.add_viewer(2, Protocol::Rtsp).is_none());
+        drop(a);
+        assert!(hub.add_viewer(2, Protocol::Rtsp).is_some());
+        let figures = hub.snapshot();
+        assert_eq!((figures.viewers, figures.viewers_by), (1, [0, 0, 1]));
+    }
+
+    #[test]
+    fn enabling_reports_changes_only() {
+        let hub = Hub::new("cam0");
+        assert!(hub.is_enabled());
+        assert!(!hub.set_enabled(true));
+        assert!(hub.set_enabled(false));
+        assert!(!hub.is_enabled());
+    }
+}
