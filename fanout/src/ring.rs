@@ -26,10 +26,10 @@ pub const RING_BYTES: usize = 8 * 1024 * 1024;
 
 /// A viewer whose next frame is older than this has fallen behind and
 /// jumps to the newest frame. A reader that takes each frame promptly
-/// sees frames a burst old at most (tens of milliseconds); a quarter of a
+/// sees frames a burst old at most (tens of milliseconds); a fifth of a
 /// second leaves room for a busy machine's scheduling without letting a
 /// slow link watch the past.
-pub const STALE_AFTER: Duration = Duration::from_millis(250);
+pub const STALE_AFTER: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Default)]
 pub struct Ring {

@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use fanout::http::{MeteredListener, Pacer, Peer};
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use shared::messages::RecordingState;
@@ -101,7 +102,8 @@ pub struct Dashboard {
 /// Serves until `dashboard.closing`.
 pub async fn run(listener: TcpListener, dashboard: Arc<Dashboard>) {
     let stop = dashboard.closing.clone().cancelled_owned();
-    if let Err(e) = axum::serve(listener, router(dashboard))
+    let app = router(dashboard).into_make_service_with_connect_info::<Peer>();
+    if let Err(e) = axum::serve(MeteredListener::new(listener), app)
         .with_graceful_shutdown(stop)
         .await
     {
@@ -269,37 +271,52 @@ async fn record(State(d): Shared, body: Bytes) -> Response {
     }
 }
 
-async fn stream(State(d): Shared, Path((node, camera)): Path<(String, String)>) -> Response {
+async fn stream(
+    State(d): Shared,
+    Path((node, camera)): Path<(String, String)>,
+    peer: Option<Extension<ConnectInfo<Peer>>>,
+) -> Response {
     let key = format!("{node}/{camera}");
     if d.screens.tile(&key).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
     }
-    let state = (Arc::clone(&d), key, None::<u64>, Vec::<Bytes>::new());
-    let body = futures_lite::stream::unfold(state, |(d, key, mut last, mut pending)| async move {
-        loop {
-            if let Some(bytes) = pending.pop() {
-                return Some((Ok::<_, Infallible>(bytes), (d, key, last, pending)));
-            }
-            let tile = d.screens.tile(&key)?;
-            match tile {
-                Some(t) if last != Some(t.seq) => {
-                    last = Some(t.seq);
-                    let head = format!(
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    let pacer = Pacer::new(peer.as_ref());
+    let state = (Arc::clone(&d), key, None::<u64>, Vec::<Bytes>::new(), pacer);
+    let body = futures_lite::stream::unfold(
+        state,
+        |(d, key, mut last, mut pending, mut pacer)| async move {
+            loop {
+                if let Some(bytes) = pending.pop() {
+                    pacer.count(bytes.len());
+                    return Some((Ok::<_, Infallible>(bytes), (d, key, last, pending, pacer)));
+                }
+                // The previous frame must have left before the newest is taken.
+                if !pacer.wait_written().await {
+                    tracing::info!(camera = %key, "dashboard stream dropped: the browser stopped reading");
+                    return None;
+                }
+                let tile = d.screens.tile(&key)?;
+                match tile {
+                    Some(t) if last != Some(t.seq) => {
+                        last = Some(t.seq);
+                        let head = format!(
                         "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
                         t.jpeg.len()
                     );
-                    // Popped from the end: head first, then the JPEG, then the line break.
-                    pending = vec![Bytes::from_static(b"\r\n"), t.jpeg, Bytes::from(head)];
-                }
-                _ => {
-                    tokio::select! {
-                        _ = d.closing.cancelled() => return None,
-                        _ = tokio::time::sleep(TILE_POLL) => {}
+                        // Popped from the end: head first, then the JPEG, then the line break.
+                        pending = vec![Bytes::from_static(b"\r\n"), t.jpeg, Bytes::from(head)];
+                    }
+                    _ => {
+                        tokio::select! {
+                            _ = d.closing.cancelled() => return None,
+                            _ = tokio::time::sleep(TILE_POLL) => {}
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     (
         [
             (
