@@ -20,6 +20,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";
 /// Where Linux reports the SoC temperature in millidegrees Celsius.
 pub const DEFAULT_CPU_TEMP_PATH: &str = "/sys/class/thermal/thermal_zone0/temp";
 
+
+/// Viewers per camera by default. The uplink, not the node's CPU, is the
+/// limit: a Pi 4's gigabit Ethernet carries about 40 1080p30 MJPEG streams
+/// (about 23 Mbit/s each), many more at 720p or lower rates.
+pub const DEFAULT_MAX_VIEWERS: usize = 64;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "camera-node",
@@ -79,7 +85,8 @@ pub struct Cli {
     /// Host or address viewers should use, when the node's own addresses are not reachable
     #[arg(long, env = "CAMFLEET_ADVERTISE_HOST", value_name = "HOST")]
     pub advertise_host: Option<String>,
-    /// Viewers per camera at most; more are refused [default: 32]
+    /// Viewers per camera at most (every protocol together); more are
+    /// refused. Size it by the uplink: docs/protocol.md [default: 64]
     #[arg(long, env = "CAMFLEET_MAX_VIEWERS", value_name = "N")]
     pub max_viewers: Option<usize>,
     /// Restart a camera that sent no frame for this long [default: 5]
@@ -251,7 +258,10 @@ impl NodeConfig {
         if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) {
             bail!("topic_prefix: {topic_prefix:?} must be non-empty and hold no MQTT wildcard");
         }
-        let max_viewers = cli.max_viewers.or(file.max_viewers).unwrap_or(32);
+        let max_viewers = cli
+            .max_viewers
+            .or(file.max_viewers)
+            .unwrap_or(DEFAULT_MAX_VIEWERS);
         if max_viewers == 0 {
             bail!("max_viewers: must be at least 1");
         }
