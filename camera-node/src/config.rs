@@ -20,7 +20,6 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";
 /// Where Linux reports the SoC temperature in millidegrees Celsius.
 pub const DEFAULT_CPU_TEMP_PATH: &str = "/sys/class/thermal/thermal_zone0/temp";
 
-
 /// Viewers per camera by default. The uplink, not the node's CPU, is the
 /// limit: a Pi 4's gigabit Ethernet carries about 40 1080p30 MJPEG streams
 /// (about 23 Mbit/s each), many more at 720p or lower rates.

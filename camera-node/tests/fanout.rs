@@ -290,10 +290,18 @@ fn slow_viewer_gets_the_newest(protocol: &str, read: fn(&Node, SlowLink, Duratio
         "{protocol}: the node counted no drops for a slow viewer"
     );
     eprintln!(
-        "{protocol}: {} frames, {:.0}% of the camera's, oldest {oldest:.2} s (limit {limit_s:.2} s), {dropped} drops counted",
+        "{protocol}: {} frames, {:.0}% of the camera's, oldest {oldest:.2} s (limit {limit_s:.2} s), median {:.2} s, frame {:.0} bytes, {dropped} drops counted",
         settled.len(),
-        share * 100.0
+        share * 100.0,
+        median(&ages),
+        stream.frame_bytes
     );
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
 #[test]

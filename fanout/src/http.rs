@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::socket;
+use crate::socket::{self, UnsentCap};
 
 /// Unacknowledged data older than this drops the connection
 /// (`TCP_USER_TIMEOUT`), and a stream whose previous frame has not left
@@ -55,8 +56,22 @@ impl axum::serve::Listener for MeteredListener {
                     if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
                         tracing::debug!("TCP_USER_TIMEOUT: {e}");
                     }
+                    let socket = match stream.as_fd().try_clone_to_owned() {
+                        Ok(fd) => Some(Arc::new(fd)),
+                        Err(e) => {
+                            tracing::debug!("no second handle on the socket: {e}");
+                            None
+                        }
+                    };
                     let meter = WriteMeter::default();
-                    return (MeteredStream { stream, meter }, peer);
+                    return (
+                        MeteredStream {
+                            stream,
+                            meter,
+                            socket,
+                        },
+                        peer,
+                    );
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -112,6 +127,8 @@ impl WriteMeter {
 pub struct Peer {
     pub addr: SocketAddr,
     pub meter: WriteMeter,
+    /// The connection's socket, for its unsent cap.
+    socket: Option<Arc<OwnedFd>>,
 }
 
 impl Connected<IncomingStream<'_, MeteredListener>> for Peer {
@@ -119,6 +136,7 @@ impl Connected<IncomingStream<'_, MeteredListener>> for Peer {
         Peer {
             addr: *stream.remote_addr(),
             meter: stream.io().meter.clone(),
+            socket: stream.io().socket.clone(),
         }
     }
 }
@@ -129,6 +147,8 @@ pub struct Pacer {
     /// `None` when served without a [`MeteredListener`] (tests through
     /// the router alone): then nothing waits.
     meter: Option<WriteMeter>,
+    socket: Option<Arc<OwnedFd>>,
+    cap: UnsentCap,
     /// Bytes written before the body started (the response head), plus
     /// what the body has handed to hyper since.
     target: u64,
@@ -138,7 +158,20 @@ impl Pacer {
     pub fn new(peer: Option<&Peer>) -> Self {
         let meter = peer.map(|p| p.meter.clone());
         let target = meter.as_ref().map_or(0, WriteMeter::written);
-        Pacer { meter, target }
+        Pacer {
+            meter,
+            socket: peer.and_then(|p| p.socket.clone()),
+            cap: UnsentCap::default(),
+            target,
+        }
+    }
+
+    /// Sizes the socket's unsent cap for a frame of `len` bytes to a
+    /// viewer that keeps up (or is `behind`).
+    pub fn fit(&mut self, len: usize, behind: bool) {
+        if let Some(socket) = &self.socket {
+            self.cap.fit(socket.as_ref(), len, behind);
+        }
     }
 
     /// Counts bytes the body hands to hyper.
@@ -164,6 +197,7 @@ impl Pacer {
 pub struct MeteredStream {
     stream: TcpStream,
     meter: WriteMeter,
+    socket: Option<Arc<OwnedFd>>,
 }
 
 impl AsyncRead for MeteredStream {

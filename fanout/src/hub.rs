@@ -137,6 +137,8 @@ impl Hub {
             cursor,
             wake,
             skipped: 0,
+            behind: false,
+            idle: 0,
         })
     }
 
@@ -204,7 +206,19 @@ pub struct Reader {
     cursor: u64,
     wake: watch::Receiver<u64>,
     skipped: u64,
+    /// Fell behind and has not caught up since: takes the newest frame
+    /// each time until it has found none waiting [`CAUGHT_UP_AFTER`]
+    /// times in a row.
+    behind: bool,
+    /// Times in a row this reader found no frame waiting.
+    idle: u8,
 }
+
+/// A reader that fell behind has caught up once it found no frame waiting
+/// this many times in a row. Once is not enough: a slow link's socket takes
+/// a frame at once and is ready again before the camera's next one, then
+/// blocks on it; a reader that keeps up finds none waiting every time.
+pub const CAUGHT_UP_AFTER: u8 = 3;
 
 impl Reader {
     pub fn hub(&self) -> &Arc<Hub> {
@@ -213,7 +227,10 @@ impl Reader {
 
     /// The next frame for this viewer, waiting for the camera when it has
     /// them all: in order while it keeps up, else the newest, with the
-    /// frames it jumped over counted as drops for its protocol.
+    /// frames it jumped over counted as drops for its protocol. A viewer
+    /// that jumped keeps getting the newest frame until it is ready before
+    /// the camera's next frame, so a slow link always gets the freshest
+    /// picture rather than drifting back to the staleness limit.
     pub async fn next(&mut self) -> Frame {
         loop {
             self.wake.borrow_and_update();
@@ -229,9 +246,17 @@ impl Reader {
 
     /// [`Reader::next`] without waiting.
     pub fn try_next(&mut self) -> Option<Frame> {
-        let next = self.hub.ring().next(self.cursor)?;
+        let Some(next) = self.hub.ring().next(self.cursor, self.behind) else {
+            self.idle = self.idle.saturating_add(1);
+            if self.idle >= CAUGHT_UP_AFTER {
+                self.behind = false;
+            }
+            return None;
+        };
         self.cursor = next.cursor;
         if next.skipped > 0 {
+            self.behind = true;
+            self.idle = 0;
             self.skipped += next.skipped;
             self.hub.dropped_by[self.protocol as usize].fetch_add(next.skipped, Ordering::Relaxed);
         }
@@ -242,6 +267,11 @@ impl Reader {
     /// between as drops (an RTSP session that plays after a pause).
     pub fn seek_newest(&mut self) {
         self.cursor = self.hub.ring().newest_cursor();
+    }
+
+    /// Whether this viewer fell behind and has not caught up since.
+    pub fn is_behind(&self) -> bool {
+        self.behind
     }
 
     /// Frames this viewer jumped over because it fell behind.
@@ -306,6 +336,25 @@ mod tests {
         assert_eq!(slow.next().await.seq, 5);
         assert_eq!(slow.skipped(), 4);
         assert_eq!(hub.snapshot().dropped_by, [0, 0, 4]);
+        // Behind, it takes the newest of fresh frames too...
+        hub.publish(jpeg(6));
+        hub.publish(jpeg(7));
+        assert_eq!(slow.next().await.seq, 7);
+        // ...until it finds nothing waiting, a few times in a row...
+        for i in 8..7 + CAUGHT_UP_AFTER {
+            assert!(slow.try_next().is_none());
+            assert!(slow.is_behind());
+            hub.publish(jpeg(i));
+            assert_eq!(slow.next().await.seq, u64::from(i));
+        }
+        assert!(slow.try_next().is_none());
+        assert!(!slow.is_behind());
+        // ...then every frame again, in order.
+        hub.publish(jpeg(10));
+        hub.publish(jpeg(11));
+        assert_eq!(slow.next().await.seq, 10);
+        assert_eq!(slow.next().await.seq, 11);
+        assert_eq!(slow.skipped(), 5);
     }
 
     #[tokio::test(start_paused = true)]

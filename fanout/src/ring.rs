@@ -91,7 +91,9 @@ impl Ring {
 
     /// The frame for a reader whose cursor is `cursor`: the next one in
     /// order while it keeps up, else the newest; `None` when it has them all.
-    pub fn next(&self, cursor: u64) -> Option<Next> {
+    /// `newest_first` takes the newest whatever the age of the next (a
+    /// reader that fell behind and has not caught up since).
+    pub fn next(&self, cursor: u64, newest_first: bool) -> Option<Next> {
         if cursor >= self.end() {
             return None;
         }
@@ -99,8 +101,9 @@ impl Ring {
         let at = cursor
             .checked_sub(self.first)
             .map(|offset| &self.frames[offset as usize]);
+        let in_order = |frame| !newest_first && !is_stale(frame, Instant::now());
         match at {
-            Some(frame) if cursor == newest || !is_stale(frame, Instant::now()) => Some(Next {
+            Some(frame) if cursor == newest || in_order(frame) => Some(Next {
                 frame: frame.clone(),
                 cursor: cursor + 1,
                 skipped: 0,
@@ -139,7 +142,7 @@ mod tests {
 
     fn take_all(ring: &Ring, mut cursor: u64) -> (Vec<u64>, u64) {
         let (mut seqs, mut skipped) = (Vec::new(), 0);
-        while let Some(next) = ring.next(cursor) {
+        while let Some(next) = ring.next(cursor, false) {
             seqs.push(next.frame.seq);
             skipped += next.skipped;
             cursor = next.cursor;
@@ -165,15 +168,27 @@ mod tests {
         tokio::time::advance(STALE_AFTER / 2).await;
         ring.push(frame(1, 10));
         // Frame 0 is now just within the limit: still delivered in order.
-        assert_eq!(ring.next(0).unwrap().frame.seq, 0);
+        assert_eq!(ring.next(0, false).unwrap().frame.seq, 0);
         tokio::time::advance(STALE_AFTER / 2 + Duration::from_millis(1)).await;
         ring.push(frame(2, 10));
         ring.push(frame(3, 10));
         // Frame 0 went stale and was dropped; frame 1 is stale: jump.
-        let next = ring.next(0).unwrap();
+        let next = ring.next(0, false).unwrap();
         assert_eq!((next.frame.seq, next.cursor, next.skipped), (3, 4, 3));
         // A reader at frame 2 (fresh) still gets 2 then 3.
         assert_eq!(take_all(&ring, 2), (vec![2, 3], 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn newest_first_skips_fresh_frames_too() {
+        let mut ring = Ring::default();
+        for seq in 0..4 {
+            ring.push(frame(seq, 10));
+        }
+        let next = ring.next(1, true).unwrap();
+        assert_eq!((next.frame.seq, next.cursor, next.skipped), (3, 4, 2));
+        assert!(ring.next(4, true).is_none());
+        assert_eq!(ring.next(3, true).unwrap().skipped, 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -181,9 +196,9 @@ mod tests {
         let mut ring = Ring::default();
         ring.push(frame(7, 10));
         tokio::time::advance(Duration::from_secs(30)).await;
-        let next = ring.next(ring.newest_cursor()).unwrap();
+        let next = ring.next(ring.newest_cursor(), false).unwrap();
         assert_eq!((next.frame.seq, next.skipped), (7, 0));
-        assert!(ring.next(next.cursor).is_none());
+        assert!(ring.next(next.cursor, false).is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -199,7 +214,7 @@ mod tests {
         ring.push(frame(5, RING_BYTES * 2));
         assert_eq!((ring.len(), ring.newest().unwrap().seq), (1, 5));
         // A reader left at frame 0 fell out of the ring: newest, with the skip counted.
-        let next = ring.next(0).unwrap();
+        let next = ring.next(0, false).unwrap();
         assert_eq!((next.frame.seq, next.skipped), (5, 5));
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use shared::frame::{FrameHeader, HELLO};
+use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::figures::Protocol;
 use crate::hub::{Hub, Reader};
-use crate::socket;
+use crate::socket::{self, UnsentCap};
 
 /// A viewer that takes longer than this to accept one frame is dropped, so
 /// a vanished peer cannot hold a viewer slot (and a frame) forever.
@@ -66,6 +66,7 @@ pub async fn serve_viewer(
     cancel: &CancellationToken,
 ) -> std::io::Result<u64> {
     socket::prepare_viewer(&stream);
+    let mut cap = UnsentCap::default();
     let mut sent = 0u64;
     let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
     let mut in_flight = None;
@@ -89,6 +90,7 @@ pub async fn serve_viewer(
             seq: frame.seq,
             captured_at_us: frame.captured_at_us,
         };
+        cap.fit(&stream, HEADER_LEN + frame.jpeg.len(), reader.is_behind());
         pending = Bytes::copy_from_slice(&header.encode()).chain(frame.jpeg.clone());
         in_flight = Some(frame);
     }

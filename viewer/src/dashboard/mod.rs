@@ -304,6 +304,7 @@ async fn stream(
                         "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
                         t.jpeg.len()
                     );
+                        pacer.fit(head.len() + t.jpeg.len() + 2, false);
                         // Popped from the end: head first, then the JPEG, then the line break.
                         pending = vec![Bytes::from_static(b"\r\n"), t.jpeg, Bytes::from(head)];
                     }

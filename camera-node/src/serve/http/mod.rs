@@ -225,6 +225,9 @@ impl MjpegParts {
             frame.jpeg.len(),
             frame.captured_at_us as f64 / 1e6
         );
+        let behind = self.reader.is_behind();
+        self.pacer
+            .fit(head.len() + frame.jpeg.len() + PART_END.len(), behind);
         self.pending.push_back(frame.jpeg);
         self.pending.push_back(Bytes::from_static(PART_END));
         self.pacer.count(head.len());

@@ -23,7 +23,8 @@ const MAX_IOV: usize = 1024;
 
 /// Interleaved framing (`$`, channel, length; RFC 2326 10.12) and the
 /// session's RTP header, per packet.
-pub type Framed = [u8; 4 + RTP_HEADER];
+pub type Framed = [u8; FRAMED_LEN];
+pub const FRAMED_LEN: usize = 4 + RTP_HEADER;
 
 /// The framing and RTP headers of every packet of a frame for one session.
 pub fn interleaved_headers(stream: &mut RtpStream, packets: &Packets, channel: u8) -> Vec<Framed> {

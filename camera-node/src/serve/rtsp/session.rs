@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
 use fanout::{Frame, Reader};
 use tokio::io::AsyncWriteExt;
@@ -166,6 +167,7 @@ impl Session {
         let out = Out {
             transport: self.transport.clone(),
             udp: UdpSender::default(),
+            cap: UnsentCap::default(),
         };
         let streaming = Streaming {
             server,
@@ -225,6 +227,7 @@ async fn stop_playing(state: &mut State) -> Option<Parts> {
 struct Out {
     transport: Transport,
     udp: UdpSender,
+    cap: UnsentCap,
 }
 
 struct Streaming {
@@ -271,7 +274,12 @@ impl Streaming {
             let Ok(packets) = camera.packets(&frame) else {
                 continue;
             };
-            if self.send_rtp(&mut parts.stream, &packets).await.is_err() {
+            let behind = parts.reader.is_behind();
+            if self
+                .send_rtp(&mut parts.stream, &packets, behind)
+                .await
+                .is_err()
+            {
                 break;
             }
             parts.reader.sent(&frame);
@@ -285,8 +293,18 @@ impl Streaming {
         parts
     }
 
-    async fn send_rtp(&mut self, stream: &mut RtpStream, packets: &Packets) -> Result<(), ()> {
-        match &self.out.transport {
+    async fn send_rtp(
+        &mut self,
+        stream: &mut RtpStream,
+        packets: &Packets,
+        behind: bool,
+    ) -> Result<(), ()> {
+        let Out {
+            transport,
+            udp,
+            cap,
+        } = &mut self.out;
+        match transport {
             Transport::Tcp {
                 writer,
                 channel,
@@ -294,6 +312,9 @@ impl Streaming {
             } => {
                 let framed = send::interleaved_headers(stream, packets, *channel);
                 let mut w = writer.lock().await;
+                let socket: &tokio::net::TcpStream = (*w).as_ref();
+                let len = framed.len() * send::FRAMED_LEN + packets.payload_bytes();
+                cap.fit(socket, len, behind);
                 let written = send::write_frame(&mut *w, &framed, packets);
                 finish_tcp(
                     tokio::time::timeout(WRITE_STALL_LIMIT, written).await,
@@ -301,7 +322,7 @@ impl Streaming {
                 )
             }
             Transport::Udp { rtp, .. } => {
-                self.out.udp.send_frame(rtp, stream, packets).await;
+                udp.send_frame(rtp, stream, packets).await;
                 Ok(())
             }
         }

@@ -225,6 +225,11 @@ impl Packets {
         [&self.heads[head.clone()], &self.scan[data.clone()]]
     }
 
+    /// Payload bytes of every packet together.
+    pub fn payload_bytes(&self) -> usize {
+        self.heads.len() + self.scan.len()
+    }
+
     pub fn payload_len(&self, i: usize) -> usize {
         let (head, data) = &self.parts[i];
         head.len() + data.len()
