@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
@@ -45,13 +45,6 @@ fn burst_source(dir: &TempDir) -> String {
         ),
     );
     format!("cmd:{}", script.display())
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 #[test]

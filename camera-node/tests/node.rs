@@ -102,7 +102,7 @@ fn rpicam_source_falls_back_to_libcamera_vid() {
 }
 
 #[test]
-fn a_viewer_that_never_reads_slows_no_one_and_costs_no_memory() {
+fn a_viewer_that_never_reads_for_a_minute_slows_no_one_and_costs_no_memory() {
     let broker = Broker::start();
     let url = broker.url();
     let source = ffmpeg_camera(640, 480, 30);
@@ -114,18 +114,23 @@ fn a_viewer_that_never_reads_slows_no_one_and_costs_no_memory() {
     }
     let rss_before = node.rss_kib();
     let stalled: Vec<_> = (0..4).map(|_| FrameClient::stalled(port)).collect();
+    // A minute of frames: the stalled viewers outlast the node's 20 s
+    // write limit, and memory is checked after they are cut off.
+    const FRAMES: u64 = 60 * 30;
     let first = fast.next().seq;
     let mut last = first;
-    for _ in 0..150 {
+    for i in 0..FRAMES {
         let f = fast.next();
-        assert_eq!(jpeg_size(&f.jpeg), (640, 480));
+        if i % 300 == 0 {
+            assert_eq!(jpeg_size(&f.jpeg), (640, 480));
+        }
         last = f.seq;
     }
     let span = last - first;
     assert!(
-        span <= 165,
+        span <= FRAMES + FRAMES / 100,
         "the reading viewer missed {} of {span} frames",
-        span - 150
+        span - FRAMES
     );
     let rss_after = node.rss_kib();
     assert!(

@@ -115,6 +115,9 @@ pub struct LinkFigures {
     /// Frames the node skipped for this viewer (sequence gaps), in total.
     pub missed: u64,
     pub reconnects: u64,
+    /// Frames received again after a reconnect and not recorded twice.
+    #[serde(default)]
+    pub duplicates: u64,
     pub frames: u64,
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -42,6 +42,42 @@ pub struct LinkStats {
     pub reconnects: AtomicU64,
 }
 
+/// A frame at most this much older than the newest recorded one of its
+/// camera, with a sequence number no newer, is one already recorded: a
+/// reconnect starts with the node's newest frame, which the connection
+/// before may have had. A frame older than that by more is from a node
+/// that restarted with its clock set back, and is recorded.
+pub const REPEAT_WINDOW_US: u64 = 10_000_000;
+
+/// The newest frame of one camera handed to a recorder. The supervisor
+/// keeps it while the viewer runs, across reconnects and node restarts, so
+/// no frame is recorded twice (DESIGN.md: nothing lost or doubled).
+#[derive(Debug, Default)]
+pub struct RecordedUpTo {
+    /// Sequence number and capture time of that frame.
+    last: Mutex<Option<(u64, u64)>>,
+    /// Frames not written because they already were.
+    pub duplicates: AtomicU64,
+}
+
+impl RecordedUpTo {
+    /// Whether a frame is new to the recording; if so it becomes the newest.
+    pub fn admit(&self, seq: u64, captured_at_us: u64) -> bool {
+        let mut last = self.last.lock().expect("recorded-up-to lock");
+        if let Some((last_seq, last_us)) = *last {
+            let repeat = seq <= last_seq
+                && captured_at_us <= last_us
+                && last_us - captured_at_us <= REPEAT_WINDOW_US;
+            if repeat {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        *last = Some((seq, captured_at_us));
+        true
+    }
+}
+
 pub struct CameraLink {
     /// `node/camera`, for the display and the recorder thread's name.
     pub label: String,
@@ -50,6 +86,7 @@ pub struct CameraLink {
     pub session: watch::Receiver<Option<Session>>,
     pub segment: Duration,
     pub stats: Arc<LinkStats>,
+    pub recorded: Arc<RecordedUpTo>,
     pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
     /// Where the display takes frames from, when there is one.
@@ -79,6 +116,8 @@ impl CameraLink {
         let mut session = self.session.clone();
         let mut recorder: Option<(Session, Recorder)> = None;
         let mut last_seq: Option<u64> = None;
+        // Frames in a row not written again because they already were.
+        let mut repeats = 0u64;
         let result = loop {
             let frame = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
@@ -121,6 +160,21 @@ impl CameraLink {
                 );
             }
             if let Some((_, r)) = &recorder {
+                if !self.recorded.admit(frame.seq, frame.captured_at_us) {
+                    if repeats == 0 {
+                        tracing::info!(
+                            seq = frame.seq,
+                            captured_at_us = frame.captured_at_us,
+                            "frame already recorded (sent again after a reconnect): not writing it twice"
+                        );
+                    }
+                    repeats += 1;
+                    continue;
+                }
+                if repeats > 1 {
+                    tracing::info!("{repeats} frames already recorded were not written twice");
+                }
+                repeats = 0;
                 r.record(RecFrame {
                     captured_at_us: frame.captured_at_us,
                     jpeg: frame.jpeg,
@@ -171,4 +225,27 @@ pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
         i += 2 + len;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_recorded_once_across_reconnects_restarts_and_clock_steps() {
+        let up_to = RecordedUpTo::default();
+        let t = 1_800_000_000_000_000u64;
+        assert!(up_to.admit(100, t));
+        assert!(up_to.admit(101, t + 33_333));
+        // A reconnect re-sends the newest frame, or an older one.
+        assert!(!up_to.admit(101, t + 33_333));
+        assert!(!up_to.admit(100, t));
+        // A restarted node counts from 0 again, later.
+        assert!(up_to.admit(0, t + 5_000_000));
+        // Its clock stepped back by a second: newer sequence numbers still count.
+        assert!(up_to.admit(1, t + 4_000_000));
+        // A node restarted with its clock an hour back is recorded too.
+        assert!(up_to.admit(0, t - 3_600_000_000));
+        assert_eq!(up_to.duplicates.load(Ordering::Relaxed), 2);
+    }
 }

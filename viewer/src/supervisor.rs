@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::{CameraLink, LinkStats, Session};
+use crate::camera::{CameraLink, LinkStats, RecordedUpTo, Session};
 use crate::discovery::NodeEvent;
 use crate::record::recorder::ErrorSlot;
 use crate::screens::Screens;
@@ -29,6 +29,9 @@ struct Running {
 
 pub struct Supervisor {
     tasks: HashMap<(String, String), Running>,
+    /// Per camera, the newest frame recorded: kept when a camera's task
+    /// ends, so its next one never records a frame again.
+    recorded: HashMap<(String, String), Arc<RecordedUpTo>>,
     tracker: TaskTracker,
     pub session: watch::Receiver<Option<Session>>,
     pub segment: Duration,
@@ -47,6 +50,7 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             tasks: HashMap::new(),
+            recorded: HashMap::new(),
             tracker: TaskTracker::new(),
             session,
             segment,
@@ -84,6 +88,7 @@ impl Supervisor {
                         session: self.session.clone(),
                         segment: self.segment,
                         stats: Arc::clone(&stats),
+                        recorded: Arc::clone(self.recorded.entry(key.clone()).or_default()),
                         recording: Arc::clone(&self.recording),
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
@@ -152,6 +157,10 @@ impl Supervisor {
                     fps: (fps * 10.0).round() / 10.0,
                     missed: r.stats.missed.load(Ordering::Relaxed),
                     reconnects: r.stats.reconnects.load(Ordering::Relaxed),
+                    duplicates: self
+                        .recorded
+                        .get(&(node.clone(), camera.clone()))
+                        .map_or(0, |d| d.duplicates.load(Ordering::Relaxed)),
                     frames,
                 }
             })
@@ -166,11 +175,12 @@ impl Supervisor {
         for f in &self.last_figures {
             tracing::info!(
                 camera = %format!("{}/{}", f.node, f.camera),
-                "{:.1} fps, {} frames, {} missed, {} reconnects",
+                "{:.1} fps, {} frames, {} missed, {} reconnects, {} repeats not recorded",
                 f.fps,
                 f.frames,
                 f.missed,
-                f.reconnects
+                f.reconnects,
+                f.duplicates
             );
         }
     }
