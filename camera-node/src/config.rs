@@ -360,6 +360,7 @@ impl NodeConfig {
                 broker,
                 client_id: format!("camfleet-node-{node_id}"),
                 ca_file: cli.ca_file.or(file.ca_file),
+                persistent: false,
             },
             node_id,
             topic_prefix,

@@ -41,6 +41,10 @@ pub struct MqttSettings {
     pub client_id: String,
     /// PEM CA bundle for `mqtts://`; the system roots when absent.
     pub ca_file: Option<PathBuf>,
+    /// Keep the session at the broker across disconnects (clean session
+    /// off): QoS 1 messages to its subscriptions wait for it while it is
+    /// away. Needs a stable `client_id`.
+    pub persistent: bool,
 }
 
 /// A retained message the broker publishes when this client vanishes.
@@ -59,7 +63,7 @@ pub fn connect(
     let mut options = MqttOptions::new(&settings.client_id, &b.host, b.port);
     options
         .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(true)
+        .set_clean_session(!settings.persistent)
         .set_max_packet_size(MAX_PACKET_LEN, MAX_PACKET_LEN)
         .set_request_channel_capacity(REQUEST_CAPACITY);
     if let Some(user) = &b.username {
@@ -263,6 +267,7 @@ mod tests {
         let settings = MqttSettings {
             broker: "mqtts://h".parse().unwrap(),
             client_id: "t".into(),
+            persistent: false,
             ca_file: Some("/nonexistent/ca.pem".into()),
         };
         let err = connect(&settings, None).err().unwrap();

@@ -18,6 +18,7 @@ use crate::camera::Session;
 use crate::config::ViewerConfig;
 use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
+use crate::record::desired::{DesiredState, Wanted};
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
 use crate::supervisor::Supervisor;
@@ -33,6 +34,10 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 struct Recording {
     session: Option<(Session, chrono::DateTime<Utc>)>,
     note: Option<String>,
+    /// What was asked for, on disk: a restarted viewer resumes it.
+    desired: Option<DesiredState>,
+    /// The session was resumed after a restart (said when it stops).
+    resumed: bool,
 }
 
 pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()> {
@@ -84,7 +89,26 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let mut rec = Recording {
         session: None,
         note: None,
+        desired: config
+            .resume
+            .then(|| DesiredState::new(&config.recordings, &config.viewer_id)),
+        resumed: false,
     };
+    if let Some(wanted) = rec.desired.as_ref().and_then(DesiredState::load) {
+        tracing::info!(
+            "resuming session {} after a restart (recording since {})",
+            wanted.session,
+            wanted.since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        let session = open_session(&config.recordings, &wanted.session, &mut sensors);
+        session_tx.send_replace(Some(session.clone()));
+        rec.session = Some((session, wanted.since));
+        rec.note = Some(format!(
+            "resumed session {} after a restart",
+            wanted.session
+        ));
+        rec.resumed = true;
+    }
     let mut getip = tokio::time::interval(GETIP_EVERY);
     let mut state_tick = tokio::time::interval(STATE_EVERY);
     let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
@@ -113,10 +137,15 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 Some(MqttEvent::Connected) => {
                     // One SUBSCRIBE for everything, so one SUBACK says the
                     // viewer hears commands; only then is it `online`.
+                    // The session is persistent: QoS 1 commands sent while
+                    // the viewer is away wait for it at the broker. Sensor
+                    // rows are QoS 0 so none are kept: a row delivered
+                    // late would carry the wrong received_at.
                     let filters = [topics.all_node_info(), topics.all_node_status()];
                     let fixed = [GETIP_RESPONSE.to_owned(), REC_COMMAND.to_owned()];
-                    let all = filters.iter().chain(&fixed).chain(&config.sensor_topics);
-                    let subscriptions = all.map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    let kept = filters.iter().chain(&fixed).map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    let sensors_live = config.sensor_topics.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtMostOnce));
+                    let subscriptions = kept.chain(sensors_live);
                     if let Err(e) = client.try_subscribe_many(subscriptions) {
                         tracing::warn!("MQTT subscribe not queued: {e}");
                     }
@@ -225,31 +254,50 @@ fn on_record_command(
         (Some(RecCommand::Start), None) => {
             let now = Utc::now();
             let name = now.format("%Y%m%dT%H%M%SZ").to_string();
-            let session = Session {
-                dir: recordings.join(&name),
-                name,
-            };
-            if let Err(e) = std::fs::create_dir_all(&session.dir) {
-                tracing::error!("cannot create {}: {e}", session.dir.display());
+            if let Some(desired) = &rec.desired {
+                desired.save(Some(&Wanted {
+                    session: name.clone(),
+                    since: now,
+                }));
             }
-            tracing::info!(
-                "recording session {} into {}",
-                session.name,
-                session.dir.display()
-            );
-            sensors.set_session(Some(&session.dir));
+            let session = open_session(recordings, &name, sensors);
             session_tx.send_replace(Some(session.clone()));
             rec.session = Some((session, now));
             rec.note = None;
+            rec.resumed = false;
         }
         (Some(RecCommand::Stop), Some((session, _))) => {
             tracing::info!("stopping session {}", session.name);
+            if let Some(desired) = &rec.desired {
+                desired.save(None);
+            }
             session_tx.send_replace(None);
             sensors.set_session(None);
+            rec.note = rec
+                .resumed
+                .then(|| format!("stopped session {} (resumed after a restart)", session.name));
             rec.session = None;
-            rec.note = None;
+            rec.resumed = false;
         }
     }
+}
+
+/// The folder of session `name`, made if need be; sensor rows go there.
+fn open_session(recordings: &std::path::Path, name: &str, sensors: &mut SensorLog) -> Session {
+    let session = Session {
+        dir: recordings.join(name),
+        name: name.to_owned(),
+    };
+    if let Err(e) = std::fs::create_dir_all(&session.dir) {
+        tracing::error!("cannot create {}: {e}", session.dir.display());
+    }
+    tracing::info!(
+        "recording session {} into {}",
+        session.name,
+        session.dir.display()
+    );
+    sensors.set_session(Some(&session.dir));
+    session
 }
 
 fn state_of(

@@ -153,6 +153,9 @@ pub struct ViewerConfig {
     /// The dashboard address was asked for (not the default): failing to
     /// listen there is an error, not a warning.
     pub dashboard_explicit: bool,
+    /// Keep the wanted recording state on disk and resume it after a
+    /// restart (off for `viewer demo`, which starts afresh every time).
+    pub resume: bool,
 }
 
 impl ViewerConfig {
@@ -227,10 +230,12 @@ impl ViewerConfig {
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             dashboard,
             dashboard_explicit,
+            resume: true,
             mqtt: MqttSettings {
                 broker,
                 client_id: format!("camfleet-viewer-{viewer_id}"),
                 ca_file: cli.ca_file.or(file.ca_file),
+                persistent: true,
             },
             viewer_id,
             topic_prefix: cli

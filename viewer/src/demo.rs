@@ -44,6 +44,8 @@ pub fn adjust(config: &mut ViewerConfig, recordings_given: bool) {
     if !recordings_given {
         config.recordings = PathBuf::from("camfleet-demo/recordings");
     }
+    // A demo shows recording from a clean start, never a resumed session.
+    config.resume = false;
     // The default dashboard port may be taken (another viewer): use a free one.
     if !config.dashboard_explicit {
         if let Some(addr) = config.dashboard {
@@ -162,6 +164,7 @@ async fn watch_fleet(
 ) {
     let settings = MqttSettings {
         client_id: format!("{}-demo", settings.client_id),
+        persistent: false,
         ..settings
     };
     let Ok((client, mut driver)) = mqtt::connect(&settings, None) else {

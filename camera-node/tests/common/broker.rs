@@ -228,6 +228,12 @@ impl Broker {
         self.mosquitto_pub(&["-t", topic, "-m", payload]);
     }
 
+    /// Published with QoS 1, so the broker keeps it for a persistent
+    /// session that is away (`mosquitto_pub -q 1`).
+    pub fn publish_qos1(&self, topic: &str, payload: &str) {
+        self.mosquitto_pub(&["-q", "1", "-t", topic, "-m", payload]);
+    }
+
     /// Published with the retain flag (an empty payload clears it).
     pub fn publish_retained(&self, topic: &str, payload: &str) {
         self.mosquitto_pub(&["-r", "-t", topic, "-m", payload]);
