@@ -67,30 +67,92 @@ impl Camera {
         let c = &self.config;
         let mut source = Source::open(&c.source, c.capture).await?;
         let mut first = true;
-        let result = loop {
+        let mut silence = Silence::new();
+        let result = 'frames: loop {
             let limit = if first {
                 self.watchdog.max(FIRST_FRAME_GRACE)
             } else {
                 self.watchdog
             };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break Ok(()),
-                next = tokio::time::timeout(limit, source.next_frame()) => match next {
-                    Err(_) => break Err(anyhow!("no frame for {:.1} s (watchdog)", limit.as_secs_f64())),
-                    Ok(Err(e)) => break Err(e),
-                    Ok(Ok(jpeg)) => {
-                        if first {
-                            tracing::info!(bytes = jpeg.len(), "first frame from {}", c.source);
-                            first = false;
+            // The read stays the same future across watchdog ticks: a
+            // source's read is not cancel-safe.
+            let next = source.next_frame();
+            tokio::pin!(next);
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => break 'frames Ok(()),
+                    next = &mut next => break next,
+                    _ = silence.tick() => {
+                        if silence.awake() > limit {
+                            break 'frames Err(anyhow!("no frame for {:.1} s (watchdog)", limit.as_secs_f64()));
                         }
-                        self.hub.publish(jpeg);
                     }
-                },
+                }
+            };
+            match next {
+                Err(e) => break Err(e),
+                Ok(jpeg) => {
+                    if first {
+                        tracing::info!(bytes = jpeg.len(), "first frame from {}", c.source);
+                        first = false;
+                    }
+                    silence.reset();
+                    self.hub.publish(jpeg);
+                }
             }
         };
         source.close().await;
         result
+    }
+}
+
+/// How long a camera has been silent while the node was running. A node
+/// that was stopped (SIGSTOP, a suspended VM, a long debugger pause) has
+/// frames waiting in the pipe when it runs again: the time it was stopped
+/// counts as one tick at most, so the camera gets its full watchdog
+/// interval afresh instead of a restart at once.
+struct Silence {
+    ticker: tokio::time::Interval,
+    awake: Duration,
+    last: tokio::time::Instant,
+}
+
+/// How often the watchdog looks; also the most a pause adds to the silence.
+const WATCHDOG_TICK: Duration = Duration::from_millis(250);
+
+impl Silence {
+    fn new() -> Self {
+        let mut ticker = tokio::time::interval(WATCHDOG_TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Silence {
+            ticker,
+            awake: Duration::ZERO,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn tick(&mut self) {
+        self.ticker.tick().await;
+        let now = tokio::time::Instant::now();
+        let gap = now.saturating_duration_since(self.last);
+        if gap > WATCHDOG_TICK * 4 {
+            tracing::info!(
+                "the node did not run for {:.1} s (stopped or starved): the camera gets its watchdog interval afresh",
+                gap.as_secs_f64()
+            );
+        }
+        self.awake += gap.min(WATCHDOG_TICK * 2);
+        self.last = now;
+    }
+
+    fn awake(&self) -> Duration {
+        self.awake
+    }
+
+    fn reset(&mut self) {
+        self.awake = Duration::ZERO;
+        self.last = tokio::time::Instant::now();
     }
 }
 

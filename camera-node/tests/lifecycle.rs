@@ -213,3 +213,49 @@ fn startup_publishes_online_without_a_spurious_offline() {
         );
     }
 }
+
+#[test]
+fn a_node_stopped_for_8_s_keeps_its_healthy_camera() {
+    let broker = Broker::start();
+    let source = ffmpeg_camera(320, 240, 10);
+    let node = Node::start(&node_args(&broker.url(), "pi-paused", &source));
+    let port = node.tcp_port("cam0");
+    let mut viewer = FrameClient::connect(port);
+    viewer.next();
+    // The whole machine pauses (a suspended VM, a debugger): the camera's
+    // process group first, so the node has drained the pipe, then the
+    // node. The node runs again first and finds no frame waiting.
+    let camera = std::process::Command::new("pgrep")
+        .args(["-P", &node.pid().to_string()])
+        .output()
+        .unwrap();
+    let camera = String::from_utf8_lossy(&camera.stdout)
+        .split_whitespace()
+        .next()
+        .expect("the camera process")
+        .to_owned();
+    let group = |signal: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([signal, "--", &format!("-{camera}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} -{camera}");
+    };
+    group("-STOP");
+    node.signal("STOP");
+    // The length of the pause, not a wait for anything.
+    std::thread::sleep(SECS(8));
+    node.signal("CONT");
+    node.wait_log("did not run for", SECS(10));
+    group("-CONT");
+    let mut viewer = FrameClient::connect(port);
+    let first = viewer.next().seq;
+    let later = (0..20).map(|_| viewer.next().seq).last().unwrap();
+    assert!(later > first);
+    let log = node.log();
+    assert!(
+        !log.contains("(watchdog)"),
+        "the camera was restarted after the pause:\n{log}"
+    );
+}

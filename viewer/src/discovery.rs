@@ -19,6 +19,8 @@ pub enum NodeEvent {
 struct Known {
     info: Option<NodeInfo>,
     online: bool,
+    /// A status was heard (until then `online` is only a default).
+    status_seen: bool,
 }
 
 #[derive(Debug)]
@@ -84,10 +86,21 @@ impl Discovery {
         let was_up = known.online && known.info.is_some();
         let old_info = known.info.clone();
         if let Some(info) = info {
-            known.info = Some(info);
+            // Info of a node known to be down is its old run's (retained):
+            // not used. A discovery answer comes from a live node.
+            if online == Some(true) || !known.status_seen || known.online {
+                known.info = Some(info);
+            }
         }
         if let Some(online) = online {
             known.online = online;
+            known.status_seen = true;
+            if !online {
+                // What a node said before it went away is stale: a node
+                // that comes back announces `online` before its new info
+                // (new ports, a new start time), so wait for that.
+                known.info = None;
+            }
         }
         let is_up = known.online && known.info.is_some();
         match (was_up, is_up) {
@@ -144,6 +157,61 @@ mod tests {
             d.on_message("camfleet/node/a/status", b"offline"),
             [NodeEvent::Down("a".into())]
         );
+    }
+
+    fn info_started(id: &str, port: u16, started: &str) -> Vec<u8> {
+        String::from_utf8(info(id, port))
+            .unwrap()
+            .replace("2026-11-21T10:15:00Z", started)
+            .into_bytes()
+    }
+
+    #[test]
+    fn info_from_before_a_node_went_offline_is_not_used_when_it_is_back() {
+        let mut d = Discovery::new(Topics::default());
+        d.on_message("camfleet/node/a/status", b"online");
+        assert_eq!(
+            d.on_message("camfleet/node/a/info", &info("a", 8000)).len(),
+            1
+        );
+        assert_eq!(
+            d.on_message("camfleet/node/a/status", b"offline"),
+            [NodeEvent::Down("a".into())]
+        );
+        // The node restarts: `online` comes first, then its new info.
+        assert!(
+            d.on_message("camfleet/node/a/status", b"online").is_empty(),
+            "online alone is not enough after the old info went stale"
+        );
+        let up = d.on_message(
+            "camfleet/node/a/info",
+            &info_started("a", 9000, "2026-11-21T11:00:00Z"),
+        );
+        assert!(matches!(&up[..], [NodeEvent::Up(i)] if i.cameras[0].tcp == "127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn a_viewer_that_starts_while_a_node_is_down_waits_for_its_new_info() {
+        let mut d = Discovery::new(Topics::default());
+        // Retained: offline and the old info, in either order.
+        assert!(d
+            .on_message("camfleet/node/a/status", b"offline")
+            .is_empty());
+        assert!(d
+            .on_message("camfleet/node/a/info", &info("a", 8000))
+            .is_empty());
+        assert!(d.on_message("camfleet/node/a/status", b"online").is_empty());
+        let up = d.on_message(
+            "camfleet/node/a/info",
+            &info_started("a", 9000, "2026-11-21T11:00:00Z"),
+        );
+        assert!(matches!(&up[..], [NodeEvent::Up(i)] if i.cameras[0].tcp == "127.0.0.1:9000"));
+        // Info first, then online (a fresh viewer, a node that is up): up.
+        let mut d = Discovery::new(Topics::default());
+        assert!(d
+            .on_message("camfleet/node/b/info", &info("b", 8001))
+            .is_empty());
+        assert_eq!(d.on_message("camfleet/node/b/status", b"online").len(), 1);
     }
 
     #[test]

@@ -181,3 +181,29 @@ fn sigterm_closes_segments_flushes_sensors_and_leaves_idle_and_offline() {
     let log = viewer.log();
     assert_shutdown_in_order(&log);
 }
+
+#[test]
+fn a_node_restarted_on_a_new_port_is_reached_there_first() {
+    let broker = Broker::start();
+    let node = test_node(&broker, "pi-moves", "160x120");
+    let old_port = node.tcp_port("cam0");
+    let recordings = TempDir::new("moves");
+    let viewer = Viewer::start(&broker, &recordings.0, &[]);
+    viewer.wait_log(&format!("connected to 127.0.0.1:{old_port}"), SECS(20));
+    drop(node); // a clean stop: `offline`
+    viewer.wait_log("node offline; dropping its cameras", SECS(20));
+    let mark = viewer.log().len();
+    let node = test_node(&broker, "pi-moves", "160x120");
+    let new_port = node.tcp_port("cam0");
+    assert_ne!(new_port, old_port, "port 0 gave the same port twice");
+    wait_for("a connection to the new port", SECS(20), || {
+        viewer.log()[mark..]
+            .contains(&format!("connected to 127.0.0.1:{new_port}"))
+            .then_some(())
+    });
+    let after = viewer.log()[mark..].to_owned();
+    assert!(
+        !after.contains(&format!("127.0.0.1:{old_port}")),
+        "after the restart the viewer still tried the old port:\n{after}"
+    );
+}
