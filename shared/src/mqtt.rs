@@ -182,6 +182,12 @@ impl Driver {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// The flag behind [`Driver::is_connected`], for readers elsewhere
+    /// (metrics).
+    pub fn connected_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.connected)
+    }
+
     /// Waits, at most `limit`, for what is queued (the `offline` status, the
     /// disconnect) to be sent; call after `client.try_disconnect()`.
     pub async fn close(mut self, limit: Duration) {

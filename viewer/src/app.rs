@@ -18,6 +18,7 @@ use crate::camera::Session;
 use crate::config::ViewerConfig;
 use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
+use crate::metrics::Metrics;
 use crate::record::desired::{DesiredState, Wanted};
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
@@ -55,10 +56,15 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let wants_frames = config.display.is_some() || config.dashboard.is_some();
     let screens = wants_frames.then(|| Arc::new(Screens::default()));
     let feed = Arc::new(Feed::default());
+    let metrics = Arc::new(Metrics::new(
+        config.recordings.clone(),
+        driver.connected_flag(),
+    ));
     let dashboard_stop = CancellationToken::new();
     if let (Some(addr), Some(screens)) = (config.dashboard, &screens) {
         let dashboard = Dashboard {
             feed: Arc::clone(&feed),
+            metrics: Arc::clone(&metrics),
             screens: Arc::clone(screens),
             client: client.clone(),
             recordings: config.recordings.clone(),
@@ -83,7 +89,13 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         .display
         .zip(screens.clone())
         .map(|(layout, screens)| start_ui(screens, layout));
-    let mut cameras = Supervisor::new(session_rx, config.segment, Arc::clone(&errors), screens);
+    let mut cameras = Supervisor::new(
+        session_rx,
+        config.segment,
+        Arc::clone(&errors),
+        screens,
+        Arc::clone(&metrics),
+    );
     let mut discovery = Discovery::new(topics.clone());
     let mut sensors = SensorLog::new(&config.recordings);
     let mut rec = Recording {
@@ -116,6 +128,9 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     let mut ticks = 0u32;
     let mut published_error: Option<String> = None;
     let publish_state = |client: &AsyncClient, rec: &Recording, cameras: &mut Supervisor| {
+        metrics
+            .wanted
+            .store(rec.session.is_some(), std::sync::atomic::Ordering::Relaxed);
         let state = state_of(rec, cameras, &errors);
         *feed.state.lock().expect("feed") = Some(state.clone());
         try_publish(

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::WriteStats;
 use crate::record::recorder::{ErrorSlot, Recorder};
 use crate::record::segmenter::{RecFrame, SegmentPlan};
 use crate::screens::Screens;
@@ -87,6 +88,7 @@ pub struct CameraLink {
     pub segment: Duration,
     pub stats: Arc<LinkStats>,
     pub recorded: Arc<RecordedUpTo>,
+    pub written: Arc<WriteStats>,
     pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
     /// Where the display takes frames from, when there is one.
@@ -197,7 +199,12 @@ impl CameraLink {
             width,
             height,
         };
-        let recorder = Recorder::start(plan, self.label.clone(), Arc::clone(&self.errors))?;
+        let recorder = Recorder::start(
+            plan,
+            self.label.clone(),
+            Arc::clone(&self.errors),
+            Arc::clone(&self.written),
+        )?;
         self.recording.fetch_add(1, Ordering::Relaxed);
         Ok(recorder)
     }

@@ -13,6 +13,7 @@
 //! - [`screens`]: the newest frame of each camera, for the display.
 //! - `display` (feature `display`): the OpenCV windows.
 //! - [`dashboard`]: the web dashboard (tiles, record buttons, sessions, sensors).
+//! - [`metrics`]: the Prometheus figures the dashboard serves at `/metrics`.
 //! - [`broker`]: the embedded MQTT broker (`--embedded-broker`).
 //! - [`demo`]: `viewer demo`, a whole fleet on one machine.
 
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod discovery;
 #[cfg(feature = "display")]
 pub mod display;
+pub mod metrics;
 pub mod record;
 pub mod screens;
 pub mod sensors;

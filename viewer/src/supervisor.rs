@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::{CameraLink, LinkStats, RecordedUpTo, Session};
+use crate::camera::{CameraLink, Session};
 use crate::discovery::NodeEvent;
+use crate::metrics::{CameraCounters, Metrics};
 use crate::record::recorder::ErrorSlot;
 use crate::screens::Screens;
 
@@ -22,16 +23,16 @@ struct Running {
     tcp: String,
     started_at: DateTime<Utc>,
     cancel: CancellationToken,
-    stats: Arc<LinkStats>,
+    counters: Arc<CameraCounters>,
     /// Frames at the last figures, for fps.
     last: (Instant, u64),
 }
 
 pub struct Supervisor {
     tasks: HashMap<(String, String), Running>,
-    /// Per camera, the newest frame recorded: kept when a camera's task
-    /// ends, so its next one never records a frame again.
-    recorded: HashMap<(String, String), Arc<RecordedUpTo>>,
+    /// Per camera counters, and the newest frame recorded: kept when a
+    /// camera's task ends, so its next one never records a frame again.
+    metrics: Arc<Metrics>,
     tracker: TaskTracker,
     pub session: watch::Receiver<Option<Session>>,
     pub segment: Duration,
@@ -47,14 +48,15 @@ impl Supervisor {
         segment: Duration,
         errors: ErrorSlot,
         screens: Option<Arc<Screens>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Supervisor {
             tasks: HashMap::new(),
-            recorded: HashMap::new(),
+            recording: Arc::clone(&metrics.recording),
+            metrics,
             tracker: TaskTracker::new(),
             session,
             segment,
-            recording: Arc::new(AtomicUsize::new(0)),
             errors,
             screens,
             last_figures: Vec::new(),
@@ -78,17 +80,18 @@ impl Supervisor {
                         tracing::info!(camera = %format!("{}/{}", key.0, key.1), "node info changed; reconnecting");
                         self.stop_where(|k| *k == key, "info changed");
                     }
-                    let stats = Arc::new(LinkStats::default());
                     let cancel = CancellationToken::new();
                     let label = format!("{}/{}", key.0, key.1);
+                    let counters = self.metrics.camera(&label);
                     let link = CameraLink {
                         label: label.clone(),
                         node_id: info.node_id.clone(),
                         camera: cam.clone(),
                         session: self.session.clone(),
                         segment: self.segment,
-                        stats: Arc::clone(&stats),
-                        recorded: Arc::clone(self.recorded.entry(key.clone()).or_default()),
+                        stats: Arc::clone(&counters.link),
+                        recorded: Arc::clone(&counters.recorded),
+                        written: Arc::clone(&counters.written),
                         recording: Arc::clone(&self.recording),
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
@@ -104,8 +107,8 @@ impl Supervisor {
                         tcp: cam.tcp,
                         started_at: info.started_at,
                         cancel,
-                        stats,
-                        last: (Instant::now(), 0),
+                        last: (Instant::now(), counters.link.frames.load(Ordering::Relaxed)),
+                        counters,
                     };
                     self.tasks.insert(key, running);
                 }
@@ -142,7 +145,7 @@ impl Supervisor {
             .tasks
             .iter_mut()
             .map(|((node, camera), r)| {
-                let frames = r.stats.frames.load(Ordering::Relaxed);
+                let frames = r.counters.link.frames.load(Ordering::Relaxed);
                 let (at, before) = r.last;
                 let secs = at.elapsed().as_secs_f64();
                 let fps = if secs > 0.0 {
@@ -155,12 +158,9 @@ impl Supervisor {
                     node: node.clone(),
                     camera: camera.clone(),
                     fps: (fps * 10.0).round() / 10.0,
-                    missed: r.stats.missed.load(Ordering::Relaxed),
-                    reconnects: r.stats.reconnects.load(Ordering::Relaxed),
-                    duplicates: self
-                        .recorded
-                        .get(&(node.clone(), camera.clone()))
-                        .map_or(0, |d| d.duplicates.load(Ordering::Relaxed)),
+                    missed: r.counters.link.missed.load(Ordering::Relaxed),
+                    reconnects: r.counters.link.reconnects.load(Ordering::Relaxed),
+                    duplicates: r.counters.recorded.duplicates.load(Ordering::Relaxed),
                     frames,
                 }
             })

@@ -30,6 +30,7 @@ use shared::topics::REC_COMMAND;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::screens::Screens;
 
 /// How often the page gets the state.
@@ -93,6 +94,7 @@ pub struct SensorValue {
 
 pub struct Dashboard {
     pub feed: Arc<Feed>,
+    pub metrics: Arc<Metrics>,
     pub screens: Arc<Screens>,
     pub client: AsyncClient,
     pub recordings: PathBuf,
@@ -116,6 +118,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route("/events", get(events))
         .route("/api/state", get(state))
+        .route("/metrics", get(metrics))
         .route("/api/rec", post(record))
         .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
         .route("/recordings/{*path}", get(files::download))
@@ -204,6 +207,14 @@ fn snapshot(d: &Dashboard) -> Snapshot {
         sensors,
         at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
     }
+}
+
+async fn metrics(State(d): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        d.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn state(State(d): Shared) -> Response {

@@ -2,12 +2,14 @@
 //! never hold up the network side, and a full disk costs the segment being
 //! written, not the connection.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::segmenter::{RecFrame, SegmentPlan, Segmenter};
+use crate::metrics::WriteStats;
 
 /// Frames queued for the writer. Beyond this the camera task waits, and the
 /// node skips frames for this viewer rather than memory growing here.
@@ -25,11 +27,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(plan: SegmentPlan, label: String, errors: ErrorSlot) -> std::io::Result<Self> {
+    pub fn start(
+        plan: SegmentPlan,
+        label: String,
+        errors: ErrorSlot,
+        written: Arc<WriteStats>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name(format!("rec {label}"))
-            .spawn(move || write_frames(plan, label, rx, errors))?;
+            .spawn(move || write_frames(plan, label, rx, errors, &written))?;
         Ok(Recorder { tx, thread })
     }
 
@@ -59,11 +66,22 @@ fn clear_own_error(errors: &ErrorSlot, label: &str) {
     }
 }
 
+/// Adds what `segmenter` wrote since it had closed `closed` segments and
+/// written `bytes`.
+fn account(written: &WriteStats, segmenter: &Segmenter, closed: usize, bytes: u64) {
+    let new_segments = segmenter.closed.len().saturating_sub(closed) as u64;
+    written.segments.fetch_add(new_segments, Ordering::Relaxed);
+    written
+        .bytes
+        .fetch_add(segmenter.bytes.saturating_sub(bytes), Ordering::Relaxed);
+}
+
 fn write_frames(
     plan: SegmentPlan,
     label: String,
     mut rx: mpsc::Receiver<RecFrame>,
     errors: ErrorSlot,
+    written: &WriteStats,
 ) {
     let mut segmenter = Segmenter::new(plan.clone());
     let mut paused_until: Option<Instant> = None;
@@ -74,7 +92,12 @@ fn write_frames(
         }
         paused_until = None;
         let closed = segmenter.closed.len();
-        match segmenter.push(frame) {
+        let bytes = segmenter.bytes;
+        let started = Instant::now();
+        let pushed = segmenter.push(frame);
+        written.record_latency(started.elapsed());
+        account(written, &segmenter, closed, bytes);
+        match pushed {
             Ok(()) if segmenter.closed.len() > closed => clear_own_error(&errors, &label),
             Ok(()) => {}
             Err(e) => {
@@ -88,9 +111,11 @@ fn write_frames(
             }
         }
     }
+    let (closed, bytes) = (segmenter.closed.len(), segmenter.bytes);
     if let Err(e) = segmenter.finish() {
         tracing::error!(camera = %label, "closing the last segment: {e}");
     }
+    account(written, &segmenter, closed, bytes);
     tracing::info!(
         camera = %label,
         "recording closed: {} frames in {} segments",

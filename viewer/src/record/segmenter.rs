@@ -52,6 +52,8 @@ pub struct Segmenter {
     pub closed: Vec<PathBuf>,
     /// Frames written to closed segments.
     pub frames: u64,
+    /// Bytes written to segment files.
+    pub bytes: u64,
 }
 
 struct OpenSegment {
@@ -75,6 +77,7 @@ impl Segmenter {
             last_duration: TIMESCALE / 30,
             closed: Vec::new(),
             frames: 0,
+            bytes: 0,
         }
     }
 
@@ -122,7 +125,9 @@ impl Segmenter {
         let part = self.plan.dir.join(format!("{name}.mp4.part"));
         let done = self.plan.dir.join(format!("{name}.mp4"));
         let mut file = File::create(&part)?;
-        file.write_all(&fmp4::init_segment(self.plan.width, self.plan.height))?;
+        let init = fmp4::init_segment(self.plan.width, self.plan.height);
+        file.write_all(&init)?;
+        self.bytes += init.len() as u64;
         self.open = Some(OpenSegment {
             window,
             origin_us,
@@ -151,8 +156,9 @@ impl Segmenter {
             })
             .collect();
         seg.fragments += 1;
-        seg.file
-            .write_all(&fmp4::fragment(seg.fragments, base, &samples))?;
+        let fragment = fmp4::fragment(seg.fragments, base, &samples);
+        seg.file.write_all(&fragment)?;
+        self.bytes += fragment.len() as u64;
         seg.file.sync_data()?;
         self.frames += self.queued.len() as u64;
         self.queued.clear();

@@ -1,0 +1,241 @@
+//! The viewer's Prometheus figures (`GET /metrics` on the dashboard's
+//! address): per camera what arrived, what was missed or repeated and what
+//! reached the disk, with the write latency; the recordings' file system;
+//! MQTT; wanted and actual recording state.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::camera::{LinkStats, RecordedUpTo};
+
+/// Upper bounds of the write latency buckets, in seconds: one frame handed
+/// to the segmenter, including the fragment write and `fsync` it may cause.
+const WRITE_BOUNDS_S: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// What one camera's recorder wrote, across all its sessions.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Cumulative counts per bound of [`WRITE_BOUNDS_S`], then the count of all.
+    buckets: [AtomicU64; WRITE_BOUNDS_S.len() + 1],
+    /// Sum of all latencies, microseconds.
+    sum_us: AtomicU64,
+}
+
+impl WriteStats {
+    pub fn record_latency(&self, took: Duration) {
+        let s = took.as_secs_f64();
+        for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
+            if s <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.buckets[WRITE_BOUNDS_S.len()].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Everything counted for one camera while the viewer runs: the supervisor
+/// keeps it when the camera's task ends, so counters only grow.
+#[derive(Debug, Default)]
+pub struct CameraCounters {
+    pub link: Arc<LinkStats>,
+    pub recorded: Arc<RecordedUpTo>,
+    pub written: Arc<WriteStats>,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    cameras: Mutex<BTreeMap<String, Arc<CameraCounters>>>,
+    pub mqtt_connected: Arc<AtomicBool>,
+    /// A session is wanted (`command/rec start` and no `stop` since).
+    pub wanted: AtomicBool,
+    /// Cameras writing segments now.
+    pub recording: Arc<AtomicUsize>,
+    recordings: PathBuf,
+}
+
+impl Metrics {
+    pub fn new(recordings: PathBuf, mqtt_connected: Arc<AtomicBool>) -> Self {
+        Metrics {
+            cameras: Mutex::default(),
+            mqtt_connected,
+            wanted: AtomicBool::new(false),
+            recording: Arc::default(),
+            recordings,
+        }
+    }
+
+    /// The counters of camera `label` (`node/camera`), made on first use.
+    pub fn camera(&self, label: &str) -> Arc<CameraCounters> {
+        let mut cameras = self.cameras.lock().expect("metrics lock");
+        Arc::clone(cameras.entry(label.to_owned()).or_default())
+    }
+
+    /// Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        let cameras: Vec<(String, Arc<CameraCounters>)> = self
+            .cameras
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        let mut out = String::new();
+        let mut per_camera =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&CameraCounters) -> u64| {
+                let _ = writeln!(out, "# HELP camfleet_viewer_{name} {help}");
+                let _ = writeln!(out, "# TYPE camfleet_viewer_{name} {kind}");
+                for (label, c) in &cameras {
+                    let (node, camera) = label.split_once('/').unwrap_or((label, ""));
+                    let _ = writeln!(
+                        out,
+                        "camfleet_viewer_{name}{{node=\"{}\",camera=\"{}\"}} {}",
+                        escape(node),
+                        escape(camera),
+                        value(c)
+                    );
+                }
+            };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        per_camera(
+            "frames_received_total",
+            "counter",
+            "Frames received from the camera's node.",
+            &|c| load(&c.link.frames),
+        );
+        per_camera(
+            "frames_missed_total",
+            "counter",
+            "Frames the node skipped for this viewer (sequence gaps).",
+            &|c| load(&c.link.missed),
+        );
+        per_camera(
+            "reconnects_total",
+            "counter",
+            "Times the connection to the camera was made again.",
+            &|c| load(&c.link.reconnects),
+        );
+        per_camera(
+            "duplicates_skipped_total",
+            "counter",
+            "Frames received again after a reconnect and not recorded twice.",
+            &|c| load(&c.recorded.duplicates),
+        );
+        per_camera(
+            "segments_written_total",
+            "counter",
+            "Segments closed (renamed from .part).",
+            &|c| load(&c.written.segments),
+        );
+        per_camera(
+            "bytes_written_total",
+            "counter",
+            "Bytes written to segments.",
+            &|c| load(&c.written.bytes),
+        );
+
+        let name = "camfleet_viewer_write_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to hand one frame to the segment writer, fragment writes and fsync included.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (label, c) in &cameras {
+            let (node, camera) = label.split_once('/').unwrap_or((label, ""));
+            let labels = format!("node=\"{}\",camera=\"{}\"", escape(node), escape(camera));
+            for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                    load(&c.written.buckets[i])
+                );
+            }
+            let count = load(&c.written.buckets[WRITE_BOUNDS_S.len()]);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{labels}}} {}",
+                load(&c.written.sum_us) as f64 / 1e6
+            );
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        }
+
+        let mut gauge = |name: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP camfleet_viewer_{name} {help}");
+            let _ = writeln!(out, "# TYPE camfleet_viewer_{name} gauge");
+            let _ = writeln!(out, "camfleet_viewer_{name} {value}");
+        };
+        let flag = |b: bool| u8::from(b).to_string();
+        gauge(
+            "mqtt_connected",
+            "1 while connected to the broker.",
+            flag(self.mqtt_connected.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "recording_wanted",
+            "1 while a session is wanted (start, and no stop since).",
+            flag(self.wanted.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "cameras_recording",
+            "Cameras writing segments now.",
+            self.recording.load(Ordering::Relaxed).to_string(),
+        );
+        if let Ok(fs) = nix::sys::statvfs::statvfs(&self.recordings) {
+            let block = fs.fragment_size() as f64;
+            gauge(
+                "recordings_free_bytes",
+                "Free space on the recordings' file system (for unprivileged users).",
+                (fs.blocks_available() as f64 * block).to_string(),
+            );
+            gauge(
+                "recordings_size_bytes",
+                "Size of the recordings' file system.",
+                (fs.blocks() as f64 * block).to_string(),
+            );
+        }
+        out
+    }
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_labels_escaped() {
+        let m = Metrics::new(std::env::temp_dir(), Arc::default());
+        let c = m.camera("pi-\"door\"/cam0");
+        c.written.record_latency(Duration::from_micros(300));
+        c.written.record_latency(Duration::from_millis(30));
+        c.link.frames.fetch_add(5, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"camfleet_viewer_frames_received_total{node="pi-\"door\"",camera="cam0"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"le="0.0005"} 1"#), "{text}");
+        assert!(text.contains(r#"le="0.05"} 2"#), "{text}");
+        assert!(text.contains(r#"le="+Inf"} 2"#), "{text}");
+        assert!(
+            text.contains("camfleet_viewer_recordings_free_bytes "),
+            "{text}"
+        );
+    }
+}
