@@ -103,6 +103,18 @@ pub struct RecordingState {
     /// Every camera the viewer is connected to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkFigures>,
+    /// The recordings' budget and what it has deleted, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionFigures>,
+}
+
+/// What retention keeps and has deleted since the viewer started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetentionFigures {
+    /// The budget in words, e.g. "keep 7 days, 10% free".
+    pub budget: String,
+    pub deleted_segments: u64,
+    pub freed_bytes: u64,
 }
 
 /// One camera as a viewer sees it.

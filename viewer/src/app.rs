@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
-use shared::messages::{RecCommand, RecordingState, OFFLINE, ONLINE};
+use shared::messages::{RecCommand, RecordingState, RetentionFigures, OFFLINE, ONLINE};
 use shared::mqtt::{self, MqttEvent, Will};
 use shared::topics::{Topics, GETIP_REQUEST, GETIP_RESPONSE, REC_COMMAND};
 use tokio::sync::watch;
@@ -20,6 +20,7 @@ use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::record::desired::{DesiredState, Wanted};
+use crate::retention::{Freed, Retention, RETENTION_EVERY};
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
 use crate::supervisor::Supervisor;
@@ -121,6 +122,9 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         ));
         rec.resumed = true;
     }
+    let mut retention = RetentionRunner::new(&config, &metrics);
+    let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
+    let mut segments_seen = 0;
     let mut getip = tokio::time::interval(GETIP_EVERY);
     let mut state_tick = tokio::time::interval(STATE_EVERY);
     let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
@@ -131,7 +135,18 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         metrics
             .wanted
             .store(rec.session.is_some(), std::sync::atomic::Ordering::Relaxed);
-        let state = state_of(rec, cameras, &errors);
+        let retention = (!config.retention.is_off()).then(|| RetentionFigures {
+            budget: config.retention.describe(),
+            deleted_segments: metrics
+                .freed
+                .segments
+                .load(std::sync::atomic::Ordering::Relaxed),
+            freed_bytes: metrics
+                .freed
+                .bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        });
+        let state = state_of(rec, cameras, &errors, retention);
         *feed.state.lock().expect("feed") = Some(state.clone());
         try_publish(
             client,
@@ -188,6 +203,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 }
             },
             _ = getip.tick() => try_publish(&client, GETIP_REQUEST, false, "?".into()),
+            _ = retention_tick.tick() => retention.run(),
             _ = state_tick.tick() => {
                 published_cameras = publish_state(&client, &rec, &mut cameras);
                 ticks += 1;
@@ -197,10 +213,19 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             }
             _ = flush_tick.tick() => {
                 sensors.flush();
+                // A segment closed: the budget may be exceeded now.
+                let segments = metrics.segments_written();
+                if segments != segments_seen {
+                    segments_seen = segments;
+                    retention.run();
+                }
                 // Cameras join a session with their next frame, and write
                 // errors come and go: say so soon.
                 let error = errors.lock().expect("error slot").clone();
                 if cameras.recording() != published_cameras || error != published_error {
+                    if error.is_some() && error != published_error {
+                        retention.run(); // a full disk: make room now
+                    }
                     published_error = error;
                     published_cameras = publish_state(&client, &rec, &mut cameras);
                 }
@@ -224,6 +249,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         error: None,
         note: Some("viewer stopped".into()),
         links: vec![],
+        retention: None,
     };
     try_publish(
         &client,
@@ -319,6 +345,7 @@ fn state_of(
     rec: &Recording,
     cameras: &mut Supervisor,
     errors: &Mutex<Option<String>>,
+    retention: Option<RetentionFigures>,
 ) -> RecordingState {
     let (state, session, since) = match &rec.session {
         Some((s, at)) => (
@@ -341,6 +368,48 @@ fn state_of(
         error: errors.lock().expect("error slot").clone(),
         note: rec.note.clone(),
         links: cameras.figures(),
+        retention,
+    }
+}
+
+/// Runs retention passes off the event loop, one at a time.
+struct RetentionRunner {
+    retention: Arc<Retention>,
+    recordings: std::path::PathBuf,
+    freed: Arc<Freed>,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RetentionRunner {
+    fn new(config: &ViewerConfig, metrics: &Metrics) -> Self {
+        if !config.retention.is_off() {
+            tracing::info!(
+                "retention: {} in {}",
+                config.retention.describe(),
+                config.recordings.display()
+            );
+        }
+        RetentionRunner {
+            retention: Arc::new(config.retention.clone()),
+            recordings: config.recordings.clone(),
+            freed: Arc::clone(&metrics.freed),
+            running: None,
+        }
+    }
+
+    /// Starts a pass unless one is under way (or retention is off).
+    fn run(&mut self) {
+        if self.retention.is_off() || self.running.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let (retention, recordings, freed) = (
+            Arc::clone(&self.retention),
+            self.recordings.clone(),
+            Arc::clone(&self.freed),
+        );
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            retention.enforce(&recordings, Utc::now(), &freed)
+        }));
     }
 }
 

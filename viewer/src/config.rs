@@ -11,6 +11,8 @@ use shared::broker::{BrokerUrl, DEFAULT_BROKER};
 use shared::mqtt::MqttSettings;
 use shared::topics::SENSOR_FILTER;
 
+use crate::retention::{parse_keep_free, parse_size, Retention};
+
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/viewer.toml";
 /// The web dashboard's address unless told otherwise.
@@ -94,6 +96,21 @@ pub struct Cli {
         default_missing_value = crate::broker::DEFAULT_ADDR
     )]
     pub embedded_broker: Option<SocketAddr>,
+    /// Delete segments older than D days (dated by their names)
+    #[arg(long, global = true, env = "CAMFLEET_KEEP_DAYS", value_name = "D")]
+    pub keep_days: Option<u32>,
+    /// Free space to leave on the recordings' file system: a size (500MB, 20GB, 1.5TiB) or 10%;
+    /// the oldest closed segments go first
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_KEEP_FREE",
+        value_name = "SIZE|PCT"
+    )]
+    pub keep_free: Option<String>,
+    /// Most the recordings folder may hold (500MB, 20GB, 1.5TiB); the oldest closed segments go first
+    #[arg(long, global = true, env = "CAMFLEET_MAX_SIZE", value_name = "SIZE")]
+    pub max_size: Option<String>,
     /// Web dashboard address, or "off" [default: 127.0.0.1:8090]
     #[arg(long, global = true, env = "CAMFLEET_DASHBOARD", value_name = "ADDR")]
     pub dashboard: Option<String>,
@@ -125,6 +142,9 @@ pub struct FileConfig {
     pub sensor_topics: Option<Vec<String>>,
     pub embedded_broker: Option<SocketAddr>,
     pub dashboard: Option<String>,
+    pub keep_days: Option<u32>,
+    pub keep_free: Option<String>,
+    pub max_size: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -156,6 +176,8 @@ pub struct ViewerConfig {
     /// Keep the wanted recording state on disk and resume it after a
     /// restart (off for `viewer demo`, which starts afresh every time).
     pub resume: bool,
+    /// What to delete when (off unless a key is set).
+    pub retention: Retention,
 }
 
 impl ViewerConfig {
@@ -226,7 +248,25 @@ impl ViewerConfig {
                     format!("dashboard: {text:?} is not host:port (or \"off\")")
                 })?),
             };
+        let keep_free = cli
+            .keep_free
+            .or(file.keep_free)
+            .map(|t| parse_keep_free(&t))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("keep_free: {e}"))?;
+        let max_size = cli
+            .max_size
+            .or(file.max_size)
+            .map(|t| parse_size(&t))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("max_size: {e}"))?;
+        let retention = Retention {
+            keep_days: cli.keep_days.or(file.keep_days),
+            keep_free,
+            max_size,
+        };
         Ok(ViewerConfig {
+            retention,
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             dashboard,
             dashboard_explicit,

@@ -14,6 +14,7 @@
 //! - `display` (feature `display`): the OpenCV windows.
 //! - [`dashboard`]: the web dashboard (tiles, record buttons, sessions, sensors).
 //! - [`metrics`]: the Prometheus figures the dashboard serves at `/metrics`.
+//! - [`retention`]: deletes the oldest segments to keep the recordings' budget.
 //! - [`broker`]: the embedded MQTT broker (`--embedded-broker`).
 //! - [`demo`]: `viewer demo`, a whole fleet on one machine.
 
@@ -28,6 +29,7 @@ pub mod discovery;
 pub mod display;
 pub mod metrics;
 pub mod record;
+pub mod retention;
 pub mod screens;
 pub mod sensors;
 pub mod supervisor;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::camera::{LinkStats, RecordedUpTo};
+use crate::retention::Freed;
 
 /// Upper bounds of the write latency buckets, in seconds: one frame handed
 /// to the segmenter, including the fragment write and `fsync` it may cause.
@@ -60,6 +61,8 @@ pub struct Metrics {
     pub wanted: AtomicBool,
     /// Cameras writing segments now.
     pub recording: Arc<AtomicUsize>,
+    /// What retention deleted.
+    pub freed: Arc<Freed>,
     recordings: PathBuf,
 }
 
@@ -70,6 +73,7 @@ impl Metrics {
             mqtt_connected,
             wanted: AtomicBool::new(false),
             recording: Arc::default(),
+            freed: Arc::default(),
             recordings,
         }
     }
@@ -78,6 +82,16 @@ impl Metrics {
     pub fn camera(&self, label: &str) -> Arc<CameraCounters> {
         let mut cameras = self.cameras.lock().expect("metrics lock");
         Arc::clone(cameras.entry(label.to_owned()).or_default())
+    }
+
+    /// Segments closed by every camera so far.
+    pub fn segments_written(&self) -> u64 {
+        self.cameras
+            .lock()
+            .expect("metrics lock")
+            .values()
+            .map(|c| c.written.segments.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Prometheus text format 0.0.4.
@@ -166,11 +180,24 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         }
 
-        let mut gauge = |name: &str, help: &str, value: String| {
+        let mut single = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(out, "# HELP camfleet_viewer_{name} {help}");
-            let _ = writeln!(out, "# TYPE camfleet_viewer_{name} gauge");
+            let _ = writeln!(out, "# TYPE camfleet_viewer_{name} {kind}");
             let _ = writeln!(out, "camfleet_viewer_{name} {value}");
         };
+        single(
+            "retention_deleted_segments_total",
+            "counter",
+            "Segments retention deleted.",
+            load(&self.freed.segments).to_string(),
+        );
+        single(
+            "retention_freed_bytes_total",
+            "counter",
+            "Bytes retention freed.",
+            load(&self.freed.bytes).to_string(),
+        );
+        let mut gauge = |name: &str, help: &str, value: String| single(name, "gauge", help, value);
         let flag = |b: bool| u8::from(b).to_string();
         gauge(
             "mqtt_connected",
