@@ -203,7 +203,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 }
             },
             _ = getip.tick() => try_publish(&client, GETIP_REQUEST, false, "?".into()),
-            _ = retention_tick.tick() => retention.run(),
+            _ = retention_tick.tick() => retention.run(false),
             _ = state_tick.tick() => {
                 published_cameras = publish_state(&client, &rec, &mut cameras);
                 ticks += 1;
@@ -217,14 +217,14 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 let segments = metrics.segments_written();
                 if segments != segments_seen {
                     segments_seen = segments;
-                    retention.run();
+                    retention.run(false);
                 }
                 // Cameras join a session with their next frame, and write
                 // errors come and go: say so soon.
                 let error = errors.lock().expect("error slot").clone();
                 if cameras.recording() != published_cameras || error != published_error {
                     if error.is_some() && error != published_error {
-                        retention.run(); // a full disk: make room now
+                        retention.run(true); // a full disk: make room now
                     }
                     published_error = error;
                     published_cameras = publish_state(&client, &rec, &mut cameras);
@@ -372,13 +372,21 @@ fn state_of(
     }
 }
 
-/// Runs retention passes off the event loop, one at a time.
+/// Runs retention passes off the event loop, one at a time, and at most
+/// one in [`PASS_SPACING`] times the last pass's length: a pass over 100 000
+/// segments takes about half a second (docs/benchmarks.md).
 struct RetentionRunner {
     retention: Arc<Retention>,
     recordings: std::path::PathBuf,
     freed: Arc<Freed>,
     running: Option<tokio::task::JoinHandle<()>>,
+    last_started: Option<std::time::Instant>,
+    /// How long the last pass took, microseconds.
+    last_took_us: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Retention spends at most a twentieth of one core.
+const PASS_SPACING: u32 = 20;
 
 impl RetentionRunner {
     fn new(config: &ViewerConfig, metrics: &Metrics) -> Self {
@@ -394,21 +402,40 @@ impl RetentionRunner {
             recordings: config.recordings.clone(),
             freed: Arc::clone(&metrics.freed),
             running: None,
+            last_started: None,
+            last_took_us: Arc::default(),
         }
     }
 
-    /// Starts a pass unless one is under way (or retention is off).
-    fn run(&mut self) {
+    /// Starts a pass unless one is under way, the last one was too recent
+    /// (unless `urgent`: a write failed), or retention is off.
+    fn run(&mut self, urgent: bool) {
         if self.retention.is_off() || self.running.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
-        let (retention, recordings, freed) = (
+        let took =
+            Duration::from_micros(self.last_took_us.load(std::sync::atomic::Ordering::Relaxed));
+        if !urgent
+            && self
+                .last_started
+                .is_some_and(|at| at.elapsed() < took * PASS_SPACING)
+        {
+            return;
+        }
+        self.last_started = Some(std::time::Instant::now());
+        let (retention, recordings, freed, took) = (
             Arc::clone(&self.retention),
             self.recordings.clone(),
             Arc::clone(&self.freed),
+            Arc::clone(&self.last_took_us),
         );
         self.running = Some(tokio::task::spawn_blocking(move || {
-            retention.enforce(&recordings, Utc::now(), &freed)
+            let started = std::time::Instant::now();
+            retention.enforce(&recordings, Utc::now(), &freed);
+            took.store(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }));
     }
 }
