@@ -29,8 +29,8 @@ use crate::socket::{self, UnsentCap};
 /// Unacknowledged data older than this drops the connection
 /// (`TCP_USER_TIMEOUT`), and a stream whose previous frame has not left
 /// for this long ends: a browser that stopped reading cannot hold a viewer
-/// slot for ever.
-pub const STALL_LIMIT: Duration = Duration::from_secs(20);
+/// slot for ever. The same limit as the TCP frame protocol's.
+pub const STALL_LIMIT: Duration = crate::tcp::WRITE_STALL_LIMIT;
 
 /// Accepts connections for `axum::serve` and meters what each writes.
 #[derive(Debug)]
@@ -49,36 +49,25 @@ impl axum::serve::Listener for MeteredListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (MeteredStream, SocketAddr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    socket::prepare_viewer(&stream);
-                    if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
-                        tracing::debug!("TCP_USER_TIMEOUT: {e}");
-                    }
-                    let socket = match stream.as_fd().try_clone_to_owned() {
-                        Ok(fd) => Some(Arc::new(fd)),
-                        Err(e) => {
-                            tracing::debug!("no second handle on the socket: {e}");
-                            None
-                        }
-                    };
-                    let meter = WriteMeter::default();
-                    return (
-                        MeteredStream {
-                            stream,
-                            meter,
-                            socket,
-                        },
-                        peer,
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        let (stream, peer) = crate::tcp::accept_retrying(&self.listener).await;
+        socket::prepare_viewer(&stream);
+        if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
+            tracing::debug!("TCP_USER_TIMEOUT: {e}");
         }
+        let socket = match stream.as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) => {
+                tracing::debug!("no second handle on the socket: {e}");
+                None
+            }
+        };
+        let meter = WriteMeter::default();
+        let stream = MeteredStream {
+            stream,
+            meter,
+            socket,
+        };
+        (stream, peer)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -146,8 +135,7 @@ impl Connected<IncomingStream<'_, MeteredListener>> for Peer {
 pub struct Pacer {
     /// `None` when served without a [`MeteredListener`] (tests through
     /// the router alone): then nothing waits.
-    meter: Option<WriteMeter>,
-    socket: Option<Arc<OwnedFd>>,
+    peer: Option<Peer>,
     cap: UnsentCap,
     /// Bytes written before the body started (the response head), plus
     /// what the body has handed to hyper since.
@@ -156,20 +144,17 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(peer: Option<&Peer>) -> Self {
-        let meter = peer.map(|p| p.meter.clone());
-        let target = meter.as_ref().map_or(0, WriteMeter::written);
         Pacer {
-            meter,
-            socket: peer.and_then(|p| p.socket.clone()),
+            peer: peer.cloned(),
             cap: UnsentCap::default(),
-            target,
+            target: peer.map_or(0, |p| p.meter.written()),
         }
     }
 
     /// Sizes the socket's unsent cap for a frame of `len` bytes to a
     /// viewer that keeps up (or is `behind`).
     pub fn fit(&mut self, len: usize, behind: bool) {
-        if let Some(socket) = &self.socket {
+        if let Some(socket) = self.peer.as_ref().and_then(|p| p.socket.as_ref()) {
             self.cap.fit(socket.as_ref(), len, behind);
         }
     }
@@ -183,10 +168,10 @@ impl Pacer {
     /// (give or take hyper's few bytes of chunk framing); false when that
     /// took longer than [`STALL_LIMIT`].
     pub async fn wait_written(&self) -> bool {
-        let Some(meter) = &self.meter else {
+        let Some(peer) = &self.peer else {
             return true;
         };
-        tokio::time::timeout(STALL_LIMIT, meter.reach(self.target))
+        tokio::time::timeout(STALL_LIMIT, peer.meter.reach(self.target))
             .await
             .is_ok()
     }

@@ -103,22 +103,27 @@ fn stall(limit: Duration) -> std::io::Error {
     )
 }
 
-/// The next connection, or `None` once `cancel` fires. Accept errors
-/// (EMFILE and friends) are logged and retried after a pause, not spun on.
+/// The next connection, or `None` once `cancel` fires.
 pub async fn accept(
     listener: &TcpListener,
     cancel: &CancellationToken,
 ) -> Option<(TcpStream, SocketAddr)> {
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        pair = accept_retrying(listener) => Some(pair),
+    }
+}
+
+/// The next connection. Accept errors (EMFILE and friends) are logged and
+/// retried after a pause, not spun on.
+pub async fn accept_retrying(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => return Some(pair),
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }

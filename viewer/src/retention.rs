@@ -333,14 +333,6 @@ fn remove_old_sessions_without_media(recordings: &Path, now: DateTime<Utc>, days
     }
 }
 
-/// Frees the counters of one pass (for tests and the benchmark).
-pub fn freed_now(freed: &Freed) -> (u64, u64) {
-    (
-        freed.segments.load(Ordering::Relaxed),
-        freed.bytes.load(Ordering::Relaxed),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,7 +380,11 @@ mod tests {
             !dir.join("20261101T100000Z").exists(),
             "session with its csv gone"
         );
-        assert_eq!(freed_now(&freed), (2, 2000));
+        let freed_now = (
+            freed.segments.load(Ordering::Relaxed),
+            freed.bytes.load(Ordering::Relaxed),
+        );
+        assert_eq!(freed_now, (2, 2000));
         // Nothing closed is left to take once only the open one remains.
         let tight = Retention {
             max_size: Some(10),

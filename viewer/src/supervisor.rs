@@ -2,7 +2,7 @@
 //! node's info changes (restarted, new port), stopped when it goes down.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,6 @@ pub struct Supervisor {
     tracker: TaskTracker,
     pub session: watch::Receiver<Option<Session>>,
     pub segment: Duration,
-    pub recording: Arc<AtomicUsize>,
     pub errors: ErrorSlot,
     pub screens: Option<Arc<Screens>>,
     last_figures: Vec<LinkFigures>,
@@ -52,7 +51,6 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             tasks: HashMap::new(),
-            recording: Arc::clone(&metrics.recording),
             metrics,
             tracker: TaskTracker::new(),
             session,
@@ -92,7 +90,7 @@ impl Supervisor {
                         stats: Arc::clone(&counters.link),
                         recorded: Arc::clone(&counters.recorded),
                         written: Arc::clone(&counters.written),
-                        recording: Arc::clone(&self.recording),
+                        recording: Arc::clone(&self.metrics.recording),
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
                     };
@@ -136,7 +134,7 @@ impl Supervisor {
 
     /// Cameras recording right now.
     pub fn recording(&self) -> usize {
-        self.recording.load(Ordering::Relaxed)
+        self.metrics.recording.load(Ordering::Relaxed)
     }
 
     /// Figures per camera since the last call.
