@@ -7,7 +7,7 @@ packages=("$@")
 if [ ${#packages[@]} -eq 0 ]; then
   packages=(mosquitto mosquitto-clients ffmpeg openssl qemu-user systemd util-linux
             libopencv-dev clang libclang-dev xvfb curl gstreamer1.0-tools gstreamer1.0-plugins-good
-            chromium chromium-driver procps prometheus)
+            chromium chromium-driver procps prometheus faketime)
 fi
 
 missing=()

@@ -23,6 +23,10 @@ use crate::serve::http::{self, HttpServer};
 use crate::serve::rtsp::{self, RtspCamera, RtspServer};
 use crate::state::NodeState;
 
+/// How often the kernel is asked whether the clock is synchronised (NTP
+/// often arrives a minute or two after a Pi boots).
+const CLOCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs the node until `shutdown` is cancelled. Errors only when it cannot
 /// start (a port in use, a bad CA file).
 pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> {
@@ -78,6 +82,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         addresses,
         started_at: Utc::now(),
         cameras: cameras_info,
+        clock_synchronized: crate::clock::synchronized(),
     };
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
     let state = Arc::new(NodeState::new(info, hubs.clone(), config.watchdog));
@@ -121,6 +126,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     };
     let task = http::run(http_listener, Arc::new(web));
     servers.spawn(task.instrument(tracing::info_span!("http")));
+    let clock = Arc::clone(&state);
+    let stop = servers_stop.clone();
+    servers.spawn(async move { clock.follow_clock(CLOCK_CHECK_EVERY, stop).await });
     let cameras = TaskTracker::new();
     let cameras_stop = CancellationToken::new();
     for (cam, hub) in config.cameras.iter().zip(&hubs) {

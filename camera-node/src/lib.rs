@@ -12,6 +12,7 @@
 //!   the hub every server reads from, is the `fanout` library's):
 //!   [`serve::rtsp`] (RTSP with RTP/JPEG, RFC 2435) and [`serve::http`]
 //!   (index page, MJPEG, snapshots, JSON API, metrics, health).
+//! - [`clock`]: the node's time and its synchronisation status, for viewers.
 //! - [`state`]: NodeInfo and capture control shared by the servers.
 //! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod auth;
 pub mod camera;
+pub mod clock;
 pub mod config;
 pub mod mjpeg;
 pub mod notify;

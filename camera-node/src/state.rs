@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use shared::messages::NodeInfo;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use fanout::{Health, Hub, Protocol};
 
@@ -74,6 +75,23 @@ impl NodeState {
             });
         }
         Some(changed)
+    }
+
+    /// Republishes NodeInfo when the kernel's word on the clock changes
+    /// (network time arrived, or was lost), checking every `every`.
+    pub async fn follow_clock(&self, every: std::time::Duration, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        while cancel.run_until_cancelled(ticker.tick()).await.is_some() {
+            let now = crate::clock::synchronized();
+            let changed = self.info.send_if_modified(|info| {
+                let changed = info.clock_synchronized != now;
+                info.clock_synchronized = now;
+                changed
+            });
+            if changed {
+                tracing::info!(synchronized = ?now, "the clock's synchronisation status changed");
+            }
+        }
     }
 
     pub fn health(&self, hub: &Hub) -> Health {

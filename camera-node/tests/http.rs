@@ -226,7 +226,7 @@ fn metrics_count_viewers_per_protocol() {
 }
 
 #[test]
-fn passwords_guard_http_and_rtsp_but_not_healthz() {
+fn passwords_guard_http_and_rtsp_but_not_healthz_or_the_time() {
     require("ffprobe", "ffmpeg");
     let broker = Broker::start();
     let dir = TempDir::new("auth");
@@ -255,6 +255,11 @@ fn passwords_guard_http_and_rtsp_but_not_healthz() {
         200,
         "healthz stays open"
     );
+    // So does the clock, which viewers without the password measure.
+    let time = curl(&[&format!("{base}/api/v1/time")]);
+    assert_eq!(time.status, 200, "{}", time.text());
+    let reply: shared::messages::TimeReply = serde_json::from_str(&time.text()).unwrap();
+    assert!(reply.unix_us.abs_diff(now_us()) < 5_000_000, "{reply:?}");
 
     let rtsp = node.rtsp_base();
     let mut client = RtspClient::connect(&rtsp);

@@ -23,6 +23,21 @@ pub struct NodeInfo {
     #[serde(with = "rfc3339_seconds")]
     pub started_at: DateTime<Utc>,
     pub cameras: Vec<CameraInfo>,
+    /// Whether the kernel says the node's clock is synchronised (adjtimex);
+    /// absent where the node cannot tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_synchronized: Option<bool>,
+}
+
+/// The node's answer to `GET /api/v1/time`: its clock, read while it
+/// answered, for viewers that measure how far off it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeReply {
+    pub v: u32,
+    /// Microseconds since the Unix epoch by the node's clock.
+    pub unix_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronized: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +146,29 @@ pub struct LinkFigures {
     #[serde(default)]
     pub duplicates: u64,
     pub frames: u64,
+    /// How far the node's clock is from the viewer's, once measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockFigures>,
+}
+
+/// A node's clock as a viewer measured it (DESIGN.md: one timeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockFigures {
+    /// Node clock minus viewer clock, in milliseconds: -5400000 for a node
+    /// 90 minutes behind.
+    pub offset_ms: f64,
+    /// Round trip of the exchange the offset comes from; the offset is
+    /// right to within half of it.
+    pub rtt_ms: f64,
+    /// Whether frames are placed on the viewer's clock (the offset is over
+    /// the threshold) or keep the node's capture time.
+    pub corrected: bool,
+    /// What the node's kernel says of its clock, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronized: Option<bool>,
+    /// Why a user should look: a large offset, a recent step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// A `command/rec` payload.

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{NodeClock, Timeline};
 use crate::metrics::WriteStats;
 use crate::record::recorder::{ErrorSlot, Recorder};
 use crate::record::segmenter::{RecFrame, SegmentPlan};
@@ -93,9 +94,16 @@ pub struct CameraLink {
     pub errors: ErrorSlot,
     /// Where the display takes frames from, when there is one.
     pub screens: Option<Arc<Screens>>,
+    /// This camera's frames on the fleet's timeline (its node's clock
+    /// measured), kept across reconnects.
+    pub timeline: tokio::sync::Mutex<Timeline>,
 }
 
 impl CameraLink {
+    pub fn timeline(clock: Arc<NodeClock>) -> tokio::sync::Mutex<Timeline> {
+        tokio::sync::Mutex::new(Timeline::new(clock))
+    }
+
     pub async fn run(self, cancel: CancellationToken) {
         let stats = Arc::clone(&self.stats);
         let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
@@ -114,6 +122,7 @@ impl CameraLink {
             .with_context(|| format!("connecting to {tcp}"))?;
         tracing::info!("connected to {tcp}");
         let mut frames = FramedRead::new(stream, FrameDecoder::new());
+        let mut timeline = self.timeline.lock().await;
         // Read afresh for every frame (this run's own receiver).
         let mut session = self.session.clone();
         let mut recorder: Option<(Session, Recorder)> = None;
@@ -178,7 +187,8 @@ impl CameraLink {
                 }
                 repeats = 0;
                 r.record(RecFrame {
-                    captured_at_us: frame.captured_at_us,
+                    captured_at_us: timeline.place(frame.captured_at_us).await,
+                    node_us: frame.captured_at_us,
                     jpeg: frame.jpeg,
                 })
                 .await;

@@ -8,6 +8,7 @@
 //! - [`discovery`]: which nodes are up, from retained info/status and getIP.
 //! - [`supervisor`]: one task per camera, started, restarted and stopped.
 //! - [`camera`]: a camera's connection: read, reconnect, record.
+//! - [`clock`]: each node's clock offset, frames placed on one timeline.
 //! - [`record`]: the fMP4 writer, the segmenter, the writer thread.
 //! - [`sensors`]: sensor messages to CSV.
 //! - [`screens`]: the newest frame of each camera, for the display.
@@ -21,6 +22,7 @@
 pub mod app;
 pub mod broker;
 pub mod camera;
+pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::camera::{LinkStats, RecordedUpTo};
+use crate::clock::NodeClock;
 use crate::retention::Freed;
 
 /// Upper bounds of the write latency buckets, in seconds: one frame handed
@@ -51,6 +52,8 @@ pub struct CameraCounters {
     pub link: Arc<LinkStats>,
     pub recorded: Arc<RecordedUpTo>,
     pub written: Arc<WriteStats>,
+    /// The clock of the camera's node, once the camera has run.
+    pub clock: Mutex<Option<Arc<NodeClock>>>,
 }
 
 #[derive(Debug)]
@@ -178,6 +181,26 @@ impl Metrics {
                 load(&c.written.sum_us) as f64 / 1e6
             );
             let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        }
+
+        let name = "camfleet_viewer_clock_offset_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The camera's node clock minus the viewer's, as last measured."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (label, c) in &cameras {
+            let (node, camera) = label.split_once('/').unwrap_or((label, ""));
+            let clock = c.clock.lock().expect("clock slot").clone();
+            if let Some(e) = clock.and_then(|c| c.estimate()) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{node=\"{}\",camera=\"{}\"}} {}",
+                    escape(node),
+                    escape(camera),
+                    e.offset_us as f64 / 1e6
+                );
+            }
         }
 
         let mut single = |name: &str, kind: &str, help: &str, value: String| {

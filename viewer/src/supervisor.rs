@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::camera::{CameraLink, Session};
+use crate::clock::{http_authority, NodeClock};
 use crate::discovery::NodeEvent;
 use crate::metrics::{CameraCounters, Metrics};
 use crate::record::recorder::ErrorSlot;
@@ -28,8 +29,17 @@ struct Running {
     last: (Instant, u64),
 }
 
+/// One node's clock, measured while the node is up.
+struct Clock {
+    started_at: DateTime<Utc>,
+    http: Option<String>,
+    clock: Arc<NodeClock>,
+    cancel: CancellationToken,
+}
+
 pub struct Supervisor {
     tasks: HashMap<(String, String), Running>,
+    clocks: HashMap<String, Clock>,
     /// Per camera counters, and the newest frame recorded: kept when a
     /// camera's task ends, so its next one never records a frame again.
     metrics: Arc<Metrics>,
@@ -51,6 +61,7 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             tasks: HashMap::new(),
+            clocks: HashMap::new(),
             metrics,
             tracker: TaskTracker::new(),
             session,
@@ -64,6 +75,7 @@ impl Supervisor {
     pub fn apply(&mut self, event: NodeEvent) {
         match event {
             NodeEvent::Up(info) => {
+                let clock = self.clock_of(&info);
                 let wanted: Vec<String> = info.cameras.iter().map(|c| c.id.clone()).collect();
                 self.stop_where(
                     |(node, cam)| *node == info.node_id && !wanted.contains(cam),
@@ -93,7 +105,9 @@ impl Supervisor {
                         recording: Arc::clone(&self.metrics.recording),
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
+                        timeline: CameraLink::timeline(Arc::clone(&clock)),
                     };
+                    *counters.clock.lock().expect("clock slot") = Some(Arc::clone(&clock));
                     if let Some(screens) = &self.screens {
                         screens.add(&label);
                     }
@@ -114,8 +128,41 @@ impl Supervisor {
             NodeEvent::Down(node) => {
                 tracing::info!(node = %node, "node offline; dropping its cameras");
                 self.stop_where(|(n, _)| *n == node, "node offline");
+                if let Some(old) = self.clocks.remove(&node) {
+                    old.cancel.cancel();
+                }
             }
         }
+    }
+
+    /// The node's clock: the one measured so far while the same run of the
+    /// node is up, else a new one (a restarted node may have a new clock).
+    fn clock_of(&mut self, info: &shared::messages::NodeInfo) -> Arc<NodeClock> {
+        let http = info
+            .cameras
+            .iter()
+            .find_map(|c| c.http.as_deref().and_then(http_authority));
+        if let Some(c) = self.clocks.get(&info.node_id) {
+            if c.started_at == info.started_at && c.http == http {
+                return Arc::clone(&c.clock);
+            }
+            c.cancel.cancel();
+        }
+        let clock = NodeClock::new(&info.node_id, http.clone());
+        let cancel = CancellationToken::new();
+        let span = tracing::info_span!("clock", node = %info.node_id);
+        self.tracker
+            .spawn(Arc::clone(&clock).refresh(cancel.clone()).instrument(span));
+        self.clocks.insert(
+            info.node_id.clone(),
+            Clock {
+                started_at: info.started_at,
+                http,
+                clock: Arc::clone(&clock),
+                cancel,
+            },
+        );
+        clock
     }
 
     fn stop_where(&mut self, matches: impl Fn(&(String, String)) -> bool, why: &str) {
@@ -160,6 +207,7 @@ impl Supervisor {
                     reconnects: r.counters.link.reconnects.load(Ordering::Relaxed),
                     duplicates: r.counters.recorded.duplicates.load(Ordering::Relaxed),
                     frames,
+                    clock: self.clocks.get(node).and_then(|c| c.clock.figures()),
                 }
             })
             .collect();
@@ -186,6 +234,9 @@ impl Supervisor {
     /// Stops every camera (each closes its open segment) and waits.
     pub async fn shutdown(mut self) {
         self.stop_where(|_| true, "shutting down");
+        for c in self.clocks.values() {
+            c.cancel.cancel();
+        }
         self.tracker.close();
         self.tracker.wait().await;
     }

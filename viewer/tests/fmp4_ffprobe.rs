@@ -61,6 +61,7 @@ fn write_file(path: &Path, frames: &[bytes::Bytes], per_fragment: usize) -> Vec<
         file.extend_from_slice(&fragment(
             n as u32 + 1,
             (n * per_fragment * 3000) as u64,
+            1_800_000_000_000_000 + (n * per_fragment) as u64 * 33_333,
             &samples,
         ));
         ends.push(file.len());

@@ -51,12 +51,7 @@ fn metrics_pass_promtool_and_move_while_recording() {
     let _node = test_node(&broker, "pi-metrics", "320x240");
     let recordings = TempDir::new("metrics");
     let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
-    let needle = "dashboard on http://";
-    viewer.wait_log(needle, SECS(20));
-    let log = viewer.log();
-    let at = log.find(needle).unwrap() + needle.len();
-    let address = log[at..].split('/').next().unwrap().to_owned();
-    let url = format!("http://{address}/metrics");
+    let url = format!("http://{}/metrics", viewer.dashboard());
     viewer.wait_log("camera{camera=pi-metrics/cam0}: connected", SECS(20));
 
     let idle = curl(&[&url]).text();

@@ -152,6 +152,8 @@ struct CameraTile {
     /// Seconds since the camera's last frame, if it sent one.
     last_frame_age_s: Option<f64>,
     recording: bool,
+    /// The node's clock as measured, with a warning when it is far off.
+    clock: Option<shared::messages::ClockFigures>,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,6 +185,7 @@ fn snapshot(d: &Dashboard) -> Snapshot {
                 online: nodes.get(node).is_some_and(|n| n.online),
                 last_frame_age_s: tile.as_ref().map(|t| t.at.elapsed().as_secs_f64()),
                 recording: tile.as_ref().is_some_and(|t| t.recording),
+                clock: link.and_then(|l| l.clock.clone()),
                 node: node.to_owned(),
                 camera: camera.to_owned(),
             })

@@ -117,10 +117,20 @@ pub fn init_segment(width: u16, height: u16) -> BytesMut {
     out
 }
 
-/// A `moof` + `mdat` pair: `samples` starting at `base_time` ticks.
-pub fn fragment(sequence: u32, base_time: u64, samples: &[Sample<'_>]) -> BytesMut {
+/// A `prft`, `moof` and `mdat`: `samples` starting at `base_time` ticks,
+/// the first of which the node stamped `node_us` (its own clock, µs since
+/// the epoch). The `prft` (ISO/IEC 14496-12 8.16.5, flags 1: the time the
+/// frame left the camera's encoder) keeps that time in the file when the
+/// samples are placed on the viewer's clock.
+pub fn fragment(sequence: u32, base_time: u64, node_us: u64, samples: &[Sample<'_>]) -> BytesMut {
     let payload: usize = samples.iter().map(|s| s.jpeg.len()).sum();
-    let mut out = BytesMut::with_capacity(payload + 128 + samples.len() * 8);
+    let mut out = BytesMut::with_capacity(payload + 160 + samples.len() * 8);
+    full_box(&mut out, b"prft", 1, 1, |b| {
+        b.put_u32(1); // reference track
+        b.put_u64(ntp_timestamp(node_us));
+        b.put_u64(base_time);
+    });
+    let moof_at = out.len();
     let mut data_offset_at = 0;
     write_box(&mut out, b"moof", |moof| {
         full_box(moof, b"mfhd", 0, 0, |b| b.put_u32(sequence));
@@ -141,7 +151,7 @@ pub fn fragment(sequence: u32, base_time: u64, samples: &[Sample<'_>]) -> BytesM
         });
     });
     // Samples start right after moof and the 8-byte mdat header.
-    let data_offset = (out.len() + 8) as i32;
+    let data_offset = (out.len() - moof_at + 8) as i32;
     out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
     out.put_u32((8 + payload) as u32);
     out.put_slice(b"mdat");
@@ -149,6 +159,22 @@ pub fn fragment(sequence: u32, base_time: u64, samples: &[Sample<'_>]) -> BytesM
         out.put_slice(s.jpeg);
     }
     out
+}
+
+/// Seconds since 1900 in the high 32 bits, the fraction in the low ones.
+pub fn ntp_timestamp(unix_us: u64) -> u64 {
+    const UNIX_FROM_1900_S: u64 = 2_208_988_800;
+    let secs = unix_us / 1_000_000 + UNIX_FROM_1900_S;
+    let fraction = ((unix_us % 1_000_000) << 32) / 1_000_000;
+    (secs << 32) | fraction
+}
+
+/// Inverse of [`ntp_timestamp`] (to the microsecond).
+pub fn unix_us_of_ntp(ntp: u64) -> u64 {
+    const UNIX_FROM_1900_S: u64 = 2_208_988_800;
+    let secs = (ntp >> 32).saturating_sub(UNIX_FROM_1900_S);
+    let fraction = ((ntp & 0xFFFF_FFFF) * 1_000_000 + (1 << 31)) >> 32;
+    secs * 1_000_000 + fraction
 }
 
 /// `mp4v` VisualSampleEntry with an `esds` saying "JPEG" (14496-14 3.1.2,
@@ -250,6 +276,7 @@ mod tests {
         let frag = fragment(
             7,
             9000,
+            1_800_000_000_123_456,
             &[
                 Sample {
                     duration: 3000,
@@ -264,12 +291,15 @@ mod tests {
         let parts = boxes(&frag);
         assert_eq!(
             parts.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
-            ["moof", "mdat"]
+            ["prft", "moof", "mdat"]
         );
-        let moof_len = parts[0].1;
+        let (prft_len, moof_len) = (parts[0].1, parts[1].1);
+        let ntp = u64::from_be_bytes(frag[16..24].try_into().unwrap());
+        assert_eq!(unix_us_of_ntp(ntp), 1_800_000_000_123_456);
         let trun = frag.windows(4).position(|w| w == b"trun").unwrap();
         let offset = i32::from_be_bytes(frag[trun + 12..trun + 16].try_into().unwrap()) as usize;
-        assert_eq!(&frag[offset..offset + a.len()], &a);
+        // Counted from the moof (default-base-is-moof).
+        assert_eq!(&frag[prft_len + offset..prft_len + offset + a.len()], &a);
         assert_eq!(offset, moof_len + 8);
     }
 }

@@ -1,7 +1,8 @@
 //! Cuts one camera's recording into segments on wall-clock boundaries.
 //!
 //! A frame belongs to the segment whose window `[k*S, (k+1)*S)` holds its
-//! capture time (node clock, as DESIGN.md asks), so every camera cuts at the
+//! capture time on the fleet's one timeline (the node's clock, or the
+//! viewer's when the node's is off: see `clock`), so every camera cuts at the
 //! same instants and each frame lands in exactly one segment. A sample's
 //! duration is the gap to the next frame, so the last frame of a segment
 //! ends exactly where the next segment's first frame starts. Fragments are
@@ -24,8 +25,18 @@ const FRAGMENT_TICKS: u64 = TIMESCALE as u64;
 /// A frame to record.
 #[derive(Debug, Clone)]
 pub struct RecFrame {
+    /// Capture time on the timeline: where the sample goes.
     pub captured_at_us: u64,
+    /// Capture time by the node's own clock, kept in each fragment's `prft`.
+    pub node_us: u64,
     pub jpeg: Bytes,
+}
+
+impl RecFrame {
+    /// How far the node's clock was from the timeline for this frame.
+    fn node_offset(&self) -> i64 {
+        self.node_us as i64 - self.captured_at_us as i64
+    }
 }
 
 /// Where and how one camera records in one session.
@@ -88,6 +99,15 @@ impl Segmenter {
             let origin = self.open.as_ref().map_or(0, |s| s.origin_us);
             let duration = duration_between(prev.captured_at_us, frame.captured_at_us, origin);
             self.last_duration = duration;
+            // One fragment's `prft` holds for all its samples: a fragment
+            // ends where the node's offset changes.
+            if self
+                .queued
+                .first()
+                .is_some_and(|(f, _)| f.node_offset() != prev.node_offset())
+            {
+                self.write_fragment()?;
+            }
             self.queue(prev, duration);
             if self.open.as_ref().is_some_and(|s| window > s.window) {
                 self.close_segment()?;
@@ -156,7 +176,7 @@ impl Segmenter {
             })
             .collect();
         seg.fragments += 1;
-        let fragment = fmp4::fragment(seg.fragments, base, &samples);
+        let fragment = fmp4::fragment(seg.fragments, base, first.node_us, &samples);
         seg.file.write_all(&fragment)?;
         self.bytes += fragment.len() as u64;
         seg.file.sync_data()?;
@@ -214,6 +234,7 @@ mod tests {
     fn frame(us: u64) -> RecFrame {
         RecFrame {
             captured_at_us: us,
+            node_us: us,
             jpeg: Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]),
         }
     }

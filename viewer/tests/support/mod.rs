@@ -74,6 +74,15 @@ impl Viewer {
         });
     }
 
+    /// `host:port` of the dashboard (it listens on a free port in tests).
+    pub fn dashboard(&self) -> String {
+        let needle = "dashboard on http://";
+        self.wait_log(needle, SECS(20));
+        let log = self.log();
+        let at = log.find(needle).unwrap() + needle.len();
+        log[at..].split('/').next().unwrap().to_owned()
+    }
+
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

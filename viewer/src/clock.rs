@@ -1,0 +1,489 @@
+//! One timeline across nodes: how far each node's clock is from the
+//! viewer's, and where each frame goes on the viewer's clock.
+//!
+//! A Pi has no real-time clock; until network time arrives it may be hours
+//! off, and it steps when NTP comes. The viewer measures each node's offset
+//! with an NTP-style exchange over the node's HTTP API (`GET /api/v1/time`,
+//! several requests on one kept-alive connection, the reply with the
+//! smallest round trip kept): a direct TCP path to the node, so the error is
+//! at most half a LAN round trip, where an exchange over MQTT would carry
+//! the broker's queueing twice. It measures again every
+//! [`REFRESH_EVERY`], and at once when a frame's capture time does not fit
+//! the offset it has (a node whose clock just stepped).
+//!
+//! A node off by more than [`CORRECT_OVER`] has its frames placed on the
+//! viewer's clock (capture time minus offset): sample times, segment names
+//! and cuts then agree across the fleet and with sensor rows. The node's
+//! own capture time stays in the file (`prft` box of each fragment).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use shared::messages::{ClockFigures, TimeReply};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A node whose clock is off by more than this has its frames placed on
+/// the viewer's clock; one that comes back within half of it keeps its own
+/// capture times again (so an offset near the limit does not flap).
+pub const CORRECT_OVER: Duration = Duration::from_millis(50);
+/// An offset this large is shown as a warning on the state topic and the
+/// dashboard.
+pub const WARN_OVER: Duration = Duration::from_secs(1);
+/// A change of the offset larger than this between two measurements is a
+/// step of the node's clock: logged, and shown as a warning for
+/// [`STEP_SHOWN_FOR`].
+pub const STEP_OVER: Duration = Duration::from_millis(50);
+pub const STEP_SHOWN_FOR: Duration = Duration::from_secs(300);
+/// How often an offset is measured again; a Pi's crystal drifts by at most
+/// a few milliseconds in that time.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// Exchanges per measurement; the one with the smallest round trip counts.
+const EXCHANGES: usize = 8;
+/// A measurement that takes longer than this has failed.
+const MEASURE_LIMIT: Duration = Duration::from_secs(3);
+/// A frame stamped later than its arrival by more than this (plus the
+/// offset) means the node's clock moved forward; one stamped earlier by
+/// more than [`LATE_LIMIT`] that it may have moved back. Either way the
+/// offset is measured again before the frame is placed.
+const EARLY_SLACK_US: i64 = 100_000;
+const LATE_LIMIT_US: i64 = 2_000_000;
+/// Measurements asked for by frames are at least this far apart.
+const FORCED_GAP: Duration = Duration::from_secs(1);
+/// How long a frame waits for a measurement it asked for: the first frame
+/// of a camera waits for the first measurement, later ones briefly.
+const FIRST_WAIT: Duration = Duration::from_secs(3);
+const RECHECK_WAIT: Duration = Duration::from_millis(300);
+
+/// One measurement of a node's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// Node clock minus viewer clock.
+    pub offset_us: i64,
+    pub rtt_us: u64,
+    pub synchronized: Option<bool>,
+}
+
+/// What the viewer knows of one node's clock; shared by its cameras.
+#[derive(Debug)]
+pub struct NodeClock {
+    node: String,
+    /// `host:port` of the node's HTTP server, if it has one.
+    http: Option<String>,
+    estimate: watch::Sender<Option<Estimate>>,
+    /// Whether frames are placed on the viewer's clock.
+    corrected: AtomicBool,
+    /// The last step: when, and by how much (µs).
+    step: Mutex<Option<(DateTime<Utc>, Instant, i64)>>,
+    measuring: AtomicBool,
+    last_forced: Mutex<Option<Instant>>,
+    /// Failures are logged once per run of them.
+    failing: AtomicBool,
+}
+
+impl NodeClock {
+    pub fn new(node: &str, http: Option<String>) -> Arc<Self> {
+        Arc::new(NodeClock {
+            node: node.to_owned(),
+            http,
+            estimate: watch::Sender::new(None),
+            corrected: AtomicBool::new(false),
+            step: Mutex::new(None),
+            measuring: AtomicBool::new(false),
+            last_forced: Mutex::new(None),
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    pub fn estimate(&self) -> Option<Estimate> {
+        *self.estimate.borrow()
+    }
+
+    /// The offset frames are corrected by: zero while within the threshold.
+    pub fn applied_offset_us(&self) -> i64 {
+        match self.estimate() {
+            Some(e) if self.corrected.load(Ordering::Relaxed) => e.offset_us,
+            _ => 0,
+        }
+    }
+
+    /// Measures every [`REFRESH_EVERY`] until `cancel`.
+    pub async fn refresh(self: Arc<Self>, cancel: CancellationToken) {
+        let Some(http) = self.http.clone() else {
+            tracing::warn!(node = %self.node, "the node advertises no HTTP address: its clock cannot be measured, its frames keep the node's capture times");
+            return;
+        };
+        let mut ticker = tokio::time::interval(REFRESH_EVERY);
+        while cancel.run_until_cancelled(ticker.tick()).await.is_some() {
+            self.measure_now(&http).await;
+        }
+    }
+
+    /// Starts a measurement in the background unless one is running or one
+    /// was asked for less than [`FORCED_GAP`] ago.
+    fn ask(self: &Arc<Self>) {
+        let Some(http) = self.http.clone() else {
+            return;
+        };
+        {
+            let mut last = self.last_forced.lock().expect("clock lock");
+            if last.is_some_and(|at| at.elapsed() < FORCED_GAP) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.measure_now(&http).await });
+    }
+
+    async fn measure_now(&self, http: &str) {
+        if self.measuring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let result = tokio::time::timeout(MEASURE_LIMIT, measure(http))
+            .await
+            .map_err(|_| anyhow!("no answer within {} s", MEASURE_LIMIT.as_secs()))
+            .and_then(|r| r);
+        self.measuring.store(false, Ordering::Release);
+        match result {
+            Ok(e) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(node = %self.node, "measuring the node's clock again");
+                }
+                self.update(e);
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(node = %self.node, "cannot measure the node's clock at http://{http}/api/v1/time: {e:#}");
+                }
+            }
+        }
+    }
+
+    /// Takes a new measurement: logs a step, decides whether to correct.
+    pub fn update(&self, e: Estimate) {
+        let before = self.estimate();
+        let off = e.offset_us.unsigned_abs();
+        let limit = CORRECT_OVER.as_micros() as u64;
+        let was = self.corrected.load(Ordering::Relaxed);
+        let corrected = if was { off > limit / 2 } else { off > limit };
+        match before {
+            None => {
+                let level_warn = off >= WARN_OVER.as_micros() as u64;
+                let text = format!(
+                    "clock {} ({} ms round trip){}",
+                    describe_offset(e.offset_us),
+                    e.rtt_us as f64 / 1000.0,
+                    if corrected {
+                        "; its frames are placed on this viewer's clock"
+                    } else {
+                        ""
+                    }
+                );
+                if level_warn {
+                    tracing::warn!(node = %self.node, synchronized = ?e.synchronized, "{text}");
+                } else {
+                    tracing::info!(node = %self.node, synchronized = ?e.synchronized, "{text}");
+                }
+            }
+            Some(b) => {
+                let step = e.offset_us - b.offset_us;
+                if step.unsigned_abs() > STEP_OVER.as_micros() as u64 {
+                    tracing::warn!(
+                        node = %self.node,
+                        "the node's clock stepped by {:+.3} s (now {}); frames stay in order on the viewer's clock",
+                        step as f64 / 1e6,
+                        describe_offset(e.offset_us)
+                    );
+                    *self.step.lock().expect("clock lock") =
+                        Some((Utc::now(), Instant::now(), step));
+                }
+            }
+        }
+        if corrected != was {
+            self.corrected.store(corrected, Ordering::Relaxed);
+            if before.is_some() {
+                tracing::info!(
+                    node = %self.node,
+                    "{} its frames' capture times",
+                    if corrected { "correcting" } else { "no longer correcting" }
+                );
+            }
+        }
+        self.estimate.send_replace(Some(e));
+    }
+
+    /// For the state topic, the dashboard and /metrics.
+    pub fn figures(&self) -> Option<ClockFigures> {
+        let e = self.estimate()?;
+        let mut warnings = Vec::new();
+        if e.offset_us.unsigned_abs() >= WARN_OVER.as_micros() as u64 {
+            warnings.push(format!("clock {}", describe_offset(e.offset_us)));
+            // Said only with an offset: a node in step with the viewer
+            // without NTP (a LAN with no time server) is no cause for alarm.
+            if e.synchronized == Some(false) {
+                warnings.push("the node says its clock is not synchronised".to_owned());
+            }
+        }
+        if let Some((when, at, by)) = *self.step.lock().expect("clock lock") {
+            if at.elapsed() < STEP_SHOWN_FOR {
+                warnings.push(format!(
+                    "clock stepped by {:+.3} s at {}",
+                    by as f64 / 1e6,
+                    when.format("%H:%M:%SZ")
+                ));
+            }
+        }
+        Some(ClockFigures {
+            // `+ 0.0` turns a rounded -0.0 into 0.
+            offset_ms: (e.offset_us as f64 / 100.0).round() / 10.0 + 0.0,
+            rtt_ms: (e.rtt_us as f64 / 1000.0 * 100.0).round() / 100.0,
+            corrected: self.corrected.load(Ordering::Relaxed),
+            synchronized: e.synchronized,
+            warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+        })
+    }
+}
+
+fn describe_offset(offset_us: i64) -> String {
+    let s = offset_us.unsigned_abs() as f64 / 1e6;
+    let side = if offset_us < 0 { "behind" } else { "ahead of" };
+    if s >= 1.0 {
+        format!("{s:.3} s {side} the viewer's")
+    } else {
+        format!("{:.1} ms {side} the viewer's", s * 1000.0)
+    }
+}
+
+/// One camera's frames on the viewer's timeline: corrected by its node's
+/// offset, never out of order.
+#[derive(Debug)]
+pub struct Timeline {
+    clock: Arc<NodeClock>,
+    last_us: Option<u64>,
+    /// Frames moved later than their corrected time to keep the order.
+    pub held_back: u64,
+}
+
+impl Timeline {
+    pub fn new(clock: Arc<NodeClock>) -> Self {
+        Timeline {
+            clock,
+            last_us: None,
+            held_back: 0,
+        }
+    }
+
+    /// Where a frame the node stamped `node_us` and that arrived now goes on
+    /// the viewer's clock. May wait for a measurement of the node's clock:
+    /// the camera's first frame up to [`FIRST_WAIT`], a frame that does not
+    /// fit the offset up to [`RECHECK_WAIT`].
+    pub async fn place(&mut self, node_us: u64) -> u64 {
+        let arrived_us = now_us();
+        let measurable = self.clock.http.is_some() && !self.clock.failing.load(Ordering::Relaxed);
+        let wait = match self.clock.estimate() {
+            None if self.last_us.is_none() && measurable => Some(FIRST_WAIT),
+            None => None,
+            Some(e) => {
+                let seen = node_us as i64 - arrived_us as i64;
+                let fits =
+                    seen <= e.offset_us + EARLY_SLACK_US && seen >= e.offset_us - LATE_LIMIT_US;
+                (!fits).then_some(RECHECK_WAIT)
+            }
+        };
+        if let Some(wait) = wait {
+            let mut changes = self.clock.estimate.subscribe();
+            changes.mark_unchanged();
+            self.clock.ask();
+            let _ = tokio::time::timeout(wait, changes.changed()).await;
+        }
+        let t = (node_us as i64 - self.clock.applied_offset_us()).max(0) as u64;
+        let t = match self.last_us {
+            Some(last) if t <= last => {
+                self.held_back += 1;
+                last + 1
+            }
+            _ => t,
+        };
+        self.last_us = Some(t);
+        t
+    }
+}
+
+/// The viewer's clock in microseconds since the epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// `host:port` of an `http://host:port/...` URL.
+pub fn http_authority(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    (!authority.is_empty()).then(|| authority.to_owned())
+}
+
+/// [`EXCHANGES`] requests on one connection; the reply with the smallest
+/// round trip gives the offset (its error is at most half that trip).
+pub async fn measure(http: &str) -> Result<Estimate> {
+    let stream = TcpStream::connect(http)
+        .await
+        .with_context(|| format!("connecting to {http}"))?;
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    let request =
+        format!("GET /api/v1/time HTTP/1.1\r\nHost: {http}\r\nUser-Agent: camfleet-viewer\r\n\r\n");
+    let mut best: Option<Estimate> = None;
+    for _ in 0..EXCHANGES {
+        let sent = now_us();
+        stream.get_mut().write_all(request.as_bytes()).await?;
+        let body = read_response(&mut stream).await?;
+        let back = now_us();
+        let reply: TimeReply = serde_json::from_slice(&body)
+            .context("the node's /api/v1/time reply is not TimeReply JSON")?;
+        let rtt_us = back.saturating_sub(sent);
+        let midpoint = sent + rtt_us / 2;
+        let e = Estimate {
+            offset_us: reply.unix_us as i64 - midpoint as i64,
+            rtt_us,
+            synchronized: reply.synchronized,
+        };
+        if best.is_none_or(|b| e.rtt_us < b.rtt_us) {
+            best = Some(e);
+        }
+    }
+    best.ok_or_else(|| anyhow!("no exchange"))
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; errors on any
+/// status but 200.
+async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+    const HEAD_LIMIT: usize = 8 * 1024;
+    const BODY_LIMIT: usize = 4 * 1024;
+    let mut line = String::new();
+    let mut head = 0;
+    let mut status = None;
+    let mut length = None;
+    loop {
+        line.clear();
+        let n = stream.read_line(&mut line).await?;
+        head += n;
+        if n == 0 {
+            bail!("the node closed the connection");
+        }
+        if head > HEAD_LIMIT {
+            bail!("response head over {HEAD_LIMIT} bytes");
+        }
+        let text = line.trim_end();
+        if status.is_none() {
+            status = text.split(' ').nth(1).map(str::to_owned);
+            continue;
+        }
+        if text.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = text.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let length = length.ok_or_else(|| anyhow!("reply without Content-Length"))?;
+    if length > BODY_LIMIT {
+        bail!("reply body of {length} bytes");
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    match status.as_deref() {
+        Some("200") => Ok(body),
+        Some(code) => bail!(
+            "HTTP {code} (a node too old for /api/v1/time?): {}",
+            String::from_utf8_lossy(&body).trim()
+        ),
+        None => bail!("empty reply"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimate(offset_us: i64) -> Estimate {
+        Estimate {
+            offset_us,
+            rtt_us: 200,
+            synchronized: Some(true),
+        }
+    }
+
+    #[test]
+    fn small_offsets_are_left_alone_and_large_ones_corrected_without_flapping() {
+        let clock = NodeClock::new("pi", None);
+        clock.update(estimate(20_000));
+        assert_eq!(clock.applied_offset_us(), 0);
+        clock.update(estimate(-60_000));
+        assert_eq!(clock.applied_offset_us(), -60_000);
+        // Between half the threshold and the threshold: stays corrected.
+        clock.update(estimate(-40_000));
+        assert_eq!(clock.applied_offset_us(), -40_000);
+        clock.update(estimate(-10_000));
+        assert_eq!(clock.applied_offset_us(), 0);
+        let f = clock.figures().unwrap();
+        assert!(!f.corrected);
+        assert!(
+            f.warning.unwrap().contains("stepped by"),
+            "steps of 80 ms were seen"
+        );
+    }
+
+    #[test]
+    fn a_large_offset_warns_and_names_its_side() {
+        let clock = NodeClock::new("pi", None);
+        clock.update(Estimate {
+            synchronized: Some(false),
+            ..estimate(-5_400_000_000)
+        });
+        let f = clock.figures().unwrap();
+        assert_eq!(f.offset_ms, -5_400_000.0);
+        assert!(f.corrected);
+        let warning = f.warning.unwrap();
+        assert!(warning.contains("5400.000 s behind"), "{warning}");
+        assert!(warning.contains("not synchronised"), "{warning}");
+    }
+
+    #[tokio::test]
+    async fn frames_are_placed_in_order_across_a_step() {
+        let clock = NodeClock::new("pi", None);
+        let now = now_us();
+        clock.update(estimate(-5_400_000_000));
+        let mut line = Timeline::new(Arc::clone(&clock));
+        let node_now = now - 5_400_000_000;
+        let a = line.place(node_now).await;
+        assert!(a.abs_diff(now) < 1_000_000);
+        // The estimate moves back by 10 s (a step seen late): order holds.
+        clock.update(estimate(-5_390_000_000));
+        let b = line.place(node_now + 33_000).await;
+        assert_eq!(b, a + 1);
+        assert_eq!(line.held_back, 1);
+    }
+
+    #[test]
+    fn the_http_authority_comes_from_a_camera_url() {
+        assert_eq!(
+            http_authority("http://10.0.0.7:8080/cameras/cam0/stream.mjpg").as_deref(),
+            Some("10.0.0.7:8080")
+        );
+        assert_eq!(
+            http_authority("http://[fe80::1]:80/x").as_deref(),
+            Some("[fe80::1]:80")
+        );
+        assert_eq!(http_authority("rtsp://h/x"), None);
+    }
+}
