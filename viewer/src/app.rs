@@ -407,10 +407,11 @@ impl RetentionRunner {
         }
     }
 
-    /// Starts a pass unless one is under way, the last one was too recent
-    /// (unless `urgent`: a write failed), or retention is off.
+    /// Starts a pass unless one is under way or the last one was too recent
+    /// (unless `urgent`: a write failed). Without a budget a pass only
+    /// measures what the recordings hold.
     fn run(&mut self, urgent: bool) {
-        if self.retention.is_off() || self.running.as_ref().is_some_and(|t| !t.is_finished()) {
+        if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         let took =

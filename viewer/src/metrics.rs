@@ -237,6 +237,11 @@ impl Metrics {
             "Cameras writing segments now.",
             self.recording.load(Ordering::Relaxed).to_string(),
         );
+        gauge(
+            "recordings_bytes",
+            "Bytes in the recordings folder at the last retention pass (every 10 s or less often on a large folder).",
+            load(&self.freed.holding).to_string(),
+        );
         if let Ok(fs) = nix::sys::statvfs::statvfs(&self.recordings) {
             let block = fs.fragment_size() as f64;
             gauge(

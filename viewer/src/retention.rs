@@ -33,6 +33,9 @@ pub struct Retention {
 pub struct Freed {
     pub segments: AtomicU64,
     pub bytes: AtomicU64,
+    /// What the recordings folder held after the last pass (passes run
+    /// without a budget too, for this figure).
+    pub holding: AtomicU64,
 }
 
 /// A size: bytes, or with a unit: `500MB`, `20GB`, `1.5TiB` (k/M/G/T are
@@ -125,11 +128,9 @@ impl Retention {
         parts.join(", ")
     }
 
-    /// One pass over `recordings`; the deletions are added to `freed`.
+    /// One pass over `recordings`; the deletions are added to `freed`, what
+    /// is left is its `holding`. Without a budget it only measures.
     pub fn enforce(&self, recordings: &Path, now: DateTime<Utc>, freed: &Freed) {
-        if self.is_off() {
-            return;
-        }
         let mut holdings = scan(recordings);
         let delete = |segment: &Segment, why: &str, total: &mut u64| match std::fs::remove_file(
             &segment.path,
@@ -207,6 +208,7 @@ impl Retention {
         if let Some(days) = self.keep_days {
             remove_old_sessions_without_media(recordings, now, days);
         }
+        freed.holding.store(holdings.total, Ordering::Relaxed);
     }
 }
 

@@ -97,4 +97,16 @@ fn metrics_pass_promtool_and_move_while_recording() {
     wait_for("frames counted on", SECS(10), || {
         (frames(&curl(&[&url]).text()) > frames(&recording)).then_some(())
     });
+    // The recordings' size comes from retention's passes (every 10 s, and
+    // when a segment closes), budget or not.
+    wait_for("the recordings' size", SECS(20), || {
+        let text = curl(&[&url]).text();
+        (value(&text, "camfleet_viewer_recordings_bytes") > 10_000.0).then_some(())
+    });
+    // The node runs on this machine's clock: an offset of about zero.
+    let offset = value(
+        &recording,
+        &format!("camfleet_viewer_clock_offset_seconds{camera}"),
+    );
+    assert!(offset.abs() < 0.05, "clock offset {offset} s on one machine");
 }
