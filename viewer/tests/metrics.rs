@@ -108,5 +108,8 @@ fn metrics_pass_promtool_and_move_while_recording() {
         &recording,
         &format!("camfleet_viewer_clock_offset_seconds{camera}"),
     );
-    assert!(offset.abs() < 0.05, "clock offset {offset} s on one machine");
+    assert!(
+        offset.abs() < 0.05,
+        "clock offset {offset} s on one machine"
+    );
 }

@@ -10,7 +10,7 @@
 //! until it closes and is renamed to `<name>.mp4`.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -144,19 +144,72 @@ impl Segmenter {
         std::fs::create_dir_all(&self.plan.dir)?;
         let part = self.plan.dir.join(format!("{name}.mp4.part"));
         let done = self.plan.dir.join(format!("{name}.mp4"));
-        let mut file = File::create(&part)?;
         let init = fmp4::init_segment(self.plan.width, self.plan.height);
-        file.write_all(&init)?;
-        self.bytes += init.len() as u64;
+        let (file, fragments) = match self.reopen(&part, &done, &init)? {
+            Some(reopened) => reopened,
+            None => {
+                let mut file = File::create(&part)?;
+                file.write_all(&init)?;
+                self.bytes += init.len() as u64;
+                (file, 0)
+            }
+        };
         self.open = Some(OpenSegment {
             window,
             origin_us,
             part,
             done,
             file,
-            fragments: 0,
+            fragments,
         });
         Ok(())
+    }
+
+    /// A segment of this name already exists when the recording restarts
+    /// within the second it began: the viewer was killed (its `.part`
+    /// stays) or the camera reconnected (its `.mp4` was just closed).
+    /// Writing afresh would lose those frames, so the file is kept up to
+    /// its last whole fragment and appended to. One that is not ours to
+    /// append to (another picture size) is moved aside, never overwritten.
+    fn reopen(
+        &mut self,
+        part: &Path,
+        done: &Path,
+        init: &[u8],
+    ) -> std::io::Result<Option<(File, u32)>> {
+        let Some(existing) = [part, done].into_iter().find(|p| p.exists()) else {
+            return Ok(None);
+        };
+        match whole_fragments(existing, init)? {
+            Some((len, fragments)) => {
+                if existing == done {
+                    std::fs::rename(done, part)?;
+                }
+                let file = std::fs::OpenOptions::new().write(true).open(part)?;
+                file.set_len(len)?;
+                let mut file = file;
+                file.seek(SeekFrom::End(0))?;
+                tracing::info!(
+                    "{}: recording again within the second it began; appending after its {fragments} fragments",
+                    existing.display()
+                );
+                Ok(Some((file, fragments)))
+            }
+            None => {
+                let aside = existing.with_extension(format!(
+                    "{}.{}.aside",
+                    existing.extension().and_then(|e| e.to_str()).unwrap_or(""),
+                    std::process::id()
+                ));
+                std::fs::rename(existing, &aside)?;
+                tracing::warn!(
+                    "{} has another picture size or is not a camfleet segment: moved to {} to start it again",
+                    existing.display(),
+                    aside.display()
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn write_fragment(&mut self) -> std::io::Result<()> {
@@ -201,6 +254,48 @@ impl Segmenter {
     pub fn current(&self) -> Option<&Path> {
         self.open.as_ref().map(|s| s.part.as_path())
     }
+}
+
+/// The length of `path` up to its last whole fragment, and that fragment's
+/// sequence number, when it starts with `init`; `None` when it does not.
+fn whole_fragments(path: &Path, init: &[u8]) -> std::io::Result<Option<(u64, u32)>> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut head = vec![0; init.len()];
+    if size < init.len() as u64 || file.read_exact(&mut head).is_err() || head != init {
+        return Ok(None);
+    }
+    let (mut at, mut kept, mut sequence, mut kept_sequence) =
+        (init.len() as u64, init.len() as u64, 0, 0);
+    loop {
+        let mut header = [0u8; 16];
+        file.seek(SeekFrom::Start(at))?;
+        if at + 8 > size || file.read_exact(&mut header[..8]).is_err() {
+            break;
+        }
+        let len = u64::from(u32::from_be_bytes(header[..4].try_into().expect("4 bytes")));
+        if len < 8 || at + len > size {
+            break;
+        }
+        match &header[4..8] {
+            // mfhd is moof's first box: size, type, version/flags, sequence.
+            b"moof" => {
+                let mut mfhd = [0u8; 16];
+                if file.read_exact(&mut mfhd).is_err() || &mfhd[4..8] != b"mfhd" {
+                    break;
+                }
+                sequence = u32::from_be_bytes(mfhd[12..16].try_into().expect("4 bytes"));
+            }
+            b"mdat" => {
+                kept = at + len;
+                kept_sequence = sequence;
+            }
+            b"prft" => {}
+            _ => break,
+        }
+        at += len;
+    }
+    Ok(Some((kept, kept_sequence)))
 }
 
 /// Ticks from `a` to `b`, both measured from `origin`, so that rounding never
@@ -268,6 +363,58 @@ mod tests {
             ]
         );
         assert!(s.closed.iter().all(|p| p.exists()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_segment_begun_again_within_its_second_is_appended_to_not_overwritten() {
+        let dir = std::env::temp_dir().join(format!("camfleet-seg-again-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let start = 1_795_255_201_100_000u64; // 10:00:01.1
+                                              // A camera that reconnects half a second into its segment: the
+                                              // segment is closed, and the next one has the same name.
+        let mut first = Segmenter::new(plan(&dir));
+        for i in 0..5 {
+            first.push(frame(start + i * 100_000)).unwrap();
+        }
+        first.finish().unwrap();
+        let done = dir.join("20261121T100001Z.mp4");
+        assert_eq!(first.closed, std::slice::from_ref(&done));
+        let whole = std::fs::metadata(&done).unwrap().len();
+        // A torn fragment after it (a crash in the middle of a write).
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&done)
+            .unwrap();
+        torn.write_all(&[0, 0, 1, 0, b'm', b'o', b'o', b'f', 1, 2])
+            .unwrap();
+        drop(torn);
+        let mut again = Segmenter::new(plan(&dir));
+        again.push(frame(start + 700_000)).unwrap();
+        again.push(frame(start + 800_000)).unwrap();
+        again.finish().unwrap();
+        assert_eq!(again.closed, std::slice::from_ref(&done));
+        let len = std::fs::metadata(&done).unwrap().len();
+        assert!(len > whole, "the earlier fragment is kept");
+        let init = fmp4::init_segment(16, 16);
+        assert_eq!(
+            whole_fragments(&done, &init).unwrap(),
+            Some((len, 2)),
+            "the torn fragment is gone and numbering goes on"
+        );
+        // Another picture size cannot be appended to: moved aside.
+        let mut other = Segmenter::new(SegmentPlan {
+            width: 32,
+            ..plan(&dir)
+        });
+        other.push(frame(start + 850_000)).unwrap();
+        other.finish().unwrap();
+        let aside = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".aside"))
+            .count();
+        assert_eq!(aside, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
