@@ -80,6 +80,9 @@ impl RecordedUpTo {
     }
 }
 
+/// A recorder, and this camera's turn to write.
+type Writing = (Recorder, tokio::sync::OwnedMutexGuard<()>);
+
 pub struct CameraLink {
     /// `node/camera`, for the display and the recorder thread's name.
     pub label: String,
@@ -94,6 +97,8 @@ pub struct CameraLink {
     pub errors: ErrorSlot,
     /// Where the display takes frames from, when there is one.
     pub screens: Option<Arc<Screens>>,
+    /// Held while this camera's segments are written: one writer at a time.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
     /// This camera's frames on the fleet's timeline (its node's clock
     /// measured), kept across reconnects.
     pub timeline: tokio::sync::Mutex<Timeline>,
@@ -125,7 +130,7 @@ impl CameraLink {
         let mut timeline = self.timeline.lock().await;
         // Read afresh for every frame (this run's own receiver).
         let mut session = self.session.clone();
-        let mut recorder: Option<(Session, Recorder)> = None;
+        let mut recorder: Option<(Session, Writing)> = None;
         let mut last_seq: Option<u64> = None;
         // Frames in a row not written again because they already were.
         let mut repeats = 0u64;
@@ -156,7 +161,7 @@ impl CameraLink {
                     self.stop_recorder(old).await;
                 }
                 if let Some(session) = wanted {
-                    match self.start_recorder(&session, &frame.jpeg) {
+                    match self.start_recorder(&session, &frame.jpeg).await {
                         Ok(r) => recorder = Some((session, r)),
                         Err(e) => bail!("cannot start recording: {e}"),
                     }
@@ -170,7 +175,7 @@ impl CameraLink {
                     recorder.is_some(),
                 );
             }
-            if let Some((_, r)) = &recorder {
+            if let Some((_, (r, _))) = &recorder {
                 if !self.recorded.admit(frame.seq, frame.captured_at_us) {
                     if repeats == 0 {
                         tracing::info!(
@@ -200,7 +205,11 @@ impl CameraLink {
         result
     }
 
-    fn start_recorder(&self, session: &Session, jpeg: &[u8]) -> std::io::Result<Recorder> {
+    /// Starts recording once no other task of this camera writes (one that
+    /// the supervisor replaced may still be closing its segment, which the
+    /// new one may append to).
+    async fn start_recorder(&self, session: &Session, jpeg: &[u8]) -> std::io::Result<Writing> {
+        let turn = Arc::clone(&self.writer).lock_owned().await;
         let (width, height) =
             jpeg_size(jpeg).unwrap_or((self.camera.width as u16, self.camera.height as u16));
         let plan = SegmentPlan {
@@ -216,11 +225,12 @@ impl CameraLink {
             Arc::clone(&self.written),
         )?;
         self.recording.fetch_add(1, Ordering::Relaxed);
-        Ok(recorder)
+        Ok((recorder, turn))
     }
 
-    async fn stop_recorder(&self, recorder: Recorder) {
+    async fn stop_recorder(&self, (recorder, turn): Writing) {
         recorder.stop().await;
+        drop(turn);
         self.recording.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -52,6 +52,8 @@ pub struct CameraCounters {
     pub link: Arc<LinkStats>,
     pub recorded: Arc<RecordedUpTo>,
     pub written: Arc<WriteStats>,
+    /// Held by the task writing the camera's segments.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
     /// The clock of the camera's node, once the camera has run.
     pub clock: Mutex<Option<Arc<NodeClock>>>,
 }

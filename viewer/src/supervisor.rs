@@ -106,6 +106,7 @@ impl Supervisor {
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
                         timeline: CameraLink::timeline(Arc::clone(&clock)),
+                        writer: Arc::clone(&counters.writer),
                     };
                     *counters.clock.lock().expect("clock slot") = Some(Arc::clone(&clock));
                     if let Some(screens) = &self.screens {
