@@ -11,6 +11,7 @@ use clap::Parser;
 use serde::Deserialize;
 use shared::broker::{BrokerUrl, DEFAULT_BROKER};
 use shared::mqtt::MqttSettings;
+use shared::relay::Topology;
 
 use crate::auth::{User, Users};
 use crate::source::{CaptureSettings, SourceSpec};
@@ -91,6 +92,15 @@ pub struct Cli {
     /// Restart a camera that sent no frame for this long [default: 5]
     #[arg(long, env = "CAMFLEET_WATCHDOG_SECONDS", value_name = "S")]
     pub watchdog_seconds: Option<f64>,
+    /// Relaying: viewers started with --relay pass each camera on to each
+    /// other in groups of at most N, planned by this node; the node then
+    /// feeds a few of them whatever the audience. 0 turns it off [default: 0]
+    #[arg(long, env = "CAMFLEET_RELAY_MAX_MEMBER", value_name = "N")]
+    pub relay_max_member: Option<usize>,
+    /// Shape of the relay plan: chain (groups of N, each head feeding the
+    /// next) or tree (an N-ary tree, shallower for large audiences) [default: chain]
+    #[arg(long, env = "CAMFLEET_RELAY_TOPOLOGY", value_name = "chain|tree")]
+    pub relay_topology: Option<Topology>,
     /// Prefix of the node's topics [default: camfleet]
     #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
@@ -119,6 +129,8 @@ pub struct FileConfig {
     pub rtsp_session_timeout_seconds: Option<u64>,
     pub max_viewers: Option<usize>,
     pub watchdog_seconds: Option<f64>,
+    pub relay_max_member: Option<usize>,
+    pub relay_topology: Option<Topology>,
     pub cpu_temp: Option<bool>,
     pub cpu_temp_path: Option<PathBuf>,
     /// Defaults for every camera.
@@ -168,6 +180,9 @@ pub struct NodeConfig {
     pub users: Users,
     pub max_viewers: usize,
     pub watchdog: Duration,
+    /// Relay groups' size; 0 when relaying is off.
+    pub relay_max_member: usize,
+    pub relay_topology: Topology,
     /// The file to read the CPU temperature from; `None` when turned off.
     pub cpu_temp_path: Option<PathBuf>,
     pub cameras: Vec<CameraConfig>,
@@ -361,6 +376,7 @@ impl NodeConfig {
                 client_id: format!("camfleet-node-{node_id}"),
                 ca_file: cli.ca_file.or(file.ca_file),
                 persistent: false,
+                keep_alive: None,
             },
             node_id,
             topic_prefix,
@@ -375,6 +391,11 @@ impl NodeConfig {
             users: Users::new(users),
             max_viewers,
             watchdog: Duration::from_secs_f64(watchdog_s),
+            relay_max_member: cli.relay_max_member.or(file.relay_max_member).unwrap_or(0),
+            relay_topology: cli
+                .relay_topology
+                .or(file.relay_topology)
+                .unwrap_or_default(),
             cpu_temp_path,
             cameras,
         })

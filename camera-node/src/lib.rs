@@ -16,6 +16,7 @@
 //! - [`state`]: NodeInfo and capture control shared by the servers.
 //! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
+//! - [`relay`]: the relay planner (who passes each camera to whom).
 //! - [`notify`]: systemd readiness, watchdog and status.
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod mjpeg;
 pub mod notify;
 pub mod presence;
+pub mod relay;
 pub mod serve;
 pub mod source;
 pub mod state;

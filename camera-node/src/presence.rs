@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
+use crate::relay::Planner;
 use fanout::Hub;
 
 /// How often stats and the CPU temperature are published.
@@ -50,6 +51,9 @@ impl Presence {
         let mut ticker = tokio::time::interval(STATS_INTERVAL);
         let mut connected = false;
         let mut cpu_temp_missing_logged = false;
+        let mut planner = (c.relay_max_member > 0)
+            .then(|| Planner::new(&c.node_id, c.relay_max_member, c.relay_topology));
+        let (relay_filter, status_filter) = (topics.all_viewer_relay(), topics.all_viewer_status());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -61,12 +65,20 @@ impl Presence {
                     Some(MqttEvent::Connected) => {
                         connected = true;
                         try_subscribe(&client, topics::GETIP_REQUEST);
+                        if planner.is_some() {
+                            try_subscribe(&client, &relay_filter);
+                            try_subscribe(&client, &status_filter);
+                        }
                     }
                     // Announced once the broker has the subscription, so an
                     // `online` node always hears discovery requests.
                     Some(MqttEvent::Subscribed) => {
                         try_publish(&client, &status_topic, true, ONLINE.into());
                         self.publish_info(&client, &topics);
+                        // A broker restarted without persistence lost them.
+                        for plan in planner.iter().flat_map(|p| p.plans()) {
+                            publish_plan(&client, &topics, plan);
+                        }
                         // Stats and temperature right away, then every interval.
                         ticker.reset_immediately();
                     }
@@ -74,11 +86,27 @@ impl Presence {
                         tracing::debug!("answering a discovery request");
                         try_publish(&client, topics::GETIP_RESPONSE, false, info_json(&self.info.borrow()));
                     }
+                    Some(MqttEvent::Message(p)) if planner.is_some() => {
+                        let planner = planner.as_mut().expect("checked");
+                        if let Some(viewer) = topics.viewer_id_of(&p.topic, "relay") {
+                            if let Err(why) = planner.announce(viewer, &p.payload) {
+                                tracing::warn!(topic = %p.topic, "ignoring a relay announcement: {why}");
+                            }
+                        } else if let Some(viewer) = topics.viewer_id_of(&p.topic, "status") {
+                            planner.status(viewer, &p.payload);
+                        }
+                        for plan in planner.replan(&self.info.borrow()) {
+                            publish_plan(&client, &topics, &plan);
+                        }
+                    }
                     Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
                 changed = self.info.changed() => {
                     if changed.is_ok() && connected {
                         self.publish_info(&client, &topics);
+                        for plan in planner.as_mut().map(|p| p.replan(&self.info.borrow())).unwrap_or_default() {
+                            publish_plan(&client, &topics, &plan);
+                        }
                     }
                 }
                 _ = ticker.tick() => {
@@ -125,6 +153,16 @@ fn try_publish(client: &AsyncClient, topic: &str, retain: bool, payload: String)
     if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
         tracing::warn!(topic, "MQTT publish not queued: {e}");
     }
+}
+
+fn publish_plan(client: &AsyncClient, topics: &Topics, plan: &shared::relay::RelayPlan) {
+    let json = serde_json::to_string(plan).unwrap_or_default();
+    try_publish(
+        client,
+        &topics.relay_plan(&plan.node_id, &plan.camera),
+        true,
+        json,
+    );
 }
 
 fn try_subscribe(client: &AsyncClient, filter: &str) {

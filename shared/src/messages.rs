@@ -146,6 +146,10 @@ pub struct LinkFigures {
     #[serde(default)]
     pub duplicates: u64,
     pub frames: u64,
+    /// The relay (viewer id) the camera arrives through; absent when it
+    /// comes from its node directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// How far the node's clock is from the viewer's, once measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockFigures>,

@@ -45,6 +45,9 @@ pub struct MqttSettings {
     /// off): QoS 1 messages to its subscriptions wait for it while it is
     /// away. Needs a stable `client_id`.
     pub persistent: bool,
+    /// Keep-alive when not the default: a relaying viewer uses a short one
+    /// so its last will (and the plan without it) comes within seconds.
+    pub keep_alive: Option<Duration>,
 }
 
 /// A retained message the broker publishes when this client vanishes.
@@ -62,7 +65,7 @@ pub fn connect(
     let b = &settings.broker;
     let mut options = MqttOptions::new(&settings.client_id, &b.host, b.port);
     options
-        .set_keep_alive(KEEP_ALIVE)
+        .set_keep_alive(settings.keep_alive.unwrap_or(KEEP_ALIVE))
         .set_clean_session(!settings.persistent)
         .set_max_packet_size(MAX_PACKET_LEN, MAX_PACKET_LEN)
         .set_request_channel_capacity(REQUEST_CAPACITY);
@@ -274,6 +277,7 @@ mod tests {
             broker: "mqtts://h".parse().unwrap(),
             client_id: "t".into(),
             persistent: false,
+            keep_alive: None,
             ca_file: Some("/nonexistent/ca.pem".into()),
         };
         let err = connect(&settings, None).err().unwrap();

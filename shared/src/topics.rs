@@ -68,6 +68,43 @@ impl Topics {
         format!("{}/viewer/{viewer_id}/recording", self.prefix)
     }
 
+    /// Retained relay announcement of a viewer (`left` when it stopped).
+    pub fn viewer_relay(&self, viewer_id: &str) -> String {
+        format!("{}/viewer/{viewer_id}/relay", self.prefix)
+    }
+
+    /// Relay figures of a viewer, every 10 s, not retained.
+    pub fn viewer_relay_stats(&self, viewer_id: &str) -> String {
+        format!("{}/viewer/{viewer_id}/relay/stats", self.prefix)
+    }
+
+    /// Filter matching every viewer's relay announcement.
+    pub fn all_viewer_relay(&self) -> String {
+        format!("{}/viewer/+/relay", self.prefix)
+    }
+
+    /// Filter matching every viewer's status.
+    pub fn all_viewer_status(&self) -> String {
+        format!("{}/viewer/+/status", self.prefix)
+    }
+
+    /// Retained relay plan of one camera.
+    pub fn relay_plan(&self, node_id: &str, camera: &str) -> String {
+        format!("{}/node/{node_id}/relay/{camera}/plan", self.prefix)
+    }
+
+    /// Filter matching every camera's relay plan.
+    pub fn all_relay_plans(&self) -> String {
+        format!("{}/node/+/relay/+/plan", self.prefix)
+    }
+
+    /// The viewer id in a `<prefix>/viewer/<id>/<leaf>` topic, if it is one.
+    pub fn viewer_id_of<'t>(&self, topic: &'t str, leaf: &str) -> Option<&'t str> {
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/viewer/")?;
+        let id = rest.strip_suffix(leaf)?.strip_suffix('/')?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+
     /// The node id in a `<prefix>/node/<id>/<leaf>` topic, if it is one.
     pub fn node_id_of<'t>(&self, topic: &'t str, leaf: &str) -> Option<&'t str> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/node/")?;

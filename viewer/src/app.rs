@@ -20,6 +20,7 @@ use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::record::desired::{DesiredState, Wanted};
+use crate::relay::{advertised_host, Relays};
 use crate::retention::{Freed, Retention, RETENTION_EVERY};
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
@@ -97,6 +98,16 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         screens,
         Arc::clone(&metrics),
     );
+    cameras.viewer_id = config.viewer_id.clone();
+    let relay_topic = topics.viewer_relay(&config.viewer_id);
+    if let Some(bind) = config.relay {
+        let b = &config.mqtt.broker;
+        let host = advertised_host(bind, &b.host, b.port);
+        tracing::info!("relaying: passing cameras on from {bind} as {host}, as their nodes plan");
+        cameras.relays = Some(Arc::new(Relays::new(bind, host)));
+    }
+    // The relay announcement last published (republished when it changes).
+    let mut announced: Option<String> = None;
     let mut discovery = Discovery::new(topics.clone());
     let mut sensors = SensorLog::new(&config.recordings);
     let mut rec = Recording {
@@ -171,7 +182,11 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                     // the viewer is away wait for it at the broker. Sensor
                     // rows are QoS 0 so none are kept: a row delivered
                     // late would carry the wrong received_at.
-                    let filters = [topics.all_node_info(), topics.all_node_status()];
+                    let mut filters = vec![topics.all_node_info(), topics.all_node_status()];
+                    if config.relay.is_some() {
+                        filters.push(topics.all_relay_plans());
+                        announced = None;
+                    }
                     let fixed = [GETIP_RESPONSE.to_owned(), REC_COMMAND.to_owned()];
                     let kept = filters.iter().chain(&fixed).map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                     let sensors_live = config.sensor_topics.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtMostOnce));
@@ -184,6 +199,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 Some(MqttEvent::Subscribed) => {
                     try_publish(&client, &status_topic, true, ONLINE.into());
                     getip.reset_immediately();
+                    announce(&client, &relay_topic, &cameras, &rec, &mut announced);
                 }
                 Some(MqttEvent::Message(p)) => {
                     if p.topic == REC_COMMAND {
@@ -194,11 +210,17 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                         if let Err(e) = sensors.record(Utc::now(), &p.topic, &p.payload) {
                             tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
                         }
+                    } else if config.relay.is_some() && p.topic.ends_with("/plan") && p.topic.contains("/relay/") {
+                        match parse_plan(&p.payload) {
+                            Ok(plan) => cameras.plan(&plan),
+                            Err(why) => tracing::warn!(topic = %p.topic, "ignoring the relay plan: {why}; taking that camera from its node"),
+                        }
                     } else {
                         for event in discovery.on_message(&p.topic, &p.payload) {
                             feed.node_event(&event);
                             cameras.apply(event);
                         }
+                        announce(&client, &relay_topic, &cameras, &rec, &mut announced);
                     }
                 }
             },
@@ -257,6 +279,11 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         true,
         serde_json::to_string(&idle).unwrap_or_default(),
     );
+    if config.relay.is_some() {
+        let left =
+            serde_json::to_string(&crate::relay::left(&config.viewer_id)).unwrap_or_default();
+        try_publish(&client, &relay_topic, true, left);
+    }
     try_publish(&client, &status_topic, true, OFFLINE.into());
     let _ = client.try_disconnect();
     driver.close(CLOSE_LIMIT).await;
@@ -370,6 +397,40 @@ fn state_of(
         links: cameras.figures(),
         retention,
     }
+}
+
+/// Publishes this viewer's relay announcement (retained) when it changed.
+fn announce(
+    client: &AsyncClient,
+    topic: &str,
+    cameras: &Supervisor,
+    rec: &Recording,
+    announced: &mut Option<String>,
+) {
+    let Some(relays) = &cameras.relays else {
+        return;
+    };
+    let json =
+        serde_json::to_string(&relays.announcement(&cameras.viewer_id, rec.session.is_some()))
+            .unwrap_or_default();
+    if announced.as_deref() != Some(json.as_str()) {
+        try_publish(client, topic, true, json.clone());
+        *announced = Some(json);
+    }
+}
+
+/// A relay plan, checked: JSON of the known version.
+fn parse_plan(payload: &[u8]) -> std::result::Result<shared::relay::RelayPlan, String> {
+    let plan: shared::relay::RelayPlan =
+        serde_json::from_slice(payload).map_err(|e| format!("not a relay plan: {e}"))?;
+    if plan.v != shared::relay::RELAY_VERSION {
+        return Err(format!(
+            "plan version {} (this viewer reads {})",
+            plan.v,
+            shared::relay::RELAY_VERSION
+        ));
+    }
+    Ok(plan)
 }
 
 /// Runs retention passes off the event loop, one at a time, and at most

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures_lite::StreamExt;
-use shared::backoff::run_with_backoff;
+use shared::backoff::Backoff;
 use shared::frame::FrameDecoder;
 use shared::messages::CameraInfo;
 use tokio::net::TcpStream;
@@ -20,10 +20,13 @@ use crate::clock::{NodeClock, Timeline};
 use crate::metrics::WriteStats;
 use crate::record::recorder::{ErrorSlot, Recorder};
 use crate::record::segmenter::{RecFrame, SegmentPlan};
+use crate::relay::{Forward, Route};
 use crate::screens::Screens;
 
 /// A stream that stays open but sends nothing for this long is reconnected.
 pub const STREAM_WATCHDOG: Duration = Duration::from_secs(5);
+/// A relay parent that sends nothing for this long is left for the backup.
+pub const RELAY_STALL: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A recording session as every camera task sees it.
@@ -42,6 +45,8 @@ pub struct LinkStats {
     /// Frames the node skipped for us (gaps in sequence numbers).
     pub missed: AtomicU64,
     pub reconnects: AtomicU64,
+    /// The relay the camera arrives through now (`None`: its node).
+    pub via: Mutex<Option<String>>,
 }
 
 /// A frame at most this much older than the newest recorded one of its
@@ -99,6 +104,10 @@ pub struct CameraLink {
     pub screens: Option<Arc<Screens>>,
     /// Held while this camera's segments are written: one writer at a time.
     pub writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where the relay plan says to take the camera from (`None`: the node).
+    pub route: watch::Receiver<Option<Route>>,
+    /// Passes the camera on to other viewers, with `--relay`.
+    pub relay: Option<Forward>,
     /// This camera's frames on the fleet's timeline (its node's clock
     /// measured), kept across reconnects.
     pub timeline: tokio::sync::Mutex<Timeline>,
@@ -109,23 +118,75 @@ impl CameraLink {
         tokio::sync::Mutex::new(Timeline::new(clock))
     }
 
+    /// Connects and reads until `cancel`: to the parent the relay plan
+    /// names (the node when there is no plan), to the backup at once when a
+    /// relay parent closes or goes quiet, to the node after that; the node
+    /// itself is retried with backoff.
     pub async fn run(self, cancel: CancellationToken) {
-        let stats = Arc::clone(&self.stats);
-        let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
-            let error = error.unwrap_or_else(|| anyhow!("stream ended"));
+        let mut backoff = Backoff::standard();
+        // Relay parents that failed under the current plan.
+        let mut failed: Vec<String> = Vec::new();
+        let mut epoch = None;
+        loop {
+            let route = self.route.borrow().clone();
+            if route.as_ref().map(|r| r.epoch) != epoch {
+                epoch = route.as_ref().map(|r| r.epoch);
+                failed.clear();
+            }
+            let (addr, via) = pick(route.as_ref(), &failed, &self.camera.tcp);
+            backoff.attempt_started();
+            let result = self.run_once(&cancel, &addr, via.as_deref()).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            let Err(error) = result else {
+                continue; // a new plan moved the camera: connect at once
+            };
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            if let Some(parent) = via {
+                tracing::warn!(
+                    "relay {parent} ({addr}): {error:#}; switching to the backup at once"
+                );
+                failed.push(addr);
+                continue;
+            }
+            failed.clear();
+            let delay = backoff.next_delay();
             tracing::warn!("{error:#}; reconnecting in {:.1} s", delay.as_secs_f64());
-            stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        };
-        run_with_backoff(&cancel, || self.run_once(&cancel), on_failure).await;
+            if cancel
+                .run_until_cancelled(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
     }
 
-    async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
-        let tcp = self.camera.tcp.clone();
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&tcp))
+    /// Reads from `tcp` (through relay `via`, if any) until `cancel` (Ok),
+    /// a new plan that moves the camera elsewhere (Ok), or an error.
+    async fn run_once(
+        &self,
+        cancel: &CancellationToken,
+        tcp: &str,
+        via: Option<&str>,
+    ) -> Result<()> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(tcp))
             .await
             .map_err(|_| anyhow!("connecting to {tcp} timed out"))?
             .with_context(|| format!("connecting to {tcp}"))?;
-        tracing::info!("connected to {tcp}");
+        match via {
+            Some(parent) => tracing::info!("connected to {tcp} (relay {parent})"),
+            None => tracing::info!("connected to {tcp}"),
+        }
+        let stall = if via.is_some() {
+            RELAY_STALL
+        } else {
+            STREAM_WATCHDOG
+        };
+        *self.stats.via.lock().expect("via lock") = via.map(str::to_owned);
+        let mut route = self.route.clone();
+        route.mark_unchanged();
         let mut frames = FramedRead::new(stream, FrameDecoder::new());
         let mut timeline = self.timeline.lock().await;
         // Read afresh for every frame (this run's own receiver).
@@ -137,13 +198,24 @@ impl CameraLink {
         let result = loop {
             let frame = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
-                next = tokio::time::timeout(STREAM_WATCHDOG, frames.next()) => match next {
-                    Err(_) => break Err(anyhow!("no frame from {tcp} for {} s", STREAM_WATCHDOG.as_secs())),
+                Ok(()) = route.changed() => {
+                    let moved = route.borrow_and_update().as_ref().is_none_or(|r| r.parent_addr != tcp);
+                    if moved {
+                        tracing::info!("the relay plan moved this camera away from {tcp}");
+                        break Ok(());
+                    }
+                    continue;
+                }
+                next = tokio::time::timeout(stall, frames.next()) => match next {
+                    Err(_) => break Err(anyhow!("no frame from {tcp} for {:.1} s", stall.as_secs_f64())),
                     Ok(None) => break Err(anyhow!("{tcp} closed the stream")),
                     Ok(Some(Err(e))) => break Err(anyhow!("{tcp}: {e}")),
                     Ok(Some(Ok(frame))) => frame,
                 },
             };
+            if let Some(relay) = &self.relay {
+                relay.pass(&frame);
+            }
             self.stats.frames.fetch_add(1, Ordering::Relaxed);
             if last_seq.is_none() {
                 tracing::info!(seq = frame.seq, bytes = frame.jpeg.len(), "first frame");
@@ -233,6 +305,20 @@ impl CameraLink {
         drop(turn);
         self.recording.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Where to connect: the plan's parent, else its backup, skipping relays
+/// that failed under this plan, else the node; with the relay's id when it
+/// is one.
+fn pick(route: Option<&Route>, failed: &[String], node: &str) -> (String, Option<String>) {
+    if let Some(r) = route {
+        for (addr, id) in [(&r.parent_addr, &r.parent), (&r.backup_addr, &r.backup)] {
+            if !failed.contains(addr) {
+                return (addr.clone(), id.clone());
+            }
+        }
+    }
+    (node.to_owned(), None)
 }
 
 /// Width and height from a JPEG's SOF marker.

@@ -63,6 +63,11 @@ pub struct Cli {
         value_name = "S"
     )]
     pub segment_seconds: Option<u64>,
+    /// Pass every camera on to other viewers, on ports of ADDR (a free port
+    /// per camera), as the camera's node plans it (camera-node
+    /// --relay-max-member) [default ADDR: 0.0.0.0]
+    #[arg(long, global = true, env = "CAMFLEET_RELAY", value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0")]
+    pub relay: Option<std::net::IpAddr>,
     /// No windows (also when there is no DISPLAY, or the build has no `display` feature)
     #[arg(long, global = true, env = "CAMFLEET_HEADLESS")]
     pub headless: bool,
@@ -156,9 +161,14 @@ pub enum Layout {
     Grid,
 }
 
+/// MQTT keep-alive of a relaying viewer.
+pub const RELAY_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct ViewerConfig {
     pub viewer_id: String,
+    /// Address to pass cameras on from, with `--relay`.
+    pub relay: Option<std::net::IpAddr>,
     pub mqtt: MqttSettings,
     pub topic_prefix: String,
     pub recordings: PathBuf,
@@ -266,6 +276,7 @@ impl ViewerConfig {
             max_size,
         };
         Ok(ViewerConfig {
+            relay: cli.relay,
             retention,
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             dashboard,
@@ -276,6 +287,9 @@ impl ViewerConfig {
                 client_id: format!("camfleet-viewer-{viewer_id}"),
                 ca_file: cli.ca_file.or(file.ca_file),
                 persistent: true,
+                // Relaying: a dead viewer's will within about 7 s, so the
+                // plan heals without it (members move at once anyway).
+                keep_alive: cli.relay.map(|_| RELAY_KEEP_ALIVE),
             },
             viewer_id,
             topic_prefix: cli

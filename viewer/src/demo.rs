@@ -165,6 +165,7 @@ async fn watch_fleet(
     let settings = MqttSettings {
         client_id: format!("{}-demo", settings.client_id),
         persistent: false,
+        keep_alive: None,
         ..settings
     };
     let Ok((client, mut driver)) = mqtt::connect(&settings, None) else {

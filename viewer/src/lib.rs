@@ -9,6 +9,7 @@
 //! - [`supervisor`]: one task per camera, started, restarted and stopped.
 //! - [`camera`]: a camera's connection: read, reconnect, record.
 //! - [`clock`]: each node's clock offset, frames placed on one timeline.
+//! - [`relay`]: passing cameras on to other viewers (`--relay`), as planned.
 //! - [`record`]: the fMP4 writer, the segmenter, the writer thread.
 //! - [`sensors`]: sensor messages to CSV.
 //! - [`screens`]: the newest frame of each camera, for the display.
@@ -31,6 +32,7 @@ pub mod discovery;
 pub mod display;
 pub mod metrics;
 pub mod record;
+pub mod relay;
 pub mod retention;
 pub mod screens;
 pub mod sensors;

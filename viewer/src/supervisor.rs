@@ -18,6 +18,7 @@ use crate::clock::{http_authority, NodeClock};
 use crate::discovery::NodeEvent;
 use crate::metrics::{CameraCounters, Metrics};
 use crate::record::recorder::ErrorSlot;
+use crate::relay::{Forward, Relays, Route};
 use crate::screens::Screens;
 
 struct Running {
@@ -40,6 +41,11 @@ struct Clock {
 pub struct Supervisor {
     tasks: HashMap<(String, String), Running>,
     clocks: HashMap<String, Clock>,
+    /// Per camera, where the relay plan says to take it from.
+    routes: HashMap<(String, String), watch::Sender<Option<Route>>>,
+    /// This viewer's relay servers, with `--relay`.
+    pub relays: Option<Arc<Relays>>,
+    pub viewer_id: String,
     /// Per camera counters, and the newest frame recorded: kept when a
     /// camera's task ends, so its next one never records a frame again.
     metrics: Arc<Metrics>,
@@ -62,6 +68,9 @@ impl Supervisor {
         Supervisor {
             tasks: HashMap::new(),
             clocks: HashMap::new(),
+            routes: HashMap::new(),
+            relays: None,
+            viewer_id: String::new(),
             metrics,
             tracker: TaskTracker::new(),
             session,
@@ -106,6 +115,17 @@ impl Supervisor {
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
                         timeline: CameraLink::timeline(Arc::clone(&clock)),
+                        route: self.route(&key).subscribe(),
+                        relay: self
+                            .relays
+                            .as_ref()
+                            .and_then(|r| match r.open(&key.0, &key.1) {
+                                Ok(hub) => Some(Forward::new(hub)),
+                                Err(e) => {
+                                    tracing::warn!("{e:#}; not passing it on");
+                                    None
+                                }
+                            }),
                         writer: Arc::clone(&counters.writer),
                     };
                     *counters.clock.lock().expect("clock slot") = Some(Arc::clone(&clock));
@@ -134,6 +154,38 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    fn route(&mut self, key: &(String, String)) -> &watch::Sender<Option<Route>> {
+        self.routes
+            .entry(key.clone())
+            .or_insert_with(|| watch::Sender::new(None))
+    }
+
+    /// A camera's new relay plan: this viewer's place in it, if any.
+    pub fn plan(&mut self, plan: &shared::relay::RelayPlan) {
+        let key = (plan.node_id.clone(), plan.camera.clone());
+        let mine = plan
+            .viewers
+            .get(&self.viewer_id)
+            .map(|entry| Route::from_plan(plan, entry));
+        if let Some(r) = &mine {
+            tracing::info!(
+                camera = %format!("{}/{}", key.0, key.1),
+                epoch = r.epoch,
+                "relay plan: from {} ({}), backup {}",
+                r.parent.as_deref().unwrap_or("the node"),
+                r.parent_addr,
+                r.backup.as_deref().unwrap_or("the node")
+            );
+        }
+        self.route(&key).send_if_modified(|now| {
+            let changed = now.as_ref().map(|r| (&r.parent_addr, &r.backup_addr))
+                != mine.as_ref().map(|r| (&r.parent_addr, &r.backup_addr));
+            // The epoch is kept fresh either way (it resets failed relays).
+            *now = mine;
+            changed
+        });
     }
 
     /// The node's clock: the one measured so far while the same run of the
@@ -172,6 +224,9 @@ impl Supervisor {
             if stop {
                 tracing::debug!("stopping {}/{}: {why}", key.0, key.1);
                 running.cancel.cancel();
+                if let Some(relays) = &self.relays {
+                    relays.close(&key.0, &key.1);
+                }
                 if let Some(screens) = &self.screens {
                     screens.remove(&format!("{}/{}", key.0, key.1));
                 }
@@ -208,6 +263,7 @@ impl Supervisor {
                     reconnects: r.counters.link.reconnects.load(Ordering::Relaxed),
                     duplicates: r.counters.recorded.duplicates.load(Ordering::Relaxed),
                     frames,
+                    via: r.counters.link.via.lock().expect("via lock").clone(),
                     clock: self.clocks.get(node).and_then(|c| c.clock.figures()),
                 }
             })
@@ -237,6 +293,9 @@ impl Supervisor {
         self.stop_where(|_| true, "shutting down");
         for c in self.clocks.values() {
             c.cancel.cancel();
+        }
+        if let Some(relays) = &self.relays {
+            relays.shutdown().await;
         }
         self.tracker.close();
         self.tracker.wait().await;

@@ -154,6 +154,8 @@ struct CameraTile {
     recording: bool,
     /// The node's clock as measured, with a warning when it is far off.
     clock: Option<shared::messages::ClockFigures>,
+    /// The relay viewer the camera arrives through; `None`: its node.
+    via: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +188,7 @@ fn snapshot(d: &Dashboard) -> Snapshot {
                 last_frame_age_s: tile.as_ref().map(|t| t.at.elapsed().as_secs_f64()),
                 recording: tile.as_ref().is_some_and(|t| t.recording),
                 clock: link.and_then(|l| l.clock.clone()),
+                via: link.and_then(|l| l.via.clone()),
                 node: node.to_owned(),
                 camera: camera.to_owned(),
             })

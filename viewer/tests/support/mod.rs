@@ -23,7 +23,24 @@ pub struct Viewer {
 impl Viewer {
     /// Headless, as on a server.
     pub fn start(broker: &Broker, recordings: &Path, extra: &[&str]) -> Self {
-        Self::spawn(broker, recordings, &[&["--headless"], extra].concat(), None)
+        Self::spawn(
+            broker,
+            recordings,
+            "ws",
+            &[&["--headless"], extra].concat(),
+            None,
+        )
+    }
+
+    /// Headless, with its own viewer id (several viewers on one broker).
+    pub fn start_as(broker: &Broker, recordings: &Path, id: &str, extra: &[&str]) -> Self {
+        Self::spawn(
+            broker,
+            recordings,
+            id,
+            &[&["--headless"], extra].concat(),
+            None,
+        )
     }
 
     /// With windows on the X display `display`.
@@ -33,14 +50,20 @@ impl Viewer {
         extra: &[&str],
         display: &str,
     ) -> Self {
-        Self::spawn(broker, recordings, extra, Some(display))
+        Self::spawn(broker, recordings, "ws", extra, Some(display))
     }
 
-    fn spawn(broker: &Broker, recordings: &Path, extra: &[&str], display: Option<&str>) -> Self {
+    fn spawn(
+        broker: &Broker,
+        recordings: &Path,
+        id: &str,
+        extra: &[&str],
+        display: Option<&str>,
+    ) -> Self {
         let dir = TempDir::new("viewer");
         let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_viewer"));
-        cmd.args(["--broker", &broker.url(), "--viewer-id", "ws"])
+        cmd.args(["--broker", &broker.url(), "--viewer-id", id])
             .arg("--recordings")
             .arg(recordings)
             .args(extra)
@@ -60,7 +83,7 @@ impl Viewer {
         };
         // Commands published before the viewer is subscribed are lost, as
         // for any MQTT client: wait for its `online`, which says it listens.
-        wait_online(broker);
+        broker_wait(broker, &format!("camfleet/viewer/{id}/status"), "online");
         viewer
     }
 
