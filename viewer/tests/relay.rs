@@ -31,6 +31,14 @@ fn node_tcp_viewers(node: &Node) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// How many viewers take the camera from `id`.
+fn children_of(plan: &RelayPlan, id: &str) -> usize {
+    plan.viewers
+        .values()
+        .filter(|e| e.parent.as_deref() == Some(id))
+        .count()
+}
+
 /// The relay address a viewer announces for the camera.
 fn relay_port(broker: &Broker, viewer: &str) -> u16 {
     let a: RelayAnnounce = serde_json::from_str(
@@ -157,4 +165,117 @@ fn seven_viewers_pass_a_camera_on_in_groups_of_three_and_heal_when_a_head_dies()
     });
     assert!(healed.epoch > plan.epoch);
     assert_eq!(healed.viewers.len(), 6);
+}
+
+/// Frames of a viewer's relay output for `span` after `from`: the longest
+/// wait between two, and whether sequence numbers only grew.
+fn longest_wait(watch: &mut FrameClient, from: Instant, span: Duration) -> Duration {
+    let (mut last, mut worst, mut seq) = (Instant::now(), Duration::ZERO, None);
+    while last.duration_since(from) < span {
+        let frame = watch.next();
+        let now = Instant::now();
+        worst = worst.max(now - last);
+        last = now;
+        assert!(seq < Some(frame.seq), "frame {} after {seq:?}", frame.seq);
+        seq = Some(frame.seq);
+    }
+    worst
+}
+
+#[test]
+fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", "320", "--height", "240", "--fps", "10"],
+            vec!["--relay-max-member", "2"],
+        ]
+        .concat(),
+    );
+    // Payloads the node must refuse with a reason, not act on.
+    broker.publish_retained("camfleet/viewer/bogus/relay", "{not json");
+    broker.publish_retained(
+        "camfleet/viewer/future/relay",
+        r#"{"v":2,"viewer_id":"future","state":"active","cameras":[]}"#,
+    );
+    node.wait_log("camfleet/viewer/bogus/relay", SECS(20));
+    node.wait_log("relay announcement version 2", SECS(20));
+
+    let dirs: Vec<TempDir> = (1..=4)
+        .map(|i| TempDir::new(&format!("freeze-v{i}")))
+        .collect();
+    let mut viewers: BTreeMap<String, Viewer> = BTreeMap::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let id = format!("v{}", i + 1);
+        viewers.insert(
+            id.clone(),
+            Viewer::start_as(&broker, &dir.0, &id, &["--relay", "127.0.0.1"]),
+        );
+    }
+    let plan = wait_for("a plan with four viewers", SECS(30), || {
+        retained_plan(&broker).filter(|p| p.viewers.len() == 4)
+    });
+    // Groups of two: the second head, fed by the first, feeds its member.
+    let head = plan
+        .viewers
+        .iter()
+        .find(|(id, e)| e.parent.is_some() && children_of(&plan, id) > 0)
+        .map(|(id, _)| id.clone())
+        .expect("a head fed by a relay");
+    let member = plan
+        .viewers
+        .iter()
+        .find(|(_, e)| e.parent.as_deref() == Some(head.as_str()))
+        .map(|(id, _)| id.clone())
+        .expect("a member of that head");
+    let mut watch = FrameClient::connect(relay_port(&broker, &member));
+    wait_for(
+        &format!("{member} receiving through {head}"),
+        SECS(30),
+        || {
+            viewers[&member]
+                .log()
+                .contains(&format!("(relay {head})"))
+                .then_some(())
+        },
+    );
+    for _ in 0..5 {
+        watch.next();
+    }
+    // SIGSTOP: the socket stays open and silent.
+    let pid = viewers[&head].child.id().to_string();
+    let frozen_at = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let worst = longest_wait(&mut watch, frozen_at, SECS(3));
+    eprintln!(
+        "{member}: longest wait for a frame with {head} frozen: {:.0} ms",
+        worst.as_secs_f64() * 1000.0
+    );
+    assert!(
+        worst < Duration::from_millis(1500),
+        "{member} waited {worst:?}"
+    );
+    viewers[&member].wait_log("no frame from", SECS(5));
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Back, it keeps its place and receives again.
+    let mut head_out = FrameClient::connect(relay_port(&broker, &head));
+    for _ in 0..10 {
+        head_out.next();
+    }
+    let after = retained_plan(&broker).unwrap();
+    assert!(after.viewers.contains_key(head.as_str()), "{after:?}");
+
+    // A plan that cannot be read: a warning, and the camera from its node.
+    broker.publish_retained(PLAN, r#"{"v":7}"#);
+    viewers[&member].wait_log("ignoring the relay plan", SECS(20));
 }

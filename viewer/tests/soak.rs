@@ -256,7 +256,14 @@ fn samples(segment: &Path) -> Vec<(i64, String)> {
 /// after a freeze does not keep).
 fn assert_plays(segment: &Path) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=pts"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=pts",
+        ])
         .args(["-of", "csv=p=0"])
         .arg(segment)
         .output()
@@ -268,7 +275,12 @@ fn assert_plays(segment: &Path) {
         segment.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(frames, samples(segment).len(), "{}: a sample that does not decode", segment.display());
+    assert_eq!(
+        frames,
+        samples(segment).len(),
+        "{}: a sample that does not decode",
+        segment.display()
+    );
 }
 
 #[test]
