@@ -279,3 +279,150 @@ fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
     broker.publish_retained(PLAN, r#"{"v":7}"#);
     viewers[&member].wait_log("ignoring the relay plan", SECS(20));
 }
+
+/// `(time µs, MD5)` of every sample of a segment, as ffprobe reads them.
+fn samples(segment: &std::path::Path) -> Vec<(String, String)> {
+    require("ffprobe", "ffmpeg");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
+        .args([
+            "-show_data_hash",
+            "md5",
+            "-show_entries",
+            "packet=pts,data_hash",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(segment)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe cannot read {}",
+        segment.display()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (t, h) = l.split_once(',').unwrap();
+            (t.to_owned(), h.to_owned())
+        })
+        .collect()
+}
+
+/// Segment name -> samples, for one viewer's recording of the camera.
+fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(String, String)>> {
+    files(dir, ".mp4")
+        .iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                samples(p),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
+    let broker = Broker::start();
+    let url = broker.url();
+    // Groups of one: a chain node -> r1 -> r2 -> r3 -> r4.
+    let node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", "320", "--height", "240", "--fps", "10"],
+            vec!["--relay-max-member", "1"],
+        ]
+        .concat(),
+    );
+    let dirs: Vec<TempDir> = (0..5).map(|i| TempDir::new(&format!("hops-{i}"))).collect();
+    let mut relays = Vec::new();
+    for (i, dir) in dirs[..4].iter().enumerate() {
+        let id = format!("r{}", i + 1);
+        relays.push(Viewer::start_as(
+            &broker,
+            &dir.0,
+            &id,
+            &["--relay", "127.0.0.1", "--segment-seconds", "2"],
+        ));
+        wait_for(&format!("{id} in the plan"), SECS(30), || {
+            retained_plan(&broker).filter(|p| p.viewers.contains_key(&id))
+        });
+    }
+    // Without --relay: not in the plan, straight from the node.
+    let direct = Viewer::start_as(&broker, &dirs[4].0, "direct", &["--segment-seconds", "2"]);
+    let plan = retained_plan(&broker).unwrap();
+    assert_eq!(plan.viewers["r4"].depth, 4, "{plan:?}");
+    wait_for("r4 receiving through r3", SECS(30), || {
+        relays[3].log().contains("(relay r3)").then_some(())
+    });
+
+    // A client four hops down and one on the node see the same frames.
+    let mut far = FrameClient::connect(relay_port(&broker, "r4"));
+    let mut near = FrameClient::connect(node.tcp_port("cam0"));
+    let from_node: BTreeMap<u64, (u64, Vec<u8>)> = (0..30)
+        .map(|_| near.next())
+        .map(|f| (f.seq, (f.captured_at_us, f.jpeg)))
+        .collect();
+    let mut compared = 0;
+    for _ in 0..40 {
+        let f = far.next();
+        if let Some((at, jpeg)) = from_node.get(&f.seq) {
+            assert_eq!(
+                (f.captured_at_us, &f.jpeg),
+                (*at, jpeg),
+                "frame {} differs 4 hops down",
+                f.seq
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} frames in both");
+
+    // A session: r2 (two hops down) records what the direct viewer records.
+    broker.publish("command/rec", "start");
+    wait_for("three closed segments each", SECS(40), || {
+        [&dirs[1], &dirs[4]]
+            .iter()
+            .all(|d| files(&d.0, ".mp4").len() >= 3)
+            .then_some(())
+    });
+    broker.publish("command/rec", "stop");
+    for (i, dir) in [(1, &dirs[1]), (4, &dirs[4])] {
+        let id = if i == 4 {
+            "direct".to_owned()
+        } else {
+            format!("r{}", i + 1)
+        };
+        wait_for(&format!("{id} idle"), SECS(20), || {
+            let state = broker.retained(&format!("camfleet/viewer/{id}/recording"))?;
+            (state.contains("\"idle\"") && files(&dir.0, ".part").is_empty()).then_some(())
+        });
+    }
+    let (two_hops, straight) = (recorded(&dirs[1].0), recorded(&dirs[4].0));
+    // The first segment is named for each viewer's first frame; the rest
+    // are cut on the same boundaries and must hold the same samples.
+    let names = |r: &BTreeMap<String, _>| r.keys().skip(1).cloned().collect::<Vec<_>>();
+    let common: Vec<String> = names(&two_hops)
+        .into_iter()
+        .filter(|n| straight.contains_key(n))
+        .collect();
+    assert!(
+        common.len() >= 2,
+        "segments {:?} vs {:?}",
+        two_hops.keys(),
+        straight.keys()
+    );
+    for name in &common[..common.len() - 1] {
+        assert_eq!(
+            two_hops[name], straight[name],
+            "segment {name} differs two hops down"
+        );
+    }
+    eprintln!(
+        "{} segments identical two hops down and direct",
+        common.len() - 1
+    );
+    drop(direct);
+}
