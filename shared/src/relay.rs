@@ -291,6 +291,31 @@ pub struct RelayCamera {
     pub addr: Option<String>,
 }
 
+/// A relaying viewer's figures, every 10 s on
+/// `<prefix>/viewer/<viewer_id>/relay/stats` (not retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayStats {
+    pub v: u32,
+    pub viewer_id: String,
+    pub cameras: Vec<RelayCameraStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayCameraStats {
+    pub node: String,
+    pub camera: String,
+    /// Frames received and passed on since the relay started.
+    pub frames_in: u64,
+    /// Viewers taking the camera from this one now.
+    pub children: usize,
+    /// Frames children skipped because they were slower than the camera,
+    /// summed over children.
+    pub skipped: u64,
+    /// Age of the newest frame passed on (now minus its capture time), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<f64>,
+}
+
 /// A camera's relay plan, retained on
 /// `<prefix>/node/<node_id>/relay/<camera_id>/plan`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -228,6 +228,11 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             _ = retention_tick.tick() => retention.run(false),
             _ = state_tick.tick() => {
                 published_cameras = publish_state(&client, &rec, &mut cameras);
+                if let Some(relays) = &cameras.relays {
+                    let stats = relays.figures(&config.viewer_id);
+                    let topic = topics.viewer_relay_stats(&config.viewer_id);
+                    try_publish(&client, &topic, false, serde_json::to_string(&stats).unwrap_or_default());
+                }
                 ticks += 1;
                 if ticks % LOG_FIGURES_EVERY == 0 {
                     cameras.log_figures();

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use fanout::{Frame, Hub};
-use shared::relay::{PlanEntry, RelayAnnounce, RelayCamera, RelayPlan, RELAY_VERSION};
+use shared::relay::{
+    PlanEntry, RelayAnnounce, RelayCamera, RelayCameraStats, RelayPlan, RelayStats, RELAY_VERSION,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -149,6 +151,36 @@ impl Relays {
             capacity: RELAY_CAPACITY,
             recording,
             degraded: false,
+        }
+    }
+
+    /// Per camera: what came in, who takes it, what they skipped.
+    pub fn figures(&self, viewer_id: &str) -> RelayStats {
+        let now = crate::clock::now_us();
+        let cameras = self
+            .served
+            .lock()
+            .expect("relays lock")
+            .iter()
+            .map(|((node, camera), s)| {
+                let f = s.hub.snapshot();
+                RelayCameraStats {
+                    node: node.clone(),
+                    camera: camera.clone(),
+                    frames_in: f.frames,
+                    children: f.viewers,
+                    skipped: f.dropped,
+                    age_ms: s
+                        .hub
+                        .latest()
+                        .map(|l| now.saturating_sub(l.captured_at_us) as f64 / 1000.0),
+                }
+            })
+            .collect();
+        RelayStats {
+            v: RELAY_VERSION,
+            viewer_id: viewer_id.to_owned(),
+            cameras,
         }
     }
 

@@ -109,6 +109,17 @@ fn seven_viewers_pass_a_camera_on_in_groups_of_three_and_heal_when_a_head_dies()
             },
         );
     }
+    // Each head says on its figures that it feeds three.
+    let first_head = fed_by_node[0].clone();
+    let stats = broker.sub(&format!("camfleet/viewer/{first_head}/relay/stats"), 1, 15);
+    let stats: shared::relay::RelayStats =
+        serde_json::from_str(&stats.first().expect("relay figures").1).unwrap();
+    let cam = &stats.cameras[0];
+    assert_eq!(cam.children, 3, "{stats:?}");
+    assert!(
+        cam.frames_in > 0 && cam.age_ms.is_some_and(|a| a < 1000.0),
+        "{stats:?}"
+    );
     // The node serves the one head it feeds, whatever the audience.
     wait_for("the node serving one viewer over TCP", SECS(20), || {
         (node_tcp_viewers(&node) == 1.0).then_some(())
