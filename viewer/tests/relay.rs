@@ -437,3 +437,120 @@ fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
     );
     drop(direct);
 }
+
+fn control(node: &Node, action: &str) {
+    let reply = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &format!(r#"{{"camera":"cam0","action":"{action}"}}"#),
+        &format!("{}/api/v1/control", node.http_base()),
+    ]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[test]
+fn stopping_the_camera_ends_its_relay_tree_and_starting_it_builds_it_again() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", "320", "--height", "240", "--fps", "10"],
+            vec!["--relay-max-member", "2"],
+        ]
+        .concat(),
+    );
+    let dirs: Vec<TempDir> = (1..=3)
+        .map(|i| TempDir::new(&format!("stop-v{i}")))
+        .collect();
+    let _viewers: Vec<Viewer> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Viewer::start_as(
+                &broker,
+                &d.0,
+                &format!("v{}", i + 1),
+                &["--relay", "127.0.0.1"],
+            )
+        })
+        .collect();
+    let built = wait_for("a plan with three viewers", SECS(30), || {
+        retained_plan(&broker).filter(|p| p.viewers.len() == 3)
+    });
+    control(&node, "stop");
+    let ended = wait_for("an empty plan", SECS(20), || {
+        retained_plan(&broker).filter(|p| p.viewers.is_empty())
+    });
+    assert!(ended.epoch > built.epoch);
+    control(&node, "start");
+    let again = wait_for("the tree built again", SECS(20), || {
+        retained_plan(&broker).filter(|p| p.viewers.len() == 3)
+    });
+    assert!(again.epoch > ended.epoch);
+}
+
+#[test]
+fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let _node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", "1280", "--height", "720", "--fps", "10"],
+            vec!["--relay-max-member", "3"],
+        ]
+        .concat(),
+    );
+    let dir = TempDir::new("slow-child");
+    let relay = Viewer::start_as(&broker, &dir.0, "r1", &["--relay", "127.0.0.1"]);
+    wait_for("r1 in the plan", SECS(30), || {
+        retained_plan(&broker).filter(|p| p.viewers.contains_key("r1"))
+    });
+    let port = relay_port(&broker, "r1");
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", relay.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let mut readers: Vec<FrameClient> = (0..2).map(|_| FrameClient::connect(port)).collect();
+    for r in &mut readers {
+        r.next();
+    }
+    let _stalled = FrameClient::stalled(port);
+    let before = rss();
+    // Each reader on its own thread for 15 s of a 10 fps camera.
+    let counts: Vec<usize> = readers
+        .into_iter()
+        .map(|mut r| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut n = 0;
+                while start.elapsed() < SECS(15) {
+                    r.next();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let after = rss();
+    eprintln!("readers got {counts:?} frames in 15 s; relay RSS {before} -> {after} KiB");
+    assert!(
+        counts.iter().all(|&n| n >= 142),
+        "a reader fell under 95% of 150 frames: {counts:?}"
+    );
+    assert!(
+        after < before + 16 * 1024,
+        "the relay grew from {before} to {after} KiB"
+    );
+}
