@@ -99,6 +99,11 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         Arc::clone(&metrics),
     );
     cameras.viewer_id = config.viewer_id.clone();
+    if !config.record {
+        tracing::info!(
+            "not recording (--no-record): {REC_COMMAND} and sensor topics are not followed"
+        );
+    }
     let relay_topic = topics.viewer_relay(&config.viewer_id);
     if let Some(bind) = config.relay {
         let b = &config.mqtt.broker;
@@ -187,9 +192,13 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                         filters.push(topics.all_relay_plans());
                         announced = None;
                     }
-                    let fixed = [GETIP_RESPONSE.to_owned(), REC_COMMAND.to_owned()];
+                    let mut fixed = vec![GETIP_RESPONSE.to_owned()];
+                    if config.record {
+                        fixed.push(REC_COMMAND.to_owned());
+                    }
                     let kept = filters.iter().chain(&fixed).map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                    let sensors_live = config.sensor_topics.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtMostOnce));
+                    let sensor_filters = if config.record { &config.sensor_topics[..] } else { &[] };
+                    let sensors_live = sensor_filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtMostOnce));
                     let subscriptions = kept.chain(sensors_live);
                     if let Err(e) = client.try_subscribe_many(subscriptions) {
                         tracing::warn!("MQTT subscribe not queued: {e}");

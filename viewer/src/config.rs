@@ -68,6 +68,10 @@ pub struct Cli {
     /// --relay-max-member) [default ADDR: 0.0.0.0]
     #[arg(long, global = true, env = "CAMFLEET_RELAY", value_name = "ADDR", num_args = 0..=1, default_missing_value = "0.0.0.0")]
     pub relay: Option<std::net::IpAddr>,
+    /// Never record nor log sensors: `command/rec` is not followed (a relay
+    /// that only passes cameras on: `--relay --headless --no-record`)
+    #[arg(long, global = true, env = "CAMFLEET_NO_RECORD")]
+    pub no_record: bool,
     /// No windows (also when there is no DISPLAY, or the build has no `display` feature)
     #[arg(long, global = true, env = "CAMFLEET_HEADLESS")]
     pub headless: bool,
@@ -169,6 +173,8 @@ pub struct ViewerConfig {
     pub viewer_id: String,
     /// Address to pass cameras on from, with `--relay`.
     pub relay: Option<std::net::IpAddr>,
+    /// Follows `command/rec` and logs sensors (off with `--no-record`).
+    pub record: bool,
     pub mqtt: MqttSettings,
     pub topic_prefix: String,
     pub recordings: PathBuf,
@@ -277,11 +283,12 @@ impl ViewerConfig {
         };
         Ok(ViewerConfig {
             relay: cli.relay,
+            record: !cli.no_record,
             retention,
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             dashboard,
             dashboard_explicit,
-            resume: true,
+            resume: !cli.no_record,
             mqtt: MqttSettings {
                 broker,
                 client_id: format!("camfleet-viewer-{viewer_id}"),

@@ -351,12 +351,12 @@ fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
     let mut relays = Vec::new();
     for (i, dir) in dirs[..4].iter().enumerate() {
         let id = format!("r{}", i + 1);
-        relays.push(Viewer::start_as(
-            &broker,
-            &dir.0,
-            &id,
-            &["--relay", "127.0.0.1", "--segment-seconds", "2"],
-        ));
+        // r3 only passes the camera on (a relay that neither records nor displays).
+        let mut args = vec!["--relay", "127.0.0.1", "--segment-seconds", "2"];
+        if i == 2 {
+            args.push("--no-record");
+        }
+        relays.push(Viewer::start_as(&broker, &dir.0, &id, &args));
         wait_for(&format!("{id} in the plan"), SECS(30), || {
             retained_plan(&broker).filter(|p| p.viewers.contains_key(&id))
         });
@@ -411,6 +411,10 @@ fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
             (state.contains("\"idle\"") && files(&dir.0, ".part").is_empty()).then_some(())
         });
     }
+    assert!(
+        files(&dirs[2].0, ".mp4").is_empty(),
+        "r3 recorded with --no-record"
+    );
     let (two_hops, straight) = (recorded(&dirs[1].0), recorded(&dirs[4].0));
     // The first segment is named for each viewer's first frame; the rest
     // are cut on the same boundaries and must hold the same samples.
