@@ -46,6 +46,10 @@ pub fn adjust(config: &mut ViewerConfig, recordings_given: bool) {
     }
     // A demo shows recording from a clean start, never a resumed session.
     config.resume = false;
+    // Relaying on one machine: everything on loopback.
+    if config.relay.is_some() {
+        config.relay = Some([127, 0, 0, 1].into());
+    }
     // The default dashboard port may be taken (another viewer): use a free one.
     if !config.dashboard_explicit {
         if let Some(addr) = config.dashboard {
@@ -58,6 +62,11 @@ pub fn adjust(config: &mut ViewerConfig, recordings_given: bool) {
         }
     }
 }
+
+/// With `--relay`: headless relay viewers beside the demo's own, and the
+/// nodes' relay group size.
+const DEMO_RELAYS: usize = 3;
+const DEMO_GROUP: usize = 2;
 
 /// Runs the fleet and the viewer until `shutdown`.
 pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) -> Result<()> {
@@ -104,6 +113,11 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
                 "127.0.0.1",
                 "--no-cpu-temp",
             ])
+            .args(if config.relay.is_some() {
+                vec!["--relay-max-member".to_owned(), DEMO_GROUP.to_string()]
+            } else {
+                vec![]
+            })
             .env_remove("CAMFLEET_CONFIG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -115,6 +129,41 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
             pids.push(pid);
         }
         children.push((id, child));
+    }
+    if config.relay.is_some() {
+        // Headless relays that neither record nor display: the demo's own
+        // viewer takes the cameras from one of them, as the nodes plan.
+        let exe = std::env::current_exe().context("the viewer's own path")?;
+        for k in 1..=DEMO_RELAYS {
+            let id = format!("demo-relay-{k}");
+            let log = std::fs::File::create(logs.join(format!("{id}.log")))?;
+            let child = Command::new(&exe)
+                .args(["--broker", &broker.to_string(), "--viewer-id", &id])
+                .args([
+                    "--headless",
+                    "--no-record",
+                    "--relay",
+                    "127.0.0.1",
+                    "--dashboard",
+                    "off",
+                ])
+                .arg("--recordings")
+                .arg(&config.recordings)
+                .env_remove("CAMFLEET_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start {}", exe.display()))?;
+            if let (Some(pid), Ok(mut pids)) = (child.id(), NODE_PIDS.lock()) {
+                pids.push(pid);
+            }
+            children.push((id, child));
+        }
+        tracing::info!(
+            "demo: {DEMO_RELAYS} headless relays started; the nodes plan groups of {DEMO_GROUP}"
+        );
     }
     let watch = watch_fleet(
         config.mqtt.clone(),

@@ -169,6 +169,16 @@ impl Supervisor {
             .viewers
             .get(&self.viewer_id)
             .map(|entry| Route::from_plan(plan, entry));
+        let changed = self.route(&key).send_if_modified(|now| {
+            let changed = now.as_ref().map(|r| (&r.parent_addr, &r.backup_addr))
+                != mine.as_ref().map(|r| (&r.parent_addr, &r.backup_addr));
+            // The epoch is kept fresh either way (it resets failed relays).
+            *now = mine.clone();
+            changed
+        });
+        if !changed {
+            return;
+        }
         if let Some(r) = &mine {
             tracing::info!(
                 camera = %format!("{}/{}", key.0, key.1),
@@ -179,13 +189,6 @@ impl Supervisor {
                 r.backup.as_deref().unwrap_or("the node")
             );
         }
-        self.route(&key).send_if_modified(|now| {
-            let changed = now.as_ref().map(|r| (&r.parent_addr, &r.backup_addr))
-                != mine.as_ref().map(|r| (&r.parent_addr, &r.backup_addr));
-            // The epoch is kept fresh either way (it resets failed relays).
-            *now = mine;
-            changed
-        });
     }
 
     /// The node's clock: the one measured so far while the same run of the
