@@ -85,6 +85,14 @@ impl RecordedUpTo {
     }
 }
 
+/// A planned move to another parent: its connection, made before the old
+/// one is left, and the recorder, which goes on across the move.
+struct Move {
+    to: String,
+    stream: TcpStream,
+    recorder: Option<(Session, Writing)>,
+}
+
 /// A recorder, and this camera's turn to write.
 type Writing = (Recorder, tokio::sync::OwnedMutexGuard<()>);
 
@@ -127,6 +135,7 @@ impl CameraLink {
         // Relay parents that failed under the current plan.
         let mut failed: Vec<String> = Vec::new();
         let mut epoch = None;
+        let mut carried: Option<Move> = None;
         loop {
             let route = self.route.borrow().clone();
             if route.as_ref().map(|r| r.epoch) != epoch {
@@ -134,13 +143,28 @@ impl CameraLink {
                 failed.clear();
             }
             let (addr, via) = pick(route.as_ref(), &failed, &self.camera.tcp);
+            // A planned move made its connection before leaving the old one.
+            let moved = match carried.take() {
+                Some(m) if m.to == addr => Some(m),
+                Some(m) => {
+                    if let Some((_, r)) = m.recorder {
+                        self.stop_recorder(r).await;
+                    }
+                    None
+                }
+                None => None,
+            };
             backoff.attempt_started();
-            let result = self.run_once(&cancel, &addr, via.as_deref()).await;
+            let result = self.run_once(&cancel, &addr, via.as_deref(), moved).await;
             if cancel.is_cancelled() {
                 return;
             }
-            let Err(error) = result else {
-                continue; // a new plan moved the camera: connect at once
+            let error = match result {
+                Ok(next) => {
+                    carried = next;
+                    continue;
+                }
+                Err(error) => error,
             };
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             if let Some(parent) = via {
@@ -164,17 +188,26 @@ impl CameraLink {
     }
 
     /// Reads from `tcp` (through relay `via`, if any) until `cancel` (Ok),
-    /// a new plan that moves the camera elsewhere (Ok), or an error.
+    /// a new plan that moves the camera elsewhere (Ok with the connection
+    /// to the new parent, made before this one is left, and the recorder,
+    /// which goes on), or an error.
     async fn run_once(
         &self,
         cancel: &CancellationToken,
         tcp: &str,
         via: Option<&str>,
-    ) -> Result<()> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(tcp))
-            .await
-            .map_err(|_| anyhow!("connecting to {tcp} timed out"))?
-            .with_context(|| format!("connecting to {tcp}"))?;
+        moved: Option<Move>,
+    ) -> Result<Option<Move>> {
+        let (stream, mut recorder) = match moved {
+            Some(m) => (m.stream, m.recorder),
+            None => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(tcp))
+                    .await
+                    .map_err(|_| anyhow!("connecting to {tcp} timed out"))?
+                    .with_context(|| format!("connecting to {tcp}"))?;
+                (stream, None)
+            }
+        };
         match via {
             Some(parent) => tracing::info!("connected to {tcp} (relay {parent})"),
             None => tracing::info!("connected to {tcp}"),
@@ -191,18 +224,25 @@ impl CameraLink {
         let mut timeline = self.timeline.lock().await;
         // Read afresh for every frame (this run's own receiver).
         let mut session = self.session.clone();
-        let mut recorder: Option<(Session, Writing)> = None;
         let mut last_seq: Option<u64> = None;
         // Frames in a row not written again because they already were.
         let mut repeats = 0u64;
         let result = loop {
             let frame = tokio::select! {
-                _ = cancel.cancelled() => break Ok(()),
+                _ = cancel.cancelled() => break Ok(None),
                 Ok(()) = route.changed() => {
-                    let moved = route.borrow_and_update().as_ref().is_none_or(|r| r.parent_addr != tcp);
-                    if moved {
-                        tracing::info!("the relay plan moved this camera away from {tcp}");
-                        break Ok(());
+                    let to = route.borrow_and_update().as_ref().map_or_else(|| self.camera.tcp.clone(), |r| r.parent_addr.clone());
+                    if to == tcp {
+                        continue;
+                    }
+                    // Make before break: the new parent first.
+                    match tokio::time::timeout(RELAY_STALL, TcpStream::connect(&to)).await {
+                        Ok(Ok(stream)) => {
+                            tracing::info!("the relay plan moves this camera from {tcp} to {to}");
+                            break Ok(Some(Move { to, stream, recorder: recorder.take() }));
+                        }
+                        Ok(Err(e)) => tracing::warn!("the relay plan names {to}, which refuses ({e}); staying on {tcp}"),
+                        Err(_) => tracing::warn!("the relay plan names {to}, which does not answer; staying on {tcp}"),
                     }
                     continue;
                 }

@@ -176,6 +176,20 @@ fn seven_viewers_pass_a_camera_on_in_groups_of_three_and_heal_when_a_head_dies()
     });
     assert!(healed.epoch > plan.epoch);
     assert_eq!(healed.viewers.len(), 6);
+    // The member follows the new plan, connecting before it leaves.
+    let new_parent = healed.viewers[&member]
+        .parent
+        .clone()
+        .expect("a relay parent");
+    viewers[&member].wait_log(&format!("(relay {new_parent})"), SECS(10));
+    assert!(viewers[&member]
+        .log()
+        .contains("the relay plan moves this camera from"));
+    let worst = longest_wait(&mut watch, Instant::now(), SECS(2));
+    assert!(
+        worst < Duration::from_millis(500),
+        "{member} waited {worst:?} after the move"
+    );
 }
 
 /// Frames of a viewer's relay output for `span` after `from`: the longest
