@@ -9,6 +9,7 @@
 //! last byte read by the viewer: an upper bound of the node's own
 //! read-to-written time.
 
+mod relay;
 mod rtsp;
 
 use std::io::{BufRead, BufReader};
@@ -43,9 +44,14 @@ struct Args {
     /// The camera-node binary [default: next to this one].
     #[arg(long)]
     node_bin: Option<PathBuf>,
-    /// Protocols to measure, comma-separated: tcp (frame protocol), rtsp (ffmpeg over RTSP/TCP).
+    /// Protocols to measure, comma-separated: tcp (frame protocol), rtsp
+    /// (ffmpeg over RTSP/TCP), relay (real headless viewers, relaying off
+    /// then on).
     #[arg(long, value_delimiter = ',', default_value = "tcp,rtsp")]
     protocols: Vec<String>,
+    /// Relay group size for `relay` (the node's --relay-max-member).
+    #[arg(long, default_value_t = 3)]
+    relay_max_member: usize,
 }
 
 /// What one viewer saw in the measured window.
@@ -96,10 +102,27 @@ fn main() -> Result<()> {
                 );
                 println!("|---|---|---|---|---|");
             }
-            other => bail!("unknown protocol {other:?}: tcp or rtsp"),
+            "relay" => {
+                println!(
+                    "\nReal headless viewers (--no-record), relaying off and on (--relay-max-member {})\n\n| viewers | relaying | node TCP viewers | node CPU (% of one core) \
+                     | node uplink (MB/s) | streams on the uplink | viewers with frames |",
+                    args.relay_max_member
+                );
+                println!("|---|---|---|---|---|---|---|");
+                for &n in &args.viewers {
+                    for on in [false, true] {
+                        let mut node = Node::start(&node_bin, &args, n, on)?;
+                        let row = relay::measure(&args, &node, n, on, clk_tck);
+                        node.stop();
+                        println!("{}", row?);
+                    }
+                }
+                continue;
+            }
+            other => bail!("unknown protocol {other:?}: tcp, rtsp or relay"),
         }
         for &n in &args.viewers {
-            let mut node = Node::start(&node_bin, &args, n)?;
+            let mut node = Node::start(&node_bin, &args, n, false)?;
             let row = if protocol == "tcp" {
                 runtime.block_on(measure(&args, &mut node, n, clk_tck))
             } else {
@@ -209,7 +232,8 @@ async fn read_frames(stream: TcpStream, start: Instant, end: Instant) -> Result<
 }
 
 /// The camera-node under test, with a private mosquitto so it runs as deployed.
-struct Node {
+pub struct Node {
+    broker_port: u16,
     child: Child,
     broker: Child,
     watcher: Child,
@@ -220,7 +244,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(bin: &PathBuf, args: &Args, viewers: usize) -> Result<Self> {
+    fn start(bin: &PathBuf, args: &Args, viewers: usize, relay: bool) -> Result<Self> {
         let broker_port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -262,6 +286,10 @@ impl Node {
                 "--no-cpu-temp",
             ])
             .args(["--max-viewers", &(viewers + 1).to_string()])
+            .args([
+                "--relay-max-member",
+                &if relay { args.relay_max_member } else { 0 }.to_string(),
+            ])
             .env("RUST_LOG", "warn,camera_node=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -317,6 +345,7 @@ impl Node {
             }
         });
         Ok(Node {
+            broker_port,
             child,
             broker,
             watcher,
@@ -329,6 +358,11 @@ impl Node {
 
     /// Frames the camera has produced, from the node's HTTP API.
     fn frames(&self) -> Result<u64> {
+        self.status_figure("frames")
+    }
+
+    /// A figure of the camera's `stats` in the node's status.
+    fn status_figure(&self, name: &str) -> Result<u64> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http_port))?;
         s.write_all(b"GET /api/v1/status HTTP/1.0\r\nHost: bench\r\n\r\n")?;
@@ -336,9 +370,9 @@ impl Node {
         s.read_to_string(&mut reply)?;
         let body = reply.split_once("\r\n\r\n").context("HTTP reply")?.1;
         let status: serde_json::Value = serde_json::from_str(body)?;
-        status["stats"][0]["frames"]
+        status["stats"][0][name]
             .as_u64()
-            .context("stats[0].frames")
+            .with_context(|| format!("stats[0].{name}"))
     }
 
     fn cpu_ticks(&self) -> Result<u64> {

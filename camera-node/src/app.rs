@@ -156,6 +156,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         info: state.watch_info(),
         hubs,
         connected: mqtt_connected,
+        relay_plans: Arc::clone(&state.relay_plans),
     };
     let mut presence = tokio::spawn(
         presence

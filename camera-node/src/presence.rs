@@ -33,6 +33,9 @@ pub struct Presence {
     pub hubs: Vec<Arc<Hub>>,
     /// Mirrors the connection, for the systemd notifier.
     pub connected: Arc<AtomicBool>,
+    /// Where the plans published are kept for the node's HTTP server.
+    pub relay_plans:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<String, shared::relay::RelayPlan>>>,
 }
 
 impl Presence {
@@ -98,6 +101,7 @@ impl Presence {
                         for plan in planner.replan(&self.info.borrow()) {
                             publish_plan(&client, &topics, &plan);
                         }
+                        self.keep_plans(planner);
                     }
                     Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
@@ -106,6 +110,9 @@ impl Presence {
                         self.publish_info(&client, &topics);
                         for plan in planner.as_mut().map(|p| p.replan(&self.info.borrow())).unwrap_or_default() {
                             publish_plan(&client, &topics, &plan);
+                        }
+                        if let Some(p) = &planner {
+                            self.keep_plans(p);
                         }
                     }
                 }
@@ -137,6 +144,13 @@ impl Presence {
         let _ = client.try_disconnect();
         driver.close(CLOSE_LIMIT).await;
         Ok(())
+    }
+
+    fn keep_plans(&self, planner: &Planner) {
+        *self.relay_plans.lock().expect("plans lock") = planner
+            .plans()
+            .map(|p| (p.camera.clone(), p.clone()))
+            .collect();
     }
 
     fn publish_info(&self, client: &AsyncClient, topics: &Topics) {

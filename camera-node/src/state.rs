@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::messages::NodeInfo;
+use shared::relay::RelayPlan;
+use std::collections::BTreeMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +16,9 @@ use fanout::{Health, Hub, Protocol};
 #[derive(Debug)]
 pub struct NodeState {
     info: watch::Sender<NodeInfo>,
+    /// The relay plan of each camera, as last published (empty when
+    /// relaying is off), for the node's page and `/api/v1/relay`.
+    pub relay_plans: Arc<std::sync::Mutex<BTreeMap<String, RelayPlan>>>,
     pub hubs: Vec<Arc<Hub>>,
     /// The cameras' watchdog: a camera silent for longer is not healthy.
     pub watchdog: Duration,
@@ -40,6 +45,7 @@ impl NodeState {
     pub fn new(info: NodeInfo, hubs: Vec<Arc<Hub>>, watchdog: Duration) -> Self {
         NodeState {
             info: watch::Sender::new(info),
+            relay_plans: Arc::default(),
             hubs,
             watchdog,
         }

@@ -95,6 +95,15 @@ fn seven_viewers_pass_a_camera_on_in_groups_of_three_and_heal_when_a_head_dies()
         .collect();
     assert_eq!(fed_by_node.len(), 1, "{plan:?}");
 
+    // The node shows the tree on its page (from /api/v1/relay).
+    let shown: BTreeMap<String, RelayPlan> =
+        serde_json::from_str(&curl(&[&format!("{}/api/v1/relay", node.http_base())]).text())
+            .unwrap();
+    assert_eq!(shown["cam0"].viewers.len(), 7);
+    assert!(curl(&[&format!("{}/", node.http_base())])
+        .text()
+        .contains("api/v1/relay"));
+
     // Every viewer receives the camera through its planned parent.
     for (id, entry) in &plan.viewers {
         let topic = format!("camfleet/viewer/{id}/recording");

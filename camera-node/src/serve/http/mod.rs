@@ -65,6 +65,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
         .route("/api/v1/status", get(status))
         .route("/api/v1/stream", get(stream_urls))
+        .route("/api/v1/relay", get(relay_plans))
         .route("/api/v1/control", post(control))
         .route("/metrics", get(pages::metrics))
         .layer(middleware::from_fn_with_state(
@@ -118,6 +119,12 @@ fn unknown_camera(s: &HttpServer, id: &str) -> Response {
         StatusCode::NOT_FOUND,
         format!("no camera {id:?}; cameras: {}", known.join(", ")),
     )
+}
+
+/// Each camera's relay plan (`{}` when relaying is off).
+async fn relay_plans(State(s): Shared) -> Response {
+    let plans = s.node.relay_plans.lock().expect("plans lock").clone();
+    ([(header::CACHE_CONTROL, "no-store")], Json(plans)).into_response()
 }
 
 async fn time() -> Response {

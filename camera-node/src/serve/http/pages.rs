@@ -42,7 +42,41 @@ figure {{ margin: 0; }} img {{ width: 100%; height: auto; background: #000; }}
 <body><h1>{node}</h1>
 <main>
 {tiles}</main>
-<p><a href="api/v1/status">status</a> · <a href="metrics">metrics</a> · <a href="healthz">health</a> · camfleet {version}</p>
+<section id="relay"></section>
+<script>
+// The relay tree of each camera, live: who takes it from whom.
+function tree(plan) {{
+  const kids = {{}};
+  for (const [id, e] of Object.entries(plan.viewers)) (kids[e.parent || ""] ||= []).push(id);
+  const list = (parent) => {{
+    const ul = document.createElement("ul");
+    for (const id of (kids[parent] || []).sort()) {{
+      const li = document.createElement("li");
+      li.textContent = id + (plan.viewers[id].backup ? " (backup " + plan.viewers[id].backup + ")" : "");
+      li.append(list(id));
+      ul.append(li);
+    }}
+    return ul;
+  }};
+  return list("");
+}}
+async function relay() {{
+  try {{
+    const plans = await (await fetch("api/v1/relay")).json();
+    const box = document.getElementById("relay");
+    box.replaceChildren();
+    for (const plan of Object.values(plans)) {{
+      const h = document.createElement("h2");
+      h.textContent = plan.camera + ": relay " + plan.topology + " of " + plan.max_member + ", epoch " + plan.epoch;
+      const root = document.createElement("p");
+      root.textContent = Object.keys(plan.viewers).length ? "node" : "node (no viewer relays it)";
+      box.append(h, root, tree(plan));
+    }}
+  }} catch (e) {{}}
+}}
+relay(); setInterval(relay, 2000);
+</script>
+<p><a href="api/v1/status">status</a> · <a href="api/v1/relay">relay plans</a> · <a href="metrics">metrics</a> · <a href="healthz">health</a> · camfleet {version}</p>
 </body></html>
 "#,
         node = escape(&info.node_id),
