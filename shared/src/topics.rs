@@ -98,6 +98,15 @@ impl Topics {
         format!("{}/node/+/relay/+/plan", self.prefix)
     }
 
+    /// Node and camera of a `<prefix>/node/<id>/relay/<camera>/plan` topic.
+    pub fn relay_plan_of<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/node/")?;
+        let rest = rest.strip_suffix("/plan")?;
+        let (node, camera) = rest.split_once("/relay/")?;
+        let plain = |s: &str| !s.is_empty() && !s.contains('/');
+        (plain(node) && plain(camera)).then_some((node, camera))
+    }
+
     /// The viewer id in a `<prefix>/viewer/<id>/<leaf>` topic, if it is one.
     pub fn viewer_id_of<'t>(&self, topic: &'t str, leaf: &str) -> Option<&'t str> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/viewer/")?;

@@ -219,10 +219,17 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                         if let Err(e) = sensors.record(Utc::now(), &p.topic, &p.payload) {
                             tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
                         }
-                    } else if config.relay.is_some() && p.topic.ends_with("/plan") && p.topic.contains("/relay/") {
+                    } else if let Some((node, camera)) = topics.relay_plan_of(&p.topic).filter(|_| config.relay.is_some()) {
                         match parse_plan(&p.payload) {
-                            Ok(plan) => cameras.plan(&plan),
-                            Err(why) => tracing::warn!(topic = %p.topic, "ignoring the relay plan: {why}; taking that camera from its node"),
+                            Ok(plan) if plan.node_id == node && plan.camera == camera => cameras.plan(&plan),
+                            Ok(_) => {
+                                tracing::warn!(topic = %p.topic, "ignoring the relay plan: it names another camera; taking that camera from its node");
+                                cameras.drop_plan(node, camera);
+                            }
+                            Err(why) => {
+                                tracing::warn!(topic = %p.topic, "ignoring the relay plan: {why}; taking that camera from its node");
+                                cameras.drop_plan(node, camera);
+                            }
                         }
                     } else {
                         for event in discovery.on_message(&p.topic, &p.payload) {

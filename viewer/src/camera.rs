@@ -25,6 +25,8 @@ use crate::screens::Screens;
 
 /// A stream that stays open but sends nothing for this long is reconnected.
 pub const STREAM_WATCHDOG: Duration = Duration::from_secs(5);
+/// A sequence number this far below the newest one is a restarted node.
+const MISSED_RESET: u64 = 1000;
 /// A relay parent that sends nothing for this long is left for the backup.
 pub const RELAY_STALL: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +114,8 @@ pub struct CameraLink {
     pub screens: Option<Arc<Screens>>,
     /// Held while this camera's segments are written: one writer at a time.
     pub writer: Arc<tokio::sync::Mutex<()>>,
+    /// The newest sequence number received over any connection.
+    pub newest_seq: Mutex<Option<u64>>,
     /// Where the relay plan says to take the camera from (`None`: the node).
     pub route: watch::Receiver<Option<Route>>,
     /// Passes the camera on to other viewers, with `--relay`.
@@ -260,10 +264,19 @@ impl CameraLink {
             if last_seq.is_none() {
                 tracing::info!(seq = frame.seq, bytes = frame.jpeg.len(), "first frame");
             }
-            if let Some(last) = last_seq {
-                self.stats
-                    .missed
-                    .fetch_add(frame.seq.saturating_sub(last + 1), Ordering::Relaxed);
+            // Gaps count across reconnects and relay switches too: a frame
+            // not received from any parent is missed.
+            {
+                let mut newest = self.newest_seq.lock().expect("newest seq");
+                if let Some(last) = *newest {
+                    self.stats
+                        .missed
+                        .fetch_add(frame.seq.saturating_sub(last + 1), Ordering::Relaxed);
+                }
+                // A restarted node counts from 0 again.
+                if newest.is_none_or(|n| frame.seq > n || n - frame.seq > MISSED_RESET) {
+                    *newest = Some(frame.seq);
+                }
             }
             last_seq = Some(frame.seq);
             // Follow the session: start, switch or stop before this frame.

@@ -115,6 +115,7 @@ impl Supervisor {
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
                         timeline: CameraLink::timeline(Arc::clone(&clock)),
+                        newest_seq: std::sync::Mutex::new(None),
                         route: self.route(&key).subscribe(),
                         relay: self
                             .relays
@@ -189,6 +190,13 @@ impl Supervisor {
                 r.backup.as_deref().unwrap_or("the node")
             );
         }
+    }
+
+    /// A camera's plan could not be read: take it from its node.
+    pub fn drop_plan(&mut self, node: &str, camera: &str) {
+        let key = (node.to_owned(), camera.to_owned());
+        self.route(&key)
+            .send_if_modified(|now| now.take().is_some());
     }
 
     /// The node's clock: the one measured so far while the same run of the

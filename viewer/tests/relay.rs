@@ -312,6 +312,8 @@ fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
     // A plan that cannot be read: a warning, and the camera from its node.
     broker.publish_retained(PLAN, r#"{"v":7}"#);
     viewers[&member].wait_log("ignoring the relay plan", SECS(20));
+    let node_tcp = format!("to 127.0.0.1:{}", node.tcp_port("cam0"));
+    viewers[&member].wait_log(&node_tcp, SECS(10));
 }
 
 /// `(time µs, MD5)` of every sample of a segment, as ffprobe reads them.
@@ -579,5 +581,113 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
     assert!(
         after < before + 16 * 1024,
         "the relay grew from {before} to {after} KiB"
+    );
+}
+
+#[test]
+fn a_recording_through_a_relay_that_dies_lacks_only_the_frames_it_reports_missed() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let _node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", "320", "--height", "240", "--fps", "10"],
+            vec!["--relay-max-member", "1"],
+        ]
+        .concat(),
+    );
+    let dirs: Vec<TempDir> = (0..3)
+        .map(|i| TempDir::new(&format!("missed-{i}")))
+        .collect();
+    let seg = ["--segment-seconds", "2"];
+    let mut r1 = Viewer::start_as(
+        &broker,
+        &dirs[0].0,
+        "r1",
+        &[&["--relay", "127.0.0.1", "--no-record"][..], &seg].concat(),
+    );
+    wait_for("r1 in the plan", SECS(30), || {
+        retained_plan(&broker).filter(|p| p.viewers.contains_key("r1"))
+    });
+    let r2 = Viewer::start_as(
+        &broker,
+        &dirs[1].0,
+        "r2",
+        &[&["--relay", "127.0.0.1"][..], &seg].concat(),
+    );
+    let _direct = Viewer::start_as(&broker, &dirs[2].0, "direct", &seg);
+    r2.wait_log("(relay r1)", SECS(30));
+    let state = |id: &str| -> Option<shared::messages::RecordingState> {
+        serde_json::from_str(&broker.retained(&format!("camfleet/viewer/{id}/recording"))?).ok()
+    };
+    broker.publish("command/rec", "start");
+    // Published as the command is taken: what was missed before the session.
+    let missed_before = wait_for("r2 recording", SECS(20), || {
+        state("r2")
+            .filter(|s| s.state == "recording")
+            .map(|s| s.links.first().map_or(0, |l| l.missed))
+    });
+    wait_for("a closed segment through r1", SECS(30), || {
+        (!files(&dirs[1].0, ".mp4").is_empty()).then_some(())
+    });
+    let _ = r1.child.kill();
+    let _ = r1.child.wait();
+    r2.wait_log("switching to the backup at once", SECS(10));
+    let before = files(&dirs[1].0, ".mp4").len();
+    wait_for("two more segments from the node", SECS(30), || {
+        (files(&dirs[1].0, ".mp4").len() >= before + 2).then_some(())
+    });
+    broker.publish("command/rec", "stop");
+    let r2_state = wait_for("both idle", SECS(20), || {
+        let (a, b) = (state("r2")?, state("direct")?);
+        let done = a.state == "idle" && b.state == "idle";
+        let closed = files(&dirs[1].0, ".part").is_empty() && files(&dirs[2].0, ".part").is_empty();
+        (done && closed).then_some(a)
+    });
+    let all = |d: &TempDir| -> Vec<(i64, String)> {
+        recorded(&d.0)
+            .into_iter()
+            .flat_map(|(name, samples)| {
+                let origin = chrono::NaiveDateTime::parse_from_str(&name[..16], "%Y%m%dT%H%M%SZ")
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_micros();
+                samples.into_iter().map(move |(pts, h)| {
+                    (origin + pts.parse::<i64>().unwrap() * 1_000_000 / 90_000, h)
+                })
+            })
+            .collect()
+    };
+    let (relayed, straight) = (all(&dirs[1]), all(&dirs[2]));
+    let from = relayed[0].0.max(straight[0].0);
+    let to = relayed[relayed.len() - 1]
+        .0
+        .min(straight[straight.len() - 1].0);
+    let inside = |v: &[(i64, String)]| -> BTreeMap<String, i64> {
+        v.iter()
+            .filter(|(t, _)| (from..=to).contains(t))
+            .map(|(t, h)| (h.clone(), *t))
+            .collect()
+    };
+    let (relayed, straight) = (inside(&relayed), inside(&straight));
+    for (h, t) in &relayed {
+        assert_eq!(
+            straight.get(h),
+            Some(t),
+            "a frame through the relay that the node's viewer has not, or at another time"
+        );
+    }
+    let lacking = straight
+        .keys()
+        .filter(|h| !relayed.contains_key(*h))
+        .count() as u64;
+    let missed = r2_state.links.first().map_or(0, |l| l.missed) - missed_before;
+    eprintln!(
+        "{} frames in both; {lacking} lacking through the relay, {missed} reported missed",
+        relayed.len()
+    );
+    assert_eq!(
+        lacking, missed,
+        "frames lacking must be the ones reported missed"
     );
 }
