@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use shared::relay::{RelayAnnounce, RelayPlan};
+
 use crate::{Args, Node};
 
 /// Viewers connect, get a plan and settle before the window opens.
@@ -109,17 +111,94 @@ pub fn measure(args: &Args, node: &Node, n: usize, relay: bool, clk_tck: f64) ->
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|s| s["links"][0]["fps"].as_f64().is_some_and(|f| f > 0.0))
         .count();
+    let ages = if relay {
+        ages_by_hops(node)?
+    } else {
+        String::new()
+    };
     drop(viewers);
     let _ = std::fs::remove_dir_all(&scratch);
+    let streams = if camera_rate > 0.0 {
+        up_rate / camera_rate
+    } else {
+        0.0
+    };
     Ok(format!(
-        "| {n} | {} | {connections} | {:.0} | {:.1} | {:.1} | {receiving} of {n} |",
+        "| {n} | {} | {connections} | {:.0} | {:.1} | {streams:.1} | {receiving} of {n} |{ages}",
         if relay { "on" } else { "off" },
         cpu * 100.0,
         up_rate / 1e6,
-        if camera_rate > 0.0 {
-            up_rate / camera_rate
-        } else {
-            0.0
-        },
     ))
+}
+
+/// A retained message, read with mosquitto_sub.
+fn retained(port: u16, topic: &str) -> Result<String> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-p", &port.to_string(), "-t", topic, "-C", "1", "-W", "5"])
+        .output()
+        .context("run mosquitto_sub")?;
+    let text = String::from_utf8(out.stdout)?;
+    if text.trim().is_empty() {
+        bail!("nothing retained on {topic}");
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// Capture-to-receive age of the frames a client gets from the node
+/// itself (1 hop) and from a viewer at each depth of the plan (depth + 1
+/// hops), measured together for 5 s: a table in Markdown.
+fn ages_by_hops(node: &Node) -> Result<String> {
+    let plan: RelayPlan = serde_json::from_str(&retained(
+        node.broker_port,
+        "camfleet/node/bench/relay/cam0/plan",
+    )?)?;
+    let mut targets = vec![(1, format!("127.0.0.1:{}", node.port))];
+    let deepest = plan.viewers.values().map(|e| e.depth).max().unwrap_or(0);
+    for depth in 1..=deepest {
+        let Some(id) = plan
+            .viewers
+            .iter()
+            .find(|(_, e)| e.depth == depth)
+            .map(|(id, _)| id)
+        else {
+            continue;
+        };
+        let topic = format!("camfleet/viewer/{id}/relay");
+        let a: RelayAnnounce = serde_json::from_str(&retained(node.broker_port, &topic)?)?;
+        if let Some(addr) = a.cameras.first().and_then(|c| c.addr.clone()) {
+            targets.push((depth + 1, addr));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let figures = runtime.block_on(async {
+        let start = Instant::now() + Duration::from_secs(1);
+        let end = start + Duration::from_secs(5);
+        let mut tasks = Vec::new();
+        for (hops, addr) in &targets {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            tasks.push((*hops, tokio::spawn(crate::read_frames(stream, start, end))));
+        }
+        let mut out = Vec::new();
+        for (hops, task) in tasks {
+            out.push((hops, task.await??));
+        }
+        anyhow::Ok(out)
+    })?;
+    let mut table = String::from(
+        "\n\n| hops from the node | frames | capture to receive p50 (ms) | p99 (ms) |\n|---|---|---|---|",
+    );
+    for (hops, mut f) in figures {
+        f.latencies_us.sort_unstable();
+        let n = f.latencies_us.len();
+        let pct = |p: usize| f.latencies_us.get(n * p / 100).copied().unwrap_or(0) as f64 / 1000.0;
+        table.push_str(&format!(
+            "\n| {hops} | {} | {:.1} | {:.1} |",
+            f.received,
+            pct(50),
+            pct(99)
+        ));
+    }
+    Ok(table)
 }

@@ -31,6 +31,10 @@ pub struct Hub {
     restarts: AtomicU64,
     /// From a frame's last byte read to its last byte written to a viewer.
     pub send_latency: LatencyHistogram,
+    /// Viewers that gave a name (their peer address), with what they
+    /// skipped: a relay reports it per child.
+    named: Mutex<std::collections::BTreeMap<u64, (String, Arc<AtomicU64>)>>,
+    next_reader: AtomicU64,
 }
 
 impl Hub {
@@ -47,6 +51,8 @@ impl Hub {
             dropped_by: Default::default(),
             restarts: AtomicU64::new(0),
             send_latency: LatencyHistogram::default(),
+            named: Mutex::default(),
+            next_reader: AtomicU64::new(0),
         })
     }
 
@@ -132,6 +138,8 @@ impl Hub {
         let wake = self.pushed.subscribe();
         let cursor = self.ring().newest_cursor();
         Some(Reader {
+            id: self.next_reader.fetch_add(1, Ordering::Relaxed),
+            named: None,
             hub: Arc::clone(self),
             protocol,
             cursor,
@@ -140,6 +148,16 @@ impl Hub {
             behind: false,
             idle: 0,
         })
+    }
+
+    /// What each named viewer connected now has skipped.
+    pub fn skipped_by_viewer(&self) -> Vec<(String, u64)> {
+        self.named
+            .lock()
+            .expect("hub names")
+            .values()
+            .map(|(name, n)| (name.clone(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn count_restart(&self) {
@@ -201,6 +219,9 @@ impl Hub {
 /// cursor into the ring.
 #[derive(Debug)]
 pub struct Reader {
+    id: u64,
+    /// Its skip count as the hub lists it, once named.
+    named: Option<Arc<AtomicU64>>,
     hub: Arc<Hub>,
     protocol: Protocol,
     cursor: u64,
@@ -258,6 +279,9 @@ impl Reader {
             self.behind = true;
             self.idle = 0;
             self.skipped += next.skipped;
+            if let Some(shared) = &self.named {
+                shared.store(self.skipped, Ordering::Relaxed);
+            }
             self.hub.dropped_by[self.protocol as usize].fetch_add(next.skipped, Ordering::Relaxed);
         }
         Some(next.frame)
@@ -274,6 +298,18 @@ impl Reader {
         self.behind
     }
 
+    /// Lists this viewer under `name` (its peer address) in
+    /// [`Hub::skipped_by_viewer`] while it is connected.
+    pub fn name(&mut self, name: &str) {
+        let shared = Arc::new(AtomicU64::new(self.skipped));
+        self.hub
+            .named
+            .lock()
+            .expect("hub names")
+            .insert(self.id, (name.to_owned(), Arc::clone(&shared)));
+        self.named = Some(shared);
+    }
+
     /// Frames this viewer jumped over because it fell behind.
     pub fn skipped(&self) -> u64 {
         self.skipped
@@ -287,6 +323,9 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if self.named.is_some() {
+            self.hub.named.lock().expect("hub names").remove(&self.id);
+        }
         self.hub.viewers.fetch_sub(1, Ordering::AcqRel);
         self.hub.viewers_by[self.protocol as usize].fetch_sub(1, Ordering::AcqRel);
     }

@@ -45,6 +45,7 @@ pub async fn run(
             async move {
                 tracing::info!("viewer connected");
                 let mut reader = reader;
+                reader.name(&peer.to_string());
                 match serve_viewer(stream, &mut reader, &cancel).await {
                     Ok(sent) => {
                         tracing::info!(frames = sent, skipped = reader.skipped(), "viewer left")

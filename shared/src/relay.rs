@@ -311,6 +311,9 @@ pub struct RelayCameraStats {
     /// Frames children skipped because they were slower than the camera,
     /// summed over children.
     pub skipped: u64,
+    /// Per child connected now (its address): frames it skipped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_by_child: BTreeMap<String, u64>,
     /// Age of the newest frame passed on (now minus its capture time), ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_ms: Option<f64>,
@@ -463,6 +466,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn recording_viewers_joining_together_sit_nearer_the_node() {
+        let viewers = [("watch", false), ("rec", true)].map(|(id, recording)| Candidate {
+            id: id.into(),
+            can_relay: true,
+            recording,
+        });
+        let layout = replan(&Layout::default(), &viewers, 2, Topology::Chain);
+        let feeds = feeds_of(&layout, 2, Topology::Chain);
+        assert_eq!(feeds["rec"].depth, 1);
+        assert_eq!(feeds["watch"].parent.as_deref(), Some("rec"));
     }
 
     #[test]

@@ -170,6 +170,7 @@ impl Relays {
                     frames_in: f.frames,
                     children: f.viewers,
                     skipped: f.dropped,
+                    skipped_by_child: s.hub.skipped_by_viewer().into_iter().collect(),
                     age_ms: s
                         .hub
                         .latest()

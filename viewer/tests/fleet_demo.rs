@@ -223,3 +223,33 @@ fn nodes_left(port: u16) -> String {
         .unwrap();
     String::from_utf8_lossy(&left.stdout).into_owned()
 }
+
+#[test]
+fn the_relay_demo_passes_the_cameras_on_between_viewers() {
+    let demo = Demo::start_with("2", &["--relay"]);
+    demo.wait_fleet(2);
+    // Its viewer and three headless relays, planned by each node.
+    let plans = wait_for("both plans with four viewers", SECS(40), || {
+        let plans: Vec<shared::relay::RelayPlan> = demo
+            .sub("camfleet/node/+/relay/cam0/plan", 2)
+            .iter()
+            .filter_map(|line| serde_json::from_str(line.split_once(' ')?.1).ok())
+            .collect();
+        (plans.len() == 2 && plans.iter().all(|p| p.viewers.len() == 4)).then_some(plans)
+    });
+    assert!(plans.iter().all(|p| p.max_member == 2), "{plans:?}");
+    let logs = demo.dir.path("logs");
+    wait_for(
+        "a relay taking a camera from another viewer",
+        SECS(40),
+        || {
+            (1..=3)
+                .map(|k| {
+                    std::fs::read_to_string(logs.join(format!("demo-relay-{k}.log")))
+                        .unwrap_or_default()
+                })
+                .any(|log| log.contains("(relay "))
+                .then_some(())
+        },
+    );
+}

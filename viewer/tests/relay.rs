@@ -552,7 +552,7 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
     for r in &mut readers {
         r.next();
     }
-    let _stalled = FrameClient::stalled(port);
+    let stalled_child = FrameClient::stalled(port);
     let before = rss();
     // Each reader on its own thread for 15 s of a 10 fps camera.
     let counts: Vec<usize> = readers
@@ -574,6 +574,17 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
         .collect();
     let after = rss();
     eprintln!("readers got {counts:?} frames in 15 s; relay RSS {before} -> {after} KiB");
+    // The relay's figures list its three children with what each skipped.
+    let stats = broker.sub("camfleet/viewer/r1/relay/stats", 1, 15);
+    let stats: shared::relay::RelayStats =
+        serde_json::from_str(&stats.first().expect("relay figures").1).unwrap();
+    eprintln!("skipped by child: {:?}", stats.cameras[0].skipped_by_child);
+    // The readers have gone; the child that never reads is still there.
+    let stalled = stalled_child.local_addr().unwrap().to_string();
+    assert!(
+        stats.cameras[0].skipped_by_child.contains_key(&stalled),
+        "{stats:?}"
+    );
     assert!(
         counts.iter().all(|&n| n >= 142),
         "a reader fell under 95% of 150 frames: {counts:?}"

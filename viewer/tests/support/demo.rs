@@ -17,6 +17,11 @@ pub struct Demo {
 
 impl Demo {
     pub fn start(nodes: &str) -> Self {
+        Self::start_with(nodes, &[])
+    }
+
+    /// With more flags (`--relay`).
+    pub fn start_with(nodes: &str, extra: &[&str]) -> Self {
         let _ = node_binary(); // built beside the viewer, where the demo looks first
         let dir = TempDir::new("fleet");
         let (broker_port, dashboard_port) = (free_port(), free_port());
@@ -39,6 +44,7 @@ impl Demo {
             "--recordings",
             recordings.to_str().unwrap(),
         ];
+        let args = [&args[..], extra].concat();
         let child = super::viewer_process(&args, &dir.path("demo.log"));
         Demo {
             child,
