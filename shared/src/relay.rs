@@ -198,16 +198,22 @@ pub fn replan(
             None => direct.push(c.id.clone()),
         }
     }
-    // When nothing else moved, one viewer fed by the node takes a leaf
-    // slot that has come free.
+    // When nothing else moved, viewers fed by the node take the free slots
+    // they may hold (each move changes only the mover's own parent); a
+    // relay may open a slot at the end.
     if settled && !joins {
-        let free = direct.iter().enumerate().find_map(|(k, id)| {
-            (0..slots.len())
-                .find(|&i| !feeds(i, n, topology) && takeable(&slots, i, id))
-                .map(|i| (k, i))
-        });
-        if let Some((k, i)) = free {
-            slots[i] = Some(direct.remove(k));
+        let mut k = 0;
+        while k < direct.len() {
+            let id = direct[k].clone();
+            let free = (0..slots.len()).find(|&i| takeable(&slots, i, &id));
+            let end = slots.len();
+            let at_end = may_hold(end, &id)
+                && parent_slot(end, n, topology).is_none_or(|p| slots[p].is_some());
+            match free {
+                Some(i) => slots[i] = Some(direct.remove(k)),
+                None if at_end => slots.push(Some(direct.remove(k))),
+                None => k += 1,
+            }
         }
     }
     Layout { slots, direct }

@@ -244,6 +244,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             _ = retention_tick.tick() => retention.run(false),
             _ = state_tick.tick() => {
                 published_cameras = publish_state(&client, &rec, &mut cameras);
+                announce(&client, &relay_topic, &cameras, &rec, &mut announced);
                 if let Some(relays) = &cameras.relays {
                     let stats = relays.figures(&config.viewer_id);
                     let topic = topics.viewer_relay_stats(&config.viewer_id);
@@ -431,9 +432,9 @@ fn announce(
     let Some(relays) = &cameras.relays else {
         return;
     };
-    let json =
-        serde_json::to_string(&relays.announcement(&cameras.viewer_id, rec.session.is_some()))
-            .unwrap_or_default();
+    let announcement =
+        relays.announcement(&cameras.viewer_id, rec.session.is_some(), cameras.degraded);
+    let json = serde_json::to_string(&announcement).unwrap_or_default();
     if announced.as_deref() != Some(json.as_str()) {
         try_publish(client, topic, true, json.clone());
         *announced = Some(json);

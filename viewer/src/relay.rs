@@ -131,7 +131,7 @@ impl Relays {
     }
 
     /// What this viewer announces.
-    pub fn announcement(&self, viewer_id: &str, recording: bool) -> RelayAnnounce {
+    pub fn announcement(&self, viewer_id: &str, recording: bool, degraded: bool) -> RelayAnnounce {
         let cameras = self
             .served
             .lock()
@@ -150,7 +150,7 @@ impl Relays {
             cameras,
             capacity: RELAY_CAPACITY,
             recording,
-            degraded: false,
+            degraded,
         }
     }
 

@@ -19,6 +19,9 @@ use crate::discovery::NodeEvent;
 use crate::metrics::{CameraCounters, Metrics};
 use crate::record::recorder::ErrorSlot;
 use crate::relay::{Forward, Relays, Route};
+
+/// Window over which a viewer decides whether it keeps up.
+const LAG_WINDOW: Duration = Duration::from_secs(5);
 use crate::screens::Screens;
 
 struct Running {
@@ -28,6 +31,8 @@ struct Running {
     counters: Arc<CameraCounters>,
     /// Frames at the last figures, for fps.
     last: (Instant, u64),
+    /// Frames and missed frames at the start of the current lag window.
+    lag: (Instant, u64, u64),
 }
 
 /// One node's clock, measured while the node is up.
@@ -46,6 +51,9 @@ pub struct Supervisor {
     /// This viewer's relay servers, with `--relay`.
     pub relays: Option<Arc<Relays>>,
     pub viewer_id: String,
+    /// Over 10% of a camera's frames missed in the last window: this viewer
+    /// cannot keep up, and says so in its relay announcement (a leaf only).
+    pub degraded: bool,
     /// Per camera counters, and the newest frame recorded: kept when a
     /// camera's task ends, so its next one never records a frame again.
     metrics: Arc<Metrics>,
@@ -71,6 +79,7 @@ impl Supervisor {
             routes: HashMap::new(),
             relays: None,
             viewer_id: String::new(),
+            degraded: false,
             metrics,
             tracker: TaskTracker::new(),
             session,
@@ -142,6 +151,11 @@ impl Supervisor {
                         started_at: info.started_at,
                         cancel,
                         last: (Instant::now(), counters.link.frames.load(Ordering::Relaxed)),
+                        lag: (
+                            Instant::now(),
+                            counters.link.frames.load(Ordering::Relaxed),
+                            counters.link.missed.load(Ordering::Relaxed),
+                        ),
                         counters,
                     };
                     self.tasks.insert(key, running);
@@ -251,13 +265,26 @@ impl Supervisor {
         self.metrics.recording.load(Ordering::Relaxed)
     }
 
-    /// Figures per camera since the last call.
+    /// Figures per camera since the last call. Also decides whether this
+    /// viewer cannot keep up (see [`Supervisor::degraded`]).
     pub fn figures(&mut self) -> Vec<LinkFigures> {
+        let mut lagging = None;
         let mut out: Vec<LinkFigures> = self
             .tasks
             .iter_mut()
             .map(|((node, camera), r)| {
                 let frames = r.counters.link.frames.load(Ordering::Relaxed);
+                let missed = r.counters.link.missed.load(Ordering::Relaxed);
+                let (since, frames0, missed0) = r.lag;
+                if since.elapsed() >= LAG_WINDOW {
+                    let (got, lost) = (frames - frames0, missed.saturating_sub(missed0));
+                    let lags = lost > 0 && lost * 10 > got + lost;
+                    if lags {
+                        tracing::info!(camera = %format!("{node}/{camera}"), "{lost} of {} frames missed in {:.0} s: this viewer does not keep up", got + lost, since.elapsed().as_secs_f64());
+                    }
+                    *lagging.get_or_insert(false) |= lags;
+                    r.lag = (Instant::now(), frames, missed);
+                }
                 let (at, before) = r.last;
                 let secs = at.elapsed().as_secs_f64();
                 let fps = if secs > 0.0 {
@@ -281,6 +308,19 @@ impl Supervisor {
             .collect();
         out.sort_by(|a, b| (&a.node, &a.camera).cmp(&(&b.node, &b.camera)));
         self.last_figures = out.clone();
+        if let Some(lagging) = lagging {
+            if lagging != self.degraded {
+                tracing::info!(
+                    "{}",
+                    if lagging {
+                        "announcing this viewer as degraded: a leaf of relay plans"
+                    } else {
+                        "keeping up again: no longer degraded"
+                    }
+                );
+            }
+            self.degraded = lagging;
+        }
         out
     }
 

@@ -702,3 +702,53 @@ fn a_recording_through_a_relay_that_dies_lacks_only_the_frames_it_reports_missed
         "frames lacking must be the ones reported missed"
     );
 }
+
+#[test]
+fn a_viewer_that_says_it_is_degraded_feeds_nobody() {
+    let broker = Broker::start();
+    let url = broker.url();
+    let _node = Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--relay-max-member", "2"],
+        ]
+        .concat(),
+    );
+    broker.wait_status("pi-relay", "online");
+    let announce = |id: &str, port: u16, degraded: bool| {
+        let a = shared::relay::RelayAnnounce {
+            v: shared::relay::RELAY_VERSION,
+            viewer_id: id.into(),
+            state: "active".into(),
+            cameras: vec![shared::relay::RelayCamera {
+                node: "pi-relay".into(),
+                camera: "cam0".into(),
+                addr: Some(format!("127.0.0.1:{port}")),
+            }],
+            capacity: 16,
+            recording: false,
+            degraded,
+        };
+        broker.publish_retained(
+            &format!("camfleet/viewer/{id}/relay"),
+            &serde_json::to_string(&a).unwrap(),
+        );
+    };
+    // The degraded one comes first: it would be the head otherwise.
+    announce("aa-slow", 1, true);
+    announce("bb", 2, false);
+    announce("cc", 3, false);
+    announce("dd", 4, false);
+    let plan = wait_for("a plan with four viewers", SECS(20), || {
+        retained_plan(&broker).filter(|p| p.viewers.len() == 4)
+    });
+    assert_eq!(children_of(&plan, "aa-slow"), 0, "{plan:?}");
+    // It recovers: a head again once it says so and a slot needs it.
+    announce("bb", 2, true);
+    announce("cc", 3, true);
+    announce("dd", 4, true);
+    announce("aa-slow", 1, false);
+    wait_for("the recovered viewer feeding others", SECS(20), || {
+        retained_plan(&broker).filter(|p| p.viewers.len() == 4 && children_of(p, "aa-slow") > 0)
+    });
+}
