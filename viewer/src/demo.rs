@@ -87,48 +87,37 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
     for i in 0..nodes {
         let (w, h) = SIZES[usize::from(i) % SIZES.len()];
         let id = format!("demo-{}", i + 1);
-        let log = std::fs::File::create(logs.join(format!("{id}.log")))?;
-        let child = Command::new(&node_bin)
-            .args([
-                "--broker",
-                &broker.to_string(),
-                "--node-id",
-                &id,
-                "--source",
-                "test",
-            ])
-            .args([
-                "--width",
-                &w.to_string(),
-                "--height",
-                &h.to_string(),
-                "--fps",
-                "15",
-            ])
-            .args(["--tcp-port", "0", "--rtsp-port", "0", "--http-port", "0"])
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--advertise-host",
-                "127.0.0.1",
-                "--no-cpu-temp",
-            ])
-            .args(if config.relay.is_some() {
-                vec!["--relay-max-member".to_owned(), DEMO_GROUP.to_string()]
-            } else {
-                vec![]
-            })
-            .env_remove("CAMFLEET_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", node_bin.display()))?;
-        if let (Some(pid), Ok(mut pids)) = (child.id(), NODE_PIDS.lock()) {
-            pids.push(pid);
-        }
-        children.push((id, child));
+        let mut node = Command::new(&node_bin);
+        node.args([
+            "--broker",
+            &broker.to_string(),
+            "--node-id",
+            &id,
+            "--source",
+            "test",
+        ])
+        .args([
+            "--width",
+            &w.to_string(),
+            "--height",
+            &h.to_string(),
+            "--fps",
+            "15",
+        ])
+        .args(["--tcp-port", "0", "--rtsp-port", "0", "--http-port", "0"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--advertise-host",
+            "127.0.0.1",
+            "--no-cpu-temp",
+        ])
+        .args(if config.relay.is_some() {
+            vec!["--relay-max-member".to_owned(), DEMO_GROUP.to_string()]
+        } else {
+            vec![]
+        });
+        children.push((id.clone(), spawn_logged(node, &logs, &id)?));
     }
     if config.relay.is_some() {
         // Headless relays that neither record nor display: the demo's own
@@ -136,8 +125,8 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
         let exe = std::env::current_exe().context("the viewer's own path")?;
         for k in 1..=DEMO_RELAYS {
             let id = format!("demo-relay-{k}");
-            let log = std::fs::File::create(logs.join(format!("{id}.log")))?;
-            let child = Command::new(&exe)
+            let mut relay = Command::new(&exe);
+            relay
                 .args(["--broker", &broker.to_string(), "--viewer-id", &id])
                 .args([
                     "--headless",
@@ -148,18 +137,8 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
                     "off",
                 ])
                 .arg("--recordings")
-                .arg(&config.recordings)
-                .env_remove("CAMFLEET_CONFIG")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("cannot start {}", exe.display()))?;
-            if let (Some(pid), Ok(mut pids)) = (child.id(), NODE_PIDS.lock()) {
-                pids.push(pid);
-            }
-            children.push((id, child));
+                .arg(&config.recordings);
+            children.push((id.clone(), spawn_logged(relay, &logs, &id)?));
         }
         tracing::info!(
             "demo: {DEMO_RELAYS} headless relays started; the nodes plan groups of {DEMO_GROUP}"
@@ -184,6 +163,25 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
     }
     tracing::info!("demo: stopped");
     result
+}
+
+/// Starts one process of the demo with its log in `<logs>/<id>.log`; it is
+/// killed with the demo (and by a second Ctrl+C).
+fn spawn_logged(mut cmd: Command, logs: &Path, id: &str) -> Result<Child> {
+    let log = std::fs::File::create(logs.join(format!("{id}.log")))?;
+    let program = cmd.as_std().get_program().to_owned();
+    let child = cmd
+        .env_remove("CAMFLEET_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.to_string_lossy()))?;
+    if let (Some(pid), Ok(mut pids)) = (child.id(), NODE_PIDS.lock()) {
+        pids.push(pid);
+    }
+    Ok(child)
 }
 
 /// SIGTERM, a few seconds for the node's orderly shutdown, then SIGKILL.

@@ -15,6 +15,21 @@ use support::*;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const PLAN: &str = "camfleet/node/pi-relay/relay/cam0/plan";
 
+/// A node of one test-pattern camera at 10 fps, planning relays in groups
+/// of `max_member`.
+fn relay_node(broker: &Broker, size: &str, max_member: &str) -> Node {
+    let url = broker.url();
+    let (w, h) = size.split_once('x').unwrap();
+    Node::start(
+        &[
+            node_args(&url, "pi-relay", "test"),
+            vec!["--width", w, "--height", h, "--fps", "10"],
+            vec!["--relay-max-member", max_member],
+        ]
+        .concat(),
+    )
+}
+
 fn retained_plan(broker: &Broker) -> Option<RelayPlan> {
     broker
         .retained(PLAN)
@@ -54,15 +69,7 @@ fn relay_port(broker: &Broker, viewer: &str) -> u16 {
 #[test]
 fn seven_viewers_pass_a_camera_on_in_groups_of_three_and_heal_when_a_head_dies() {
     let broker = Broker::start();
-    let url = broker.url();
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-            vec!["--relay-max-member", "3"],
-        ]
-        .concat(),
-    );
+    let node = relay_node(&broker, "320x240", "3");
     let dirs: Vec<TempDir> = (1..=7)
         .map(|i| TempDir::new(&format!("relay-v{i}")))
         .collect();
@@ -219,15 +226,7 @@ fn longest_wait(watch: &mut FrameClient, from: Instant, span: Duration) -> Durat
 #[test]
 fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
     let broker = Broker::start();
-    let url = broker.url();
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-            vec!["--relay-max-member", "2"],
-        ]
-        .concat(),
-    );
+    let node = relay_node(&broker, "320x240", "2");
     // Payloads the node must refuse with a reason, not act on.
     broker.publish_retained("camfleet/viewer/bogus/relay", "{not json");
     broker.publish_retained(
@@ -316,38 +315,8 @@ fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
     viewers[&member].wait_log(&node_tcp, SECS(10));
 }
 
-/// `(time µs, MD5)` of every sample of a segment, as ffprobe reads them.
-fn samples(segment: &std::path::Path) -> Vec<(String, String)> {
-    require("ffprobe", "ffmpeg");
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
-        .args([
-            "-show_data_hash",
-            "md5",
-            "-show_entries",
-            "packet=pts,data_hash",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe cannot read {}",
-        segment.display()
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (t, h) = l.split_once(',').unwrap();
-            (t.to_owned(), h.to_owned())
-        })
-        .collect()
-}
-
 /// Segment name -> samples, for one viewer's recording of the camera.
-fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(String, String)>> {
+fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(i64, String)>> {
     files(dir, ".mp4")
         .iter()
         .map(|p| {
@@ -483,15 +452,7 @@ fn control(node: &Node, action: &str) {
 #[test]
 fn stopping_the_camera_ends_its_relay_tree_and_starting_it_builds_it_again() {
     let broker = Broker::start();
-    let url = broker.url();
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-            vec!["--relay-max-member", "2"],
-        ]
-        .concat(),
-    );
+    let node = relay_node(&broker, "320x240", "2");
     let dirs: Vec<TempDir> = (1..=3)
         .map(|i| TempDir::new(&format!("stop-v{i}")))
         .collect();
@@ -525,15 +486,7 @@ fn stopping_the_camera_ends_its_relay_tree_and_starting_it_builds_it_again() {
 #[test]
 fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory() {
     let broker = Broker::start();
-    let url = broker.url();
-    let _node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "1280", "--height", "720", "--fps", "10"],
-            vec!["--relay-max-member", "3"],
-        ]
-        .concat(),
-    );
+    let _node = relay_node(&broker, "1280x720", "3");
     let dir = TempDir::new("slow-child");
     let relay = Viewer::start_as(&broker, &dir.0, "r1", &["--relay", "127.0.0.1"]);
     wait_for("r1 in the plan", SECS(30), || {
@@ -598,15 +551,7 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
 #[test]
 fn a_recording_through_a_relay_that_dies_lacks_only_the_frames_it_reports_missed() {
     let broker = Broker::start();
-    let url = broker.url();
-    let _node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-            vec!["--relay-max-member", "1"],
-        ]
-        .concat(),
-    );
+    let _node = relay_node(&broker, "320x240", "1");
     let dirs: Vec<TempDir> = (0..3)
         .map(|i| TempDir::new(&format!("missed-{i}")))
         .collect();
@@ -655,20 +600,8 @@ fn a_recording_through_a_relay_that_dies_lacks_only_the_frames_it_reports_missed
         let closed = files(&dirs[1].0, ".part").is_empty() && files(&dirs[2].0, ".part").is_empty();
         (done && closed).then_some(a)
     });
-    let all = |d: &TempDir| -> Vec<(i64, String)> {
-        recorded(&d.0)
-            .into_iter()
-            .flat_map(|(name, samples)| {
-                let origin = chrono::NaiveDateTime::parse_from_str(&name[..16], "%Y%m%dT%H%M%SZ")
-                    .unwrap()
-                    .and_utc()
-                    .timestamp_micros();
-                samples.into_iter().map(move |(pts, h)| {
-                    (origin + pts.parse::<i64>().unwrap() * 1_000_000 / 90_000, h)
-                })
-            })
-            .collect()
-    };
+    let all =
+        |d: &TempDir| -> Vec<(i64, String)> { recorded(&d.0).into_values().flatten().collect() };
     let (relayed, straight) = (all(&dirs[1]), all(&dirs[2]));
     let from = relayed[0].0.max(straight[0].0);
     let to = relayed[relayed.len() - 1]

@@ -213,43 +213,6 @@ fn inject(fleet: &mut Fleet, rng: &mut Rng) -> (String, Vec<&'static str>) {
     }
 }
 
-/// Every sample of a segment: time on the timeline (µs) and JPEG MD5.
-fn samples(segment: &Path) -> Vec<(i64, String)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
-        .args([
-            "-show_data_hash",
-            "md5",
-            "-show_entries",
-            "packet=pts_time,data_hash",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe cannot read {}: {}",
-        segment.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let name = segment.file_name().unwrap().to_string_lossy();
-    let stamp = &name[..16];
-    let origin = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .unwrap_or_else(|e| panic!("segment name {name}: {e}"))
-        .and_utc()
-        .timestamp_micros();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|line| {
-            let (pts, hash) = line.split_once(',')?;
-            let pts: f64 = pts.parse().ok()?;
-            Some((origin + (pts * 1e6).round() as i64, hash.to_owned()))
-        })
-        .collect()
-}
-
 /// A closed segment decodes, every frame, without a single error (ffprobe
 /// decodes each frame; `ffmpeg -f null` would also judge the timestamps
 /// against a guessed frame rate, which the burst of frames a node reads

@@ -8,10 +8,8 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
 use support::common::*;
 use support::*;
 
@@ -63,50 +61,6 @@ fn start_node(broker: &Broker, id: &str, source: &str, env: &[(String, String)])
         .concat(),
         &env,
     )
-}
-
-/// Segment start (from its name) in µs since the epoch.
-fn origin_us(segment: &Path) -> i64 {
-    let name = segment.file_stem().unwrap().to_string_lossy();
-    NaiveDateTime::parse_from_str(&name, "%Y%m%dT%H%M%SZ")
-        .unwrap_or_else(|e| panic!("segment name {name}: {e}"))
-        .and_utc()
-        .timestamp_micros()
-}
-
-/// Every sample of a segment: its time on the timeline (µs) and the MD5
-/// of its JPEG, as ffprobe reads them.
-fn samples(segment: &Path) -> Vec<(i64, String)> {
-    require("ffprobe", "ffmpeg");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
-        .args([
-            "-show_data_hash",
-            "md5",
-            "-show_entries",
-            "packet=pts_time,data_hash",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe cannot read {}",
-        segment.display()
-    );
-    let origin = origin_us(segment);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let (pts, hash) = line
-                .split_once(',')
-                .unwrap_or_else(|| panic!("ffprobe line {line:?}"));
-            let pts: f64 = pts.parse().unwrap();
-            (origin + (pts * 1e6).round() as i64, hash.to_owned())
-        })
-        .collect()
 }
 
 /// The node's own capture time kept in each fragment (`prft`), minus the

@@ -221,3 +221,50 @@ pub fn viewer_process(args: &[&str], log: &Path) -> Child {
         .spawn()
         .expect("start the viewer")
 }
+
+/// A segment's start (from its name, `YYYYmmddTHHMMSSZ.mp4[.part]`) in µs
+/// since the epoch.
+pub fn origin_us(segment: &Path) -> i64 {
+    let name = segment.file_name().unwrap().to_string_lossy();
+    let stamp = name.get(..16).unwrap_or(&name);
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .unwrap_or_else(|e| panic!("segment name {name}: {e}"))
+        .and_utc()
+        .timestamp_micros()
+}
+
+/// Every sample of a segment as ffprobe reads it: its time on the
+/// timeline (µs since the epoch) and the MD5 of its JPEG.
+pub fn samples(segment: &Path) -> Vec<(i64, String)> {
+    require("ffprobe", "ffmpeg");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
+        .args([
+            "-show_data_hash",
+            "md5",
+            "-show_entries",
+            "packet=pts_time,data_hash",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(segment)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe cannot read {}: {}",
+        segment.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let origin = origin_us(segment);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (pts, hash) = line
+                .split_once(',')
+                .unwrap_or_else(|| panic!("ffprobe line {line:?}"));
+            let pts: f64 = pts.parse().unwrap();
+            (origin + (pts * 1e6).round() as i64, hash.to_owned())
+        })
+        .collect()
+}
