@@ -21,7 +21,7 @@ use crate::discovery::Discovery;
 use crate::metrics::Metrics;
 use crate::record::desired::{DesiredState, Wanted};
 use crate::relay::{advertised_host, Relays};
-use crate::retention::{Freed, Retention, RETENTION_EVERY};
+use crate::retention::{RetentionRunner, RETENTION_EVERY};
 use crate::screens::Screens;
 use crate::sensors::{topic_matches, SensorLog};
 use crate::supervisor::Supervisor;
@@ -138,7 +138,14 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         ));
         rec.resumed = true;
     }
-    let mut retention = RetentionRunner::new(&config, &metrics);
+    if !config.retention.is_off() {
+        tracing::info!(
+            "retention: {} in {}",
+            config.retention.describe(),
+            config.recordings.display()
+        );
+    }
+    let mut retention = RetentionRunner::new(&config.retention, &config.recordings, &metrics.freed);
     let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
     let mut segments_seen = 0;
     let mut getip = tokio::time::interval(GETIP_EVERY);
@@ -220,7 +227,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                             tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
                         }
                     } else if let Some((node, camera)) = topics.relay_plan_of(&p.topic).filter(|_| config.relay.is_some()) {
-                        match parse_plan(&p.payload) {
+                        match crate::relay::parse_plan(&p.payload) {
                             Ok(plan) if plan.node_id == node && plan.camera == camera => cameras.plan(&plan),
                             Ok(_) => {
                                 tracing::warn!(topic = %p.topic, "ignoring the relay plan: it names another camera; taking that camera from its node");
@@ -438,89 +445,6 @@ fn announce(
     if announced.as_deref() != Some(json.as_str()) {
         try_publish(client, topic, true, json.clone());
         *announced = Some(json);
-    }
-}
-
-/// A relay plan, checked: JSON of the known version.
-fn parse_plan(payload: &[u8]) -> std::result::Result<shared::relay::RelayPlan, String> {
-    let plan: shared::relay::RelayPlan =
-        serde_json::from_slice(payload).map_err(|e| format!("not a relay plan: {e}"))?;
-    if plan.v != shared::relay::RELAY_VERSION {
-        return Err(format!(
-            "plan version {} (this viewer reads {})",
-            plan.v,
-            shared::relay::RELAY_VERSION
-        ));
-    }
-    Ok(plan)
-}
-
-/// Runs retention passes off the event loop, one at a time, and at most
-/// one in [`PASS_SPACING`] times the last pass's length: a pass over 100 000
-/// segments takes about half a second (docs/benchmarks.md).
-struct RetentionRunner {
-    retention: Arc<Retention>,
-    recordings: std::path::PathBuf,
-    freed: Arc<Freed>,
-    running: Option<tokio::task::JoinHandle<()>>,
-    last_started: Option<std::time::Instant>,
-    /// How long the last pass took, microseconds.
-    last_took_us: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Retention spends at most a twentieth of one core.
-const PASS_SPACING: u32 = 20;
-
-impl RetentionRunner {
-    fn new(config: &ViewerConfig, metrics: &Metrics) -> Self {
-        if !config.retention.is_off() {
-            tracing::info!(
-                "retention: {} in {}",
-                config.retention.describe(),
-                config.recordings.display()
-            );
-        }
-        RetentionRunner {
-            retention: Arc::new(config.retention.clone()),
-            recordings: config.recordings.clone(),
-            freed: Arc::clone(&metrics.freed),
-            running: None,
-            last_started: None,
-            last_took_us: Arc::default(),
-        }
-    }
-
-    /// Starts a pass unless one is under way or the last one was too recent
-    /// (unless `urgent`: a write failed). Without a budget a pass only
-    /// measures what the recordings hold.
-    fn run(&mut self, urgent: bool) {
-        if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
-            return;
-        }
-        let took =
-            Duration::from_micros(self.last_took_us.load(std::sync::atomic::Ordering::Relaxed));
-        if !urgent
-            && self
-                .last_started
-                .is_some_and(|at| at.elapsed() < took * PASS_SPACING)
-        {
-            return;
-        }
-        self.last_started = Some(std::time::Instant::now());
-        let (retention, recordings, freed, took) = (
-            Arc::clone(&self.retention),
-            self.recordings.clone(),
-            Arc::clone(&self.freed),
-            Arc::clone(&self.last_took_us),
-        );
-        self.running = Some(tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            retention.enforce(&recordings, Utc::now(), &freed);
-            took.store(
-                started.elapsed().as_micros() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }));
     }
 }
 

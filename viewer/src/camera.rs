@@ -114,22 +114,23 @@ pub struct CameraLink {
     pub screens: Option<Arc<Screens>>,
     /// Held while this camera's segments are written: one writer at a time.
     pub writer: Arc<tokio::sync::Mutex<()>>,
-    /// The newest sequence number received over any connection.
-    pub newest_seq: Mutex<Option<u64>>,
     /// Where the relay plan says to take the camera from (`None`: the node).
     pub route: watch::Receiver<Option<Route>>,
     /// Passes the camera on to other viewers, with `--relay`.
     pub relay: Option<Forward>,
-    /// This camera's frames on the fleet's timeline (its node's clock
-    /// measured), kept across reconnects.
-    pub timeline: tokio::sync::Mutex<Timeline>,
+    /// The camera's node's clock, as measured.
+    pub clock: Arc<NodeClock>,
+}
+
+/// What a camera's successive connections share: where its frames go on
+/// the fleet's timeline, and the newest sequence number received over any
+/// of them (a frame received from no parent is missed).
+struct Continuity {
+    timeline: Timeline,
+    newest_seq: Option<u64>,
 }
 
 impl CameraLink {
-    pub fn timeline(clock: Arc<NodeClock>) -> tokio::sync::Mutex<Timeline> {
-        tokio::sync::Mutex::new(Timeline::new(clock))
-    }
-
     /// Connects and reads until `cancel`: to the parent the relay plan
     /// names (the node when there is no plan), to the backup at once when a
     /// relay parent closes or goes quiet, to the node after that; the node
@@ -140,6 +141,10 @@ impl CameraLink {
         let mut failed: Vec<String> = Vec::new();
         let mut epoch = None;
         let mut carried: Option<Move> = None;
+        let mut shared = Continuity {
+            timeline: Timeline::new(Arc::clone(&self.clock)),
+            newest_seq: None,
+        };
         loop {
             let route = self.route.borrow().clone();
             if route.as_ref().map(|r| r.epoch) != epoch {
@@ -159,7 +164,9 @@ impl CameraLink {
                 None => None,
             };
             backoff.attempt_started();
-            let result = self.run_once(&cancel, &addr, via.as_deref(), moved).await;
+            let result = self
+                .run_once(&cancel, &addr, via.as_deref(), moved, &mut shared)
+                .await;
             if cancel.is_cancelled() {
                 return;
             }
@@ -201,6 +208,7 @@ impl CameraLink {
         tcp: &str,
         via: Option<&str>,
         moved: Option<Move>,
+        shared: &mut Continuity,
     ) -> Result<Option<Move>> {
         let (stream, mut recorder) = match moved {
             Some(m) => (m.stream, m.recorder),
@@ -225,10 +233,9 @@ impl CameraLink {
         let mut route = self.route.clone();
         route.mark_unchanged();
         let mut frames = FramedRead::new(stream, FrameDecoder::new());
-        let mut timeline = self.timeline.lock().await;
         // Read afresh for every frame (this run's own receiver).
         let mut session = self.session.clone();
-        let mut last_seq: Option<u64> = None;
+        let mut first = true;
         // Frames in a row not written again because they already were.
         let mut repeats = 0u64;
         let result = loop {
@@ -261,24 +268,23 @@ impl CameraLink {
                 relay.pass(&frame);
             }
             self.stats.frames.fetch_add(1, Ordering::Relaxed);
-            if last_seq.is_none() {
+            if std::mem::take(&mut first) {
                 tracing::info!(seq = frame.seq, bytes = frame.jpeg.len(), "first frame");
             }
             // Gaps count across reconnects and relay switches too: a frame
             // not received from any parent is missed.
-            {
-                let mut newest = self.newest_seq.lock().expect("newest seq");
-                if let Some(last) = *newest {
-                    self.stats
-                        .missed
-                        .fetch_add(frame.seq.saturating_sub(last + 1), Ordering::Relaxed);
-                }
-                // A restarted node counts from 0 again.
-                if newest.is_none_or(|n| frame.seq > n || n - frame.seq > MISSED_RESET) {
-                    *newest = Some(frame.seq);
-                }
+            if let Some(last) = shared.newest_seq {
+                self.stats
+                    .missed
+                    .fetch_add(frame.seq.saturating_sub(last + 1), Ordering::Relaxed);
             }
-            last_seq = Some(frame.seq);
+            // A restarted node counts from 0 again.
+            if shared
+                .newest_seq
+                .is_none_or(|n| frame.seq > n || n - frame.seq > MISSED_RESET)
+            {
+                shared.newest_seq = Some(frame.seq);
+            }
             // Follow the session: start, switch or stop before this frame.
             let wanted = session.borrow_and_update().clone();
             if recorder.as_ref().map(|(s, _)| s) != wanted.as_ref() {
@@ -317,7 +323,7 @@ impl CameraLink {
                 }
                 repeats = 0;
                 r.record(RecFrame {
-                    captured_at_us: timeline.place(frame.captured_at_us).await,
+                    captured_at_us: shared.timeline.place(frame.captured_at_us).await,
                     node_us: frame.captured_at_us,
                     jpeg: frame.jpeg,
                 })

@@ -110,56 +110,71 @@ impl Metrics {
             .collect();
         let mut out = String::new();
         let mut per_camera =
-            |name: &str, kind: &str, help: &str, value: &dyn Fn(&CameraCounters) -> u64| {
+            |name: &str,
+             kind: &str,
+             help: &str,
+             value: &dyn Fn(&CameraCounters) -> Option<String>| {
                 let _ = writeln!(out, "# HELP camfleet_viewer_{name} {help}");
                 let _ = writeln!(out, "# TYPE camfleet_viewer_{name} {kind}");
                 for (label, c) in &cameras {
+                    let Some(value) = value(c) else { continue };
                     let (node, camera) = label.split_once('/').unwrap_or((label, ""));
                     let _ = writeln!(
                         out,
-                        "camfleet_viewer_{name}{{node=\"{}\",camera=\"{}\"}} {}",
+                        "camfleet_viewer_{name}{{node=\"{}\",camera=\"{}\"}} {value}",
                         escape(node),
                         escape(camera),
-                        value(c)
                     );
                 }
             };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counter = |a: &AtomicU64| Some(load(a).to_string());
         per_camera(
             "frames_received_total",
             "counter",
             "Frames received from the camera's node.",
-            &|c| load(&c.link.frames),
+            &|c| counter(&c.link.frames),
         );
         per_camera(
             "frames_missed_total",
             "counter",
             "Frames the node skipped for this viewer (sequence gaps).",
-            &|c| load(&c.link.missed),
+            &|c| counter(&c.link.missed),
         );
         per_camera(
             "reconnects_total",
             "counter",
             "Times the connection to the camera was made again.",
-            &|c| load(&c.link.reconnects),
+            &|c| counter(&c.link.reconnects),
         );
         per_camera(
             "duplicates_skipped_total",
             "counter",
             "Frames received again after a reconnect and not recorded twice.",
-            &|c| load(&c.recorded.duplicates),
+            &|c| counter(&c.recorded.duplicates),
         );
         per_camera(
             "segments_written_total",
             "counter",
             "Segments closed (renamed from .part).",
-            &|c| load(&c.written.segments),
+            &|c| counter(&c.written.segments),
         );
         per_camera(
             "bytes_written_total",
             "counter",
             "Bytes written to segments.",
-            &|c| load(&c.written.bytes),
+            &|c| counter(&c.written.bytes),
+        );
+        per_camera(
+            "clock_offset_seconds",
+            "gauge",
+            "The camera's node clock minus the viewer's, as last measured.",
+            &|c| {
+                let clock = c.clock.lock().expect("clock slot").clone();
+                clock
+                    .and_then(|k| k.estimate())
+                    .map(|e| (e.offset_us as f64 / 1e6).to_string())
+            },
         );
 
         let name = "camfleet_viewer_write_seconds";
@@ -183,26 +198,6 @@ impl Metrics {
                 load(&c.written.sum_us) as f64 / 1e6
             );
             let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-        }
-
-        let name = "camfleet_viewer_clock_offset_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} The camera's node clock minus the viewer's, as last measured."
-        );
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (label, c) in &cameras {
-            let (node, camera) = label.split_once('/').unwrap_or((label, ""));
-            let clock = c.clock.lock().expect("clock slot").clone();
-            if let Some(e) = clock.and_then(|c| c.estimate()) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{node=\"{}\",camera=\"{}\"}} {}",
-                    escape(node),
-                    escape(camera),
-                    e.offset_us as f64 / 1e6
-                );
-            }
         }
 
         let mut single = |name: &str, kind: &str, help: &str, value: String| {

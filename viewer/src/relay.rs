@@ -33,7 +33,6 @@ pub struct Route {
     pub parent_addr: String,
     pub backup: Option<String>,
     pub backup_addr: String,
-    pub depth: u32,
 }
 
 impl Route {
@@ -44,7 +43,6 @@ impl Route {
             parent_addr: entry.parent_addr.clone(),
             backup: entry.backup.clone(),
             backup_addr: entry.backup_addr.clone(),
-            depth: entry.depth,
         }
     }
 }
@@ -234,6 +232,19 @@ impl Forward {
             });
         }
     }
+}
+
+/// A relay plan, checked: JSON of the known version.
+pub fn parse_plan(payload: &[u8]) -> std::result::Result<RelayPlan, String> {
+    let plan: RelayPlan =
+        serde_json::from_slice(payload).map_err(|e| format!("not a relay plan: {e}"))?;
+    if plan.v != RELAY_VERSION {
+        return Err(format!(
+            "plan version {} (this viewer reads {})",
+            plan.v, RELAY_VERSION
+        ));
+    }
+    Ok(plan)
 }
 
 /// The address other viewers should use for this one: the bind address

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
@@ -332,6 +334,68 @@ fn remove_old_sessions_without_media(recordings: &Path, now: DateTime<Utc>, days
                 Err(e) => tracing::warn!("retention: cannot delete {}: {e}", file.display()),
             }
         }
+    }
+}
+
+/// Runs retention passes off the event loop, one at a time, and at most
+/// one in [`PASS_SPACING`] times the last pass's length: a pass over 100 000
+/// segments takes about half a second (docs/benchmarks.md).
+pub struct RetentionRunner {
+    retention: Arc<Retention>,
+    recordings: PathBuf,
+    freed: Arc<Freed>,
+    running: Option<tokio::task::JoinHandle<()>>,
+    last_started: Option<std::time::Instant>,
+    /// How long the last pass took, microseconds.
+    last_took_us: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Retention spends at most a twentieth of one core.
+const PASS_SPACING: u32 = 20;
+
+impl RetentionRunner {
+    pub fn new(retention: &Retention, recordings: &Path, freed: &Arc<Freed>) -> Self {
+        RetentionRunner {
+            retention: Arc::new(retention.clone()),
+            recordings: recordings.to_owned(),
+            freed: Arc::clone(freed),
+            running: None,
+            last_started: None,
+            last_took_us: Arc::default(),
+        }
+    }
+
+    /// Starts a pass unless one is under way or the last one was too recent
+    /// (unless `urgent`: a write failed). Without a budget a pass only
+    /// measures what the recordings hold.
+    pub fn run(&mut self, urgent: bool) {
+        if self.running.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let took =
+            Duration::from_micros(self.last_took_us.load(std::sync::atomic::Ordering::Relaxed));
+        if !urgent
+            && self
+                .last_started
+                .is_some_and(|at| at.elapsed() < took * PASS_SPACING)
+        {
+            return;
+        }
+        self.last_started = Some(std::time::Instant::now());
+        let (retention, recordings, freed, took) = (
+            Arc::clone(&self.retention),
+            self.recordings.clone(),
+            Arc::clone(&self.freed),
+            Arc::clone(&self.last_took_us),
+        );
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            retention.enforce(&recordings, Utc::now(), &freed);
+            took.store(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }));
     }
 }
 

@@ -123,8 +123,7 @@ impl Supervisor {
                         recording: Arc::clone(&self.metrics.recording),
                         errors: Arc::clone(&self.errors),
                         screens: self.screens.clone(),
-                        timeline: CameraLink::timeline(Arc::clone(&clock)),
-                        newest_seq: std::sync::Mutex::new(None),
+                        clock: Arc::clone(&clock),
                         route: self.route(&key).subscribe(),
                         relay: self
                             .relays

@@ -531,7 +531,10 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
     let stats = broker.sub("camfleet/viewer/r1/relay/stats", 1, 15);
     let stats: shared::relay::RelayStats =
         serde_json::from_str(&stats.first().expect("relay figures").1).unwrap();
-    eprintln!("skipped by child: {:?}", stats.cameras[0].skipped_by_child);
+    eprintln!(
+        "frames each child passed over: {:?}",
+        stats.cameras[0].skipped_by_child
+    );
     // The readers have gone; the child that never reads is still there.
     let stalled = stalled_child.local_addr().unwrap().to_string();
     assert!(
