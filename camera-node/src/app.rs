@@ -7,21 +7,24 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use shared::messages::{CameraInfo, NodeInfo, PAYLOAD_VERSION};
+use shared::messages::{NodeInfo, PAYLOAD_VERSION};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use fanout::{tcp, Hub};
+use fanout::tcp;
+use tokio::sync::watch;
 
-use crate::camera::Camera;
+use crate::cameras::{Cameras, Env, Origin};
 use crate::config::NodeConfig;
 use crate::notify::Notifier;
 use crate::presence::{advertised_addresses, host_port, Presence};
 use crate::serve::http::{self, HttpServer};
-use crate::serve::rtsp::{self, RtspCamera, RtspServer};
+use crate::serve::rtsp::{self, RtspServer};
+use crate::source::CaptureSettings;
 use crate::state::NodeState;
+use crate::store::{Saved, Store};
 
 /// How often the kernel is asked whether the clock is synchronised (NTP
 /// often arrives a minute or two after a Pi boots).
@@ -55,22 +58,16 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
             config.bind
         );
     }
-    let hubs: Vec<Arc<Hub>> = config.cameras.iter().map(|c| Hub::new(&c.id)).collect();
-    let mut cameras_info = Vec::with_capacity(config.cameras.len());
-    for (cam, listener) in config.cameras.iter().zip(&listeners) {
-        let port = tcp::local_port(listener)?;
-        tracing::info!(camera = %cam.id, "serving {} on TCP port {port} (source {})", cam.id, cam.source);
-        cameras_info.push(CameraInfo {
-            id: cam.id.clone(),
-            width: cam.capture.width,
-            height: cam.capture.height,
-            fps: cam.capture.fps,
-            codec: "mjpeg".into(),
-            tcp: host_port(&host, port),
-            rtsp: Some(format!("{rtsp_base}/{}", cam.id)),
-            http: Some(format!("{http_base}/cameras/{}/stream.mjpg", cam.id)),
-            enabled: true,
-        });
+    if config.api_token.is_none() && !config.bind.is_loopback() {
+        let guard = if config.users.is_open() {
+            "anyone who can reach the node can add, change and delete cameras"
+        } else {
+            "only the [[user]] passwords guard adding, changing and deleting cameras"
+        };
+        tracing::warn!(
+            "the camera API's write calls have no token and the node listens on {}: {guard}; set api_token (or --api-token)",
+            config.bind
+        );
     }
     let info = NodeInfo {
         v: PAYLOAD_VERSION,
@@ -81,39 +78,70 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         version: env!("CARGO_PKG_VERSION").into(),
         addresses,
         started_at: Utc::now(),
-        cameras: cameras_info,
+        cameras: Vec::new(),
         clock_synchronized: crate::clock::synchronized(),
     };
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
-    let state = Arc::new(NodeState::new(info, hubs.clone(), config.watchdog));
-
+    let info = Arc::new(watch::Sender::new(info));
+    let store = match &config.state_dir {
+        Some(dir) => Some(Store::open(dir)?),
+        None => None,
+    };
+    let saved = match &store {
+        Some(store) => store.load()?,
+        None => Saved::default(),
+    };
     let servers = TaskTracker::new();
     let servers_stop = CancellationToken::new();
-    for (listener, hub) in listeners.into_iter().zip(&hubs) {
-        let task = tcp::run(
-            listener,
-            Arc::clone(hub),
-            config.max_viewers,
-            servers_stop.clone(),
-            servers.clone(),
-        );
-        servers.spawn(task.instrument(tracing::info_span!("tcp", camera = %hub.camera_id())));
-    }
-    let rtsp = RtspServer::new(
+    let supervisors = TaskTracker::new();
+    let cameras_stop = CancellationToken::new();
+    let rtsp = Arc::new(RtspServer::new(
         config.node_id.clone(),
-        config
-            .cameras
-            .iter()
-            .zip(&hubs)
-            .map(|(cam, hub)| RtspCamera::new(Arc::clone(hub), cam.capture.fps))
-            .collect(),
         config.max_viewers,
         config.users.clone(),
         config.rtsp_session_timeout,
-    );
+    ));
+    let env = Env {
+        bind: config.bind,
+        host: host.clone(),
+        rtsp_base,
+        http_base,
+        base_tcp_port: config.cameras.first().map_or(0, |c| c.tcp_port),
+        max_viewers: config.max_viewers,
+        watchdog: config.watchdog,
+        defaults: config
+            .cameras
+            .first()
+            .map(|c| c.capture)
+            .unwrap_or(CaptureSettings {
+                width: 1280,
+                height: 720,
+                fps: 30,
+                quality: 80,
+            }),
+        rtsp: Arc::clone(&rtsp),
+        servers: servers.clone(),
+        servers_stop: servers_stop.clone(),
+        supervisors: supervisors.clone(),
+        cameras_stop: cameras_stop.clone(),
+        allow_anything: config.api_allow_commands,
+    };
+    let cameras = Cameras::new(env, Arc::clone(&info), store);
+    for (cam, listener) in config.cameras.iter().zip(listeners) {
+        cameras.start(cam.clone(), Origin::Config, listener, true)?;
+    }
+    cameras.restore(saved).await;
+    if let Some(path) = cameras.state_file() {
+        tracing::info!("cameras added over the API are kept in {}", path.display());
+    }
+    let state = Arc::new(NodeState::new(
+        Arc::clone(&info),
+        Arc::clone(&cameras),
+        config.watchdog,
+    ));
     let task = rtsp::run(
         rtsp_listener,
-        Arc::new(rtsp),
+        Arc::clone(&rtsp),
         servers_stop.clone(),
         servers.clone(),
     );
@@ -121,6 +149,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     let web = HttpServer {
         node: Arc::clone(&state),
         users: config.users.clone(),
+        api_token: config.api_token.clone(),
         max_viewers: config.max_viewers,
         closing: servers_stop.clone(),
     };
@@ -129,22 +158,12 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     let clock = Arc::clone(&state);
     let stop = servers_stop.clone();
     servers.spawn(async move { clock.follow_clock(CLOCK_CHECK_EVERY, stop).await });
-    let cameras = TaskTracker::new();
-    let cameras_stop = CancellationToken::new();
-    for (cam, hub) in config.cameras.iter().zip(&hubs) {
-        let camera = Camera {
-            config: cam.clone(),
-            hub: Arc::clone(hub),
-            watchdog: config.watchdog,
-        };
-        let span = tracing::info_span!("camera", camera = %cam.id);
-        cameras.spawn(camera.run(cameras_stop.clone()).instrument(span));
-    }
+    servers.spawn(Arc::clone(&cameras).follow(servers_stop.clone()));
     let mqtt_connected = Arc::new(AtomicBool::new(false));
     let notifier = Notifier::from_env();
     let notify_stop = CancellationToken::new();
     let notify_task = notifier.run(
-        hubs.clone(),
+        Arc::clone(&cameras),
         Arc::clone(&mqtt_connected),
         config.watchdog,
         notify_stop.clone(),
@@ -154,7 +173,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     let presence = Presence {
         config: Arc::clone(&config),
         info: state.watch_info(),
-        hubs,
+        cameras: Arc::clone(&cameras),
         connected: mqtt_connected,
         relay_plans: Arc::clone(&state.relay_plans),
     };
@@ -176,8 +195,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     servers.wait().await;
     tracing::info!("shutdown 2/3: stopping cameras");
     cameras_stop.cancel();
-    cameras.close();
-    cameras.wait().await;
+    supervisors.close();
+    supervisors.wait().await;
     tracing::info!("shutdown 3/3: publishing offline on MQTT");
     mqtt_stop.cancel();
     let ended = match early {

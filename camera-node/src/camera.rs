@@ -1,16 +1,18 @@
-//! One camera's supervisor: runs its source, restarts it with backoff when
-//! it exits or stalls, and feeds the hub.
+//! One camera's supervisor: runs its source, restarts it with backoff and
+//! jitter when it exits or stalls, feeds the hub, and keeps the camera's
+//! [`Status`] (state, runs, restarts, log) for the API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use shared::backoff::run_with_backoff;
-use tokio::sync::watch;
+use shared::backoff::Backoff;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
 use crate::source::Source;
+use crate::status::{RunState, Status};
 use fanout::Hub;
 
 /// The first frame may take longer than the watchdog: `rpicam-vid` tunes
@@ -22,57 +24,152 @@ pub struct Camera {
     pub hub: Arc<Hub>,
     /// Longest silence from a running camera before it is restarted.
     pub watchdog: Duration,
+    pub status: Arc<Status>,
+    /// Ends the current run at once and starts the next without backoff.
+    pub restart: Arc<Notify>,
+}
+
+/// How one run ended.
+struct RunEnd {
+    frames: u64,
+    /// `None` when it was told to stop.
+    error: Option<anyhow::Error>,
+    /// It never started (the program is missing, the device is absent).
+    not_started: bool,
+}
+
+/// Why the supervisor stopped waiting for a run or a delay.
+enum Interrupt {
+    Cancelled,
+    Disabled,
+    Restart,
 }
 
 impl Camera {
     /// Runs until `cancel`; never returns early. Capture stops while the
     /// hub is disabled (the HTTP control API) and starts again when enabled.
     pub async fn run(self, cancel: CancellationToken) {
-        let hub = Arc::clone(&self.hub);
-        let mut enabled = hub.watch_enabled();
-        let on_failure = |error: Option<anyhow::Error>, delay: Duration| {
-            let error = error.unwrap_or_else(|| anyhow!("source ended"));
-            tracing::warn!(
-                "camera stopped: {error:#}; restarting in {:.1} s",
-                delay.as_secs_f64()
-            );
-            hub.count_restart();
-        };
+        let mut enabled = self.hub.watch_enabled();
+        let mut backoff = Backoff::standard();
+        self.status.set_secrets(self.config.source.secrets());
         while !cancel.is_cancelled() {
-            let on = *enabled.borrow_and_update();
-            if !on {
-                tracing::info!("capture stopped through the API");
+            if !*enabled.borrow_and_update() {
+                self.status.set_state(RunState::Stopped);
+                self.status.note("capture stopped through the API");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = until(&mut enabled, true) => {}
                 }
-                tracing::info!("capture started through the API");
+                self.status.note("capture started through the API");
+                backoff.reset();
             }
+            backoff.attempt_started();
             let run = cancel.child_token();
-            let capture = run_with_backoff(&run, || self.run_once(&run), &on_failure);
-            tokio::pin!(capture);
-            tokio::select! {
-                _ = &mut capture => {}
-                _ = until(&mut enabled, false) => {
+            let once = self.run_once(&run);
+            tokio::pin!(once);
+            let interrupted = tokio::select! {
+                end = &mut once => Err(end),
+                why = self.interrupt(&cancel, &mut enabled) => Ok(why),
+            };
+            let end = match interrupted {
+                Ok(why) => {
                     run.cancel();
-                    capture.await;
+                    let end = once.await;
+                    self.status.run_ended(why.name(), None, false);
+                    if matches!(why, Interrupt::Restart) {
+                        self.status.note("restarting through the API");
+                        backoff.reset();
+                    }
+                    let _ = end;
+                    continue;
+                }
+                Err(end) => end,
+            };
+            if cancel.is_cancelled() {
+                self.status.run_ended("node stopping", None, false);
+                break;
+            }
+            let error = end.error.unwrap_or_else(|| anyhow!("source ended"));
+            if self.config.source_waits() && end.frames > 0 {
+                // A publisher that left is not a failure: listen again.
+                self.status.run_ended(&format!("{error:#}"), None, false);
+                self.status.note("the publisher left; waiting for the next");
+                backoff.reset();
+                continue;
+            }
+            let delay = jitter(backoff.next_delay());
+            self.status
+                .run_ended(&format!("{error:#}"), Some(&format!("{error:#}")), true);
+            self.hub.count_restart();
+            self.status.warn(&format!(
+                "camera stopped: {error:#}; restarting in {:.1} s",
+                delay.as_secs_f64()
+            ));
+            self.status.set_state(if end.not_started {
+                RunState::Failed
+            } else {
+                RunState::Backoff
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                why = self.interrupt(&cancel, &mut enabled) => {
+                    if matches!(why, Interrupt::Restart) {
+                        self.status.note("restarting through the API");
+                        backoff.reset();
+                    }
                 }
             }
         }
+        self.status.set_state(RunState::Stopped);
         tracing::info!("camera stopped");
     }
 
+    async fn interrupt(
+        &self,
+        cancel: &CancellationToken,
+        enabled: &mut watch::Receiver<bool>,
+    ) -> Interrupt {
+        tokio::select! {
+            _ = cancel.cancelled() => Interrupt::Cancelled,
+            _ = until(enabled, false) => Interrupt::Disabled,
+            _ = self.restart.notified() => Interrupt::Restart,
+        }
+    }
+
     /// One run of the source: frames until it fails, stalls or `cancel`.
-    async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
+    async fn run_once(&self, cancel: &CancellationToken) -> RunEnd {
         let c = &self.config;
-        let mut source = Source::open(&c.source, c.capture).await?;
-        let mut first = true;
+        let waits = c.source_waits();
+        self.status.run_started();
+        self.status.set_state(RunState::Starting);
+        let opened = tokio::select! {
+            _ = cancel.cancelled() => return RunEnd { frames: 0, error: None, not_started: false },
+            opened = Source::open(&c.source, c.capture, c.output, &self.status) => opened,
+        };
+        let mut source = match opened {
+            Ok(source) => source,
+            Err(e) => {
+                let spawn_failed = format!("{e:#}").contains("cannot start");
+                return RunEnd {
+                    frames: 0,
+                    error: Some(e),
+                    not_started: spawn_failed,
+                };
+            }
+        };
+        if waits {
+            self.status.set_state(RunState::Waiting);
+            self.status
+                .note(&format!("waiting for a publisher at {}", c.source));
+        }
+        let mut frames = 0u64;
         let mut silence = Silence::new();
-        let result = 'frames: loop {
-            let limit = if first {
-                self.watchdog.max(FIRST_FRAME_GRACE)
-            } else {
-                self.watchdog
+        let result: Result<()> = 'frames: loop {
+            let limit = match frames {
+                // A listener waits as long as it takes for a publisher.
+                0 if waits => Duration::MAX,
+                0 => self.watchdog.max(FIRST_FRAME_GRACE),
+                _ => self.watchdog,
             };
             // The read stays the same future across watchdog ticks: a
             // source's read is not cancel-safe.
@@ -85,6 +182,7 @@ impl Camera {
                     next = &mut next => break next,
                     _ = silence.tick() => {
                         if silence.awake() > limit {
+                            self.status.set_state(RunState::Stalled);
                             break 'frames Err(anyhow!("no frame for {:.1} s (watchdog)", limit.as_secs_f64()));
                         }
                     }
@@ -93,18 +191,48 @@ impl Camera {
             match next {
                 Err(e) => break Err(e),
                 Ok(jpeg) => {
-                    if first {
-                        tracing::info!(bytes = jpeg.len(), "first frame from {}", c.source);
-                        first = false;
-                    }
-                    silence.reset();
+                    let len = jpeg.len();
                     self.hub.publish(jpeg);
+                    if frames == 0 {
+                        self.status
+                            .note(&format!("first frame from {} ({len} bytes)", c.source));
+                        self.status.set_state(RunState::Running);
+                    }
+                    frames += 1;
+                    silence.reset();
+                    self.status.count_frame();
                 }
             }
         };
         source.close().await;
-        result
+        RunEnd {
+            frames,
+            error: result.err(),
+            not_started: false,
+        }
     }
+}
+
+impl Interrupt {
+    fn name(&self) -> &'static str {
+        match self {
+            Interrupt::Cancelled => "node stopping",
+            Interrupt::Disabled => "stopped through the API",
+            Interrupt::Restart => "restarted through the API",
+        }
+    }
+}
+
+/// `delay` give or take a fifth, so cameras that failed together (a
+/// network outage) do not all come back in the same instant.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // A cheap spread in [0.8, 1.2): the clock's low bits are noise enough.
+    let factor = 0.8 + f64::from(nanos % 4096) / 4096.0 * 0.4;
+    delay.mul_f64(factor)
 }
 
 /// How long a camera has been silent while the node was running. A node

@@ -14,6 +14,7 @@ use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
+use crate::source::url::Output;
 use crate::source::{CaptureSettings, SourceSpec};
 
 /// Read when `--config` is not given and the file exists.
@@ -107,6 +108,24 @@ pub struct Cli {
     /// Do not publish sensor/<node_id>/cpu_temp
     #[arg(long, env = "CAMFLEET_NO_CPU_TEMP")]
     pub no_cpu_temp: bool,
+    /// Where cameras added over the API and every camera's stopped/started
+    /// state are kept (cameras.json) [default: $STATE_DIRECTORY, which
+    /// systemd sets; else nothing is kept]
+    #[arg(long, env = "CAMFLEET_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Token the camera API's write calls must carry (Authorization:
+    /// Bearer TOKEN, or X-Camfleet-Token: TOKEN)
+    #[arg(
+        long,
+        env = "CAMFLEET_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+    /// Let the camera API add cmd: and file: sources (they run any program
+    /// or read any file the node can; off by default)
+    #[arg(long, env = "CAMFLEET_API_ALLOW_COMMANDS")]
+    pub api_allow_commands: bool,
     /// Check the configuration, print the settings in effect and exit
     #[arg(long)]
     pub check_config: bool,
@@ -133,6 +152,9 @@ pub struct FileConfig {
     pub relay_topology: Option<Topology>,
     pub cpu_temp: Option<bool>,
     pub cpu_temp_path: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub api_token: Option<String>,
+    pub api_allow_commands: Option<bool>,
     /// Defaults for every camera.
     pub source: Option<String>,
     pub width: Option<u32>,
@@ -186,6 +208,11 @@ pub struct NodeConfig {
     /// The file to read the CPU temperature from; `None` when turned off.
     pub cpu_temp_path: Option<PathBuf>,
     pub cameras: Vec<CameraConfig>,
+    /// Where the state file lives; `None`: cameras added over the API are
+    /// forgotten when the node stops.
+    pub state_dir: Option<PathBuf>,
+    pub api_token: Option<String>,
+    pub api_allow_commands: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +222,15 @@ pub struct CameraConfig {
     pub capture: CaptureSettings,
     /// 0 means any free port.
     pub tcp_port: u16,
+    /// What a URL source's conversion produces (the sizes given explicitly).
+    pub output: Output,
+}
+
+impl CameraConfig {
+    /// Whether the source waits for a publisher (no watchdog before one).
+    pub fn source_waits(&self) -> bool {
+        matches!(&self.source, SourceSpec::Url(u) if u.waits_for_publisher())
+    }
 }
 
 impl NodeConfig {
@@ -326,15 +362,21 @@ impl NodeConfig {
             let source = spec
                 .parse::<SourceSpec>()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", key("source")))?;
-            let capture = CaptureSettings {
-                width: cli.width.or(cam.width).or(defaults.width).unwrap_or(1280),
-                height: cli.height.or(cam.height).or(defaults.height).unwrap_or(720),
-                fps: cli.fps.or(cam.fps).or(defaults.fps).unwrap_or(30),
+            let output = Output {
+                width: cli.width.or(cam.width).or(defaults.width),
+                height: cli.height.or(cam.height).or(defaults.height),
+                fps: cli.fps.or(cam.fps).or(defaults.fps),
                 quality: cli
                     .quality
                     .or(cam.quality)
                     .or(defaults.quality)
                     .unwrap_or(80),
+            };
+            let capture = CaptureSettings {
+                width: output.width.unwrap_or(1280),
+                height: output.height.unwrap_or(720),
+                fps: output.fps.unwrap_or(30),
+                quality: output.quality,
             };
             check_range(&key("width"), capture.width, 16, 8192)?;
             check_range(&key("height"), capture.height, 16, 8192)?;
@@ -352,6 +394,7 @@ impl NodeConfig {
                 source,
                 capture,
                 tcp_port,
+                output,
             });
         }
         let mut users = Vec::with_capacity(file.users.len());
@@ -398,6 +441,17 @@ impl NodeConfig {
                 .unwrap_or_default(),
             cpu_temp_path,
             cameras,
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .or_else(|| std::env::var_os("STATE_DIRECTORY").map(PathBuf::from)),
+            api_token: match cli.api_token.or(file.api_token) {
+                Some(t) if t.len() < 16 || t.chars().any(char::is_whitespace) => {
+                    bail!("api_token: use at least 16 characters without spaces")
+                }
+                token => token,
+            },
+            api_allow_commands: cli.api_allow_commands || file.api_allow_commands.unwrap_or(false),
         })
     }
 }
@@ -408,7 +462,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
-fn check_id(key: &str, id: &str) -> Result<()> {
+pub fn check_id(key: &str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -420,7 +474,7 @@ fn check_id(key: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
+pub fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
     if !(min..=max).contains(&value) {
         bail!("{key}: {value} is not between {min} and {max}");
     }

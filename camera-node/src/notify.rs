@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use fanout::{Health, Hub};
+use crate::cameras::Cameras;
+use fanout::Health;
 
 /// Past this, the node reports ready with frames but without MQTT: a
 /// broker that is down at boot must not make systemd kill a working camera.
@@ -63,7 +64,7 @@ impl Notifier {
     /// cameras' own watchdog: a camera silent for longer is not healthy.
     pub async fn run(
         self,
-        hubs: Vec<Arc<Hub>>,
+        cameras: Arc<Cameras>,
         mqtt_connected: Arc<AtomicBool>,
         stale_after: Duration,
         cancel: CancellationToken,
@@ -85,6 +86,9 @@ impl Notifier {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
+            // Streams added over the API come and go; the node's own
+            // cameras decide whether it is healthy.
+            let hubs = cameras.vital_hubs();
             let health: Vec<Health> = hubs.iter().map(|h| h.health(stale_after)).collect();
             let frames_flow = health.iter().all(|h| h.is_fine());
             let mqtt = mqtt_connected.load(Ordering::Relaxed);

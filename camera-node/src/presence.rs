@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use chrono::Utc;
 use rumqttc::{AsyncClient, QoS};
-use shared::messages::{CameraStats, NodeInfo, NodeStats, OFFLINE, ONLINE, PAYLOAD_VERSION};
+use shared::messages::{
+    CameraState, CameraStats, NodeInfo, NodeStats, OFFLINE, ONLINE, PAYLOAD_VERSION,
+};
 use shared::mqtt::{self, MqttEvent, Will};
 use shared::topics::{self, Topics};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::cameras::Cameras;
 use crate::config::NodeConfig;
 use crate::relay::Planner;
-use fanout::Hub;
 
 /// How often stats and the CPU temperature are published.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -30,7 +32,7 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 pub struct Presence {
     pub config: Arc<NodeConfig>,
     pub info: watch::Receiver<NodeInfo>,
-    pub hubs: Vec<Arc<Hub>>,
+    pub cameras: Arc<Cameras>,
     /// Mirrors the connection, for the systemd notifier.
     pub connected: Arc<AtomicBool>,
     /// Where the plans published are kept for the node's HTTP server.
@@ -50,7 +52,9 @@ impl Presence {
         };
         let (client, mut driver) = mqtt::connect(&c.mqtt, Some(will))?;
         tracing::info!(broker = %c.mqtt.broker, node = %c.node_id, "connecting to MQTT broker");
-        let mut stats = StatsSampler::new(self.hubs.clone());
+        let mut stats = StatsSampler::new(Arc::clone(&self.cameras));
+        let mut camera_changes = self.cameras.watch();
+        let mut states = StatePublisher::default();
         let mut ticker = tokio::time::interval(STATS_INTERVAL);
         let mut connected = false;
         let mut cpu_temp_missing_logged = false;
@@ -78,6 +82,7 @@ impl Presence {
                     Some(MqttEvent::Subscribed) => {
                         try_publish(&client, &status_topic, true, ONLINE.into());
                         self.publish_info(&client, &topics);
+                        states.publish(&client, &topics, &c.node_id, &self.cameras, true);
                         // A broker restarted without persistence lost them.
                         for plan in planner.iter().flat_map(|p| p.plans()) {
                             publish_plan(&client, &topics, plan);
@@ -114,6 +119,11 @@ impl Presence {
                         if let Some(p) = &planner {
                             self.keep_plans(p);
                         }
+                    }
+                }
+                changed = camera_changes.changed() => {
+                    if changed.is_ok() && connected {
+                        states.publish(&client, &topics, &c.node_id, &self.cameras, false);
                     }
                 }
                 _ = ticker.tick() => {
@@ -194,30 +204,96 @@ pub fn read_cpu_temp(path: &Path) -> Option<f64> {
         .map(|milli| milli as f64 / 1000.0)
 }
 
+/// Publishes each camera's retained state topic when it changed, and an
+/// empty retained message for a camera that was removed.
+#[derive(Default)]
+struct StatePublisher {
+    published: std::collections::BTreeMap<String, String>,
+}
+
+impl StatePublisher {
+    fn publish(
+        &mut self,
+        client: &AsyncClient,
+        topics: &Topics,
+        node_id: &str,
+        cameras: &Cameras,
+        all: bool,
+    ) {
+        let mut now = std::collections::BTreeMap::new();
+        for entry in cameras.list() {
+            let view = entry.view();
+            let state = CameraState {
+                v: PAYLOAD_VERSION,
+                node_id: node_id.to_owned(),
+                camera: view.id.clone(),
+                origin: serde_json::to_value(view.origin)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                source: view.source,
+                enabled: view.enabled,
+                state: view.status.state.name().to_owned(),
+                restarts: view.status.restarts,
+                last_error: view.status.last_error,
+            };
+            now.insert(view.id, serde_json::to_string(&state).unwrap_or_default());
+        }
+        for (camera, json) in &now {
+            if all || self.published.get(camera) != Some(json) {
+                try_publish(
+                    client,
+                    &topics.camera_state(node_id, camera),
+                    true,
+                    json.clone(),
+                );
+            }
+        }
+        for camera in self.published.keys().filter(|c| !now.contains_key(*c)) {
+            try_publish(
+                client,
+                &topics.camera_state(node_id, camera),
+                true,
+                String::new(),
+            );
+        }
+        self.published = now;
+    }
+}
+
 /// Turns the hubs' counters into per-interval figures.
 struct StatsSampler {
-    hubs: Vec<Arc<Hub>>,
-    last: Option<(Instant, Vec<u64>)>,
+    cameras: Arc<Cameras>,
+    /// Frames counted per camera at the last sample.
+    last: Option<(Instant, std::collections::HashMap<String, u64>)>,
 }
 
 impl StatsSampler {
-    fn new(hubs: Vec<Arc<Hub>>) -> Self {
-        StatsSampler { hubs, last: None }
+    fn new(cameras: Arc<Cameras>) -> Self {
+        StatsSampler {
+            cameras,
+            last: None,
+        }
     }
 
     fn sample(&mut self, node_id: &str) -> NodeStats {
         let now = Instant::now();
-        let figures: Vec<_> = self.hubs.iter().map(|h| h.snapshot()).collect();
-        let frames: Vec<u64> = figures.iter().map(|f| f.frames).collect();
-        let cameras = self
-            .hubs
+        let hubs = self.cameras.hubs();
+        let figures: Vec<_> = hubs.iter().map(|h| h.snapshot()).collect();
+        let frames = hubs
             .iter()
             .zip(&figures)
-            .enumerate()
-            .map(|(i, (hub, f))| {
+            .map(|(h, f)| (h.camera_id().to_owned(), f.frames))
+            .collect();
+        let cameras = hubs
+            .iter()
+            .zip(&figures)
+            .map(|(hub, f)| {
                 let fps = match &self.last {
                     Some((at, before)) if now > *at => {
-                        (f.frames - before[i]) as f64 / now.duration_since(*at).as_secs_f64()
+                        let before = before.get(hub.camera_id()).copied().unwrap_or(f.frames);
+                        f.frames.saturating_sub(before) as f64
+                            / now.duration_since(*at).as_secs_f64()
                     }
                     _ => 0.0,
                 };

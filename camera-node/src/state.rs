@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use fanout::{Health, Hub, Protocol};
 
+use crate::cameras::Cameras;
+
 #[derive(Debug)]
 pub struct NodeState {
-    info: watch::Sender<NodeInfo>,
+    info: Arc<watch::Sender<NodeInfo>>,
     /// The relay plan of each camera, as last published (empty when
     /// relaying is off), for the node's page and `/api/v1/relay`.
     pub relay_plans: Arc<std::sync::Mutex<BTreeMap<String, RelayPlan>>>,
-    pub hubs: Vec<Arc<Hub>>,
+    pub cameras: Arc<Cameras>,
     /// The cameras' watchdog: a camera silent for longer is not healthy.
     pub watchdog: Duration,
 }
@@ -42,11 +44,15 @@ pub struct CameraStatus {
 }
 
 impl NodeState {
-    pub fn new(info: NodeInfo, hubs: Vec<Arc<Hub>>, watchdog: Duration) -> Self {
+    pub fn new(
+        info: Arc<watch::Sender<NodeInfo>>,
+        cameras: Arc<Cameras>,
+        watchdog: Duration,
+    ) -> Self {
         NodeState {
-            info: watch::Sender::new(info),
+            info,
             relay_plans: Arc::default(),
-            hubs,
+            cameras,
             watchdog,
         }
     }
@@ -60,27 +66,13 @@ impl NodeState {
         self.info.subscribe()
     }
 
-    pub fn hub(&self, camera: &str) -> Option<&Arc<Hub>> {
-        self.hubs.iter().find(|h| h.camera_id() == camera)
+    pub fn hub(&self, camera: &str) -> Option<Arc<Hub>> {
+        self.cameras.get(camera).map(|e| Arc::clone(&e.hub))
     }
 
-    /// Turns a camera's capture on or off. `None` for an unknown camera,
-    /// else whether anything changed.
-    pub fn set_capture(&self, camera: &str, on: bool) -> Option<bool> {
-        let changed = self.hub(camera)?.set_enabled(on);
-        if changed {
-            tracing::info!(
-                camera,
-                "capture turned {} through the API",
-                if on { "on" } else { "off" }
-            );
-            self.info.send_modify(|info| {
-                for c in info.cameras.iter_mut().filter(|c| c.id == camera) {
-                    c.enabled = on;
-                }
-            });
-        }
-        Some(changed)
+    /// Every camera's hub, in order.
+    pub fn hubs(&self) -> Vec<Arc<Hub>> {
+        self.cameras.hubs()
     }
 
     /// Republishes NodeInfo when the kernel's word on the clock changes
@@ -105,7 +97,7 @@ impl NodeState {
     }
 
     pub fn camera_status(&self) -> Vec<CameraStatus> {
-        self.hubs
+        self.hubs()
             .iter()
             .map(|hub| {
                 let f = hub.snapshot();

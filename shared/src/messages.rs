@@ -64,6 +64,25 @@ fn yes() -> bool {
     true
 }
 
+/// A camera's source as its node supervises it, retained on
+/// `<prefix>/node/<id>/camera/<camera>/state` (an empty retained message
+/// once the camera is removed). Passwords in `source` are `***`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraState {
+    pub v: u32,
+    pub node_id: String,
+    pub camera: String,
+    /// `config` (the node's config file) or `api` (added at runtime).
+    pub origin: String,
+    pub source: String,
+    pub enabled: bool,
+    /// starting, running, waiting, stalled, backoff, stopped or failed.
+    pub state: String,
+    pub restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 /// Periodic figures on `<prefix>/node/<id>/stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStats {

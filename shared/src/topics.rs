@@ -93,6 +93,16 @@ impl Topics {
         format!("{}/node/{node_id}/relay/{camera}/plan", self.prefix)
     }
 
+    /// Retained state of one camera's source (runtime cameras, docs/mqtt.md).
+    pub fn camera_state(&self, node_id: &str, camera: &str) -> String {
+        format!("{}/node/{node_id}/camera/{camera}/state", self.prefix)
+    }
+
+    /// Filter matching every camera's state.
+    pub fn all_camera_states(&self) -> String {
+        format!("{}/node/+/camera/+/state", self.prefix)
+    }
+
     /// Filter matching every camera's relay plan.
     pub fn all_relay_plans(&self) -> String {
         format!("{}/node/+/relay/+/plan", self.prefix)

@@ -6,13 +6,19 @@
 mod file;
 pub(crate) mod pattern;
 mod process;
+pub mod url;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use anyhow::Result;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
 use bytes::Bytes;
+
+use crate::status::Status;
+use url::{Output, UrlSource};
 
 pub use process::kill_all_camera_processes;
 
@@ -27,12 +33,42 @@ pub enum SourceSpec {
     File(PathBuf),
     /// The built-in moving test pattern.
     Test,
+    /// A stream or device read by ffmpeg (`rtsp://`, `rtmp://`, `/dev/video0`, ...).
+    Url(UrlSource),
+}
+
+impl SourceSpec {
+    /// The text to store: a URL's password included (the state file is
+    /// private to the node); [`fmt::Display`] redacts it.
+    pub fn secret_text(&self) -> String {
+        match self {
+            SourceSpec::Url(u) => u.secret().to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether the source runs a program or reads a file of the caller's
+    /// choosing: refused over the API unless the node allows it.
+    pub fn runs_anything(&self) -> bool {
+        matches!(self, SourceSpec::Cmd(_) | SourceSpec::File(_))
+    }
+
+    /// Passwords to scrub from the source's log lines.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            SourceSpec::Url(u) => u.password().into_iter().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl FromStr for SourceSpec {
     type Err = String;
 
     fn from_str(spec: &str) -> Result<Self, String> {
+        if let Some(parsed) = UrlSource::parse(spec) {
+            return parsed.map(SourceSpec::Url);
+        }
         if spec == "rpicam" {
             Ok(SourceSpec::Rpicam)
         } else if spec == "test" {
@@ -49,7 +85,8 @@ impl FromStr for SourceSpec {
             }
         } else {
             Err(format!(
-                "{spec:?} is not a source; use rpicam, test, cmd:<command> or file:<path>"
+                "{:?} is not a source; use rpicam, test, cmd:<command>, file:<path>, a URL (rtsp://, rtmp://, http://, srt://, rtmp-listen://) or a /dev/video path",
+                url::redact(spec)
             ))
         }
     }
@@ -62,6 +99,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Cmd(c) => write!(f, "cmd:{c}"),
             SourceSpec::File(p) => write!(f, "file:{}", p.display()),
             SourceSpec::Test => f.write_str("test"),
+            SourceSpec::Url(u) => write!(f, "{u}"),
         }
     }
 }
@@ -84,11 +122,30 @@ pub enum Source {
 }
 
 impl Source {
-    /// Logs go to the caller's span, which names the camera.
-    pub async fn open(spec: &SourceSpec, settings: CaptureSettings) -> Result<Source> {
+    /// Logs go to the caller's span, which names the camera, and a
+    /// program's stderr also to `status`'s ring.
+    pub async fn open(
+        spec: &SourceSpec,
+        settings: CaptureSettings,
+        output: Output,
+        status: &Arc<Status>,
+    ) -> Result<Source> {
         Ok(match spec {
-            SourceSpec::Rpicam => Source::Process(process::ProcessSource::rpicam(settings)?),
-            SourceSpec::Cmd(cmd) => Source::Process(process::ProcessSource::shell(cmd)?),
+            SourceSpec::Rpicam => {
+                Source::Process(process::ProcessSource::rpicam(settings, status)?)
+            }
+            SourceSpec::Cmd(cmd) => Source::Process(process::ProcessSource::shell(cmd, status)?),
+            SourceSpec::Url(u) => {
+                let copy = match u.worth_probing() {
+                    true => probe(u, &output, status).await?,
+                    false => false,
+                };
+                status.set_input(match copy {
+                    true => format!("{} input copied (already MJPEG)", u.scheme.name()),
+                    false => format!("{} input converted to MJPEG", u.scheme.name()),
+                });
+                Source::Process(process::ProcessSource::ffmpeg(u, &output, copy, status)?)
+            }
             SourceSpec::File(path) => {
                 Source::File(file::FileSource::open(path, settings.fps).await?)
             }
@@ -114,6 +171,43 @@ impl Source {
     }
 }
 
+/// Asks `ffprobe` what `u` carries: whether it can be copied to `output`.
+async fn probe(u: &UrlSource, output: &Output, status: &Status) -> Result<bool> {
+    let mut cmd = tokio::process::Command::new("ffprobe");
+    cmd.args(u.probe_args())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let answer = tokio::time::timeout(url::PROBE_LIMIT, cmd.output())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "ffprobe found nothing within {} s",
+                url::PROBE_LIMIT.as_secs()
+            )
+        })?
+        .context("cannot run ffprobe (install ffmpeg)")?;
+    for line in String::from_utf8_lossy(&answer.stderr).lines() {
+        status.line("ffprobe", line);
+    }
+    if !answer.status.success() {
+        anyhow::bail!("ffprobe cannot read the input ({})", answer.status);
+    }
+    let probed = url::parse_probe(&answer.stdout).map_err(anyhow::Error::msg)?;
+    let copy = url::can_copy(&probed, output);
+    status.note(&format!(
+        "input: {} {}x{}{}; {}",
+        probed.codec,
+        probed.width,
+        probed.height,
+        probed
+            .fps
+            .map(|f| format!(" at {f} fps"))
+            .unwrap_or_default(),
+        if copy { "copied" } else { "converted to MJPEG" }
+    ));
+    Ok(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +219,8 @@ mod tests {
             "test",
             "cmd:ffmpeg -i x -f mjpeg -",
             "file:/tmp/a.mjpeg",
+            "rtsp://cam/stream1",
+            "/dev/video0",
         ] {
             assert_eq!(spec.parse::<SourceSpec>().unwrap().to_string(), spec);
         }
@@ -133,5 +229,12 @@ mod tests {
             .unwrap_err()
             .contains("rpicam, test"));
         assert!("cmd:".parse::<SourceSpec>().is_err());
+        let secret: SourceSpec = "rtsp://u:pw1234@cam/x".parse().unwrap();
+        assert_eq!(secret.to_string(), "rtsp://u:***@cam/x");
+        assert_eq!(secret.secret_text(), "rtsp://u:pw1234@cam/x");
+        assert!("ftp://x/y"
+            .parse::<SourceSpec>()
+            .unwrap_err()
+            .contains("unknown scheme"));
     }
 }

@@ -2,13 +2,14 @@
 //! or any `cmd:` command line.
 //!
 //! The process gets its own process group, so the whole pipeline a `cmd:`
-//! shell starts is terminated together; its stderr goes to the log line by
-//! line, in the camera's span.
+//! shell starts is terminated together, and dies with the node (a
+//! parent-death signal); its stderr goes to the log line by line, in the
+//! camera's span, and to the camera's log ring.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -19,8 +20,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::Instrument;
 
+use super::url::{Output, UrlSource};
 use super::CaptureSettings;
 use crate::mjpeg::Splitter;
+use crate::status::Status;
 
 /// How long a camera process may take to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -57,6 +60,9 @@ fn unregister(pgid: i32) {
 
 pub struct ProcessSource {
     program: String,
+    /// What asks the program to stop: SIGINT for ffmpeg (it finishes its
+    /// output), SIGTERM for the others.
+    stop: Signal,
     child: Child,
     stdout: ChildStdout,
     pgid: i32,
@@ -65,7 +71,7 @@ pub struct ProcessSource {
 
 impl ProcessSource {
     /// `rpicam-vid` with the contract's flags, or `libcamera-vid` (older Pi OS).
-    pub fn rpicam(s: CaptureSettings) -> Result<Self> {
+    pub fn rpicam(s: CaptureSettings, status: &Arc<Status>) -> Result<Self> {
         let program = ["rpicam-vid", "libcamera-vid"]
             .into_iter()
             .find_map(find_in_path)
@@ -80,37 +86,70 @@ impl ProcessSource {
                 &s.height.to_string(),
             ])
             .args(["--framerate", &s.fps.to_string(), "-o", "-"]);
-        Self::spawn(cmd, program.display().to_string())
+        let name = program.display().to_string();
+        Self::spawn(cmd, name, Signal::SIGTERM, status)
     }
 
     /// A `cmd:` source, run by `sh -c` so pipes and quoting work as typed.
-    pub fn shell(command_line: &str) -> Result<Self> {
+    pub fn shell(command_line: &str, status: &Arc<Status>) -> Result<Self> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(command_line);
-        Self::spawn(cmd, format!("sh -c {command_line:?}"))
+        Self::spawn(
+            cmd,
+            format!("sh -c {command_line:?}"),
+            Signal::SIGTERM,
+            status,
+        )
     }
 
-    fn spawn(mut cmd: Command, program: String) -> Result<Self> {
+    /// ffmpeg reading a URL or device: one fixed argument list, no shell.
+    pub fn ffmpeg(
+        source: &UrlSource,
+        out: &Output,
+        copy: bool,
+        status: &Arc<Status>,
+    ) -> Result<Self> {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(source.ffmpeg_args(out, copy));
+        Self::spawn(cmd, "ffmpeg".into(), Signal::SIGINT, status)
+            .map_err(|e| e.context("is ffmpeg installed? (sudo apt install ffmpeg)"))
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        program: String,
+        stop: Signal,
+        status: &Arc<Status>,
+    ) -> Result<Self> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        die_with_the_node(&mut cmd);
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start {program}"))?;
+            .with_context(|| format!("cannot start {}", status.scrubbed(&program)))?;
         let pid = child.id().context("camera process exited at once")? as i32;
         register(pid);
-        tracing::info!(pid, "started {program}");
+        status.set_pid(Some(pid as u32));
+        status.note(&format!("started {program} (pid {pid})"));
         let stdout = child
             .stdout
             .take()
             .context("camera process has no stdout")?;
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(log_lines(stderr).in_current_span());
+            let from = program
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or("camera")
+                .to_owned();
+            tokio::spawn(log_lines(stderr, from, Arc::clone(status)).in_current_span());
         }
         Ok(ProcessSource {
             program,
+            stop,
             child,
             stdout,
             pgid: pid,
@@ -143,15 +182,15 @@ impl ProcessSource {
         }
     }
 
-    /// SIGTERM to the group, SIGKILL after [`TERM_GRACE`], then reaped.
+    /// SIGINT or SIGTERM to the group, SIGKILL after [`TERM_GRACE`], then reaped.
     pub async fn close(mut self) {
         let group = Pid::from_raw(self.pgid);
-        let _ = killpg(group, Signal::SIGTERM);
+        let _ = killpg(group, self.stop);
         if tokio::time::timeout(TERM_GRACE, self.child.wait())
             .await
             .is_err()
         {
-            tracing::warn!("{} ignored SIGTERM; killing it", self.program);
+            tracing::warn!("{} ignored {}; killing it", self.program, self.stop);
         }
         // Also takes down what the leader left behind in its group.
         let _ = killpg(group, Signal::SIGKILL);
@@ -187,8 +226,22 @@ fn is_executable(path: &Path) -> bool {
 /// Longest stderr line logged whole; longer ones are cut.
 const MAX_STDERR_LINE: u64 = 4096;
 
+/// Asks the kernel to kill the program when the node's thread that
+/// started it dies, so a node killed with SIGKILL leaves no converter
+/// running (the tokio worker threads live as long as the node).
+fn die_with_the_node(cmd: &mut Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs between fork and exec and calls only
+    // prctl(2), which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// Logs a camera process's stderr line by line until it closes.
-async fn log_lines(stderr: impl AsyncRead + Unpin) {
+async fn log_lines(stderr: impl AsyncRead + Unpin, from: String, status: Arc<Status>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -203,7 +256,9 @@ async fn log_lines(stderr: impl AsyncRead + Unpin) {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
                 if !text.is_empty() {
-                    tracing::info!("camera: {text}");
+                    let text = status.scrubbed(text);
+                    tracing::info!("{from}: {text}");
+                    status.line(&from, &text);
                 }
             }
         }

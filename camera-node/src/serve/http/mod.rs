@@ -9,6 +9,7 @@
 //! altogether is cut off after `fanout::http::STALL_LIMIT`, so it cannot
 //! hold a viewer slot for ever.
 
+mod api;
 mod pages;
 
 use std::collections::VecDeque;
@@ -40,6 +41,8 @@ const PART_END: &[u8] = b"\r\n--camfleetframe\r\n";
 pub struct HttpServer {
     pub node: Arc<NodeState>,
     pub users: Users,
+    /// What the camera API's write calls must carry, when set.
+    pub api_token: Option<String>,
     pub max_viewers: usize,
     /// Stops the server and ends the endless MJPEG bodies.
     pub closing: CancellationToken,
@@ -67,6 +70,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/api/v1/stream", get(stream_urls))
         .route("/api/v1/relay", get(relay_plans))
         .route("/api/v1/control", post(control))
+        .merge(api::routes())
         .route("/metrics", get(pages::metrics))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server),
@@ -94,7 +98,8 @@ async fn require_user(State(s): Shared, request: Request, next: Next) -> Respons
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if s.users.allows(authorization, request.method().as_str(), "") {
+    if s.users.allows(authorization, request.method().as_str(), "") || api::has_token(&s, &request)
+    {
         return next.run(request).await;
     }
     if authorization.is_some() {
@@ -114,7 +119,8 @@ pub fn error(status: StatusCode, why: impl Into<String>) -> Response {
 }
 
 fn unknown_camera(s: &HttpServer, id: &str) -> Response {
-    let known: Vec<&str> = s.node.hubs.iter().map(|h| h.camera_id()).collect();
+    let hubs = s.node.hubs();
+    let known: Vec<&str> = hubs.iter().map(|h| h.camera_id()).collect();
     error(
         StatusCode::NOT_FOUND,
         format!("no camera {id:?}; cameras: {}", known.join(", ")),
@@ -138,9 +144,12 @@ async fn time() -> Response {
 async fn healthz(State(s): Shared) -> Response {
     let mut fine = true;
     let mut text = String::new();
-    for hub in &s.node.hubs {
+    let vital = s.node.cameras.vital_hubs();
+    for hub in &s.node.hubs() {
         let health = s.node.health(hub);
-        fine &= health.is_fine();
+        if vital.iter().any(|v| Arc::ptr_eq(v, hub)) {
+            fine &= health.is_fine();
+        }
         text.push_str(&format!("{} {health}\n", hub.camera_id()));
     }
     let status = if fine {
@@ -176,10 +185,10 @@ async fn stream(
     Path(id): Path<String>,
     peer: Option<Extension<ConnectInfo<Peer>>>,
 ) -> Response {
-    let Some(hub) = s.node.hub(&id) else {
+    let Some(entry) = s.node.cameras.get(&id) else {
         return unknown_camera(&s, &id);
     };
-    let Some(reader) = hub.add_viewer(s.max_viewers, Protocol::Http) else {
+    let Some(reader) = entry.hub.add_viewer(s.max_viewers, Protocol::Http) else {
         tracing::warn!(camera = %id, "refusing HTTP viewer: {} viewers already connected (max_viewers)", s.max_viewers);
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -190,7 +199,8 @@ async fn stream(
     let parts = MjpegParts {
         reader,
         pacer: Pacer::new(peer.as_ref()),
-        closing: s.closing.clone(),
+        // Ends with the node's shutdown or the camera's removal.
+        closing: entry.stop.clone(),
         pending: VecDeque::from([Bytes::from_static(FIRST_BOUNDARY)]),
     };
     let body = futures_lite::stream::unfold(parts, MjpegParts::next);
@@ -300,31 +310,37 @@ struct ControlRequest {
     action: String,
 }
 
-async fn control(State(s): Shared, body: Bytes) -> Response {
+async fn control(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    if let Err(refused) = api::check_write(&s, &headers) {
+        return api::answer(refused);
+    }
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"camera\":\"cam0\",\"action\":\"start\"|\"stop\"}}: {e}"),
-            )
-        }
+        Err(e) => return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected {{\"camera\":\"cam0\",\"action\":\"start\"|\"stop\"|\"restart\"}}: {e}"
+            ),
+        ),
     };
-    let on = match request.action.to_ascii_lowercase().as_str() {
-        "start" => true,
-        "stop" => false,
+    let action = request.action.to_ascii_lowercase();
+    let cameras = &s.node.cameras;
+    let changed = match action.as_str() {
+        "start" | "stop" => cameras.set_enabled(&request.camera, action == "start"),
+        "restart" => cameras.restart(&request.camera).map(|()| true),
         other => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("action {other:?}: expected \"start\" or \"stop\""),
+                format!("action {other:?}: expected \"start\", \"stop\" or \"restart\""),
             )
         }
     };
-    match s.node.set_capture(&request.camera, on) {
+    match changed {
         None => unknown_camera(&s, &request.camera),
         Some(changed) => Json(serde_json::json!({
             "camera": request.camera,
-            "enabled": on,
+            "action": action,
+            "enabled": s.node.hub(&request.camera).is_some_and(|h| h.is_enabled()),
             "changed": changed,
         }))
         .into_response(),

@@ -88,7 +88,7 @@ relay(); setInterval(relay, 2000);
 pub async fn metrics(State(s): Shared) -> Response {
     let cameras: Vec<Sample> = s
         .node
-        .hubs
+        .hubs()
         .iter()
         .map(|h| Sample {
             camera: h.camera_id().to_owned(),

@@ -206,19 +206,14 @@ impl Conn {
 
     /// The camera a request URL names: `/<camera>` with an optional
     /// `/trackID=0` (or `track0`), slashes either way.
-    fn camera(&self, request: &Request<Vec<u8>>) -> Result<(usize, &RtspCamera, String), Reply> {
+    fn camera(&self, request: &Request<Vec<u8>>) -> Result<(Arc<RtspCamera>, String), Reply> {
         let url = request
             .request_uri()
             .ok_or_else(|| Reply::error(400, "no request URL"))?;
         let (id, _) = camera_path(url.path())
             .ok_or_else(|| Reply::error(404, "each camera has one track, trackID=0"))?;
-        let Some((index, camera)) = self.server.camera(id) else {
-            let known: Vec<&str> = self
-                .server
-                .cameras
-                .iter()
-                .map(|c| c.hub.camera_id())
-                .collect();
+        let Some(camera) = self.server.camera(id) else {
+            let known = self.server.camera_ids();
             return Err(Reply::error(
                 404,
                 format!("no camera {id:?} here; try one of {}", known.join(", ")),
@@ -229,18 +224,18 @@ impl Conn {
         let _ = base.set_password(None);
         base.set_query(None);
         base.set_path(&format!("/{id}/"));
-        Ok((index, camera, base.to_string()))
+        Ok((camera, base.to_string()))
     }
 
     async fn describe(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
-        let (_, camera, base) = self.camera(request)?;
+        let (camera, base) = self.camera(request)?;
         let first = first_frame(&camera.hub).await?;
         let scan = camera
             .check(&first.jpeg)
             .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
         let sdp = describe_sdp(
             &self.server.node_id,
-            camera,
+            &camera,
             self.local.ip(),
             (scan.width, scan.height),
         );
@@ -250,7 +245,7 @@ impl Conn {
     }
 
     async fn setup(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
-        let (index, camera, _) = self.camera(request)?;
+        let (camera, _) = self.camera(request)?;
         if let Some(id) = session_id(request) {
             return Err(match self.server.session(id) {
                 Some(_) => Reply::error(
@@ -312,7 +307,7 @@ impl Conn {
             .unwrap_or_default();
         let session = Session::new(
             id.clone(),
-            (index, camera.hub.camera_id()),
+            Arc::clone(&camera),
             self.id,
             track_url,
             transport,
@@ -336,7 +331,7 @@ impl Conn {
 
     async fn play(&self, request: &Request<Vec<u8>>) -> Result<(Reply, Option<StartPlay>), Reply> {
         let session = self.session(request)?;
-        let camera = &self.server.cameras[session.camera];
+        let camera = &session.camera;
         ensure_enabled(&camera.hub)?;
         let reply = Reply::ok()
             .header("Session", session.id.clone())

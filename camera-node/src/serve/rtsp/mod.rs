@@ -20,7 +20,7 @@ mod session;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -115,7 +115,8 @@ impl RtspCamera {
 #[derive(Debug)]
 pub struct RtspServer {
     pub node_id: String,
-    pub cameras: Vec<RtspCamera>,
+    /// Cameras come and go at runtime (the camera API).
+    cameras: RwLock<Vec<Arc<RtspCamera>>>,
     pub max_viewers: usize,
     pub users: Users,
     /// A UDP session without any request or RTCP for this long is closed.
@@ -127,14 +128,13 @@ pub struct RtspServer {
 impl RtspServer {
     pub fn new(
         node_id: String,
-        cameras: Vec<RtspCamera>,
         max_viewers: usize,
         users: Users,
         session_timeout: Duration,
     ) -> Self {
         RtspServer {
             node_id,
-            cameras,
+            cameras: RwLock::default(),
             max_viewers,
             users,
             session_timeout,
@@ -143,11 +143,38 @@ impl RtspServer {
         }
     }
 
-    fn camera(&self, id: &str) -> Option<(usize, &RtspCamera)> {
+    fn camera(&self, id: &str) -> Option<Arc<RtspCamera>> {
         self.cameras
+            .read()
+            .expect("cameras lock")
             .iter()
-            .enumerate()
-            .find(|(_, c)| c.hub.camera_id() == id)
+            .find(|c| c.hub.camera_id() == id)
+            .cloned()
+    }
+
+    fn camera_ids(&self) -> Vec<String> {
+        let cameras = self.cameras.read().expect("cameras lock");
+        cameras
+            .iter()
+            .map(|c| c.hub.camera_id().to_owned())
+            .collect()
+    }
+
+    /// Serves a camera from now on.
+    pub fn add_camera(&self, camera: Arc<RtspCamera>) {
+        self.cameras.write().expect("cameras lock").push(camera);
+    }
+
+    /// Stops serving a camera and ends its sessions.
+    pub async fn remove_camera(&self, id: &str) {
+        self.cameras
+            .write()
+            .expect("cameras lock")
+            .retain(|c| c.hub.camera_id() != id);
+        for session in self.take_sessions(|s| s.camera_id() == id) {
+            tracing::info!(session = %session.id, camera = id, "RTSP session ended: the camera was removed");
+            session.close().await;
+        }
     }
 
     fn session(&self, id: &str) -> Option<Arc<Session>> {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::rtp::{Packets, RtpStream};
 use super::send::{self, UdpSender};
-use super::RtspServer;
+use super::{RtspCamera, RtspServer};
 
 /// How often a playing session gets an RTCP sender report.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -45,9 +45,7 @@ pub enum Transport {
 #[derive(Debug)]
 pub struct Session {
     pub id: String,
-    /// Index into the server's cameras.
-    pub camera: usize,
-    camera_id: String,
+    pub camera: Arc<RtspCamera>,
     /// The connection that set it up.
     pub conn: u64,
     /// The URL SETUP named, for RTP-Info.
@@ -78,7 +76,7 @@ enum State {
 impl Session {
     pub fn new(
         id: String,
-        (camera, camera_id): (usize, &str),
+        camera: Arc<RtspCamera>,
         conn: u64,
         track_url: String,
         transport: Transport,
@@ -108,7 +106,6 @@ impl Session {
         Session {
             id,
             camera,
-            camera_id: camera_id.to_owned(),
             conn,
             track_url,
             transport_reply,
@@ -119,7 +116,7 @@ impl Session {
     }
 
     pub fn camera_id(&self) -> &str {
-        &self.camera_id
+        self.camera.hub.camera_id()
     }
 
     pub fn is_udp(&self) -> bool {
@@ -171,11 +168,11 @@ impl Session {
         };
         let streaming = Streaming {
             server,
-            camera: self.camera,
+            camera: Arc::clone(&self.camera),
             out,
             last_seen: Arc::clone(&self.last_seen),
         };
-        let span = tracing::info_span!("session", id = %self.id, camera = %self.camera_id);
+        let span = tracing::info_span!("session", id = %self.id, camera = %self.camera_id());
         let task = tokio::spawn(streaming.run(parts, first, stop.clone()).instrument(span));
         *state = State::Playing { stop, task };
     }
@@ -232,7 +229,7 @@ struct Out {
 
 struct Streaming {
     server: Arc<RtspServer>,
-    camera: usize,
+    camera: Arc<RtspCamera>,
     out: Out,
     last_seen: Arc<Mutex<Instant>>,
 }
@@ -240,7 +237,7 @@ struct Streaming {
 impl Streaming {
     async fn run(mut self, mut parts: Parts, first: Frame, stop: CancellationToken) -> Parts {
         let server = Arc::clone(&self.server);
-        let camera = &server.cameras[self.camera];
+        let camera = Arc::clone(&self.camera);
         let cname = format!("{}@{}", camera.hub.camera_id(), server.node_id);
         let mut report = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_millis(200),

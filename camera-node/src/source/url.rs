@@ -1,0 +1,493 @@
+//! Sources named by a URL (`rtmp://`, `rtsp://`, `http(s)://`, `srt://`,
+//! `rtmp-listen://`) or a V4L2 device path, each turned into a fixed ffmpeg
+//! argument list: the text is one argument, never a shell line.
+//!
+//! Input that is already MJPEG (found by `ffprobe` for RTSP and HTTP) is
+//! copied; anything else is converted with a bounded size, rate and
+//! quality. A password in a URL is never shown: [`redact`] is what logs,
+//! the API and MQTT get.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Longest source text accepted.
+pub const MAX_SOURCE_LEN: usize = 2048;
+/// Largest picture a conversion may produce.
+pub const MAX_WIDTH: u32 = 3840;
+pub const MAX_HEIGHT: u32 = 2160;
+pub const MAX_FPS: u32 = 60;
+/// A conversion with no size asked for keeps the input's, within this box.
+const DEFAULT_BOX: (u32, u32) = (1920, 1080);
+/// How long `ffprobe` may take to tell what an input carries.
+pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
+/// How long an RTSP input may stay silent before ffmpeg gives up itself.
+const RTSP_SOCKET_TIMEOUT_US: &str = "10000000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Rtmp,
+    /// The node is the RTMP server and waits for one publisher.
+    RtmpListen,
+    Rtsp,
+    Http,
+    Srt,
+    /// A V4L2 device such as `/dev/video0`.
+    Device,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Rtmp => "rtmp",
+            Scheme::RtmpListen => "rtmp-listen",
+            Scheme::Rtsp => "rtsp",
+            Scheme::Http => "http",
+            Scheme::Srt => "srt",
+            Scheme::Device => "v4l2",
+        }
+    }
+}
+
+/// A source given as a URL or device path, as typed (password included:
+/// ffmpeg and the state file need it; everything else shows [`redact`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UrlSource {
+    pub scheme: Scheme,
+    text: String,
+}
+
+/// What a conversion produces; `None` keeps the input's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Output {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// JPEG quality 1-100.
+    pub quality: u8,
+}
+
+/// What `ffprobe` found in an input's first video stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: Option<u32>,
+}
+
+/// Checks what every source text must be, whatever its kind: at most
+/// [`MAX_SOURCE_LEN`] bytes, no space or control character, no leading
+/// `-` (which a program would read as an option).
+pub fn check_text(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("the source is empty".into());
+    }
+    if text.len() > MAX_SOURCE_LEN {
+        return Err(format!(
+            "the source is {} bytes long; at most {MAX_SOURCE_LEN}",
+            text.len()
+        ));
+    }
+    if text.starts_with('-') {
+        return Err("a source may not start with '-'".into());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a source may not hold spaces or control characters".into());
+    }
+    Ok(())
+}
+
+impl UrlSource {
+    /// `None` when `text` is not a URL or device source (so another kind
+    /// may claim it); an error when it is one but malformed.
+    pub fn parse(text: &str) -> Option<Result<UrlSource, String>> {
+        let scheme = if text.starts_with("/dev/") {
+            Scheme::Device
+        } else {
+            let (name, _) = text.split_once("://")?;
+            match name.to_ascii_lowercase().as_str() {
+                "rtmp" | "rtmps" => Scheme::Rtmp,
+                "rtmp-listen" => Scheme::RtmpListen,
+                "rtsp" | "rtsps" => Scheme::Rtsp,
+                "http" | "https" => Scheme::Http,
+                "srt" => Scheme::Srt,
+                other => {
+                    return Some(Err(format!(
+                        "unknown scheme {other:?}; use rtmp, rtmp-listen, rtsp, http, https, srt or a /dev/video path"
+                    )))
+                }
+            }
+        };
+        Some(Self::check(scheme, text).map(|()| UrlSource {
+            scheme,
+            text: text.to_owned(),
+        }))
+    }
+
+    fn check(scheme: Scheme, text: &str) -> Result<(), String> {
+        check_text(text)?;
+        if scheme == Scheme::Device {
+            let name = &text["/dev/".len()..];
+            let ok = !name.is_empty()
+                && !name.contains("..")
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
+            return if ok {
+                Ok(())
+            } else {
+                Err(format!("{text:?} is not a device path"))
+            };
+        }
+        let rest = &text[text.find("://").map_or(0, |i| i + 3)..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        if host.is_empty() || host.starts_with(':') {
+            return Err(format!("{} has no host", redact(text)));
+        }
+        if scheme == Scheme::RtmpListen {
+            let path = &rest[authority.len()..];
+            if path.trim_matches('/').split('/').count() < 2 {
+                return Err("rtmp-listen:// needs ADDR[:PORT]/app/key".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The text as given, password included: for ffmpeg and the state file.
+    pub fn secret(&self) -> &str {
+        &self.text
+    }
+
+    /// The password in the URL, for scrubbing a converter's log lines.
+    pub fn password(&self) -> Option<&str> {
+        let (start, end) = password_span(&self.text, 0)?;
+        Some(&self.text[start..end])
+    }
+
+    /// Whether the node waits for a publisher instead of fetching.
+    pub fn waits_for_publisher(&self) -> bool {
+        self.scheme == Scheme::RtmpListen
+    }
+
+    /// The URL ffmpeg opens.
+    fn input(&self) -> String {
+        match self.scheme {
+            Scheme::RtmpListen => {
+                let rest = &self.text["rtmp-listen://".len()..];
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let authority = if authority.rsplit('@').next().is_some_and(has_port) {
+                    authority.to_owned()
+                } else {
+                    format!("{authority}:1935")
+                };
+                format!("rtmp://{authority}{path}")
+            }
+            _ => self.text.clone(),
+        }
+    }
+
+    /// Whether `ffprobe` is asked first (it answers quickly only for inputs
+    /// that are already flowing; RTMP and SRT carry H.264 or H.265 anyway).
+    pub fn worth_probing(&self) -> bool {
+        matches!(self.scheme, Scheme::Rtsp | Scheme::Http)
+    }
+
+    /// `ffprobe`'s arguments for the input's first video stream.
+    pub fn probe_args(&self) -> Vec<String> {
+        let mut args = strings(&["-hide_banner", "-v", "error"]);
+        args.extend(self.input_options());
+        args.extend(strings(&[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,avg_frame_rate",
+            "-of",
+            "json",
+        ]));
+        args.push(self.input());
+        args
+    }
+
+    fn input_options(&self) -> Vec<String> {
+        match self.scheme {
+            Scheme::Rtsp => {
+                strings(&["-rtsp_transport", "tcp", "-timeout", RTSP_SOCKET_TIMEOUT_US])
+            }
+            Scheme::RtmpListen => strings(&["-listen", "1"]),
+            Scheme::Device => strings(&["-f", "v4l2"]),
+            _ => Vec::new(),
+        }
+    }
+
+    /// ffmpeg's arguments: MJPEG on stdout, copied when `copy` (the input
+    /// is MJPEG already), else converted to `out`.
+    pub fn ffmpeg_args(&self, out: &Output, copy: bool) -> Vec<String> {
+        let mut args = strings(&["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]);
+        if matches!(self.scheme, Scheme::Rtsp | Scheme::Rtmp | Scheme::Srt) {
+            args.extend(strings(&["-fflags", "nobuffer"]));
+        }
+        args.extend(self.input_options());
+        if self.scheme == Scheme::Device {
+            if let (Some(w), Some(h)) = (out.width, out.height) {
+                args.extend(["-video_size".into(), format!("{w}x{h}")]);
+            }
+            if let Some(fps) = out.fps {
+                args.extend(["-framerate".into(), fps.to_string()]);
+            }
+        }
+        args.extend(["-i".into(), self.input()]);
+        args.extend(strings(&["-map", "0:v:0", "-an", "-sn", "-dn"]));
+        if copy {
+            args.extend(strings(&["-c:v", "copy"]));
+        } else {
+            args.extend(["-vf".into(), filters(out)]);
+            args.extend(strings(&["-c:v", "mjpeg", "-pix_fmt", "yuvj420p"]));
+            args.extend(["-q:v".into(), qscale(out.quality).to_string()]);
+        }
+        args.extend(strings(&["-f", "mjpeg", "-"]));
+        args
+    }
+}
+
+impl fmt::Debug for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UrlSource({})", redact(&self.text))
+    }
+}
+
+impl fmt::Display for UrlSource {
+    /// Redacted: a password never reaches a log line through Display.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.text))
+    }
+}
+
+/// Whether `text` (an input's first video stream) can be copied to `out`.
+pub fn can_copy(probed: &Probed, out: &Output) -> bool {
+    probed.codec == "mjpeg"
+        && out.width.is_none_or(|w| w == probed.width)
+        && out.height.is_none_or(|h| h == probed.height)
+        && out.fps.is_none_or(|f| Some(f) == probed.fps)
+}
+
+/// Reads `ffprobe -of json` output.
+pub fn parse_probe(json: &[u8]) -> Result<Probed, String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        streams: Vec<Stream>,
+    }
+    #[derive(Deserialize)]
+    struct Stream {
+        codec_name: Option<String>,
+        width: Option<u32>,
+        height: Option<u32>,
+        avg_frame_rate: Option<String>,
+    }
+    let answer: Answer =
+        serde_json::from_slice(json).map_err(|e| format!("ffprobe's answer: {e}"))?;
+    let stream = answer
+        .streams
+        .into_iter()
+        .next()
+        .ok_or("the input has no video stream")?;
+    let fps = stream.avg_frame_rate.as_deref().and_then(|r| {
+        let (n, d) = r.split_once('/')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0 && n > 0.0).then(|| (n / d).round() as u32)
+    });
+    Ok(Probed {
+        codec: stream.codec_name.unwrap_or_default(),
+        width: stream.width.unwrap_or(0),
+        height: stream.height.unwrap_or(0),
+        fps,
+    })
+}
+
+fn filters(out: &Output) -> String {
+    let scale = match (out.width, out.height) {
+        (Some(w), Some(h)) => format!("scale={w}:{h}"),
+        (Some(w), None) => format!("scale={w}:-2"),
+        (None, Some(h)) => format!("scale=-2:{h}"),
+        (None, None) => format!(
+            "scale=w='min(iw,{})':h='min(ih,{})':force_original_aspect_ratio=decrease:force_divisible_by=2",
+            DEFAULT_BOX.0, DEFAULT_BOX.1
+        ),
+    };
+    match out.fps {
+        Some(fps) => format!("{scale},fps={fps}"),
+        None => scale,
+    }
+}
+
+/// JPEG quality 1-100 as ffmpeg's `-q:v` (2 best, 31 worst).
+fn qscale(quality: u8) -> u32 {
+    let q = u32::from(quality.clamp(1, 100));
+    2 + (100 - q) * 29 / 99
+}
+
+fn has_port(host: &str) -> bool {
+    host.rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Where the password of the first URL at or after `from` lies.
+fn password_span(text: &str, from: usize) -> Option<(usize, usize)> {
+    let start = from + text[from..].find("://")? + 3;
+    let authority_len = text[start..]
+        .find(['/', '?', '#', ' ', '"', '\''])
+        .unwrap_or(text.len() - start);
+    let authority = &text[start..start + authority_len];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some((start + colon + 1, start + at))
+}
+
+/// `text` with the password of every URL in it replaced by `***`
+/// (`rtsp://user:***@host/...`); the rest as it was.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(scheme_end) = text[from..].find("://").map(|i| from + i + 3) {
+        match password_span(text, from) {
+            Some((start, end)) if start >= scheme_end => {
+                out.push_str(&text[from..start]);
+                out.push_str("***");
+                from = end;
+            }
+            _ => {
+                out.push_str(&text[from..scheme_end]);
+                from = scheme_end;
+            }
+        }
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
+/// Scrubs a converter's log line: every URL's password, and the known
+/// passwords wherever else they appear (ffmpeg may print them decoded).
+pub fn scrub(line: &str, secrets: &[String]) -> String {
+    let mut line = redact(line);
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        line = line.replace(secret.as_str(), "***");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<UrlSource, String> {
+        UrlSource::parse(text).expect("a URL source")
+    }
+
+    #[test]
+    fn schemes_and_bad_text() {
+        assert_eq!(
+            parse("rtmp://10.0.0.5/live/d1").unwrap().scheme,
+            Scheme::Rtmp
+        );
+        assert_eq!(parse("RTSP://cam/x").unwrap().scheme, Scheme::Rtsp);
+        assert_eq!(parse("/dev/video0").unwrap().scheme, Scheme::Device);
+        assert!(UrlSource::parse("test").is_none());
+        assert!(parse("gopher://x/y")
+            .unwrap_err()
+            .contains("unknown scheme"));
+        assert!(parse("rtsp://a b/c").unwrap_err().contains("spaces"));
+        assert!(parse("rtsp:///c").unwrap_err().contains("no host"));
+        assert!(parse("rtmp-listen://0.0.0.0:1935/live").is_err());
+        assert!(parse("/dev/../etc/passwd").is_err());
+        let long = format!("http://h/{}", "a".repeat(MAX_SOURCE_LEN));
+        assert!(parse(&long).unwrap_err().contains("at most"));
+        assert!(check_text("-filter_complex").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_everywhere() {
+        let s = parse("rtsp://admin:s3cret@10.0.0.9:554/stream1").unwrap();
+        assert_eq!(s.to_string(), "rtsp://admin:***@10.0.0.9:554/stream1");
+        assert_eq!(s.password(), Some("s3cret"));
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let line = "[rtsp @ 0x1] method DESCRIBE failed on rtsp://admin:s3cret@10.0.0.9:554/stream1: 401 (and rtmp://u:p@h/x)";
+        let clean = scrub(line, &["s3cret".into()]);
+        assert!(
+            !clean.contains("s3cret") && !clean.contains(":p@"),
+            "{clean}"
+        );
+        assert!(clean.contains("rtsp://admin:***@10.0.0.9"), "{clean}");
+        assert_eq!(redact("rtsp://cam/x"), "rtsp://cam/x");
+        assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(
+            scrub("password s3cret decoded", &["s3cret".into()]),
+            "password *** decoded"
+        );
+    }
+
+    #[test]
+    fn listen_urls_become_ffmpeg_listeners() {
+        let s = parse("rtmp-listen://127.0.0.1/live/key").unwrap();
+        assert!(s.waits_for_publisher());
+        let args = s.ffmpeg_args(&Output::default(), false);
+        let i = args.iter().position(|a| a == "-i").unwrap();
+        assert_eq!(args[i + 1], "rtmp://127.0.0.1:1935/live/key");
+        assert!(args.windows(2).any(|w| w == ["-listen", "1"]));
+        let s = parse("rtmp-listen://0.0.0.0:19350/a/b").unwrap();
+        let args = s.ffmpeg_args(&Output::default(), false);
+        assert!(args.contains(&"rtmp://0.0.0.0:19350/a/b".to_owned()));
+    }
+
+    #[test]
+    fn conversions_are_bounded_and_copies_are_copies() {
+        let s = parse("rtsp://cam/x").unwrap();
+        let out = Output {
+            width: Some(640),
+            height: Some(360),
+            fps: Some(15),
+            quality: 100,
+        };
+        let args = s.ffmpeg_args(&out, false);
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["-vf", "scale=640:360,fps=15"]));
+        assert!(args.windows(2).any(|w| w == ["-q:v", "2"]));
+        assert!(args.windows(2).any(|w| w == ["-rtsp_transport", "tcp"]));
+        let copy = s.ffmpeg_args(&out, true);
+        assert!(copy.windows(2).any(|w| w == ["-c:v", "copy"]));
+        assert!(!copy.contains(&"-vf".to_owned()));
+        let plain = s.ffmpeg_args(&Output::default(), false);
+        let vf = &plain[plain.iter().position(|a| a == "-vf").unwrap() + 1];
+        assert!(vf.contains("min(iw,1920)"), "{vf}");
+        assert_eq!(qscale(1), 31);
+    }
+
+    #[test]
+    fn probes_decide_copying() {
+        let p = parse_probe(
+            br#"{"streams":[{"codec_name":"mjpeg","width":640,"height":480,"avg_frame_rate":"30/1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.fps, Some(30));
+        assert!(can_copy(&p, &Output::default()));
+        let smaller = Output {
+            width: Some(320),
+            ..Output::default()
+        };
+        assert!(!can_copy(&p, &smaller));
+        let h264 = Probed {
+            codec: "h264".into(),
+            ..p
+        };
+        assert!(!can_copy(&h264, &Output::default()));
+        assert!(parse_probe(br#"{"streams":[]}"#).is_err());
+        assert!(parse_probe(b"garbage").is_err());
+    }
+}
