@@ -226,8 +226,20 @@ impl UrlSource {
     /// is MJPEG already), else converted to `out`.
     pub fn ffmpeg_args(&self, out: &Output, copy: bool) -> Vec<String> {
         let mut args = strings(&["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]);
-        if matches!(self.scheme, Scheme::Rtsp | Scheme::Rtmp | Scheme::Srt) {
-            args.extend(strings(&["-fflags", "nobuffer"]));
+        if matches!(
+            self.scheme,
+            Scheme::Rtsp | Scheme::Rtmp | Scheme::RtmpListen | Scheme::Srt
+        ) {
+            // Start on the first second of a live stream rather than
+            // ffmpeg's five of analysis: the first frame sooner.
+            args.extend(strings(&[
+                "-fflags",
+                "nobuffer",
+                "-analyzeduration",
+                "1000000",
+                "-probesize",
+                "1000000",
+            ]));
         }
         args.extend(self.input_options());
         if self.scheme == Scheme::Device {
@@ -244,7 +256,10 @@ impl UrlSource {
             args.extend(strings(&["-c:v", "copy"]));
         } else {
             args.extend(["-vf".into(), filters(out)]);
-            args.extend(strings(&["-c:v", "mjpeg", "-pix_fmt", "yuvj420p"]));
+            // Standard Huffman tables: RTP/JPEG (RFC 2435) carries no others.
+            args.extend(strings(&[
+                "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-huffman", "default",
+            ]));
             args.extend(["-q:v".into(), qscale(out.quality).to_string()]);
         }
         args.extend(strings(&["-f", "mjpeg", "-"]));

@@ -316,12 +316,14 @@ async fn control(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
     }
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
                 "expected {{\"camera\":\"cam0\",\"action\":\"start\"|\"stop\"|\"restart\"}}: {e}"
             ),
-        ),
+            )
+        }
     };
     let action = request.action.to_ascii_lowercase();
     let cameras = &s.node.cameras;

@@ -1,0 +1,603 @@
+//! Cameras added at runtime over the node's API, from real streams: another
+//! node's RTSP and HTTP MJPEG, an RTMP server (nginx with its RTMP module)
+//! fed by an ffmpeg "drone", and the node's own RTMP listener. Checked as a
+//! user would: curl on the API, frames over TCP, RTSP and HTTP, the
+//! retained state topic, /proc for leftover processes.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The node's camera API through curl; `token` goes in a Bearer header.
+fn api(
+    node: &Node,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> HttpReply {
+    let url = format!("{}{path}", node.http_base());
+    let mut args: Vec<String> = vec!["-X".into(), method.into(), url];
+    if let Some(body) = body {
+        args.extend(["-H".into(), "Content-Type: application/json".into()]);
+        args.extend(["--data-binary".into(), body.to_string()]);
+    }
+    if let Some(token) = token {
+        args.extend(["-H".into(), format!("Authorization: Bearer {token}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&args)
+}
+
+fn add(node: &Node, body: Value) -> Value {
+    let reply = api(node, "POST", "/api/v1/cameras", Some(body), None);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    reply.json()
+}
+
+fn view(node: &Node, id: &str) -> Value {
+    let reply = api(node, "GET", &format!("/api/v1/cameras/{id}"), None, None);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// Waits until the camera's state is one of `states`; returns its view.
+fn wait_state(node: &Node, id: &str, states: &[&str], limit: Duration) -> Value {
+    wait_for(&format!("camera {id} in state {states:?}"), limit, || {
+        let v = view(node, id);
+        states
+            .contains(&v["state"].as_str().unwrap_or(""))
+            .then_some(v)
+    })
+}
+
+fn tcp_port(v: &Value) -> u16 {
+    v["tcp_port"].as_u64().expect("tcp_port") as u16
+}
+
+/// A node serving `source` on free ports, keeping its state in `state`.
+fn node_with(broker: &Broker, id: &str, source: &str, extra: &[&str]) -> Node {
+    let url = broker.url();
+    let args = [node_args(&url, id, source), extra.to_vec()].concat();
+    Node::start(&args)
+}
+
+fn small_camera_node(broker: &Broker, id: &str) -> Node {
+    let node = node_with(
+        broker,
+        id,
+        &ffmpeg_camera(320, 240, 10),
+        &words("--width 320 --height 240 --fps 10"),
+    );
+    node.wait_log("first frame", Duration::from_secs(20));
+    node
+}
+
+/// Children of `pid` that are zombies (exited, never reaped).
+fn zombie_children(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            found.push(stat);
+        }
+    }
+    found
+}
+
+#[test]
+fn another_nodes_rtsp_and_http_streams_become_cameras() {
+    let broker = Broker::start();
+    let upstream = small_camera_node(&broker, "src-up");
+    let node = node_with(
+        &broker,
+        "src-down",
+        "test",
+        &words("--width 160 --height 120 --fps 5"),
+    );
+    let rtsp = format!("{}/cam0", upstream.rtsp_base());
+    let started = Instant::now();
+    let v = add(&node, json!({"id": "fromrtsp", "source": rtsp}));
+    assert_eq!(v["origin"], "api");
+    let v = wait_state(&node, "fromrtsp", &["running"], Duration::from_secs(20));
+    let first_frame = started.elapsed();
+    assert!(
+        v["input"].as_str().unwrap_or("").contains("copied"),
+        "an MJPEG input is copied: {v}"
+    );
+    let mut viewer = FrameClient::connect(tcp_port(&v));
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (320, 240));
+    eprintln!("POST to running (copy over RTSP): {first_frame:?}");
+
+    let http = format!("{}/cameras/cam0/stream.mjpg", upstream.http_base());
+    let v = add(
+        &node,
+        json!({"id": "fromhttp", "source": http, "width": 160, "height": 96, "fps": 5}),
+    );
+    let port = tcp_port(&v);
+    let v = wait_state(&node, "fromhttp", &["running"], Duration::from_secs(20));
+    assert!(
+        v["input"].as_str().unwrap_or("").contains("converted"),
+        "{v}"
+    );
+    let mut viewer = FrameClient::connect(port);
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (160, 96));
+    // The same camera over RTSP and HTTP, at the size asked for.
+    let bytes = rtsp_decode(&format!("{}/fromhttp", node.rtsp_base()), "tcp", 3);
+    assert_eq!(bytes, 160 * 96 * 3);
+    let snapshot = curl(&[&format!(
+        "{}/cameras/fromhttp/snapshot.jpg",
+        node.http_base()
+    )]);
+    assert_eq!(jpeg_size(&snapshot.body), (160, 96));
+
+    // Discovered like any camera: NodeInfo lists it, the state is retained.
+    let info = wait_for(
+        "NodeInfo with three cameras",
+        Duration::from_secs(10),
+        || {
+            let info = broker.node_info("src-down");
+            (info.cameras.len() == 3).then_some(info)
+        },
+    );
+    let cam = info.cameras.iter().find(|c| c.id == "fromhttp").unwrap();
+    assert_eq!((cam.width, cam.height), (160, 96));
+    assert_eq!(cam.tcp, format!("127.0.0.1:{port}"));
+    let state = wait_for("a retained running state", Duration::from_secs(10), || {
+        broker
+            .retained("camfleet/node/src-down/camera/fromhttp/state")
+            .filter(|s| s.contains("\"running\""))
+    });
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        (state["origin"].as_str(), state["restarts"].as_u64()),
+        (Some("api"), Some(0))
+    );
+
+    // Removed: gone from NodeInfo, its state cleared, its port closed.
+    let reply = api(&node, "DELETE", "/api/v1/cameras/fromhttp", None, None);
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    wait_for("NodeInfo without it", Duration::from_secs(10), || {
+        (broker.node_info("src-down").cameras.len() == 2).then_some(())
+    });
+    wait_for("the state topic cleared", Duration::from_secs(10), || {
+        broker
+            .retained("camfleet/node/src-down/camera/fromhttp/state")
+            .is_none()
+            .then_some(())
+    });
+    wait_for("its TCP port closed", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    // The config file's camera cannot be deleted, only stopped.
+    let reply = api(&node, "DELETE", "/api/v1/cameras/cam0", None, None);
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    let reply = api(&node, "POST", "/api/v1/cameras/cam0/stop", None, None);
+    assert_eq!(reply.status, 200);
+    wait_state(&node, "cam0", &["stopped"], Duration::from_secs(10));
+    assert!(zombie_children(node.pid()).is_empty());
+}
+
+#[test]
+fn bad_sources_are_refused_and_passwords_never_shown() {
+    let broker = Broker::start();
+    let token = "a-token-of-sixteen-chars";
+    let watcher = Watcher::start(&broker, "camfleet/#");
+    let node = node_with(
+        &broker,
+        "src-sec",
+        "test",
+        &["--api-token", token, "--watchdog-seconds", "1"],
+    );
+    node.wait_log("first frame", Duration::from_secs(20));
+    let post =
+        |body: Value, token: Option<&str>| api(&node, "POST", "/api/v1/cameras", Some(body), token);
+
+    // Writes need the token; reads do not.
+    let no_token = post(json!({"source": "test"}), None);
+    assert_eq!(no_token.status, 401, "{}", no_token.text());
+    assert_eq!(
+        post(json!({"source": "test"}), Some("wrong-token-xxxxxxxx")).status,
+        401
+    );
+    let restart = api(
+        &node,
+        "POST",
+        "/api/v1/control",
+        Some(json!({"camera":"cam0","action":"restart"})),
+        None,
+    );
+    assert_eq!(restart.status, 401);
+    assert_eq!(api(&node, "GET", "/api/v1/cameras", None, None).status, 200);
+
+    // Programs and files need the node's own consent.
+    let cmd = post(
+        json!({"source": "cmd:touch /tmp/camfleet-pwned"}),
+        Some(token),
+    );
+    assert_eq!(cmd.status, 403, "{}", cmd.text());
+    assert!(cmd.text().contains("--api-allow-commands"));
+    assert_eq!(
+        post(json!({"source": "file:/etc/passwd"}), Some(token)).status,
+        403
+    );
+    for bad in [
+        "rtsp://cam/a b".to_owned(),
+        "-i /etc/passwd".to_owned(),
+        "gopher://cam/x".to_owned(),
+        format!("rtsp://cam/{}", "x".repeat(2100)),
+        "rtsp://cam/x\nsecond".to_owned(),
+    ] {
+        let reply = post(json!({"source": bad}), Some(token));
+        assert_eq!(reply.status, 400, "{bad:.40}: {}", reply.text());
+    }
+    assert_eq!(
+        post(json!({"source": "test", "id": "a/b"}), Some(token)).status,
+        400
+    );
+    assert_eq!(
+        post(json!({"source": "test", "fps": 1000}), Some(token)).status,
+        400
+    );
+    assert_eq!(
+        post(json!({"source": "test", "colour": 1}), Some(token)).status,
+        400
+    );
+
+    // A source with a password that fails: the password is nowhere.
+    let port = free_port();
+    let secret = "pw-5ecret-zz";
+    let url = format!("rtsp://admin:{secret}@127.0.0.1:{port}/stream1");
+    let reply = post(json!({"id": "ipcam", "source": url}), Some(token));
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let v = wait_for(
+        "a failed run with an error",
+        Duration::from_secs(30),
+        || {
+            let v = view(&node, "ipcam");
+            (v["restarts"].as_u64() >= Some(1) && !v["last_error"].is_null()).then_some(v)
+        },
+    );
+    assert_eq!(
+        v["source"],
+        format!("rtsp://admin:***@127.0.0.1:{port}/stream1")
+    );
+    let restart = api(
+        &node,
+        "POST",
+        "/api/v1/control",
+        Some(json!({"camera":"ipcam","action":"restart"})),
+        Some(token),
+    );
+    assert_eq!(restart.status, 200, "{}", restart.text());
+    let log = api(&node, "GET", "/api/v1/cameras/ipcam/log", None, None);
+    assert!(
+        log.text().contains("ffprobe") || log.text().contains("ffmpeg"),
+        "{}",
+        log.text()
+    );
+    wait_for("the state topic", Duration::from_secs(10), || {
+        watcher.seen().contains("camera/ipcam/state").then_some(())
+    });
+    for (what, text) in [
+        (
+            "the camera list",
+            api(&node, "GET", "/api/v1/cameras", None, None).text(),
+        ),
+        ("the camera's log", log.text()),
+        (
+            "the status",
+            api(&node, "GET", "/api/v1/status", None, None).text(),
+        ),
+        ("the node's page", api(&node, "GET", "/", None, None).text()),
+        ("the node's log", node.log()),
+        ("MQTT", watcher.seen()),
+    ] {
+        assert!(!text.contains(secret), "the password is in {what}:\n{text}");
+    }
+    assert!(!std::path::Path::new("/tmp/camfleet-pwned").exists());
+}
+
+#[test]
+fn added_cameras_and_their_state_survive_a_restart_and_a_kill() {
+    let broker = Broker::start();
+    let state = TempDir::new("state");
+    let dir = state.0.display().to_string();
+    let extra = ["--state-dir", dir.as_str()];
+    let mut node = node_with(&broker, "src-keep", "test", &extra);
+    let a = add(
+        &node,
+        json!({"id": "keep-a", "source": "test", "width": 96, "height": 64}),
+    );
+    let b = add(&node, json!({"id": "keep-b", "source": "test"}));
+    let ports = (tcp_port(&a), tcp_port(&b));
+    let reply = api(&node, "POST", "/api/v1/cameras/keep-b/stop", None, None);
+    assert_eq!(reply.status, 200);
+    // The config file's camera's stop is kept too.
+    assert_eq!(
+        api(&node, "POST", "/api/v1/cameras/cam0/stop", None, None).status,
+        200
+    );
+    let file = state.path("cameras.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    node.signal("TERM");
+    node.wait_exit(Duration::from_secs(15));
+
+    let node = node_with(&broker, "src-keep", "test", &extra);
+    let a = wait_state(&node, "keep-a", &["running"], Duration::from_secs(20));
+    let b = wait_state(&node, "keep-b", &["stopped"], Duration::from_secs(20));
+    wait_state(&node, "cam0", &["stopped"], Duration::from_secs(20));
+    assert_eq!(
+        (tcp_port(&a), tcp_port(&b)),
+        ports,
+        "same ports after a restart"
+    );
+    let mut viewer = FrameClient::connect(ports.0);
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (96, 64));
+
+    drop(viewer);
+    drop(node);
+
+    // Killed while it writes the file, at a different moment each round:
+    // the file is always whole, and the next node starts from it.
+    for round in 0..3u64 {
+        let node = node_with(&broker, "src-keep", "test", &extra);
+        wait_state(&node, "keep-a", &["running"], Duration::from_secs(20));
+        let toggles = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut n = 0;
+                loop {
+                    let action = if n % 2 == 0 { "start" } else { "stop" };
+                    let path = format!("/api/v1/cameras/keep-b/{action}");
+                    if api(&node, "POST", &path, None, None).status != 200 {
+                        return n;
+                    }
+                    n += 1;
+                }
+            });
+            // Not a wait for anything: the moment of the kill, varied.
+            std::thread::sleep(Duration::from_millis(150 + 70 * round));
+            node.signal("KILL");
+            writer.join().unwrap()
+        });
+        assert!(
+            toggles > 0,
+            "round {round}: no write happened before the kill"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        let saved: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("round {round}, after {toggles} writes: {e}\n{text}"));
+        assert_eq!(saved["cameras"].as_array().unwrap().len(), 3, "{text}");
+    }
+    let node = node_with(&broker, "src-keep", "test", &extra);
+    let a = wait_state(&node, "keep-a", &["running"], Duration::from_secs(20));
+    assert_eq!(tcp_port(&a), ports.0);
+    let leftovers: Vec<_> = std::fs::read_dir(&state.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "cameras.json")
+        .collect();
+    // A temporary file left by a killed write is harmless; there is no other.
+    assert!(
+        leftovers.iter().all(|n| n.ends_with(".tmp")),
+        "{leftovers:?}"
+    );
+}
+
+/// nginx with the RTMP module on a free port, in its own directory.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Nginx {
+    fn start(idle_streams: bool) -> Self {
+        require("nginx", "nginx libnginx-mod-rtmp");
+        let module = ["/usr/lib/nginx/modules/ngx_rtmp_module.so"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nginx's RTMP module is missing: sudo apt-get install libnginx-mod-rtmp");
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let conf = format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {log} info;\n\
+             events {{ worker_connections 64; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; idle_streams {idle}; }} }} }}\n",
+            pid = dir.path("nginx.pid").display(),
+            log = dir.path("error.log").display(),
+            idle = if idle_streams { "on" } else { "off" },
+        );
+        std::fs::write(dir.path("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args([
+                "-p",
+                &dir.0.display().to_string(),
+                "-c",
+                &dir.path("nginx.conf").display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        wait_for("nginx listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Nginx { child, port, dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- nginx error log ----\n{}",
+                std::fs::read_to_string(self.dir.path("error.log")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// An ffmpeg "drone" publishing H.264 over RTMP.
+fn drone(url: &str) -> Child {
+    require("ffmpeg", "ffmpeg");
+    Command::new("ffmpeg")
+        .args(words(
+            "-hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x360:rate=15",
+        ))
+        .args(words(
+            "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -pix_fmt yuv420p -f flv",
+        ))
+        .arg(url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn rtmp_camera_comes_back_without_help(idle_streams: bool) {
+    let broker = Broker::start();
+    let nginx = Nginx::start(idle_streams);
+    let url = format!("rtmp://127.0.0.1:{}/live/d1", nginx.port);
+    let publisher = drone(&url);
+    let node = node_with(&broker, "src-rtmp", "test", &["--watchdog-seconds", "2"]);
+    let started = Instant::now();
+    // 216 lines: RTP/JPEG counts picture sizes in blocks of 8.
+    let v = add(
+        &node,
+        json!({"id": "drone1", "source": url, "width": 384, "height": 216, "fps": 10}),
+    );
+    let port = tcp_port(&v);
+    wait_state(&node, "drone1", &["running"], Duration::from_secs(30));
+    eprintln!(
+        "POST to running (RTMP H.264 conversion): {:?}",
+        started.elapsed()
+    );
+    let mut viewer = FrameClient::connect(port);
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (384, 216));
+    assert_eq!(
+        rtsp_decode(&format!("{}/drone1", node.rtsp_base()), "tcp", 2),
+        384 * 216 * 2
+    );
+    let snapshot = curl(&[&format!("{}/cameras/drone1/snapshot.jpg", node.http_base())]);
+    assert_eq!(jpeg_size(&snapshot.body), (384, 216));
+
+    // The drone lands: the watchdog or the converter's exit notices.
+    stop(publisher);
+    let gone = Instant::now();
+    let v = wait_state(
+        &node,
+        "drone1",
+        &["stalled", "backoff", "starting"],
+        Duration::from_secs(10),
+    );
+    eprintln!(
+        "publisher gone -> {} after {:?}",
+        v["state"],
+        gone.elapsed()
+    );
+    let v = wait_for("a restart counted", Duration::from_secs(20), || {
+        let v = view(&node, "drone1");
+        (v["restarts"].as_u64() >= Some(1)).then_some(v)
+    });
+    // Which way the converter went: hung (the watchdog ended it) or exited.
+    let ended = v["runs"][0]["end"].as_str().unwrap_or("").to_owned();
+    if idle_streams {
+        assert!(ended.contains("watchdog"), "a hung converter: {v}");
+    } else {
+        assert!(!ended.contains("watchdog"), "an exited converter: {v}");
+    }
+    // It takes off again: running with no API call.
+    let publisher = drone(&url);
+    wait_state(&node, "drone1", &["running"], Duration::from_secs(45));
+    let mut viewer = FrameClient::connect(port);
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (384, 216));
+    stop(publisher);
+    let lines = api(&node, "GET", "/api/v1/cameras/drone1/log", None, None).json();
+    assert!(lines["lines"].as_array().unwrap().len() > 3, "{lines}");
+    assert!(zombie_children(node.pid()).is_empty());
+}
+
+#[test]
+fn an_rtmp_drone_is_converted_and_comes_back_when_its_converter_exits() {
+    rtmp_camera_comes_back_without_help(false);
+}
+
+#[test]
+fn an_rtmp_drone_comes_back_when_idle_streams_leave_its_converter_hanging() {
+    rtmp_camera_comes_back_without_help(true);
+}
+
+#[test]
+fn an_rtmp_listener_waits_for_its_publisher_without_restarting() {
+    let broker = Broker::start();
+    let node = node_with(&broker, "src-listen", "test", &["--watchdog-seconds", "2"]);
+    let port = free_port();
+    let listen = format!("rtmp-listen://127.0.0.1:{port}/live/key");
+    add(
+        &node,
+        json!({"id": "pushed", "source": listen, "width": 320, "height": 180}),
+    );
+    wait_state(&node, "pushed", &["waiting"], Duration::from_secs(10));
+    // Longer than the watchdog and the first-frame grace: still waiting.
+    let quiet_until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < quiet_until {
+        let v = view(&node, "pushed");
+        assert_eq!(
+            (v["state"].as_str(), v["restarts"].as_u64()),
+            (Some("waiting"), Some(0)),
+            "{v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let publisher = drone(&format!("rtmp://127.0.0.1:{port}/live/key"));
+    let v = wait_state(&node, "pushed", &["running"], Duration::from_secs(20));
+    let mut viewer = FrameClient::connect(tcp_port(&v));
+    assert_eq!(jpeg_size(&viewer.next().jpeg), (320, 180));
+    stop(publisher);
+    let v = wait_state(&node, "pushed", &["waiting"], Duration::from_secs(15));
+    assert_eq!(
+        v["restarts"].as_u64(),
+        Some(0),
+        "a publisher leaving is no failure: {v}"
+    );
+    assert!(
+        zombie_children(node.pid()).is_empty(),
+        "{:?}",
+        zombie_children(node.pid())
+    );
+    // The converter dies with the node, even a node killed outright.
+    let converter = wait_for("the converter's pid", Duration::from_secs(10), || {
+        view(&node, "pushed")["converter"]["pid"].as_u64()
+    }) as u32;
+    assert!(is_alive(converter));
+    node.signal("KILL");
+    wait_for(
+        "the converter gone with the node",
+        Duration::from_secs(10),
+        || (!is_alive(converter)).then_some(()),
+    );
+}
