@@ -102,6 +102,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         config.rtsp_session_timeout,
     ));
     let env = Env {
+        node_id: config.node_id.clone(),
         bind: config.bind,
         host: host.clone(),
         rtsp_base,

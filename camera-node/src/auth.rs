@@ -94,7 +94,7 @@ impl Users {
 }
 
 /// `key="value", key=value` pairs of a digest header.
-fn digest_fields(params: &str) -> Vec<(String, String)> {
+pub(crate) fn digest_fields(params: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = params.trim();
     while let Some((key, after)) = rest.split_once('=') {
@@ -113,7 +113,7 @@ fn digest_fields(params: &str) -> Vec<(String, String)> {
     out
 }
 
-fn md5_hex(text: &str) -> String {
+pub(crate) fn md5_hex(text: &str) -> String {
     Md5::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

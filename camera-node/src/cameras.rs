@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::camera::Camera;
 use crate::config::{check_id, CameraConfig};
 use crate::presence::host_port;
+use crate::serve::rtsp::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
 use crate::source::url::{self, Output};
 use crate::source::{CaptureSettings, SourceSpec};
@@ -29,6 +30,8 @@ use fanout::{tcp, Hub};
 
 /// Cameras a node runs at most (the config file's and the API's).
 pub const MAX_CAMERAS: usize = 32;
+/// RTSP servers one camera is pushed to at most.
+pub const MAX_PUSHES: usize = 4;
 /// How far past the base port an added camera's port is looked for.
 const PORT_SEARCH: u16 = 64;
 
@@ -67,9 +70,16 @@ pub struct Entry {
     /// Ends what serves this camera (TCP listener and viewers, HTTP streams).
     pub stop: CancellationToken,
     supervisor: tokio::sync::Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// RTSP servers the camera is pushed to, with where each came from.
+    pushes: std::sync::Mutex<Vec<(Origin, Arc<Push>)>>,
 }
 
 impl Entry {
+    pub fn pushes(&self) -> Vec<Arc<Push>> {
+        let pushes = self.pushes.lock().expect("pushes lock");
+        pushes.iter().map(|(_, p)| Arc::clone(p)).collect()
+    }
+
     pub fn config(&self) -> CameraConfig {
         self.config.lock().expect("config lock").clone()
     }
@@ -89,6 +99,7 @@ impl Entry {
             bytes: figures.bytes,
             last_frame_age_s: figures.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
             status: self.status.view(),
+            pushes: self.pushes().iter().map(|p| p.view()).collect(),
         }
     }
 }
@@ -107,6 +118,7 @@ pub struct CameraView {
     pub last_frame_age_s: Option<f64>,
     #[serde(flatten)]
     pub status: StatusView,
+    pub pushes: Vec<PushView>,
 }
 
 /// `POST /api/v1/cameras`.
@@ -121,6 +133,9 @@ pub struct NewCamera {
     pub quality: Option<u8>,
     pub tcp_port: Option<u16>,
     pub enabled: Option<bool>,
+    /// RTSP servers to push it to.
+    #[serde(default)]
+    pub pushes: Vec<String>,
 }
 
 /// `PATCH /api/v1/cameras/{id}`: what is given changes; the camera's
@@ -139,6 +154,7 @@ pub struct CameraPatch {
 /// What every camera is started with.
 #[derive(Debug)]
 pub struct Env {
+    pub node_id: String,
     pub bind: IpAddr,
     /// Host viewers reach the node at.
     pub host: String,
@@ -251,6 +267,7 @@ impl Cameras {
             restart: Arc::new(Notify::new()),
             stop: self.env.servers_stop.child_token(),
             supervisor: tokio::sync::Mutex::new(None),
+            pushes: std::sync::Mutex::default(),
         });
         tracing::info!(camera = %config.id, "serving {} on TCP port {port} (source {})", config.id, config.source);
         let task = tcp::run(
@@ -284,10 +301,75 @@ impl Cameras {
             .write()
             .expect("entries lock")
             .push(Arc::clone(&entry));
+        for url in &config.pushes {
+            match PushUrl::parse(url) {
+                Ok(url) => {
+                    self.start_push(&entry, url, Origin::Config);
+                }
+                Err(e) => tracing::warn!(camera = %entry.id, "push {}: {e}", url::redact(url)),
+            }
+        }
         let supervisor = self.supervise(&entry, config);
         *entry.supervisor.try_lock().expect("a new entry") = Some(supervisor);
         self.refresh_info();
         Ok(entry)
+    }
+
+    fn start_push(&self, entry: &Arc<Entry>, url: PushUrl, origin: Origin) -> Arc<Push> {
+        let mut pushes = entry.pushes.lock().expect("pushes lock");
+        let id = (1..)
+            .map(|i| format!("p{i}"))
+            .find(|id| !pushes.iter().any(|(_, p)| &p.id == id))
+            .expect("a free id");
+        let push = Push::new(id, url, entry.stop.child_token());
+        let task = Arc::clone(&push).run(Arc::clone(&entry.rtsp), self.env.node_id.clone());
+        let span = tracing::info_span!("push", camera = %entry.id);
+        self.env.servers.spawn(task.instrument(span));
+        pushes.push((origin, Arc::clone(&push)));
+        push
+    }
+
+    /// Starts pushing a camera to an RTSP server; saved.
+    pub async fn add_push(&self, id: &str, url: &str) -> Result<Arc<Push>, Refused> {
+        let _edit = self.edits.lock().await;
+        let entry = self.existing(id)?;
+        let url = PushUrl::parse(url).map_err(|e| refused(400, e))?;
+        if entry.pushes().len() >= MAX_PUSHES {
+            return Err(refused(
+                409,
+                format!("{id} is pushed to {MAX_PUSHES} servers already"),
+            ));
+        }
+        if entry.pushes().iter().any(|p| p.url == url) {
+            return Err(refused(409, format!("{id} is pushed to {url} already")));
+        }
+        let push = self.start_push(&entry, url, Origin::Api);
+        entry.status.note(&format!("pushing to {}", push.url));
+        self.save();
+        self.bump();
+        Ok(push)
+    }
+
+    /// Stops a push; one from the config file cannot be removed.
+    pub async fn remove_push(&self, id: &str, push: &str) -> Result<(), Refused> {
+        let _edit = self.edits.lock().await;
+        let entry = self.existing(id)?;
+        let mut pushes = entry.pushes.lock().expect("pushes lock");
+        let Some(at) = pushes.iter().position(|(_, p)| p.id == push) else {
+            return Err(refused(404, format!("{id} has no push {push:?}")));
+        };
+        if pushes[at].0 == Origin::Config {
+            return Err(refused(409, "this push comes from the config file"));
+        }
+        let (_, gone) = pushes.remove(at);
+        drop(pushes);
+        gone.stop.cancel();
+        entry
+            .status
+            .note(&format!("no longer pushing to {}", gone.url));
+        self.save();
+        self.bump();
+        Ok(())
     }
 
     fn supervise(
@@ -332,10 +414,21 @@ impl Cameras {
         }
         let config = self.camera_config(id, source, new.width, new.height, new.fps, new.quality)?;
         let listener = self.listener(new.tcp_port).await?;
+        let pushes = new
+            .pushes
+            .iter()
+            .map(|u| PushUrl::parse(u).map_err(|e| refused(400, format!("push: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if pushes.len() > MAX_PUSHES {
+            return Err(refused(400, format!("at most {MAX_PUSHES} pushes")));
+        }
         let enabled = new.enabled.unwrap_or(true);
         let entry = self
             .start(config, Origin::Api, listener, enabled)
             .map_err(|e| refused(500, format!("cannot start the camera: {e}")))?;
+        for url in pushes {
+            self.start_push(&entry, url, Origin::Api);
+        }
         entry
             .status
             .note(&format!("added through the API: {}", entry.config().source));
@@ -512,6 +605,7 @@ impl Cameras {
             },
             tcp_port: 0,
             output,
+            pushes: Vec::new(),
         })
     }
 
@@ -551,9 +645,12 @@ impl Cameras {
     pub async fn restore(self: &Arc<Self>, saved: Saved) {
         for cam in saved.cameras {
             if cam.origin == "config" {
-                if !cam.enabled && self.get(&cam.id).is_some() {
-                    self.get(&cam.id).map(|e| e.hub.set_enabled(false));
-                    tracing::info!(camera = %cam.id, "stopped, as it was left (state file)");
+                if let Some(entry) = self.get(&cam.id) {
+                    if !cam.enabled {
+                        entry.hub.set_enabled(false);
+                        tracing::info!(camera = %cam.id, "stopped, as it was left (state file)");
+                    }
+                    self.restore_pushes(&entry, &cam.pushes);
                 }
                 continue;
             }
@@ -580,13 +677,28 @@ impl Cameras {
                     .map_err(|e| refused(500, e.to_string()))
             };
             match restored.await {
-                Ok(entry) => entry.status.note(&format!(
-                    "restored from the state file ({})",
-                    if cam.enabled { "running" } else { "stopped" }
-                )),
+                Ok(entry) => {
+                    entry.status.note(&format!(
+                        "restored from the state file ({})",
+                        if cam.enabled { "running" } else { "stopped" }
+                    ));
+                    self.restore_pushes(&entry, &cam.pushes);
+                }
                 Err(e) => {
                     tracing::warn!(camera = %cam.id, "cannot restore the camera from the state file: {}", e.why)
                 }
+            }
+        }
+    }
+
+    fn restore_pushes(&self, entry: &Arc<Entry>, urls: &[String]) {
+        for url in urls {
+            match PushUrl::parse(url) {
+                Ok(url) if !entry.pushes().iter().any(|p| p.url == url) => {
+                    self.start_push(entry, url, Origin::Api);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(camera = %entry.id, "saved push: {e}"),
             }
         }
     }
@@ -609,7 +721,14 @@ impl Cameras {
                     source: api.then(|| config.source.secret_text()),
                     tcp_port: e.tcp_port,
                     output: api.then_some(config.output),
-                    pushes: Vec::new(),
+                    pushes: e
+                        .pushes
+                        .lock()
+                        .expect("pushes lock")
+                        .iter()
+                        .filter(|(origin, _)| *origin == Origin::Api)
+                        .map(|(_, p)| p.url.secret().to_owned())
+                        .collect(),
                 }
             })
             .collect();

@@ -186,6 +186,9 @@ pub struct FileCamera {
     pub fps: Option<u32>,
     pub quality: Option<u8>,
     pub tcp_port: Option<u16>,
+    /// RTSP servers to push the camera to (`rtsp://[user:pass@]host:port/path`).
+    #[serde(default)]
+    pub push: Vec<String>,
 }
 
 /// Settings after merging, checked.
@@ -224,6 +227,8 @@ pub struct CameraConfig {
     pub tcp_port: u16,
     /// What a URL source's conversion produces (the sizes given explicitly).
     pub output: Output,
+    /// RTSP servers the camera is pushed to (the config file's).
+    pub pushes: Vec<String>,
 }
 
 impl CameraConfig {
@@ -337,6 +342,7 @@ impl NodeConfig {
             fps: file.fps,
             quality: file.quality,
             tcp_port: None,
+            push: Vec::new(),
         };
         let listed = if file.cameras.is_empty() {
             vec![FileCamera::default()]
@@ -389,12 +395,17 @@ impl NodeConfig {
                     .checked_add(i as u16)
                     .with_context(|| format!("{}: past 65535", key("tcp_port")))?,
             };
+            for url in &cam.push {
+                crate::serve::rtsp::push::PushUrl::parse(url)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", key("push")))?;
+            }
             cameras.push(CameraConfig {
                 id,
                 source,
                 capture,
                 tcp_port,
                 output,
+                pushes: cam.push,
             });
         }
         let mut users = Vec::with_capacity(file.users.len());

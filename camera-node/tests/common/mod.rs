@@ -3,6 +3,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 mod broker;
 mod client;
 mod node;

@@ -28,6 +28,11 @@ pub fn routes() -> Router<Arc<HttpServer>> {
         .route("/api/v1/cameras/{id}/stop", post(stop))
         .route("/api/v1/cameras/{id}/restart", post(restart))
         .route("/api/v1/cameras/{id}/log", get(log))
+        .route("/api/v1/cameras/{id}/pushes", post(add_push))
+        .route(
+            "/api/v1/cameras/{id}/pushes/{push}",
+            axum::routing::delete(remove_push),
+        )
 }
 
 /// The token a request carries: `Authorization: Bearer T` or
@@ -205,5 +210,44 @@ async fn restart(State(s): Shared, Path(id): Path<String>, headers: HeaderMap) -
         )
             .into_response(),
         None => super::unknown_camera(&s, &id),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPush {
+    url: String,
+}
+
+async fn add_push(
+    State(s): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = check_write(&s, &headers) {
+        return answer(r);
+    }
+    let new: NewPush = match body(&bytes, r#"{"url":"rtsp://user:pass@server:8554/door"}"#) {
+        Ok(new) => new,
+        Err(r) => return answer(r),
+    };
+    match s.node.cameras.add_push(&id, &new.url).await {
+        Ok(push) => (StatusCode::CREATED, Json(push.view())).into_response(),
+        Err(refused) => answer(refused),
+    }
+}
+
+async fn remove_push(
+    State(s): Shared,
+    Path((id, push)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_write(&s, &headers) {
+        return answer(r);
+    }
+    match s.node.cameras.remove_push(&id, &push).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(refused) => answer(refused),
     }
 }

@@ -173,7 +173,61 @@ pub async fn metrics(State(s): Shared) -> Response {
         "Frames viewers skipped because they were slower than the camera.",
         |f, i| f.dropped_by[i].to_string(),
     );
+    push_metrics(&mut out, &s.node.cameras.list());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Per push: frames, skips, connections, and whether it is recording now.
+fn push_metrics(out: &mut String, cameras: &[std::sync::Arc<crate::cameras::Entry>]) {
+    use crate::serve::rtsp::push::PushView;
+    let pushes: Vec<(String, PushView)> = cameras
+        .iter()
+        .flat_map(|e| e.pushes().into_iter().map(|p| (e.id.clone(), p.view())))
+        .collect();
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&PushView) -> u64,
+    );
+    let series: [Series; 4] = [
+        (
+            "push_frames_total",
+            "counter",
+            "Frames sent to the RTSP server the camera is pushed to.",
+            |p| p.frames_sent,
+        ),
+        (
+            "push_frames_skipped_total",
+            "counter",
+            "Frames the push skipped because the server took them slower than the camera.",
+            |p| p.frames_skipped,
+        ),
+        (
+            "push_connects_total",
+            "counter",
+            "Times the push reached RECORD on the server.",
+            |p| p.connects,
+        ),
+        (
+            "push_recording",
+            "gauge",
+            "1 while the push is recording on the server.",
+            |p| u64::from(p.state == "recording"),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        for (camera, p) in &pushes {
+            let _ = writeln!(
+                out,
+                "camfleet_{name}{{camera=\"{camera}\",push=\"{}\",url=\"{}\"}} {}",
+                p.id,
+                p.url.replace('\\', "\\\\").replace('"', "\\\""),
+                value(p)
+            );
+        }
+    }
 }
 
 struct Sample {

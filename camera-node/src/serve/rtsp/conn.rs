@@ -403,7 +403,7 @@ fn no_frames(hub: &Hub) -> Reply {
     Reply::error(503, format!("camera {} has no frames yet", hub.camera_id()))
 }
 
-fn describe_sdp(
+pub(super) fn describe_sdp(
     node: &str,
     camera: &RtspCamera,
     local: std::net::IpAddr,

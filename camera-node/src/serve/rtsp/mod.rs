@@ -12,6 +12,7 @@
 //! other clients.
 
 mod conn;
+pub mod push;
 mod reply;
 pub mod request;
 pub mod rtp;

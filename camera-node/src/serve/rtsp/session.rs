@@ -20,7 +20,7 @@ use super::send::{self, UdpSender};
 use super::{RtspCamera, RtspServer};
 
 /// How often a playing session gets an RTCP sender report.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
+pub(super) const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// The write half of a client connection, shared by replies and the
 /// interleaved RTP of its sessions; each holds it for one whole message.

@@ -1,0 +1,413 @@
+//! A camera pushed on to an RTSP server (ANNOUNCE, SETUP mode=record over
+//! TCP, RECORD): ffmpeg listening as the server, GStreamer's RTSP server
+//! in record mode behind a password, and a bare server in the test that
+//! reads the RTCP sender reports the push sends.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::api::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn camera_node(broker: &Broker, id: &str) -> Node {
+    let url = broker.url();
+    let source = ffmpeg_camera(320, 240, 15);
+    let args = [
+        node_args(&url, id, &source),
+        words("--width 320 --height 240 --fps 15"),
+    ]
+    .concat();
+    let node = Node::start(&args);
+    node.wait_log("first frame", Duration::from_secs(20));
+    node
+}
+
+/// ffmpeg as the receiving server: `-rtsp_flags listen`, frames copied
+/// into an MJPEG file, for `seconds` of stream.
+fn ffmpeg_server(port: u16, out: &Path, seconds: u32) -> Child {
+    require("ffmpeg", "ffmpeg");
+    Command::new("ffmpeg")
+        .args(words(
+            "-hide_banner -loglevel error -rtsp_flags listen -rtsp_transport tcp -i",
+        ))
+        .arg(format!("rtsp://127.0.0.1:{port}/x"))
+        .args(["-t", &seconds.to_string()])
+        .args(words("-c copy -f mjpeg -y"))
+        .arg(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+/// Waits until something listens on `port`, read from /proc/net/tcp: a
+/// test connection would be the one connection `-rtsp_flags listen` takes.
+fn wait_listening(port: u16) {
+    let want = format!(":{port:04X} 00000000:0000 0A");
+    wait_for(
+        &format!("a listener on port {port}"),
+        Duration::from_secs(10),
+        || {
+            let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+            table.contains(&want).then_some(())
+        },
+    );
+}
+
+/// JPEG frames in an MJPEG file, as ffprobe counts its packets.
+fn frames_in(file: &Path) -> u64 {
+    require("ffprobe", "ffmpeg");
+    let out = Command::new("ffprobe")
+        .args(words("-v error -count_packets -select_streams v:0 -show_entries stream=nb_read_packets -of csv=p=0"))
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| {
+            panic!(
+                "ffprobe {}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+fn push_of(node: &Node, camera: &str) -> Value {
+    view(node, camera)["pushes"][0].clone()
+}
+
+fn wait_push(node: &Node, camera: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, Duration::from_secs(30), || {
+        let push = push_of(node, camera);
+        check(&push).then_some(push)
+    })
+}
+
+#[test]
+fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
+    let broker = Broker::start();
+    let node = camera_node(&broker, "push-ff");
+    let dir = TempDir::new("push");
+    let port = free_port();
+    let first = dir.path("first.mjpeg");
+    let mut server = ffmpeg_server(port, &first, 6);
+    wait_listening(port);
+    let url = format!("rtsp://127.0.0.1:{port}/x");
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/cam0/pushes",
+        Some(json!({ "url": url })),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    wait_push(&node, "cam0", "the push recording", |p| {
+        p["state"] == "recording"
+    });
+    let status = wait_for(
+        "the server to finish its 6 s",
+        Duration::from_secs(30),
+        || server.try_wait().unwrap(),
+    );
+    assert!(status.success(), "ffmpeg server: {status}");
+    // The push noticed the server leave; what it took from the camera
+    // while connected is what it sent plus what it skipped.
+    let push = wait_push(&node, "cam0", "the push to notice", |p| {
+        p["state"] != "recording"
+    });
+    let offered = push["frames_sent"].as_u64().unwrap() + push["frames_skipped"].as_u64().unwrap();
+    let received = frames_in(&first);
+    eprintln!("server received {received} of {offered} frames the push took from the camera");
+    assert!(
+        received >= 6 * 15 * 9 / 10,
+        "about 6 s at 15 fps: {received}"
+    );
+    assert!(
+        received as f64 >= 0.95 * offered as f64 - 2.0,
+        "received {received} of {offered}: {push}"
+    );
+
+    // The server comes back: the push reconnects by itself.
+    let second = dir.path("second.mjpeg");
+    let mut server = ffmpeg_server(port, &second, 2);
+    wait_listening(port);
+    let push = wait_push(&node, "cam0", "a second connection", |p| {
+        p["connects"].as_u64() >= Some(2)
+    });
+    assert!(push["last_error"].is_string(), "{push}");
+    wait_for(
+        "the second server to finish",
+        Duration::from_secs(30),
+        || server.try_wait().unwrap(),
+    );
+    assert!(frames_in(&second) >= 2 * 15 * 8 / 10);
+    let metrics = curl(&[&format!("{}/metrics", node.http_base())]).text();
+    assert!(
+        metrics.contains("camfleet_push_connects_total{camera=\"cam0\",push=\"p1\""),
+        "{metrics}"
+    );
+
+    // Removed: it stops.
+    let reply = api(
+        &node,
+        "DELETE",
+        "/api/v1/cameras/cam0/pushes/p1",
+        None,
+        None,
+    );
+    assert_eq!(reply.status, 204, "{}", reply.text());
+    assert!(view(&node, "cam0")["pushes"].as_array().unwrap().is_empty());
+}
+
+/// GStreamer's RTSP server in record mode, behind `user`/`password`.
+struct GstServer {
+    child: Child,
+    out: TempDir,
+}
+
+impl GstServer {
+    fn start(port: u16, method: &str) -> Self {
+        require(
+            "/usr/bin/python3",
+            "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good",
+        );
+        let out = TempDir::new("gst-record");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gst_record_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args([&port.to_string(), "/door", "pusher", "pw-gst-1", method])
+            .arg(&out.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the GStreamer RTSP server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the GStreamer RTSP server did not start (python3-gi, gir1.2-gst-rtsp-server-1.0)"
+        );
+        GstServer { child, out }
+    }
+
+    fn frames(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.out.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    }
+}
+
+impl Drop for GstServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gst_push_with_a_password(method: &str) {
+    let broker = Broker::start();
+    let node = camera_node(&broker, &format!("push-gst-{method}"));
+    let port = free_port();
+    let server = GstServer::start(port, method);
+
+    // The wrong password: refused, said clearly, retried.
+    let wrong = format!("rtsp://pusher:nope@127.0.0.1:{port}/door");
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/cam0/pushes",
+        Some(json!({ "url": wrong })),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let push = wait_push(&node, "cam0", "a refused push", |p| {
+        p["last_error"].is_string()
+    });
+    assert!(
+        push["last_error"].as_str().unwrap().contains("401"),
+        "{push}"
+    );
+    assert_eq!(
+        push["url"],
+        format!("rtsp://pusher:***@127.0.0.1:{port}/door")
+    );
+    assert_eq!(
+        api(
+            &node,
+            "DELETE",
+            "/api/v1/cameras/cam0/pushes/p1",
+            None,
+            None
+        )
+        .status,
+        204
+    );
+
+    let right = format!("rtsp://pusher:pw-gst-1@127.0.0.1:{port}/door");
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/cam0/pushes",
+        Some(json!({ "url": right })),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    wait_push(&node, "cam0", "recording on GStreamer", |p| {
+        p["state"] == "recording"
+    });
+    let frames = wait_for("30 frames on the server", Duration::from_secs(20), || {
+        let frames = server.frames();
+        (frames.len() >= 30).then_some(frames)
+    });
+    assert_eq!(jpeg_size(&frames[frames.len() - 2]), (320, 240));
+    for (what, text) in [
+        ("the camera's answer", view(&node, "cam0").to_string()),
+        ("the node's log", node.log()),
+    ] {
+        assert!(
+            !text.contains("pw-gst-1") && !text.contains(":nope@"),
+            "a password in {what}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_push_to_gstreamer_answers_its_basic_challenge() {
+    gst_push_with_a_password("basic");
+}
+
+#[test]
+fn a_push_to_gstreamer_answers_its_digest_challenge() {
+    gst_push_with_a_password("digest");
+}
+
+/// A bare RTSP server that records what a push sends over TCP: replies
+/// 200 to ANNOUNCE, SETUP and RECORD, then counts interleaved packets.
+fn bare_server(listener: TcpListener, seconds: u64) -> (Vec<String>, usize, Vec<Vec<u8>>) {
+    let (mut stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut requests = Vec::new();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    while requests.len() < 3 {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "the push closed early"
+            );
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+        let cseq = head
+            .lines()
+            .find_map(|l| l.strip_prefix("CSeq: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        write!(
+            stream,
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: 12345678;timeout=60\r\n\r\n"
+        )
+        .unwrap();
+        requests.push(format!("{head}{}", String::from_utf8_lossy(&body)));
+    }
+    let (mut rtp, mut rtcp) = (0, Vec::new());
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        let mut head = [0u8; 4];
+        reader.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], b'$', "interleaved data only after RECORD");
+        let mut packet = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
+        reader.read_exact(&mut packet).unwrap();
+        match head[1] {
+            0 => rtp += 1,
+            1 => rtcp.push(packet),
+            other => panic!("channel {other}"),
+        }
+    }
+    (requests, rtp, rtcp)
+}
+
+#[test]
+fn a_push_announces_records_and_sends_sender_reports_with_capture_times() {
+    let broker = Broker::start();
+    let node = camera_node(&broker, "push-bare");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || bare_server(listener, 3));
+    let url = format!("rtsp://127.0.0.1:{port}/cam");
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/cam0/pushes",
+        Some(json!({ "url": url })),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let (requests, rtp, rtcp) = server.join().unwrap();
+    assert!(
+        requests[0].starts_with(&format!("ANNOUNCE {url} RTSP/1.0")),
+        "{}",
+        requests[0]
+    );
+    assert!(requests[0].contains("Content-Type: application/sdp"));
+    assert!(
+        requests[0].contains("m=video 0 RTP/AVP 26")
+            && requests[0].contains("a=rtpmap:26 JPEG/90000")
+    );
+    assert!(
+        requests[1].starts_with(&format!("SETUP {url}/trackID=0 RTSP/1.0")),
+        "{}",
+        requests[1]
+    );
+    assert!(requests[1].contains("RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"));
+    assert!(
+        requests[2].starts_with("RECORD ") && requests[2].contains("Session: 12345678\r\n"),
+        "{}",
+        requests[2]
+    );
+    assert!(rtp > 3 * 15, "RTP packets of 3 s at 15 fps: {rtp}");
+    assert!(rtcp.len() >= 2, "a sender report a second: {}", rtcp.len());
+    for sr in &rtcp {
+        assert_eq!(
+            (sr[0] >> 6, sr[1]),
+            (2, 200),
+            "RTCP version 2, sender report"
+        );
+        let ntp_seconds = u32::from_be_bytes([sr[8], sr[9], sr[10], sr[11]]) as u64;
+        let unix = ntp_seconds - 2_208_988_800;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            now.abs_diff(unix) <= 5,
+            "the report's wall clock is the node's: {unix} vs {now}"
+        );
+    }
+}
