@@ -72,7 +72,12 @@ pub struct Entry {
     supervisor: tokio::sync::Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
     /// RTSP servers the camera is pushed to, with where each came from.
     pushes: std::sync::Mutex<Vec<(Origin, Arc<Push>)>>,
+    /// Frames and kbit/s over the last [`RATE_EVERY`].
+    rates: std::sync::Mutex<(f64, f64)>,
 }
+
+/// How often a camera's frame rate and bit rate are measured.
+const RATE_EVERY: Duration = Duration::from_secs(2);
 
 impl Entry {
     pub fn pushes(&self) -> Vec<Arc<Push>> {
@@ -88,6 +93,7 @@ impl Entry {
     pub fn view(&self) -> CameraView {
         let config = self.config();
         let figures = self.hub.snapshot();
+        let (fps, kbit_s) = *self.rates.lock().expect("rates lock");
         CameraView {
             id: self.id.clone(),
             origin: self.origin,
@@ -95,6 +101,8 @@ impl Entry {
             enabled: self.hub.is_enabled(),
             output: config.output,
             tcp_port: self.tcp_port,
+            fps,
+            kbit_s,
             frames: figures.frames,
             bytes: figures.bytes,
             last_frame_age_s: figures.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
@@ -113,6 +121,10 @@ pub struct CameraView {
     pub enabled: bool,
     pub output: Output,
     pub tcp_port: u16,
+    /// Frames per second and kilobits per second out of the source, over
+    /// the last two seconds.
+    pub fps: f64,
+    pub kbit_s: f64,
     pub frames: u64,
     pub bytes: u64,
     pub last_frame_age_s: Option<f64>,
@@ -268,7 +280,9 @@ impl Cameras {
             stop: self.env.servers_stop.child_token(),
             supervisor: tokio::sync::Mutex::new(None),
             pushes: std::sync::Mutex::default(),
+            rates: std::sync::Mutex::default(),
         });
+        self.env.servers.spawn(measure_rates(Arc::clone(&entry)));
         tracing::info!(camera = %config.id, "serving {} on TCP port {port} (source {})", config.id, config.source);
         let task = tcp::run(
             listener,
@@ -785,5 +799,28 @@ impl Cameras {
         {
             self.refresh_info();
         }
+    }
+}
+
+/// Keeps a camera's frame rate and bit rate up to date until it is removed.
+async fn measure_rates(entry: Arc<Entry>) {
+    let mut ticker = tokio::time::interval(RATE_EVERY);
+    let mut last: Option<(tokio::time::Instant, u64, u64)> = None;
+    while entry
+        .stop
+        .run_until_cancelled(ticker.tick())
+        .await
+        .is_some()
+    {
+        let f = entry.hub.snapshot();
+        let now = tokio::time::Instant::now();
+        if let Some((then, frames, bytes)) = last {
+            let secs = now.duration_since(then).as_secs_f64().max(1e-3);
+            let fps = f.frames.saturating_sub(frames) as f64 / secs;
+            let kbit_s = f.bytes.saturating_sub(bytes) as f64 * 8.0 / 1000.0 / secs;
+            *entry.rates.lock().expect("rates lock") =
+                ((fps * 10.0).round() / 10.0, kbit_s.round());
+        }
+        last = Some((now, f.frames, f.bytes));
     }
 }

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::api::*;
+use common::rtmp::{drone, stop, Nginx};
 use common::*;
 use serde_json::{json, Value};
 
@@ -54,6 +54,13 @@ fn another_nodes_rtsp_and_http_streams_become_cameras() {
     let mut viewer = FrameClient::connect(tcp_port(&v));
     assert_eq!(jpeg_size(&viewer.next().jpeg), (320, 240));
     eprintln!("POST to running (copy over RTSP): {first_frame:?}");
+    let v = wait_for("a measured rate", Duration::from_secs(10), || {
+        let v = view(&node, "fromrtsp");
+        (v["fps"].as_f64() > Some(5.0)).then_some(v)
+    });
+    assert!(v["kbit_s"].as_f64() > Some(10.0), "{v}");
+    assert!(v["converter"]["rss_bytes"].as_u64() > Some(1 << 20), "{v}");
+    assert!(v["runs"][0]["started_at"].is_string(), "{v}");
 
     let http = format!("{}/cameras/cam0/stream.mjpg", upstream.http_base());
     let v = add(
@@ -335,83 +342,6 @@ fn added_cameras_and_their_state_survive_a_restart_and_a_kill() {
         leftovers.iter().all(|n| n.ends_with(".tmp")),
         "{leftovers:?}"
     );
-}
-
-/// nginx with the RTMP module on a free port, in its own directory.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Nginx {
-    fn start(idle_streams: bool) -> Self {
-        require("nginx", "nginx libnginx-mod-rtmp");
-        let module = ["/usr/lib/nginx/modules/ngx_rtmp_module.so"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("nginx's RTMP module is missing: sudo apt-get install libnginx-mod-rtmp");
-        let dir = TempDir::new("nginx");
-        let port = free_port();
-        let conf = format!(
-            "load_module {module};\ndaemon off;\nmaster_process off;\npid {pid};\nerror_log {log} info;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; idle_streams {idle}; }} }} }}\n",
-            pid = dir.path("nginx.pid").display(),
-            log = dir.path("error.log").display(),
-            idle = if idle_streams { "on" } else { "off" },
-        );
-        std::fs::write(dir.path("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .args([
-                "-p",
-                &dir.0.display().to_string(),
-                "-c",
-                &dir.path("nginx.conf").display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        wait_for("nginx listening", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Nginx { child, port, dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- nginx error log ----\n{}",
-                std::fs::read_to_string(self.dir.path("error.log")).unwrap_or_default()
-            );
-        }
-    }
-}
-
-/// An ffmpeg "drone" publishing H.264 over RTMP.
-fn drone(url: &str) -> Child {
-    require("ffmpeg", "ffmpeg");
-    Command::new("ffmpeg")
-        .args(words(
-            "-hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x360:rate=15",
-        ))
-        .args(words(
-            "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -pix_fmt yuv420p -f flv",
-        ))
-        .arg(url)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start ffmpeg")
-}
-
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn rtmp_camera_comes_back_without_help(idle_streams: bool) {

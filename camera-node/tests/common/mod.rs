@@ -7,6 +7,7 @@ pub mod api;
 mod broker;
 mod client;
 mod node;
+pub mod rtmp;
 mod web;
 
 pub use broker::{Broker, Watcher};
