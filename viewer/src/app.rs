@@ -70,6 +70,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             screens: Arc::clone(screens),
             client: client.clone(),
             recordings: config.recordings.clone(),
+            node_token: config.node_api_token.clone(),
             closing: dashboard_stop.clone(),
         };
         match tokio::net::TcpListener::bind(addr).await {

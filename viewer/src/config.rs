@@ -123,6 +123,16 @@ pub struct Cli {
     /// Web dashboard address, or "off" [default: 127.0.0.1:8090]
     #[arg(long, global = true, env = "CAMFLEET_DASHBOARD", value_name = "ADDR")]
     pub dashboard: Option<String>,
+    /// The nodes' camera API token, for the dashboard's Sources page (it
+    /// passes add, stop, start and delete on to the nodes)
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_NODE_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub node_api_token: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -151,6 +161,7 @@ pub struct FileConfig {
     pub sensor_topics: Option<Vec<String>>,
     pub embedded_broker: Option<SocketAddr>,
     pub dashboard: Option<String>,
+    pub node_api_token: Option<String>,
     pub keep_days: Option<u32>,
     pub keep_free: Option<String>,
     pub max_size: Option<String>,
@@ -189,6 +200,8 @@ pub struct ViewerConfig {
     /// The dashboard address was asked for (not the default): failing to
     /// listen there is an error, not a warning.
     pub dashboard_explicit: bool,
+    /// What the Sources page's calls to the nodes' camera API carry.
+    pub node_api_token: Option<String>,
     /// Keep the wanted recording state on disk and resume it after a
     /// restart (off for `viewer demo`, which starts afresh every time).
     pub resume: bool,
@@ -288,6 +301,7 @@ impl ViewerConfig {
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             dashboard,
             dashboard_explicit,
+            node_api_token: cli.node_api_token.or(file.node_api_token),
             resume: !cli.no_record,
             mqtt: MqttSettings {
                 broker,

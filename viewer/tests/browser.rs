@@ -6,135 +6,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::browser::Browser;
 use support::common::*;
 use support::demo::Demo;
 use support::files;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-/// The WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// A chromedriver with one headless Chromium session.
-struct Browser {
-    driver: Child,
-    session: String,
-    base: String,
-}
-
-impl Browser {
-    fn start() -> Self {
-        require("chromium", "chromium");
-        require("chromedriver", "chromium-driver");
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let base = format!("http://127.0.0.1:{port}");
-        wait_for("chromedriver ready", SECS(20), || {
-            let status = curl(&[&format!("{base}/status")]);
-            (status.status == 200 && status.json()["value"]["ready"] == true).then_some(())
-        });
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
-            }
-        }}});
-        let mut browser = Browser {
-            driver,
-            session: String::new(),
-            base,
-        };
-        let created = browser.call("POST", "/session", Some(capabilities));
-        browser.session = created["sessionId"]
-            .as_str()
-            .expect("a session id")
-            .to_owned();
-        browser
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let body = body.map(|b| b.to_string());
-        let mut args = vec!["-X", method, "-H", "Content-Type: application/json"];
-        if let Some(body) = &body {
-            args.extend(["-d", body.as_str()]);
-        }
-        args.push(&url);
-        let reply = curl(&args);
-        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text());
-        reply.json()["value"].clone()
-    }
-
-    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.call(method, &format!("/session/{}{path}", self.session), body)
-    }
-
-    fn go(&self, url: &str) {
-        self.session_call("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn run(&self, script: &str) -> Value {
-        self.session_call(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-    }
-
-    fn element(&self, css: &str) -> String {
-        let found = self.session_call(
-            "POST",
-            "/element",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        found[ELEMENT].as_str().expect("an element").to_owned()
-    }
-
-    fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
-    }
-
-    fn element_png(&self, css: &str) -> Vec<u8> {
-        let id = self.element(css);
-        let data = self.session_call("GET", &format!("/element/{id}/screenshot"), None);
-        base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().expect("base64"))
-            .unwrap()
-    }
-
-    fn page_png(&self) -> Vec<u8> {
-        let data = self.session_call("GET", "/screenshot", None);
-        base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().expect("base64"))
-            .unwrap()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = curl(&[
-                "-X",
-                "DELETE",
-                &format!("{}/session/{}", self.base, self.session),
-            ]);
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
 #[test]
 fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
     let demo = Demo::start("3");

@@ -1,7 +1,8 @@
 //! A camera added to a node at runtime is a camera of the fleet like any
 //! other: an RTMP "drone" (nginx's RTMP module, ffmpeg publishing H.264)
 //! added over the node's API while the viewer runs is discovered,
-//! connected and recorded on `command/rec`.
+//! connected and recorded on `command/rec`. And the dashboard's Sources
+//! page in Chromium adds, shows, opens the log of and deletes one.
 
 mod support;
 
@@ -9,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::common::api::{add, wait_state as wait_camera_state};
+use support::browser::Browser;
+use support::common::api::{add, api, wait_state as wait_camera_state};
 use support::common::rtmp::{drone, stop, Nginx};
 use support::common::*;
 use support::*;
@@ -73,4 +75,93 @@ fn an_rtmp_drone_added_over_the_api_is_discovered_and_recorded() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(frames >= 15, "a 2 s segment at 10 fps: {info}");
+}
+
+#[test]
+fn the_sources_page_adds_shows_logs_and_deletes_a_stream() {
+    let broker = Broker::start();
+    let token = "fleet-token-0123456789";
+    let url = broker.url();
+    let node = Node::start(
+        &[
+            node_args(&url, "pi-src", "test"),
+            vec![
+                "--width",
+                "320",
+                "--height",
+                "240",
+                "--fps",
+                "10",
+                "--api-token",
+                token,
+            ],
+        ]
+        .concat(),
+    );
+    let recordings = TempDir::new("recordings");
+    let viewer = Viewer::start(&broker, &recordings.0, &["--node-api-token", token]);
+    viewer.wait_log("camera{camera=pi-src/cam0}: connected", SECS(20));
+    let browser = Browser::start();
+    browser.go(&format!("http://{}/sources", viewer.dashboard()));
+    wait_for("the node in the form", SECS(20), || {
+        let nodes =
+            browser.run("return [...document.querySelectorAll('#node option')].map(o => o.value)");
+        (nodes == json!(["pi-src"])).then_some(())
+    });
+
+    // The node's own MJPEG stream, as a new camera at another size.
+    let source = format!("{}/cameras/cam0/stream.mjpg", node.http_base());
+    browser.type_into("#id", "web1");
+    browser.type_into("#source", &source);
+    browser.type_into("#width", "160");
+    browser.type_into("#height", "120");
+    browser.click("#add button[type=submit]");
+    let card = "[data-camera='pi-src/web1']";
+    wait_for("the new stream running in the list", SECS(30), || {
+        let state = browser.run(&format!(
+            "const c = document.querySelector(\"{card} .state\"); return c && c.textContent"
+        ));
+        (state == json!("running")).then_some(())
+    });
+    wait_for("its live tile showing a picture", SECS(30), || {
+        let size = browser.run(&format!(
+            "const i = document.querySelector(\"{card} img\"); return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null"
+        ));
+        (size == json!([160, 120])).then_some(())
+    });
+    browser.click(&format!("{card} button.logs"));
+    wait_for("its log open", SECS(10), || {
+        let log = browser.run(&format!(
+            "return document.querySelector(\"{card} pre\").textContent"
+        ));
+        log.as_str()
+            .is_some_and(|t| t.contains("first frame"))
+            .then_some(())
+    });
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sources.png");
+    std::fs::write(&shot, browser.page_png()).unwrap();
+    eprintln!("Sources page screenshot: {}", shot.display());
+
+    browser.run("window.confirm = () => true; return true");
+    browser.click(&format!("{card} button.delete"));
+    wait_for("the stream gone from the page", SECS(20), || {
+        let left = browser.run(&format!(
+            "return document.querySelectorAll(\"{card}\").length"
+        ));
+        (left == json!(0)).then_some(())
+    });
+    let gone = api(&node, "GET", "/api/v1/cameras/web1", None, None);
+    assert_eq!(gone.status, 404, "deleted on the node: {}", gone.text());
+    // The node took the calls only because the viewer passed its token.
+    let refused = api(
+        &node,
+        "POST",
+        "/api/v1/cameras",
+        Some(json!({"source": "test"})),
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    assert!(viewer
+        .log()
+        .contains("Sources page: POST /api/v1/cameras -> 201"));
 }

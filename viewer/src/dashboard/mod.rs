@@ -7,6 +7,7 @@
 //! plain HTML, CSS and JS inside the binary.
 
 mod files;
+mod sources;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,13 +48,19 @@ pub struct Feed {
     pub nodes: Mutex<BTreeMap<String, NodeSeen>>,
     /// Topic to its latest payload.
     pub sensors: Mutex<BTreeMap<String, SensorValue>>,
+    /// Each node's last NodeInfo: where its camera API is.
+    pub infos: Mutex<BTreeMap<String, shared::messages::NodeInfo>>,
 }
 
 impl Feed {
     pub fn node_event(&self, event: &crate::discovery::NodeEvent) {
         use crate::discovery::NodeEvent;
         let (node, online) = match event {
-            NodeEvent::Up(info) => (info.node_id.clone(), true),
+            NodeEvent::Up(info) => {
+                let mut infos = self.infos.lock().expect("feed");
+                infos.insert(info.node_id.clone(), info.clone());
+                (info.node_id.clone(), true)
+            }
             NodeEvent::Down(node) => (node.clone(), false),
         };
         let seen = NodeSeen {
@@ -98,6 +105,8 @@ pub struct Dashboard {
     pub screens: Arc<Screens>,
     pub client: AsyncClient,
     pub recordings: PathBuf,
+    /// The nodes' camera API token (the Sources page's calls carry it).
+    pub node_token: Option<String>,
     pub closing: CancellationToken,
 }
 
@@ -122,6 +131,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/api/rec", post(record))
         .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
         .route("/recordings/{*path}", get(files::download))
+        .merge(sources::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(dashboard)
 }

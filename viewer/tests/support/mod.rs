@@ -2,6 +2,7 @@
 //! clients) and the real viewer binary.
 #![allow(dead_code)]
 
+pub mod browser;
 #[path = "../../../camera-node/tests/common/mod.rs"]
 pub mod common;
 pub mod demo;

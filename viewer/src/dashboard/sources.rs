@@ -1,0 +1,330 @@
+//! The dashboard's Sources page: every node's cameras with their state,
+//! restarts, last error and log, and a form that adds a stream to a node.
+//! The viewer passes each call on to the node's camera API
+//! (`/api/v1/cameras`, docs/sources.md) with the token from its config;
+//! the browser never talks to the nodes itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{error, Dashboard, Shared};
+use crate::clock::http_authority;
+
+/// How long a call to a node may take, connecting included.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+/// Largest answer read from a node.
+const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest body passed on to a node.
+const BODY_LIMIT: usize = 16 * 1024;
+
+pub fn routes() -> Router<Arc<Dashboard>> {
+    Router::new()
+        .route(
+            "/sources",
+            get(|| async { Html(include_str!("sources.html")) }),
+        )
+        .route("/api/sources", get(list))
+        .route("/api/sources/{node}/cameras", post(add))
+        .route(
+            "/api/sources/{node}/cameras/{id}",
+            axum::routing::delete(remove),
+        )
+        .route("/api/sources/{node}/cameras/{id}/log", get(log))
+        .route("/api/sources/{node}/cameras/{id}/{action}", post(act))
+        .route(
+            "/api/sources/{node}/cameras/{id}/pushes/{push}",
+            axum::routing::delete(remove_push),
+        )
+}
+
+/// `host:port` of a node's HTTP server, from its NodeInfo.
+fn node_http(d: &Dashboard, node: &str) -> Option<String> {
+    let infos = d.feed.infos.lock().expect("feed");
+    let info = infos.get(node)?;
+    info.cameras
+        .iter()
+        .find_map(|c| c.http.as_deref().and_then(http_authority))
+}
+
+/// Every known node's cameras as its API gives them (or why not).
+async fn list(State(d): Shared) -> Response {
+    let nodes: Vec<(String, bool)> = {
+        let seen = d.feed.nodes.lock().expect("feed");
+        seen.iter().map(|(n, s)| (n.clone(), s.online)).collect()
+    };
+    let mut out = Vec::with_capacity(nodes.len());
+    for (node, online) in nodes {
+        let answer = match (online, node_http(&d, &node)) {
+            (false, _) => json!({"node": node, "online": false, "cameras": []}),
+            (true, None) => {
+                json!({"node": node, "online": true, "cameras": [], "error": "the node announces no HTTP address"})
+            }
+            (true, Some(http)) => {
+                match call(
+                    &http,
+                    Method::GET,
+                    "/api/v1/cameras",
+                    None,
+                    d.node_token.as_deref(),
+                )
+                .await
+                {
+                    Ok((200, body)) => {
+                        let cameras = serde_json::from_slice::<Value>(&body)
+                            .map(|v| v["cameras"].clone())
+                            .unwrap_or(Value::Null);
+                        json!({"node": node, "online": true, "http": http, "cameras": cameras})
+                    }
+                    Ok((status, body)) => json!({"node": node, "online": true, "cameras": [],
+                        "error": format!("the node answered {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>())}),
+                    Err(e) => {
+                        json!({"node": node, "online": true, "cameras": [], "error": format!("{e:#}")})
+                    }
+                }
+            }
+        };
+        out.push(answer);
+    }
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "nodes": out })),
+    )
+        .into_response()
+}
+
+/// Passes a call on to `node` and its answer back.
+async fn forward(
+    d: &Dashboard,
+    node: &str,
+    method: Method,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Response {
+    let Some(http) = node_http(d, node) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no node {node:?} with an HTTP address"),
+        );
+    };
+    if body.is_some_and(|b| b.len() > BODY_LIMIT) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {BODY_LIMIT} bytes"),
+        );
+    }
+    match call(&http, method.clone(), path, body, d.node_token.as_deref()).await {
+        Ok((status, answer)) => {
+            tracing::info!(node, "Sources page: {method} {path} -> {status}");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("node {node}: {e:#}")),
+    }
+}
+
+/// Ids travel in a path: only what the node's ids may hold.
+fn plain(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+async fn add(State(d): Shared, Path(node): Path<String>, body: Bytes) -> Response {
+    forward(&d, &node, Method::POST, "/api/v1/cameras", Some(&body)).await
+}
+
+async fn remove(State(d): Shared, Path((node, id)): Path<(String, String)>) -> Response {
+    if !plain(&id) {
+        return error(StatusCode::BAD_REQUEST, "not a camera id");
+    }
+    forward(
+        &d,
+        &node,
+        Method::DELETE,
+        &format!("/api/v1/cameras/{id}"),
+        None,
+    )
+    .await
+}
+
+async fn log(State(d): Shared, Path((node, id)): Path<(String, String)>) -> Response {
+    if !plain(&id) {
+        return error(StatusCode::BAD_REQUEST, "not a camera id");
+    }
+    forward(
+        &d,
+        &node,
+        Method::GET,
+        &format!("/api/v1/cameras/{id}/log"),
+        None,
+    )
+    .await
+}
+
+async fn act(
+    State(d): Shared,
+    Path((node, id, action)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    if !plain(&id) {
+        return error(StatusCode::BAD_REQUEST, "not a camera id");
+    }
+    match action.as_str() {
+        "start" | "stop" | "restart" => {
+            forward(
+                &d,
+                &node,
+                Method::POST,
+                &format!("/api/v1/cameras/{id}/{action}"),
+                None,
+            )
+            .await
+        }
+        "pushes" => {
+            forward(
+                &d,
+                &node,
+                Method::POST,
+                &format!("/api/v1/cameras/{id}/pushes"),
+                Some(&body),
+            )
+            .await
+        }
+        _ => error(StatusCode::NOT_FOUND, "start, stop, restart or pushes"),
+    }
+}
+
+async fn remove_push(
+    State(d): Shared,
+    Path((node, id, push)): Path<(String, String, String)>,
+) -> Response {
+    if !plain(&id) || !plain(&push) {
+        return error(StatusCode::BAD_REQUEST, "not a camera or push id");
+    }
+    let path = format!("/api/v1/cameras/{id}/pushes/{push}");
+    forward(&d, &node, Method::DELETE, &path, None).await
+}
+
+/// One HTTP/1.1 call to a node (`Connection: close`): its status and body.
+pub async fn call(
+    authority: &str,
+    method: Method,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>)> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("cannot reach {authority}"))?;
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: camfleet-viewer\r\nConnection: close\r\nAccept: application/json\r\n"
+        );
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if !body.is_empty() || method == Method::POST {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut answer = Vec::new();
+        (&mut stream)
+            .take(ANSWER_LIMIT as u64 + 1)
+            .read_to_end(&mut answer)
+            .await?;
+        if answer.len() > ANSWER_LIMIT {
+            bail!("the answer is over {ANSWER_LIMIT} bytes");
+        }
+        parse_answer(&answer)
+    };
+    tokio::time::timeout(CALL_LIMIT, exchange)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no answer from {authority} within {} s",
+                CALL_LIMIT.as_secs()
+            )
+        })?
+}
+
+/// Status and body of a whole HTTP/1.1 response (plain or chunked).
+fn parse_answer(answer: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("the answer has no end of headers")?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the answer has no status")?;
+    let body = &answer[split + 4..];
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if !chunked {
+        return Ok((status, body.to_vec()));
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("a chunk without its size line")?;
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .context("a chunk size that is not hex")?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok((status, out));
+        }
+        let chunk = rest.get(..size).context("a chunk cut short")?;
+        out.extend_from_slice(chunk);
+        rest = rest.get(size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse_plain_and_chunked() {
+        let plain = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(plain).unwrap(), (201, b"{}".to_vec()));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(chunked).unwrap(), (200, b"abcde".to_vec()));
+        assert!(parse_answer(b"garbage").is_err());
+        assert!(
+            parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+    }
+
+    #[test]
+    fn only_plain_ids_travel_in_paths() {
+        assert!(plain("drone1") && plain("cam-0.b"));
+        assert!(!plain("../x") && !plain("") && !plain("a/b") && !plain("a?b"));
+    }
+}

@@ -1,0 +1,140 @@
+//! Headless Chromium driven through chromedriver's WebDriver API (plain
+//! HTTP and JSON, with curl), for the dashboard's pages.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+/// The WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver with one headless Chromium session.
+pub struct Browser {
+    driver: Child,
+    session: String,
+    base: String,
+}
+
+impl Browser {
+    pub fn start() -> Self {
+        require("chromium", "chromium");
+        require("chromedriver", "chromium-driver");
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for("chromedriver ready", SECS(20), || {
+            let status = curl(&[&format!("{base}/status")]);
+            (status.status == 200 && status.json()["value"]["ready"] == true).then_some(())
+        });
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+            }
+        }}});
+        let mut browser = Browser {
+            driver,
+            session: String::new(),
+            base,
+        };
+        let created = browser.call("POST", "/session", Some(capabilities));
+        browser.session = created["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        browser
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let body = body.map(|b| b.to_string());
+        let mut args = vec!["-X", method, "-H", "Content-Type: application/json"];
+        if let Some(body) = &body {
+            args.extend(["-d", body.as_str()]);
+        }
+        args.push(&url);
+        let reply = curl(&args);
+        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text());
+        reply.json()["value"].clone()
+    }
+
+    pub fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    pub fn go(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    pub fn run(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    pub fn element(&self, css: &str) -> String {
+        let found = self.session_call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found[ELEMENT].as_str().expect("an element").to_owned()
+    }
+
+    /// Types `text` into the element `css` selects.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.session_call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    pub fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    pub fn element_png(&self, css: &str) -> Vec<u8> {
+        let id = self.element(css);
+        let data = self.session_call("GET", &format!("/element/{id}/screenshot"), None);
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .unwrap()
+    }
+
+    pub fn page_png(&self) -> Vec<u8> {
+        let data = self.session_call("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .unwrap()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = curl(&[
+                "-X",
+                "DELETE",
+                &format!("{}/session/{}", self.base, self.session),
+            ]);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
