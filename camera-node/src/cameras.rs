@@ -335,7 +335,7 @@ impl Cameras {
             .map(|i| format!("p{i}"))
             .find(|id| !pushes.iter().any(|(_, p)| &p.id == id))
             .expect("a free id");
-        let push = Push::new(id, url, entry.stop.child_token());
+        let push = Push::new(id, url, entry.stop.child_token(), Arc::clone(&entry.status));
         let task = Arc::clone(&push).run(Arc::clone(&entry.rtsp), self.env.node_id.clone());
         let span = tracing::info_span!("push", camera = %entry.id);
         self.env.servers.spawn(task.instrument(span));

@@ -13,7 +13,7 @@ use anyhow::Result;
 use chrono::Utc;
 use rumqttc::{AsyncClient, QoS};
 use shared::messages::{
-    CameraState, CameraStats, NodeInfo, NodeStats, OFFLINE, ONLINE, PAYLOAD_VERSION,
+    CameraState, CameraStats, NodeInfo, NodeStats, PushState, OFFLINE, ONLINE, PAYLOAD_VERSION,
 };
 use shared::mqtt::{self, MqttEvent, Will};
 use shared::topics::{self, Topics};
@@ -236,6 +236,16 @@ impl StatePublisher {
                 state: view.status.state.name().to_owned(),
                 restarts: view.status.restarts,
                 last_error: view.status.last_error,
+                pushes: view
+                    .pushes
+                    .into_iter()
+                    .map(|p| PushState {
+                        id: p.id,
+                        url: p.url,
+                        state: p.state.to_owned(),
+                        last_error: p.last_error,
+                    })
+                    .collect(),
             };
             now.insert(view.id, serde_json::to_string(&state).unwrap_or_default());
         }

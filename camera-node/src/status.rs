@@ -144,6 +144,11 @@ impl Status {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Tells the watchers something of the camera changed (a push's state).
+    pub fn touch(&self) {
+        self.bump();
+    }
+
     /// Wakes on every change (state, restarts, error; not log lines).
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

@@ -111,6 +111,17 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     wait_push(&node, "cam0", "the push recording", |p| {
         p["state"] == "recording"
     });
+    let state = wait_for(
+        "the push on the state topic",
+        Duration::from_secs(10),
+        || {
+            broker
+                .retained("camfleet/node/push-ff/camera/cam0/state")
+                .filter(|s| s.contains("\"recording\""))
+        },
+    );
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["pushes"][0]["url"], url, "{state}");
     let status = wait_for(
         "the server to finish its 6 s",
         Duration::from_secs(30),
@@ -148,6 +159,24 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
         || server.try_wait().unwrap(),
     );
     assert!(frames_in(&second) >= 2 * 15 * 8 / 10);
+    // Killed mid-stream and started again: the push comes back once more.
+    let mut server = ffmpeg_server(port, &dir.path("third.mjpeg"), 30);
+    wait_listening(port);
+    wait_push(&node, "cam0", "a third connection", |p| {
+        p["connects"].as_u64() >= Some(3)
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    wait_push(&node, "cam0", "the kill noticed", |p| {
+        p["state"] != "recording"
+    });
+    let mut server = ffmpeg_server(port, &dir.path("fourth.mjpeg"), 30);
+    wait_listening(port);
+    wait_push(&node, "cam0", "a fourth connection", |p| {
+        p["connects"].as_u64() >= Some(4)
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
     let metrics = curl(&[&format!("{}/metrics", node.http_base())]).text();
     assert!(
         metrics.contains("camfleet_push_connects_total{camera=\"cam0\",push=\"p1\""),
@@ -296,8 +325,13 @@ fn a_push_to_gstreamer_answers_its_digest_challenge() {
 }
 
 /// A bare RTSP server that records what a push sends over TCP: replies
-/// 200 to ANNOUNCE, SETUP and RECORD, then counts interleaved packets.
-fn bare_server(listener: TcpListener, seconds: u64) -> (Vec<String>, usize, Vec<Vec<u8>>) {
+/// 200 to ANNOUNCE, SETUP and RECORD, then counts interleaved packets for
+/// `seconds`; with `stall`, it first reads nothing for that long.
+fn bare_server(
+    listener: TcpListener,
+    seconds: u64,
+    stall: Option<Duration>,
+) -> (Vec<String>, usize, Vec<Vec<u8>>) {
     let (mut stream, _) = listener.accept().unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -336,6 +370,10 @@ fn bare_server(listener: TcpListener, seconds: u64) -> (Vec<String>, usize, Vec<
         .unwrap();
         requests.push(format!("{head}{}", String::from_utf8_lossy(&body)));
     }
+    if let Some(stall) = stall {
+        // Not a wait for anything: the server is slow on purpose.
+        std::thread::sleep(stall);
+    }
     let (mut rtp, mut rtcp) = (0, Vec::new());
     let until = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < until {
@@ -359,7 +397,7 @@ fn a_push_announces_records_and_sends_sender_reports_with_capture_times() {
     let node = camera_node(&broker, "push-bare");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || bare_server(listener, 3));
+    let server = std::thread::spawn(move || bare_server(listener, 3, None));
     let url = format!("rtsp://127.0.0.1:{port}/cam");
     let reply = api(
         &node,
@@ -410,4 +448,70 @@ fn a_push_announces_records_and_sends_sender_reports_with_capture_times() {
             "the report's wall clock is the node's: {unix} vs {now}"
         );
     }
+}
+
+/// A listener whose connections advertise a small receive window (set
+/// before listening, so the window scale agrees): a server that stops
+/// reading is felt by the sender within a frame or two.
+fn small_window_listener() -> TcpListener {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(1).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_server_that_stops_reading_makes_the_push_skip_and_never_slows_the_camera() {
+    let broker = Broker::start();
+    let node = camera_node(&broker, "push-slow");
+    let listener = small_window_listener();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || bare_server(listener, 2, Some(Duration::from_secs(4))));
+    let url = format!("rtsp://127.0.0.1:{port}/cam");
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/cam0/pushes",
+        Some(json!({ "url": url })),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    wait_push(&node, "cam0", "the push recording", |p| {
+        p["state"] == "recording"
+    });
+    let frames = |v: &Value| v["frames"].as_u64().unwrap();
+    let before = frames(&view(&node, "cam0"));
+    let started = Instant::now();
+    // Other viewers keep every frame while the server reads nothing.
+    let mut viewer = FrameClient::connect(node.tcp_port("cam0"));
+    let mut seqs = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        seqs.push(viewer.next().seq);
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "a viewer beside the push lost frames: {seqs:?}"
+    );
+    let (_, rtp, _) = server.join().unwrap();
+    let camera_rate =
+        (frames(&view(&node, "cam0")) - before) as f64 / started.elapsed().as_secs_f64();
+    assert!(
+        camera_rate > 12.0,
+        "the camera kept its 15 fps: {camera_rate:.1}"
+    );
+    eprintln!("after the stall: {}", push_of(&node, "cam0"));
+    let push = wait_push(&node, "cam0", "skips counted", |p| {
+        p["frames_skipped"].as_u64() > Some(0)
+    });
+    assert!(rtp > 0, "the push went on once the server read again");
+    eprintln!("push after a 4 s stall: {push}");
 }

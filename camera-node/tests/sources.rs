@@ -107,6 +107,35 @@ fn another_nodes_rtsp_and_http_streams_become_cameras() {
         (Some("api"), Some(0))
     );
 
+    // Changed: the converter restarts at the new size while the viewer
+    // stays connected.
+    let reply = api(
+        &node,
+        "PATCH",
+        "/api/v1/cameras/fromhttp",
+        Some(json!({"width": 96, "height": 64})),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    wait_for(
+        "frames at the new size on the same connection",
+        Duration::from_secs(20),
+        || (jpeg_size(&viewer.next().jpeg) == (96, 64)).then_some(()),
+    );
+    let reply = api(
+        &node,
+        "PATCH",
+        "/api/v1/cameras/cam0",
+        Some(json!({"source": "test"})),
+        None,
+    );
+    assert_eq!(
+        reply.status,
+        409,
+        "a config camera's source is the file's: {}",
+        reply.text()
+    );
+
     // Removed: gone from NodeInfo, its state cleared, its port closed.
     let reply = api(&node, "DELETE", "/api/v1/cameras/fromhttp", None, None);
     assert_eq!(reply.status, 204, "{}", reply.text());

@@ -81,6 +81,21 @@ pub struct CameraState {
     pub restarts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// RTSP servers the camera is pushed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushes: Vec<PushState>,
+}
+
+/// One push of a camera to an RTSP server, in [`CameraState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushState {
+    pub id: String,
+    /// The server's URL, its password as `***`.
+    pub url: String,
+    /// `connecting`, `recording` or `backoff`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Periodic figures on `<prefix>/node/<id>/stats`.

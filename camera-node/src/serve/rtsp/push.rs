@@ -28,6 +28,7 @@ use super::session::REPORT_EVERY;
 use super::RtspCamera;
 use crate::auth::{digest_fields, md5_hex};
 use crate::source::url::{check_text, redact};
+use crate::status::Status;
 use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
 use fanout::Protocol;
@@ -114,6 +115,9 @@ pub struct Push {
     pub url: PushUrl,
     pub stop: CancellationToken,
     state: Mutex<(&'static str, Option<String>)>,
+    /// The camera's record: told of every change of state (the retained
+    /// state topic carries the pushes).
+    camera: Arc<Status>,
     pub frames_sent: AtomicU64,
     pub frames_skipped: AtomicU64,
     pub bytes_sent: AtomicU64,
@@ -137,12 +141,18 @@ pub struct PushView {
 }
 
 impl Push {
-    pub fn new(id: String, url: PushUrl, stop: CancellationToken) -> Arc<Push> {
+    pub fn new(
+        id: String,
+        url: PushUrl,
+        stop: CancellationToken,
+        camera: Arc<Status>,
+    ) -> Arc<Push> {
         Arc::new(Push {
             id,
             url,
             stop,
             state: Mutex::new(("connecting", None)),
+            camera,
             frames_sent: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -152,10 +162,17 @@ impl Push {
     }
 
     fn set(&self, state: &'static str, error: Option<String>) {
-        let mut now = self.state.lock().expect("push state");
-        now.0 = state;
-        if error.is_some() {
-            now.1 = error;
+        let changed = {
+            let mut now = self.state.lock().expect("push state");
+            let changed = now.0 != state || (error.is_some() && now.1 != error);
+            now.0 = state;
+            if error.is_some() {
+                now.1 = error;
+            }
+            changed
+        };
+        if changed {
+            self.camera.touch();
         }
     }
 
@@ -221,7 +238,9 @@ impl Push {
             .map_err(|_| anyhow!("no connection within {} s", REQUEST_LIMIT.as_secs()))?
             .with_context(|| format!("cannot connect to {}:{}", self.url.host, self.url.port))?;
         let local = stream.local_addr()?.ip();
-        let _ = stream.set_nodelay(true);
+        // Nodelay, and unsent data capped: a server that takes frames
+        // slowly gets the newest rather than a queue of old ones.
+        fanout::socket::prepare_viewer(&stream);
         let (read, mut write) = stream.into_split();
         let mut client = Client {
             read: BufReader::new(read),
