@@ -79,6 +79,13 @@ fn frames_in(file: &Path) -> u64 {
         })
 }
 
+/// Pushes cam0 to `url` through the API.
+fn start_push(node: &Node, url: &str) {
+    let body = Some(json!({ "url": url }));
+    let reply = api(node, "POST", "/api/v1/cameras/cam0/pushes", body, None);
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
 fn push_of(node: &Node, camera: &str) -> Value {
     view(node, camera)["pushes"][0].clone()
 }
@@ -100,14 +107,7 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     let mut server = ffmpeg_server(port, &first, 6);
     wait_listening(port);
     let url = format!("rtsp://127.0.0.1:{port}/x");
-    let reply = api(
-        &node,
-        "POST",
-        "/api/v1/cameras/cam0/pushes",
-        Some(json!({ "url": url })),
-        None,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start_push(&node, &url);
     wait_push(&node, "cam0", "the push recording", |p| {
         p["state"] == "recording"
     });
@@ -255,14 +255,7 @@ fn gst_push_with_a_password(method: &str) {
 
     // The wrong password: refused, said clearly, retried.
     let wrong = format!("rtsp://pusher:nope@127.0.0.1:{port}/door");
-    let reply = api(
-        &node,
-        "POST",
-        "/api/v1/cameras/cam0/pushes",
-        Some(json!({ "url": wrong })),
-        None,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start_push(&node, &wrong);
     let push = wait_push(&node, "cam0", "a refused push", |p| {
         p["last_error"].is_string()
     });
@@ -287,14 +280,7 @@ fn gst_push_with_a_password(method: &str) {
     );
 
     let right = format!("rtsp://pusher:pw-gst-1@127.0.0.1:{port}/door");
-    let reply = api(
-        &node,
-        "POST",
-        "/api/v1/cameras/cam0/pushes",
-        Some(json!({ "url": right })),
-        None,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start_push(&node, &right);
     wait_push(&node, "cam0", "recording on GStreamer", |p| {
         p["state"] == "recording"
     });
@@ -399,14 +385,7 @@ fn a_push_announces_records_and_sends_sender_reports_with_capture_times() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || bare_server(listener, 3, None));
     let url = format!("rtsp://127.0.0.1:{port}/cam");
-    let reply = api(
-        &node,
-        "POST",
-        "/api/v1/cameras/cam0/pushes",
-        Some(json!({ "url": url })),
-        None,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start_push(&node, &url);
     let (requests, rtp, rtcp) = server.join().unwrap();
     assert!(
         requests[0].starts_with(&format!("ANNOUNCE {url} RTSP/1.0")),
@@ -477,14 +456,7 @@ fn a_server_that_stops_reading_makes_the_push_skip_and_never_slows_the_camera() 
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || bare_server(listener, 2, Some(Duration::from_secs(4))));
     let url = format!("rtsp://127.0.0.1:{port}/cam");
-    let reply = api(
-        &node,
-        "POST",
-        "/api/v1/cameras/cam0/pushes",
-        Some(json!({ "url": url })),
-        None,
-    );
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    start_push(&node, &url);
     wait_push(&node, "cam0", "the push recording", |p| {
         p["state"] == "recording"
     });

@@ -20,7 +20,9 @@ use crate::cameras::{CameraPatch, NewCamera, Refused};
 /// Largest request body the camera API reads.
 const MAX_BODY: usize = 16 * 1024;
 
-pub fn routes() -> Router<Arc<HttpServer>> {
+/// The camera API's routes; every call but a read needs the token when
+/// one is configured.
+pub fn routes(server: Arc<HttpServer>) -> Router<Arc<HttpServer>> {
     Router::new()
         .route("/api/v1/cameras", get(list).post(add))
         .route("/api/v1/cameras/{id}", get(one).patch(patch).delete(remove))
@@ -33,6 +35,27 @@ pub fn routes() -> Router<Arc<HttpServer>> {
             "/api/v1/cameras/{id}/pushes/{push}",
             axum::routing::delete(remove_push),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            server,
+            writes_need_the_token,
+        ))
+}
+
+async fn writes_need_the_token(
+    State(s): Shared,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let read = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !read {
+        if let Err(refused) = check_write(&s, request.headers()) {
+            return answer(refused);
+        }
+    }
+    next.run(request).await
 }
 
 /// The token a request carries: `Authorization: Bearer T` or
@@ -127,10 +150,7 @@ async fn log(State(s): Shared, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn add(State(s): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn add(State(s): Shared, bytes: Bytes) -> Response {
     let new: NewCamera = match body(&bytes, NEW_EXAMPLE) {
         Ok(new) => new,
         Err(r) => return answer(r),
@@ -144,15 +164,7 @@ async fn add(State(s): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
     }
 }
 
-async fn patch(
-    State(s): Shared,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn patch(State(s): Shared, Path(id): Path<String>, bytes: Bytes) -> Response {
     let change: CameraPatch = match body(&bytes, r#"{"source":"rtsp://cam/stream1","fps":10}"#) {
         Ok(change) => change,
         Err(r) => return answer(r),
@@ -163,33 +175,22 @@ async fn patch(
     }
 }
 
-async fn remove(State(s): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn remove(State(s): Shared, Path(id): Path<String>) -> Response {
     match s.node.cameras.remove(&id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(refused) => answer(refused),
     }
 }
 
-async fn start(s: Shared, id: Path<String>, headers: HeaderMap) -> Response {
-    switch(s, id, headers, true).await
+async fn start(s: Shared, id: Path<String>) -> Response {
+    switch(s, id, true).await
 }
 
-async fn stop(s: Shared, id: Path<String>, headers: HeaderMap) -> Response {
-    switch(s, id, headers, false).await
+async fn stop(s: Shared, id: Path<String>) -> Response {
+    switch(s, id, false).await
 }
 
-async fn switch(
-    State(s): Shared,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    on: bool,
-) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn switch(State(s): Shared, Path(id): Path<String>, on: bool) -> Response {
     match s.node.cameras.set_enabled(&id, on) {
         Some(_) => match s.node.cameras.get(&id) {
             Some(entry) => Json(entry.view()).into_response(),
@@ -199,10 +200,7 @@ async fn switch(
     }
 }
 
-async fn restart(State(s): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn restart(State(s): Shared, Path(id): Path<String>) -> Response {
     match s.node.cameras.restart(&id) {
         Some(()) => (
             StatusCode::ACCEPTED,
@@ -219,15 +217,7 @@ struct NewPush {
     url: String,
 }
 
-async fn add_push(
-    State(s): Shared,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn add_push(State(s): Shared, Path(id): Path<String>, bytes: Bytes) -> Response {
     let new: NewPush = match body(&bytes, r#"{"url":"rtsp://user:pass@server:8554/door"}"#) {
         Ok(new) => new,
         Err(r) => return answer(r),
@@ -238,14 +228,7 @@ async fn add_push(
     }
 }
 
-async fn remove_push(
-    State(s): Shared,
-    Path((id, push)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_write(&s, &headers) {
-        return answer(r);
-    }
+async fn remove_push(State(s): Shared, Path((id, push)): Path<(String, String)>) -> Response {
     match s.node.cameras.remove_push(&id, &push).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(refused) => answer(refused),

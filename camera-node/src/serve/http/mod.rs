@@ -70,7 +70,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/api/v1/stream", get(stream_urls))
         .route("/api/v1/relay", get(relay_plans))
         .route("/api/v1/control", post(control))
-        .merge(api::routes())
+        .merge(api::routes(Arc::clone(&server)))
         .route("/metrics", get(pages::metrics))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server),
