@@ -46,6 +46,9 @@ pub struct SavedCamera {
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
+    /// One write at a time: two would share the temporary file, and one
+    /// could rename the other's half-written bytes into place.
+    writing: std::sync::Mutex<()>,
 }
 
 impl Store {
@@ -60,6 +63,7 @@ impl Store {
         }
         Ok(Store {
             path: dir.join(FILE_NAME),
+            writing: std::sync::Mutex::new(()),
         })
     }
 
@@ -94,8 +98,11 @@ impl Store {
         Ok(saved)
     }
 
-    /// Replaces the file atomically.
-    pub fn save(&self, saved: &Saved) -> Result<()> {
+    /// Replaces the file atomically with what `now` gives, taken while no
+    /// other write runs (so an older picture never lands after a newer one).
+    pub fn save(&self, now: impl FnOnce() -> Saved) -> Result<()> {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let saved = &now();
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let temp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
@@ -141,7 +148,7 @@ mod tests {
                 pushes: vec![],
             }],
         };
-        store.save(&saved).unwrap();
+        store.save(|| saved.clone()).unwrap();
         assert_eq!(store.load().unwrap(), saved);
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

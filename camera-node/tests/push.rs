@@ -378,15 +378,42 @@ fn bare_server(
 }
 
 #[test]
-fn a_push_announces_records_and_sends_sender_reports_with_capture_times() {
+fn a_push_from_the_config_file_announces_records_and_sends_sender_reports() {
     let broker = Broker::start();
-    let node = camera_node(&broker, "push-bare");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || bare_server(listener, 3, None));
     let url = format!("rtsp://127.0.0.1:{port}/cam");
-    start_push(&node, &url);
+    // The config file's form of a push.
+    let dir = TempDir::new("push-config");
+    let config = dir.path("node.toml");
+    let source = ffmpeg_camera(320, 240, 15);
+    write(
+        &config,
+        &format!("[[camera]]\nsource = {source:?}\nwidth = 320\nheight = 240\nfps = 15\npush = [{url:?}]\n"),
+    );
+    let broker_url = broker.url();
+    let config_path = config.display().to_string();
+    let args = [
+        node_base_args(&broker_url, "push-bare"),
+        vec!["--config", &config_path],
+    ]
+    .concat();
+    let node = Node::start(&args);
     let (requests, rtp, rtcp) = server.join().unwrap();
+    let reply = api(
+        &node,
+        "DELETE",
+        "/api/v1/cameras/cam0/pushes/p1",
+        None,
+        None,
+    );
+    assert_eq!(
+        reply.status,
+        409,
+        "the config file's push stays: {}",
+        reply.text()
+    );
     assert!(
         requests[0].starts_with(&format!("ANNOUNCE {url} RTSP/1.0")),
         "{}",

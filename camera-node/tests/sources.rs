@@ -330,23 +330,35 @@ fn added_cameras_and_their_state_survive_a_restart_and_a_kill() {
     // the file is always whole, and the next node starts from it.
     for round in 0..3u64 {
         let node = node_with(&broker, "src-keep", "test", &extra);
-        wait_state(&node, "keep-a", &["running"], Duration::from_secs(20));
-        let toggles = std::thread::scope(|s| {
-            let writer = s.spawn(|| {
-                let mut n = 0;
-                loop {
-                    let action = if n % 2 == 0 { "start" } else { "stop" };
-                    let path = format!("/api/v1/cameras/keep-b/{action}");
-                    if api(&node, "POST", &path, None, None).status != 200 {
-                        return n;
-                    }
-                    n += 1;
-                }
-            });
+        wait_state(
+            &node,
+            "keep-a",
+            &["running", "stopped"],
+            Duration::from_secs(20),
+        );
+        // Three writers at once (two cameras toggled): writes overlap.
+        let toggles: u32 = std::thread::scope(|s| {
+            let writers: Vec<_> = ["keep-b", "keep-a", "keep-b"]
+                .into_iter()
+                .map(|camera| {
+                    let node = &node;
+                    s.spawn(move || {
+                        let mut n = 0;
+                        loop {
+                            let action = if n % 2 == 0 { "stop" } else { "start" };
+                            let path = format!("/api/v1/cameras/{camera}/{action}");
+                            if api(node, "POST", &path, None, None).status != 200 {
+                                return n;
+                            }
+                            n += 1;
+                        }
+                    })
+                })
+                .collect();
             // Not a wait for anything: the moment of the kill, varied.
             std::thread::sleep(Duration::from_millis(150 + 70 * round));
             node.signal("KILL");
-            writer.join().unwrap()
+            writers.into_iter().map(|w| w.join().unwrap()).sum()
         });
         assert!(
             toggles > 0,
@@ -358,7 +370,12 @@ fn added_cameras_and_their_state_survive_a_restart_and_a_kill() {
         assert_eq!(saved["cameras"].as_array().unwrap().len(), 3, "{text}");
     }
     let node = node_with(&broker, "src-keep", "test", &extra);
-    let a = wait_state(&node, "keep-a", &["running"], Duration::from_secs(20));
+    let a = wait_state(
+        &node,
+        "keep-a",
+        &["running", "stopped"],
+        Duration::from_secs(20),
+    );
     assert_eq!(tcp_port(&a), ports.0);
     let leftovers: Vec<_> = std::fs::read_dir(&state.0)
         .unwrap()

@@ -77,6 +77,14 @@ impl Cameras {
         let Some(store) = &self.store else {
             return;
         };
+        if let Err(e) = store.save(|| self.saved()) {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    /// What the state file holds: every camera's desired state, and the
+    /// API's cameras and pushes in full.
+    fn saved(&self) -> Saved {
         let cameras = self
             .list()
             .iter()
@@ -101,12 +109,9 @@ impl Cameras {
                 }
             })
             .collect();
-        let saved = Saved {
+        Saved {
             v: VERSION,
             cameras,
-        };
-        if let Err(e) = store.save(&saved) {
-            tracing::error!("{e:#}");
         }
     }
 }

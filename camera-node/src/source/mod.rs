@@ -218,6 +218,7 @@ mod tests {
             "rpicam",
             "test",
             "cmd:ffmpeg -i x -f mjpeg -",
+            "cmd:ffmpeg -i http://cam/video.mjpg -c copy -f mjpeg -",
             "file:/tmp/a.mjpeg",
             "rtsp://cam/stream1",
             "/dev/video0",

@@ -107,6 +107,15 @@ impl UrlSource {
             Scheme::Device
         } else {
             let (name, _) = text.split_once("://")?;
+            // Only a scheme before "://" makes a URL: `cmd:ffmpeg -i
+            // http://...` is a command line with a URL inside.
+            let scheme_like = name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            if !scheme_like {
+                return None;
+            }
             match name.to_ascii_lowercase().as_str() {
                 "rtmp" | "rtmps" => Scheme::Rtmp,
                 "rtmp-listen" => Scheme::RtmpListen,
@@ -414,6 +423,8 @@ mod tests {
         assert_eq!(parse("RTSP://cam/x").unwrap().scheme, Scheme::Rtsp);
         assert_eq!(parse("/dev/video0").unwrap().scheme, Scheme::Device);
         assert!(UrlSource::parse("test").is_none());
+        assert!(UrlSource::parse("cmd:ffmpeg -i http://cam/x -f mjpeg -").is_none());
+        assert!(UrlSource::parse("file:/srv/a://b.mjpeg").is_none());
         assert!(parse("gopher://x/y")
             .unwrap_err()
             .contains("unknown scheme"));
