@@ -71,6 +71,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             client: client.clone(),
             recordings: config.recordings.clone(),
             node_token: config.node_api_token.clone(),
+            segments: Arc::default(),
             closing: dashboard_stop.clone(),
         };
         match tokio::net::TcpListener::bind(addr).await {

@@ -16,6 +16,7 @@
 //! - `display` (feature `display`): the OpenCV windows.
 //! - [`dashboard`]: the web dashboard (tiles, record buttons, sessions, sensors).
 //! - [`metrics`]: the Prometheus figures the dashboard serves at `/metrics`.
+//! - [`playback`]: looking back at a session: a camera's frame at an instant.
 //! - [`retention`]: deletes the oldest segments to keep the recordings' budget.
 //! - [`broker`]: the embedded MQTT broker (`--embedded-broker`).
 //! - [`demo`]: `viewer demo`, a whole fleet on one machine.
@@ -31,6 +32,7 @@ pub mod discovery;
 #[cfg(feature = "display")]
 pub mod display;
 pub mod metrics;
+pub mod playback;
 pub mod record;
 pub mod relay;
 pub mod retention;

@@ -107,6 +107,8 @@ pub struct Dashboard {
     pub recordings: PathBuf,
     /// The nodes' camera API token (the Sources page's calls carry it).
     pub node_token: Option<String>,
+    /// Indexes of recorded segments, for frames at an instant.
+    pub segments: Arc<crate::playback::SegmentCache>,
     pub closing: CancellationToken,
 }
 
@@ -132,6 +134,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
         .route("/recordings/{*path}", get(files::download))
         .merge(sources::routes())
+        .route(
+            "/api/sessions/{session}/{node}/{camera}/frame.jpg",
+            get(crate::playback::frame),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(dashboard)
 }

@@ -1,0 +1,228 @@
+//! Looking back at a session: the JPEG a camera showed at an instant,
+//! served straight from the recorded segments (no decoding, no
+//! re-encoding), for the dashboard's player and for anyone with curl:
+//!
+//! `GET /api/sessions/<session>/<node>/<camera>/frame.jpg?at=<RFC 3339>`
+//!
+//! answers the sample whose interval holds the instant (`X-Frame-Time`
+//! says when that sample begins), or 404 where no frame covers it (before
+//! the camera's first frame, in a gap while it was offline). Each
+//! segment's index is built once and kept (at most [`CACHED_SEGMENTS`]);
+//! a `.part` being written is indexed again when it has grown, so a
+//! session can be watched while it records.
+
+pub mod index;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+
+use crate::dashboard::{error, Dashboard};
+use index::{SampleRef, SegmentIndex};
+
+/// Segment indexes kept; the least recently used goes first.
+pub const CACHED_SEGMENTS: usize = 256;
+
+/// The segment indexes built so far.
+#[derive(Debug, Default)]
+pub struct SegmentCache {
+    kept: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    /// The file's length when indexed: a `.part` that grew is read again.
+    len: u64,
+    index: Arc<SegmentIndex>,
+    used: u64,
+}
+
+impl SegmentCache {
+    /// The index of `path` (whose samples count from `origin_us`).
+    pub fn index(&self, path: &Path, origin_us: i64) -> Result<Arc<SegmentIndex>> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        let mut kept = self.kept.lock().expect("segment cache");
+        let tick = kept.values().map(|c| c.used).max().unwrap_or(0) + 1;
+        if let Some(cached) = kept.get_mut(path) {
+            if cached.len == len {
+                cached.used = tick;
+                return Ok(Arc::clone(&cached.index));
+            }
+        }
+        let index = Arc::new(index::read(path, origin_us)?);
+        if kept.len() >= CACHED_SEGMENTS {
+            let oldest = kept
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(p, _)| p.clone());
+            if let Some(oldest) = oldest {
+                kept.remove(&oldest);
+            }
+        }
+        let cached = Cached {
+            len,
+            index: Arc::clone(&index),
+            used: tick,
+        };
+        kept.insert(path.to_owned(), cached);
+        Ok(index)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct At {
+    at: Option<String>,
+}
+
+/// Names that may stand in a recordings path: no separators, no `..`.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A segment's start from its name (`YYYYmmddTHHMMSSZ.mp4[.part]`).
+fn origin_us(name: &str) -> Option<i64> {
+    let stamp = name
+        .strip_suffix(".mp4")
+        .or_else(|| name.strip_suffix(".mp4.part"))?;
+    let t = NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
+    Some(t.and_utc().timestamp_micros())
+}
+
+/// A camera's segments (closed and open) by start, oldest first.
+fn segments(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut found: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some((origin_us(&name)?, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The sample of the camera in `dir` shown at `at_us`, and its file.
+pub fn find(cache: &SegmentCache, dir: &Path, at_us: i64) -> Result<Option<(PathBuf, SampleRef)>> {
+    let all = segments(dir);
+    // The segment begun last before the instant; the one before it in
+    // case the instant falls in its last sample's interval.
+    let after = all.partition_point(|(origin, _)| *origin <= at_us);
+    for (origin, path) in all[..after].iter().rev().take(2) {
+        let index = cache.index(path, *origin)?;
+        if let Some(sample) = index.at(at_us) {
+            return Ok(Some((path.clone(), sample)));
+        }
+    }
+    Ok(None)
+}
+
+fn read_sample(path: &Path, sample: SampleRef) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(sample.offset))?;
+    let mut jpeg = vec![0u8; sample.len as usize];
+    file.read_exact(&mut jpeg)?;
+    Ok(jpeg)
+}
+
+/// `GET /api/sessions/<session>/<node>/<camera>/frame.jpg?at=<RFC 3339>`.
+pub async fn frame(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
+    Query(q): Query<At>,
+) -> Response {
+    if ![&session, &node, &camera].iter().all(|n| plain(n)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a session, node or camera name",
+        );
+    }
+    let Some(text) = q.at else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say when: ?at=2026-11-27T10:17:42.250Z (RFC 3339)",
+        );
+    };
+    let at = match DateTime::parse_from_rfc3339(&text) {
+        Ok(at) => at.with_timezone(&Utc),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("at={text:?}: {e} (RFC 3339)"),
+            )
+        }
+    };
+    let dir = d.recordings.join(&session).join(&node).join(&camera);
+    if !dir.is_dir() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("session {session} has no camera {node}/{camera}"),
+        );
+    }
+    let cache = Arc::clone(&d.segments);
+    let at_us = at.timestamp_micros();
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, i64)>> {
+        let Some((path, sample)) = find(&cache, &dir, at_us)? else {
+            return Ok(None);
+        };
+        Ok(Some((read_sample(&path, sample)?, sample.at_us)))
+    })
+    .await;
+    match found {
+        Ok(Ok(Some((jpeg, frame_us)))) => {
+            let time = DateTime::from_timestamp_micros(frame_us)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Micros, true);
+            (
+                [
+                    (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+                    (header::CACHE_CONTROL, "max-age=3600".to_owned()),
+                    (header::HeaderName::from_static("x-frame-time"), time),
+                ],
+                jpeg,
+            )
+                .into_response()
+        }
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no frame of {node}/{camera} at {text}"),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!("playback of {session}/{node}/{camera}: {e:#}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_and_segment_names_count() {
+        assert!(plain("20261127T101500Z") && plain("pi-door") && plain("cam0"));
+        assert!(!plain("..") && !plain("a/b") && !plain("") && !plain("%2e%2e"));
+        assert_eq!(origin_us("19700101T000001Z.mp4"), Some(1_000_000));
+        assert_eq!(origin_us("19700101T000001Z.mp4.part"), Some(1_000_000));
+        assert_eq!(origin_us("sensors.csv"), None);
+        assert_eq!(origin_us("19700101T000001Z.mp4.aside"), None);
+    }
+}
