@@ -144,6 +144,24 @@ pub enum Command {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
         nodes: u16,
     },
+    /// Writes a recorded session, or a time range of it, as one MP4 per
+    /// camera (the JPEGs copied, no re-encoding) with a progress line each
+    Export {
+        /// The session: its folder's name under the recordings folder (YYYYmmddTHHMMSSZ)
+        session: String,
+        /// Start of the range, RFC 3339 (2026-11-27T10:17:42Z) [default: the session's start]
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the range, RFC 3339 [default: the session's end]
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// Only this camera, as node/camera (repeat for more) [default: every camera]
+        #[arg(long, value_name = "NODE/CAMERA")]
+        camera: Vec<String>,
+        /// Folder to write the MP4s into
+        #[arg(short, long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// The config file; unknown keys are an error naming them.

@@ -11,7 +11,26 @@ use viewer::{Cli, ViewerConfig};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let demo_nodes = cli.command.as_ref().map(|Command::Demo { nodes }| *nodes);
+    let demo_nodes = match &cli.command {
+        Some(Command::Demo { nodes }) => Some(*nodes),
+        _ => None,
+    };
+    let export = match &cli.command {
+        Some(Command::Export {
+            session,
+            from,
+            to,
+            camera,
+            out,
+        }) => Some(viewer::playback::export::ExportRequest {
+            session: session.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            cameras: camera.clone(),
+            out: out.clone(),
+        }),
+        _ => None,
+    };
     let recordings_given = cli.recordings.is_some();
     let broker_given = cli.broker.is_some();
     let mut config = match ViewerConfig::load(cli) {
@@ -21,6 +40,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(request) = export {
+        return match viewer::playback::export::run(&config.recordings, &request) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("export: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if demo_nodes.is_some() {
         viewer::demo::adjust(&mut config, recordings_given);
     }

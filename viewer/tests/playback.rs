@@ -252,3 +252,160 @@ fn frames_at_instants_are_the_recorded_samples_across_a_segment_boundary_and_in_
         assert_eq!(reply.status, want, "{path}: {}", reply.text());
     }
 }
+
+#[test]
+fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the_dashboard() {
+    let broker = Broker::start();
+    let _node = test_node(&broker, "pi-play", "320x240");
+    let recordings = TempDir::new("recordings");
+    let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+    let dashboard = viewer.dashboard();
+    viewer.wait_log("camera{camera=pi-play/cam0}: connected", SECS(20));
+    broker.publish("command/rec", "start");
+    wait_for("three closed segments", SECS(30), || {
+        (camera_segments(&recordings.0, ".mp4").len() >= 3).then_some(())
+    });
+    broker.publish("command/rec", "stop");
+    wait_for("the recorder to close", SECS(20), || {
+        viewer.log().contains("recording closed").then_some(())
+    });
+    let segments = camera_segments(&recordings.0, ".mp4");
+    let all: Vec<Probed> = segments.iter().flat_map(|s| probe(s)).collect();
+    // From the first segment's third frame to the third segment's second:
+    // two boundaries inside the range.
+    let third_start = probe(&segments[2])[0].at_us;
+    let (from, to) = (all[2].at_us, third_start + 150_000);
+    let want: Vec<&Probed> = all
+        .iter()
+        .filter(|s| s.at_us >= from && s.at_us < to)
+        .collect();
+    let camera_dir = segments[0].parent().unwrap();
+    let camera_path = camera_dir
+        .strip_prefix(&recordings.0)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let session = camera_path.split('/').next().unwrap().to_owned();
+
+    let out = TempDir::new("export");
+    let run = Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args([
+            "--recordings",
+            &recordings.0.display().to_string(),
+            "--dashboard",
+            "off",
+        ])
+        .args([
+            "export",
+            &session,
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+        ])
+        .args([
+            "--camera",
+            "pi-play/cam0",
+            "-o",
+            &out.0.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "viewer export: {stderr}");
+    assert!(
+        stderr.contains("100%") && stderr.contains(&format!("{} frames", want.len())),
+        "{stderr}"
+    );
+    let file = out.path(&format!("{session}_pi-play_cam0.mp4"));
+    let got = probe_relative(&file);
+    assert_eq!(got.len(), want.len(), "frames in the range");
+    assert_eq!(
+        got.first().unwrap().1,
+        want.first().unwrap().md5,
+        "the first frame"
+    );
+    assert_eq!(
+        got.last().unwrap().1,
+        want.last().unwrap().md5,
+        "the last frame"
+    );
+    let all_same = got.iter().zip(&want).all(|(g, w)| g.1 == w.md5);
+    assert!(all_same, "every frame, in order");
+    // Times start at 0 and keep the recording's spacing.
+    for (g, w) in got.iter().zip(&want) {
+        let drift = (g.0 - (w.at_us - from_first(&want))).abs();
+        assert!(drift <= 12, "a frame's time moved {drift} µs");
+    }
+
+    // The dashboard's download: the same frames.
+    let url = format!(
+        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from={}&to={}",
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let downloaded = out.path("download.mp4");
+    let fetched = Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "30", "-o"])
+        .arg(&downloaded)
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(fetched.success(), "GET {url}");
+    let via_http = probe_relative(&downloaded);
+    assert_eq!(via_http, got, "the download is the command's export");
+    let reply = curl(&[&format!(
+        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from=2030-01-01T00:00:00Z"
+    )]);
+    assert_eq!(reply.status, 404, "a range with no frame");
+    let reply = curl(&[&format!(
+        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from={}&to={}",
+        rfc3339(to),
+        rfc3339(from)
+    )]);
+    assert_eq!(reply.status, 400, "a range backwards");
+}
+
+fn from_first(samples: &[&Probed]) -> i64 {
+    samples[0].at_us
+}
+
+/// (time from the file's start in µs, MD5) of every sample of an MP4.
+fn probe_relative(file: &Path) -> Vec<(i64, String)> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_packets",
+            "-show_data_hash",
+            "md5",
+        ])
+        .args([
+            "-show_entries",
+            "packet=pts_time,data_hash",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (t, h) = l.split_once(',')?;
+            Some((
+                (t.parse::<f64>().ok()? * 1e6).round() as i64,
+                h.trim_start_matches("MD5:").to_owned(),
+            ))
+        })
+        .collect()
+}

@@ -138,6 +138,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             "/api/sessions/{session}/{node}/{camera}/frame.jpg",
             get(crate::playback::frame),
         )
+        .route(
+            "/api/sessions/{session}/{node}/{camera}/export.mp4",
+            get(crate::playback::export),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(dashboard)
 }

@@ -11,6 +11,7 @@
 //! a `.part` being written is indexed again when it has grown, so a
 //! session can be watched while it records.
 
+pub mod export;
 pub mod index;
 
 use std::collections::HashMap;
@@ -83,8 +84,103 @@ pub struct At {
     at: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct Span {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Bytes of an export kept in flight between the writer and the client.
+const EXPORT_CHUNKS: usize = 8;
+
+/// An `io::Write` that hands what it gets to an HTTP body, a chunk at a
+/// time (the export is streamed, never built in memory).
+struct ToBody(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl std::io::Write for ToBody {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(buf.to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `GET /api/sessions/<session>/<node>/<camera>/export.mp4?from=&to=`:
+/// the range (default: all of it) as one MP4, the JPEGs copied.
+pub async fn export(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
+    Query(span): Query<Span>,
+) -> Response {
+    if ![&session, &node, &camera].iter().all(|n| plain(n)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a session, node or camera name",
+        );
+    }
+    let parse = |t: &Option<String>, default: i64| -> Result<i64, String> {
+        match t {
+            None => Ok(default),
+            Some(t) => DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_micros())
+                .map_err(|e| format!("{t:?}: {e} (RFC 3339)")),
+        }
+    };
+    let (from, to) = match (parse(&span.from, i64::MIN), parse(&span.to, i64::MAX)) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "from must come before to"),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let dir = d.recordings.join(&session).join(&node).join(&camera);
+    if !dir.is_dir() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("session {session} has no camera {node}/{camera}"),
+        );
+    }
+    let cache = Arc::clone(&d.segments);
+    let find =
+        tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
+    let samples = match find {
+        Ok(Ok(s)) if !s.is_empty() => s,
+        Ok(Ok(_)) => return error(StatusCode::NOT_FOUND, "no frame in the range"),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS);
+    let label = format!("{session}/{node}/{camera}");
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, ToBody(tx));
+        match export::write_mp4(&samples, &mut out, |_, _| {}) {
+            Ok(done) => tracing::info!("exported {label}: {} frames", done.frames),
+            Err(e) => tracing::info!("export of {label} ended: {e:#}"),
+        }
+    });
+    let body = futures_lite::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)),
+            rx,
+        ))
+    });
+    let name = format!("attachment; filename=\"{session}_{node}_{camera}.mp4\"");
+    (
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// Names that may stand in a recordings path: no separators, no `..`.
-fn plain(name: &str) -> bool {
+pub(crate) fn plain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name != "."
