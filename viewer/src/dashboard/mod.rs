@@ -142,6 +142,14 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             "/api/sessions/{session}/{node}/{camera}/export.mp4",
             get(crate::playback::export),
         )
+        .route(
+            "/api/sessions/{session}/timeline",
+            get(crate::playback::timeline),
+        )
+        .route(
+            "/sessions/{session}",
+            get(|| async { Html(include_str!("player.html")) }),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(dashboard)
 }

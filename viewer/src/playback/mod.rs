@@ -274,23 +274,37 @@ pub async fn frame(
     }
     let cache = Arc::clone(&d.segments);
     let at_us = at.timestamp_micros();
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, i64)>> {
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, SampleRef)>> {
         let Some((path, sample)) = find(&cache, &dir, at_us)? else {
             return Ok(None);
         };
-        Ok(Some((read_sample(&path, sample)?, sample.at_us)))
+        Ok(Some((read_sample(&path, sample)?, sample)))
     })
     .await;
     match found {
-        Ok(Ok(Some((jpeg, frame_us)))) => {
-            let time = DateTime::from_timestamp_micros(frame_us)
-                .unwrap_or_default()
-                .to_rfc3339_opts(SecondsFormat::Micros, true);
+        Ok(Ok(Some((jpeg, sample)))) => {
+            let time = |us: i64| {
+                DateTime::from_timestamp_micros(us)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(SecondsFormat::Micros, true)
+            };
             (
                 [
                     (header::CONTENT_TYPE, "image/jpeg".to_owned()),
                     (header::CACHE_CONTROL, "max-age=3600".to_owned()),
-                    (header::HeaderName::from_static("x-frame-time"), time),
+                    (
+                        header::HeaderName::from_static("x-frame-time"),
+                        time(sample.at_us),
+                    ),
+                    // When the next frame begins: a player steps by it.
+                    (
+                        header::HeaderName::from_static("x-frame-end"),
+                        time(sample.at_us + sample.duration_us.max(1)),
+                    ),
+                    (
+                        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                        "x-frame-time, x-frame-end".to_owned(),
+                    ),
                 ],
                 jpeg,
             )
@@ -306,6 +320,90 @@ pub async fn frame(
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// A camera's stretches of recording: `[from, to)` in µs, a new stretch
+/// wherever frames stop for more than [`GAP`].
+pub fn spans(cache: &SegmentCache, dir: &Path) -> Result<Vec<(i64, i64)>> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (origin, path) in segments(dir) {
+        for s in &cache.index(&path, origin)?.samples {
+            let end = s.at_us + s.duration_us.max(1);
+            match out.last_mut() {
+                Some(last) if s.at_us - last.1 <= GAP => last.1 = last.1.max(end),
+                _ => out.push((s.at_us, end)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Frames further apart than this are drawn as a gap.
+pub const GAP: i64 = 1_000_000;
+/// Sensor rows read for a session's plot at most.
+pub const MAX_SENSOR_ROWS: usize = 100_000;
+
+/// `GET /api/sessions/<session>/timeline`: every camera's stretches and
+/// every sensor row of the session, for the player.
+pub async fn timeline(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath(session): UrlPath<String>,
+) -> Response {
+    if !plain(&session) {
+        return error(StatusCode::BAD_REQUEST, "not a session name");
+    }
+    let dir = d.recordings.join(&session);
+    if !dir.is_dir() {
+        return error(StatusCode::NOT_FOUND, format!("no session {session}"));
+    }
+    let cache = Arc::clone(&d.segments);
+    let built = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+        let time = |us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        };
+        let mut cameras = Vec::new();
+        let (mut start, mut end) = (i64::MAX, i64::MIN);
+        for (node, camera, camera_dir) in export::cameras_of(&dir) {
+            let spans = spans(&cache, &camera_dir)?;
+            if let (Some(first), Some(last)) = (spans.first(), spans.last()) {
+                start = start.min(first.0);
+                end = end.max(last.1);
+            }
+            let spans: Vec<[String; 2]> = spans.iter().map(|(f, t)| [time(*f), time(*t)]).collect();
+            cameras.push(serde_json::json!({ "node": node, "camera": camera, "spans": spans }));
+        }
+        let sensors = sensor_rows(&dir.join("sensors.csv"));
+        Ok(serde_json::json!({
+            "session": dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "start": (start != i64::MAX).then(|| time(start)),
+            "end": (end != i64::MIN).then(|| time(end)),
+            "cameras": cameras,
+            "sensors": sensors,
+        }))
+    })
+    .await;
+    match built {
+        Ok(Ok(body)) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The session's sensor rows as `[time, topic, payload]` (at most
+/// [`MAX_SENSOR_ROWS`]; none when there is no file).
+fn sensor_rows(path: &Path) -> Vec<[String; 3]> {
+    let Ok(mut reader) = csv::Reader::from_path(path) else {
+        return Vec::new();
+    };
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .filter(|r| r.len() >= 3)
+        .take(MAX_SENSOR_ROWS)
+        .map(|r| [r[0].to_owned(), r[1].to_owned(), r[2].to_owned()])
+        .collect()
 }
 
 #[cfg(test)]

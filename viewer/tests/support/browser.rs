@@ -109,6 +109,21 @@ impl Browser {
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Clicks the element `css` selects, `dx` pixels right of its centre
+    /// (WebDriver actions: a real pointer, as a user clicks).
+    pub fn click_at(&self, css: &str, dx: i64) {
+        let id = self.element(css);
+        let actions = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: id}, "x": dx, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0}
+            ]
+        }]});
+        self.session_call("POST", "/actions", Some(actions));
+    }
+
     pub fn element_png(&self, css: &str) -> Vec<u8> {
         let id = self.element(css);
         let data = self.session_call("GET", &format!("/element/{id}/screenshot"), None);
