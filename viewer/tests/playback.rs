@@ -262,6 +262,10 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
     let dashboard = viewer.dashboard();
     viewer.wait_log("camera{camera=pi-play/cam0}: connected", SECS(20));
     broker.publish("command/rec", "start");
+    wait_for("recording", SECS(10), || {
+        (!camera_segments(&recordings.0, ".mp4.part").is_empty()).then_some(())
+    });
+    broker.publish("sensor/garden/temp", "21.5");
     wait_for("three closed segments", SECS(30), || {
         (camera_segments(&recordings.0, ".mp4").len() >= 3).then_some(())
     });
@@ -354,6 +358,62 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
     assert!(fetched.success(), "GET {url}");
     let via_http = probe_relative(&downloaded);
     assert_eq!(via_http, got, "the download is the command's export");
+    // The whole session as one zip: every segment and sensors.csv, the
+    // same bytes as on disk.
+    let zip = out.path("session.zip");
+    let fetched = Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "30", "-o"])
+        .arg(&zip)
+        .arg(format!(
+            "http://{dashboard}/api/sessions/{session}/export.zip"
+        ))
+        .status()
+        .unwrap();
+    assert!(
+        fetched.success(),
+        "GET export.zip: {}",
+        curl(&[&format!(
+            "http://{dashboard}/api/sessions/{session}/export.zip"
+        )])
+        .status
+    );
+    let unpacked = out.path("unpacked");
+    let unzip = Command::new("unzip")
+        .args(["-q", "-d"])
+        .arg(&unpacked)
+        .arg(&zip)
+        .output()
+        .expect("unzip (sudo apt-get install unzip)");
+    assert!(
+        unzip.status.success(),
+        "unzip: {}",
+        String::from_utf8_lossy(&unzip.stderr)
+    );
+    let mut on_disk: Vec<PathBuf> = files(&recordings.0, ".mp4");
+    on_disk.extend(files(&recordings.0, "sensors.csv"));
+    assert!(
+        on_disk.iter().any(|p| p.ends_with("sensors.csv")),
+        "the session has sensors.csv"
+    );
+    let in_zip: Vec<PathBuf> = files(&unpacked, "")
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(
+        in_zip.len(),
+        on_disk.len(),
+        "{in_zip:?} against {on_disk:?}"
+    );
+    for original in &on_disk {
+        let relative = original.strip_prefix(&recordings.0).unwrap();
+        assert_eq!(
+            std::fs::read(unpacked.join(relative)).unwrap_or_default(),
+            std::fs::read(original).unwrap(),
+            "{} unpacks to the same bytes",
+            relative.display()
+        );
+    }
+
     let reply = curl(&[&format!(
         "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from=2030-01-01T00:00:00Z"
     )]);

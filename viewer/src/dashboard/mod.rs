@@ -147,6 +147,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             get(crate::playback::timeline),
         )
         .route(
+            "/api/sessions/{session}/export.zip",
+            get(crate::playback::export_zip),
+        )
+        .route(
             "/sessions/{session}",
             get(|| async { Html(include_str!("player.html")) }),
         )

@@ -13,6 +13,7 @@
 
 pub mod export;
 pub mod index;
+pub mod zip;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,98 @@ pub struct Span {
 
 /// Bytes of an export kept in flight between the writer and the client.
 const EXPORT_CHUNKS: usize = 8;
+/// Exports (MP4 ranges and session zips) running at once; more get 429.
+pub const MAX_EXPORT_JOBS: usize = 2;
+
+/// A slot for an export; `None` when [`MAX_EXPORT_JOBS`] are running.
+fn export_slot() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    static JOBS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let jobs = JOBS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_EXPORT_JOBS)));
+    Arc::clone(jobs).try_acquire_owned().ok()
+}
+
+fn busy() -> Response {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{MAX_EXPORT_JOBS} exports are running; try again when one is done"),
+    )
+}
+
+/// Streams what `write` writes as the body of a download named `name`.
+fn stream_download(
+    name: &str,
+    content_type: &'static str,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS);
+    let label = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, ToBody(tx));
+        match write(&mut out).and_then(|()| Ok(std::io::Write::flush(&mut out)?)) {
+            Ok(()) => tracing::info!("export {label} done"),
+            Err(e) => tracing::info!("export {label} ended: {e:#}"),
+        }
+    });
+    let body = futures_lite::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)),
+            rx,
+        ))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// `GET /api/sessions/<session>/export.zip`: every closed segment and the
+/// session's sensors.csv, as they are on disk, in one streamed ZIP.
+pub async fn export_zip(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath(session): UrlPath<String>,
+) -> Response {
+    if !plain(&session) {
+        return error(StatusCode::BAD_REQUEST, "not a session name");
+    }
+    let dir = d.recordings.join(&session);
+    if !dir.is_dir() {
+        return error(StatusCode::NOT_FOUND, format!("no session {session}"));
+    }
+    let Some(permit) = export_slot() else {
+        return busy();
+    };
+    let name = format!("{session}.zip");
+    stream_download(&name, "application/zip", permit, move |out| {
+        let mut zip = zip::ZipStream::new(out);
+        for (node, camera, camera_dir) in export::cameras_of(&dir) {
+            for (_, path) in segments(&camera_dir) {
+                let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+                match file {
+                    Some(file) if file.ends_with(".mp4") => {
+                        zip.add_file(&format!("{session}/{node}/{camera}/{file}"), &path)?;
+                    }
+                    _ => {} // still being written
+                }
+            }
+        }
+        let sensors = dir.join("sensors.csv");
+        if sensors.is_file() {
+            zip.add_file(&format!("{session}/sensors.csv"), &sensors)?;
+        }
+        zip.finish()?;
+        Ok(())
+    })
+}
 
 /// An `io::Write` that hands what it gets to an HTTP body, a chunk at a
 /// time (the export is streamed, never built in memory).
@@ -152,31 +245,13 @@ pub async fn export(
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_CHUNKS);
-    let label = format!("{session}/{node}/{camera}");
-    tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, ToBody(tx));
-        match export::write_mp4(&samples, &mut out, |_, _| {}) {
-            Ok(done) => tracing::info!("exported {label}: {} frames", done.frames),
-            Err(e) => tracing::info!("export of {label} ended: {e:#}"),
-        }
-    });
-    let body = futures_lite::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((
-            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk)),
-            rx,
-        ))
-    });
-    let name = format!("attachment; filename=\"{session}_{node}_{camera}.mp4\"");
-    (
-        [
-            (header::CONTENT_TYPE, "video/mp4".to_owned()),
-            (header::CONTENT_DISPOSITION, name),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
+    let Some(permit) = export_slot() else {
+        return busy();
+    };
+    let name = format!("{session}_{node}_{camera}.mp4");
+    stream_download(&name, "video/mp4", permit, move |mut out| {
+        export::write_mp4(&samples, &mut out, |_, _| {}).map(|_| ())
+    })
 }
 
 /// Names that may stand in a recordings path: no separators, no `..`.
