@@ -161,6 +161,10 @@ pub enum Command {
         /// Folder to write the MP4s into
         #[arg(short, long, value_name = "DIR")]
         out: PathBuf,
+        /// Also write an H.264 version of each (ffmpeg, libx264), for players
+        /// without MJPEG
+        #[arg(long)]
+        h264: bool,
     },
 }
 

@@ -22,12 +22,14 @@ fn main() -> ExitCode {
             to,
             camera,
             out,
+            h264,
         }) => Some(viewer::playback::export::ExportRequest {
             session: session.clone(),
             from: from.clone(),
             to: to.clone(),
             cameras: camera.clone(),
             out: out.clone(),
+            h264: *h264,
         }),
         _ => None,
     };

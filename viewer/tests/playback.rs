@@ -310,6 +310,7 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
         .args([
             "--camera",
             "pi-play/cam0",
+            "--h264",
             "-o",
             &out.0.display().to_string(),
         ])
@@ -322,6 +323,34 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
         "{stderr}"
     );
     let file = out.path(&format!("{session}_pi-play_cam0.mp4"));
+    // The H.264 copy, for players without MJPEG: every frame, re-encoded.
+    assert!(stderr.contains("H.264 100%"), "{stderr}");
+    let h264 = out.path(&format!("{session}_pi-play_cam0.h264.mp4"));
+    let info = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(&h264)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(
+        info.contains("codec_name=h264") && info.contains("width=320"),
+        "{info}"
+    );
+    let frames: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("nb_read_frames="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        frames >= want.len() * 9 / 10,
+        "{frames} of {} frames: {info}",
+        want.len()
+    );
     let got = probe_relative(&file);
     assert_eq!(got.len(), want.len(), "frames in the range");
     assert_eq!(

@@ -179,6 +179,8 @@ pub struct ExportRequest {
     /// `node/camera`; empty: every camera of the session.
     pub cameras: Vec<String>,
     pub out: PathBuf,
+    /// Also an H.264 copy of each MP4 (`<name>.h264.mp4`), through ffmpeg.
+    pub h264: bool,
 }
 
 fn instant(text: &Option<String>, what: &str) -> Result<Option<i64>> {
@@ -249,7 +251,46 @@ pub fn run(recordings: &Path, request: &ExportRequest) -> Result<Vec<PathBuf>> {
             done.bytes as f64 / 1e6,
             path.display()
         );
+        if request.h264 {
+            let duration_us = (done.last_us - done.first_us).max(1);
+            written.push(to_h264(&path, &label, duration_us)?);
+        }
         written.push(path);
     }
     Ok(written)
+}
+
+/// Re-encodes `mp4` as H.264 beside it (`.h264.mp4`) with ffmpeg, a
+/// progress line from ffmpeg's `-progress` reports.
+fn to_h264(mp4: &Path, label: &str, duration_us: i64) -> Result<PathBuf> {
+    use std::io::BufRead;
+    let out = mp4.with_extension("h264.mp4");
+    let mut child = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(mp4)
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-movflags", "+faststart", "-progress", "pipe:1", "-nostats"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run ffmpeg for --h264 (sudo apt-get install ffmpeg)")?;
+    let stdout = child.stdout.take().context("ffmpeg's progress")?;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(at) = line
+            .strip_prefix("out_time_us=")
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            let pct = (at.max(0) * 100 / duration_us).min(100);
+            eprint!("\r{label}: H.264 {pct}%");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("ffmpeg could not make {} ({status})", out.display());
+    }
+    eprintln!("\r{label}: H.264 100% -> {}", out.display());
+    Ok(out)
 }
