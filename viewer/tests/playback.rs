@@ -603,13 +603,13 @@ fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
         (near && frames).then_some(())
     });
     // The time is in the URL, to share: opened again, it starts there.
-    let url = wait_for("the time in the URL", SECS(5), || {
-        let url = browser.run("return location.href");
-        url.as_str()?
-            .contains("#t=")
-            .then(|| url.as_str().unwrap().to_owned())
+    // (Paused, the time stands still; the page writes it into the URL.)
+    let (url, at_url) = wait_for("the time in the URL", SECS(5), || {
+        let got = browser.run(
+            "return location.hash === '#t=' + iso(player.t) ? [location.href, player.t] : null",
+        );
+        Some((got[0].as_str()?.to_owned(), got[1].as_f64()?))
     });
-    let at_url = browser.run("return player.t").as_f64().unwrap();
     browser.go("about:blank");
     browser.go(&url);
     wait_for("the player back at the URL's time", SECS(10), || {
@@ -628,7 +628,10 @@ fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
             .map(|x| x.as_f64().unwrap_or(0.0))
             .collect::<Vec<f64>>()
     };
-    let before = shown();
+    let before = wait_for("both pictures shown after the reload", SECS(10), || {
+        let now = shown();
+        now[1..].iter().all(|s| *s > 0.0).then_some(now)
+    });
     browser.click("#step");
     wait_for("the next frame", SECS(5), || {
         let now = shown();
