@@ -159,24 +159,19 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
         || server.try_wait().unwrap(),
     );
     assert!(frames_in(&second) >= 2 * 15 * 8 / 10);
-    // Killed mid-stream and started again: the push comes back once more.
-    let mut server = ffmpeg_server(port, &dir.path("third.mjpeg"), 30);
-    wait_listening(port);
-    wait_push(&node, "cam0", "a third connection", |p| {
-        p["connects"].as_u64() >= Some(3)
-    });
-    server.kill().unwrap();
-    server.wait().unwrap();
-    wait_push(&node, "cam0", "the kill noticed", |p| {
-        p["state"] != "recording"
-    });
-    let mut server = ffmpeg_server(port, &dir.path("fourth.mjpeg"), 30);
-    wait_listening(port);
-    wait_push(&node, "cam0", "a fourth connection", |p| {
-        p["connects"].as_u64() >= Some(4)
-    });
-    server.kill().unwrap();
-    server.wait().unwrap();
+    // Killed mid-stream and started again, twice: the push comes back.
+    for (connects, name) in [(3, "third"), (4, "fourth")] {
+        let mut server = ffmpeg_server(port, &dir.path(&format!("{name}.mjpeg")), 30);
+        wait_listening(port);
+        wait_push(&node, "cam0", &format!("a {name} connection"), |p| {
+            p["connects"].as_u64() >= Some(connects)
+        });
+        server.kill().unwrap();
+        server.wait().unwrap();
+        wait_push(&node, "cam0", "the kill noticed", |p| {
+            p["state"] != "recording"
+        });
+    }
     let metrics = curl(&[&format!("{}/metrics", node.http_base())]).text();
     assert!(
         metrics.contains("camfleet_push_connects_total{camera=\"cam0\",push=\"p1\""),

@@ -153,13 +153,10 @@ pub async fn export_zip(
     State(d): State<Arc<Dashboard>>,
     UrlPath(session): UrlPath<String>,
 ) -> Response {
-    if !plain(&session) {
-        return error(StatusCode::BAD_REQUEST, "not a session name");
-    }
-    let dir = d.recordings.join(&session);
-    if !dir.is_dir() {
-        return error(StatusCode::NOT_FOUND, format!("no session {session}"));
-    }
+    let dir = match session_dir(&d, &session) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
     let Some(permit) = export_slot() else {
         return busy();
     };
@@ -252,6 +249,25 @@ pub async fn export(
     stream_download(&name, "video/mp4", permit, move |mut out| {
         export::write_mp4(&samples, &mut out, |_, _| {}).map(|_| ())
     })
+}
+
+/// A session's folder, or why not (a bad name, no such session).
+fn session_dir(d: &Dashboard, session: &str) -> Result<PathBuf, (StatusCode, String)> {
+    if !plain(session) {
+        return Err((StatusCode::BAD_REQUEST, "not a session name".into()));
+    }
+    let dir = d.recordings.join(session);
+    if !dir.is_dir() {
+        return Err((StatusCode::NOT_FOUND, format!("no session {session}")));
+    }
+    Ok(dir)
+}
+
+/// An instant as RFC 3339 to the microsecond.
+fn rfc3339_us(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Names that may stand in a recordings path: no separators, no `..`.
@@ -358,11 +374,7 @@ pub async fn frame(
     .await;
     match found {
         Ok(Ok(Some((jpeg, sample)))) => {
-            let time = |us: i64| {
-                DateTime::from_timestamp_micros(us)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(SecondsFormat::Micros, true)
-            };
+            let time = rfc3339_us;
             (
                 [
                     (header::CONTENT_TYPE, "image/jpeg".to_owned()),
@@ -424,20 +436,13 @@ pub async fn timeline(
     State(d): State<Arc<Dashboard>>,
     UrlPath(session): UrlPath<String>,
 ) -> Response {
-    if !plain(&session) {
-        return error(StatusCode::BAD_REQUEST, "not a session name");
-    }
-    let dir = d.recordings.join(&session);
-    if !dir.is_dir() {
-        return error(StatusCode::NOT_FOUND, format!("no session {session}"));
-    }
+    let dir = match session_dir(&d, &session) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
     let cache = Arc::clone(&d.segments);
     let built = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-        let time = |us: i64| {
-            DateTime::from_timestamp_micros(us)
-                .unwrap_or_default()
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-        };
+        let time = rfc3339_us;
         let mut cameras = Vec::new();
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         for (node, camera, camera_dir) in export::cameras_of(&dir) {
