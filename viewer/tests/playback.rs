@@ -471,3 +471,149 @@ fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
         })
         .collect())
 }
+
+#[test]
+fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
+    use serde_json::json;
+    use support::browser::Browser;
+    let broker = Broker::start();
+    let _a = test_node(&broker, "pi-a", "320x240");
+    let _b = test_node(&broker, "pi-b", "160x120");
+    let recordings = TempDir::new("recordings");
+    let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+    let dashboard = viewer.dashboard();
+    for node in ["pi-a", "pi-b"] {
+        viewer.wait_log(
+            &format!("camera{{camera={node}/cam0}}: connected"),
+            SECS(20),
+        );
+    }
+    broker.publish("command/rec", "start");
+    wait_for("recording", SECS(10), || {
+        (!files(&recordings.0, ".mp4.part").is_empty()).then_some(())
+    });
+    for (i, value) in ["21.0", "21.5", "door open", "22.5"].iter().enumerate() {
+        broker.publish("sensor/garden/temp", value);
+        wait_for("the sensor row in the session", SECS(10), || {
+            let csv = files(&recordings.0, "sensors.csv").into_iter().next()?;
+            (std::fs::read_to_string(csv).ok()?.lines().count() > i + 1).then_some(())
+        });
+        wait_for("a segment more", SECS(10), || {
+            (files(&recordings.0, ".mp4").len() >= 2 * (i + 1)).then_some(())
+        });
+    }
+    broker.publish("command/rec", "stop");
+    wait_for("the recorders to close", SECS(20), || {
+        (viewer.log().matches("recording closed").count() == 2).then_some(())
+    });
+    let session = std::fs::read_dir(&recordings.0)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+
+    let browser = Browser::start();
+    browser.go(&format!("http://{dashboard}/sessions/{session}"));
+    // At the session's first instant only the camera that began first has
+    // a frame (the other began a few ms later: the player shows that as no
+    // recording, not a wrong picture).
+    let sizes = || {
+        browser.run(
+            "return [...document.querySelectorAll('figure img')].map(i => i.complete ? [i.naturalWidth, i.naturalHeight] : null)",
+        )
+    };
+    wait_for("the first camera's picture", SECS(20), || {
+        let now = sizes();
+        (now[0] == json!([320, 240]) || now[1] == json!([160, 120])).then_some(())
+    });
+    let names =
+        browser.run("return [...document.querySelectorAll('figure')].map(f => f.dataset.camera)");
+    assert_eq!(names, json!(["pi-a/cam0", "pi-b/cam0"]));
+    let state = || browser.run("return [player.t, player.shown, player.playing]");
+    let before = state();
+    let picture = browser.element_png("figure img");
+    browser.click("#play");
+    wait_for("the pictures to play", SECS(15), || {
+        let now = state();
+        let moved = now[0].as_f64()? - before[0].as_f64()? > 1.0e6;
+        let shown = now[1].as_u64()? >= before[1].as_u64()? + 10;
+        (moved && shown).then_some(())
+    });
+    assert_ne!(
+        browser.element_png("figure img"),
+        picture,
+        "the picture changed"
+    );
+    browser.click("#play");
+    assert_eq!(state()[2], json!(false), "paused");
+
+    // The sensor beneath: three numbers as a line, the text as an event.
+    let series = browser.run("return player.series.map(s => [s.topic, s.points.map(p => p[1])])");
+    assert_eq!(series, json!([["sensor/garden/temp", [21, 21.5, 22.5]]]));
+    let events = browser.run("return player.events.map(e => e.text)");
+    assert_eq!(events, json!(["door open"]));
+
+    // A click on the plot, a quarter of the way along: the pictures go there.
+    let target = browser
+        .run("return player.start + (player.end - player.start) * 0.25")
+        .as_f64()
+        .unwrap();
+    let width = browser
+        .run("return document.getElementById('plot').clientWidth")
+        .as_i64()
+        .unwrap();
+    browser.click_at("#plot", -width / 4);
+    wait_for("both pictures at the clicked time", SECS(10), || {
+        let at = browser.run("return [player.t, ...player.cameras.map(c => c.shownAt)]");
+        let t = at[0].as_f64()?;
+        let near = (t - target).abs() < 20_000.0;
+        let frames = at.as_array()?[1..]
+            .iter()
+            .all(|s| s.as_f64().is_some_and(|f| f <= t && t - f < 200_000.0));
+        (near && frames).then_some(())
+    });
+    // The time is in the URL, to share: opened again, it starts there.
+    // (Paused, the time stands still; the page writes it into the URL.)
+    let (url, at_url) = wait_for("the time in the URL", SECS(5), || {
+        let got = browser.run(
+            "return location.hash === '#t=' + iso(player.t) ? [location.href, player.t] : null",
+        );
+        Some((got[0].as_str()?.to_owned(), got[1].as_f64()?))
+    });
+    browser.go("about:blank");
+    browser.go(&url);
+    wait_for("the player back at the URL's time", SECS(10), || {
+        let t = browser
+            .run("return player.end ? player.t : null")
+            .as_f64()?;
+        ((t - at_url).abs() < 600_000.0).then_some(())
+    });
+    // A frame forward (→): to the next frame of whichever camera has one
+    // first; that camera's picture moves on, none goes back.
+    let shown = || {
+        let v = browser.run("return [player.t, ...player.cameras.map(c => c.shownAt)]");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap_or(0.0))
+            .collect::<Vec<f64>>()
+    };
+    let before = wait_for("both pictures shown after the reload", SECS(10), || {
+        let now = shown();
+        now[1..].iter().all(|s| *s > 0.0).then_some(now)
+    });
+    browser.click("#step");
+    wait_for("the next frame", SECS(5), || {
+        let now = shown();
+        let stepped = now[0] > before[0] && now[0] - before[0] < 200_000.0;
+        let moved = now[1..].iter().zip(&before[1..]).any(|(n, b)| n > b);
+        let none_back = now[1..].iter().zip(&before[1..]).all(|(n, b)| n >= b);
+        (stepped && moved && none_back).then_some(())
+    });
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("player.png");
+    std::fs::write(&shot, browser.page_png()).unwrap();
+    eprintln!("player screenshot: {}", shot.display());
+}
