@@ -4,6 +4,7 @@
 //! scrubbed before a line is stored).
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,9 @@ pub struct Status {
     inner: Mutex<Inner>,
     /// Passwords of the camera's source, scrubbed from every log line.
     secrets: Mutex<Vec<String>>,
+    /// Frames of the current run: counted per frame without the lock,
+    /// written into the run when it ends.
+    run_frames: std::sync::atomic::AtomicU64,
     changed: watch::Sender<u64>,
 }
 
@@ -132,6 +136,7 @@ impl Status {
                 cpu_seen: None,
             }),
             secrets: Mutex::default(),
+            run_frames: std::sync::atomic::AtomicU64::new(0),
             changed: watch::Sender::new(0),
         }
     }
@@ -184,6 +189,7 @@ impl Status {
 
     /// A run begins (its start is logged by the caller).
     pub fn run_started(&self) {
+        self.run_frames.store(0, Ordering::Relaxed);
         let mut inner = self.inner();
         if inner.runs.len() == RUNS_KEPT {
             inner.runs.pop_front();
@@ -196,10 +202,9 @@ impl Status {
         });
     }
 
+    /// Once per frame: no lock on the camera's path.
     pub fn count_frame(&self) {
-        if let Some(run) = self.inner().runs.back_mut() {
-            run.frames += 1;
-        }
+        self.run_frames.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The run ended; `error` (scrubbed) becomes the last error.
@@ -210,6 +215,7 @@ impl Status {
             if let Some(run) = inner.runs.back_mut() {
                 run.ended_at = Some(now());
                 run.end = Some(end);
+                run.frames = self.run_frames.load(Ordering::Relaxed);
             }
             if let Some(error) = error {
                 inner.last_error = Some(self.scrubbed(error));
@@ -295,7 +301,14 @@ impl Status {
             restarts: inner.restarts,
             last_error: inner.last_error.clone(),
             input: inner.input.clone(),
-            runs: inner.runs.iter().cloned().collect(),
+            runs: {
+                let mut runs: Vec<Run> = inner.runs.iter().cloned().collect();
+                // The run going on: its frames so far.
+                if let Some(run) = runs.last_mut().filter(|r| r.ended_at.is_none()) {
+                    run.frames = self.run_frames.load(Ordering::Relaxed);
+                }
+                runs
+            },
             converter,
         }
     }

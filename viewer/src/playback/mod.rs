@@ -207,12 +207,6 @@ pub async fn export(
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
     Query(span): Query<Span>,
 ) -> Response {
-    if ![&session, &node, &camera].iter().all(|n| plain(n)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "not a session, node or camera name",
-        );
-    }
     let parse = |t: &Option<String>, default: i64| -> Result<i64, String> {
         match t {
             None => Ok(default),
@@ -226,13 +220,10 @@ pub async fn export(
         (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "from must come before to"),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let dir = d.recordings.join(&session).join(&node).join(&camera);
-    if !dir.is_dir() {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("session {session} has no camera {node}/{camera}"),
-        );
-    }
+    let dir = match camera_dir(&d, &session, &node, &camera) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
     let cache = Arc::clone(&d.segments);
     let find =
         tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
@@ -259,6 +250,25 @@ fn session_dir(d: &Dashboard, session: &str) -> Result<PathBuf, (StatusCode, Str
     let dir = d.recordings.join(session);
     if !dir.is_dir() {
         return Err((StatusCode::NOT_FOUND, format!("no session {session}")));
+    }
+    Ok(dir)
+}
+
+/// A camera's folder in a session, or why not (a bad name, none such).
+fn camera_dir(
+    d: &Dashboard,
+    session: &str,
+    node: &str,
+    camera: &str,
+) -> Result<PathBuf, (StatusCode, String)> {
+    if ![session, node, camera].iter().all(|n| plain(n)) {
+        let why = "not a session, node or camera name";
+        return Err((StatusCode::BAD_REQUEST, why.into()));
+    }
+    let dir = d.recordings.join(session).join(node).join(camera);
+    if !dir.is_dir() {
+        let why = format!("session {session} has no camera {node}/{camera}");
+        return Err((StatusCode::NOT_FOUND, why));
     }
     Ok(dir)
 }
@@ -335,12 +345,6 @@ pub async fn frame(
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
     Query(q): Query<At>,
 ) -> Response {
-    if ![&session, &node, &camera].iter().all(|n| plain(n)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "not a session, node or camera name",
-        );
-    }
     let Some(text) = q.at else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -356,13 +360,10 @@ pub async fn frame(
             )
         }
     };
-    let dir = d.recordings.join(&session).join(&node).join(&camera);
-    if !dir.is_dir() {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("session {session} has no camera {node}/{camera}"),
-        );
-    }
+    let dir = match camera_dir(&d, &session, &node, &camera) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
     let cache = Arc::clone(&d.segments);
     let at_us = at.timestamp_micros();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, SampleRef)>> {

@@ -13,20 +13,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, Context, Result};
-use base64::Engine;
+use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use shared::backoff::Backoff;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+mod client;
+
+use self::client::Client;
 use super::conn::describe_sdp;
 use super::rtp::RtpStream;
 use super::send;
 use super::session::REPORT_EVERY;
 use super::RtspCamera;
-use crate::auth::{digest_fields, md5_hex};
 use crate::source::url::{check_text, redact};
 use crate::status::Status;
 use fanout::socket::UnsentCap;
@@ -384,207 +385,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The request side of a push connection.
-struct Client<'a, R> {
-    read: BufReader<R>,
-    cseq: u32,
-    url: &'a PushUrl,
-    /// The Authorization scheme the server asked for, once it did.
-    auth: Option<Challenge>,
-}
-
-#[derive(Debug, Clone)]
-enum Challenge {
-    Basic,
-    Digest { realm: String, nonce: String },
-}
-
-struct Reply {
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl<R: AsyncRead + Unpin> Client<'_, R> {
-    /// Sends a request and reads its reply; a 401 is answered once with
-    /// the credentials of the URL.
-    async fn call(
-        &mut self,
-        write: &mut tokio::net::tcp::OwnedWriteHalf,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Reply> {
-        for attempt in 0..2 {
-            self.cseq += 1;
-            let mut request = format!(
-                "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: camfleet\r\n",
-                self.cseq
-            );
-            for (k, v) in headers {
-                request.push_str(&format!("{k}: {v}\r\n"));
-            }
-            if let Some(auth) = self.authorization(method, url) {
-                request.push_str(&format!("Authorization: {auth}\r\n"));
-            }
-            if !body.is_empty() {
-                request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            }
-            request.push_str("\r\n");
-            let mut bytes = request.into_bytes();
-            bytes.extend_from_slice(body);
-            tokio::time::timeout(REQUEST_LIMIT, write.write_all(&bytes))
-                .await
-                .map_err(|_| {
-                    anyhow!(
-                        "{method}: the server took no request for {} s",
-                        REQUEST_LIMIT.as_secs()
-                    )
-                })??;
-            let reply = tokio::time::timeout(REQUEST_LIMIT, self.reply())
-                .await
-                .map_err(|_| {
-                    anyhow!("{method}: no reply within {} s", REQUEST_LIMIT.as_secs())
-                })??;
-            match reply.status {
-                200..=299 => return Ok(reply),
-                401 if attempt == 0 && self.url.credentials.is_some() => {
-                    self.auth = Some(challenge(&reply).context("401 without a challenge we know")?);
-                }
-                401 if self.url.credentials.is_none() => {
-                    bail!("{method}: the server wants a user name and password (401): put them in the push URL")
-                }
-                401 => bail!("{method}: the server refused the user name or password (401)"),
-                status => bail!("{method}: the server answered {status} {}", reply.reason),
-            }
-        }
-        unreachable!("the second attempt returns")
-    }
-
-    fn authorization(&self, method: &str, uri: &str) -> Option<String> {
-        let (user, pass) = self.url.credentials.as_ref()?;
-        match self.auth.as_ref()? {
-            Challenge::Basic => {
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-                Some(format!("Basic {token}"))
-            }
-            Challenge::Digest { realm, nonce } => {
-                let ha1 = md5_hex(&format!("{user}:{realm}:{pass}"));
-                let ha2 = md5_hex(&format!("{method}:{uri}"));
-                let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-                Some(format!(
-                    "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
-                ))
-            }
-        }
-    }
-
-    /// Reads one reply, skipping interleaved data that comes before it.
-    async fn reply(&mut self) -> Result<Reply> {
-        loop {
-            let first = self
-                .read
-                .read_u8()
-                .await
-                .context("the server closed the connection")?;
-            if first == b'$' {
-                let mut head = [0u8; 3];
-                self.read.read_exact(&mut head).await?;
-                let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-                let mut skip = vec![0u8; len];
-                self.read.read_exact(&mut skip).await?;
-                continue;
-            }
-            let mut head = vec![first];
-            while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-                if head.len() > MAX_HEAD {
-                    bail!("the server's reply head is over {MAX_HEAD} bytes");
-                }
-                head.push(
-                    self.read
-                        .read_u8()
-                        .await
-                        .context("the server closed the connection")?,
-                );
-            }
-            let text = String::from_utf8_lossy(&head);
-            let mut lines = text.lines();
-            let status_line = lines.next().unwrap_or("");
-            let mut parts = status_line.splitn(3, ' ');
-            if !parts.next().unwrap_or("").starts_with("RTSP/") {
-                bail!("not an RTSP reply: {:.60}", status_line);
-            }
-            let status = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .with_context(|| format!("no status in {status_line:.60}"))?;
-            let reason = parts.next().unwrap_or("").to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            let reply = Reply {
-                status,
-                reason,
-                headers,
-            };
-            let len: usize = reply
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if len > MAX_HEAD {
-                bail!("the server's reply body is over {MAX_HEAD} bytes");
-            }
-            let mut body = vec![0u8; len];
-            self.read.read_exact(&mut body).await?;
-            return Ok(reply);
-        }
-    }
-}
-
-/// The scheme a 401 asks for: Digest when offered, else Basic.
-fn challenge(reply: &Reply) -> Option<Challenge> {
-    let offered: Vec<&str> = reply
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    for value in &offered {
-        if let Some(params) = value
-            .strip_prefix("Digest ")
-            .or_else(|| value.strip_prefix("digest "))
-        {
-            let fields = digest_fields(params);
-            let get = |key: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v.clone())
-            };
-            return Some(Challenge::Digest {
-                realm: get("realm")?,
-                nonce: get("nonce")?,
-            });
-        }
-    }
-    offered
-        .iter()
-        .any(|v| v.to_ascii_lowercase().starts_with("basic"))
-        .then_some(Challenge::Basic)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,38 +402,5 @@ mod tests {
         assert!(PushUrl::parse("rtsp://server").is_err());
         assert!(PushUrl::parse("rtsp://server:x/cam").is_err());
         assert!(PushUrl::parse("rtsp://:8554/cam").is_err());
-    }
-
-    #[test]
-    fn digest_is_preferred_and_answered_as_rfc_2617_says() {
-        let reply = Reply {
-            status: 401,
-            reason: "Unauthorized".into(),
-            headers: vec![
-                ("WWW-Authenticate".into(), "Basic realm=\"x\"".into()),
-                (
-                    "WWW-Authenticate".into(),
-                    "Digest realm=\"testrealm@host.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\"".into(),
-                ),
-            ],
-        };
-        let Some(Challenge::Digest { realm, nonce }) = challenge(&reply) else {
-            panic!("digest expected");
-        };
-        assert_eq!(realm, "testrealm@host.com");
-        let url = PushUrl::parse("rtsp://Mufasa:Circle%20Of%20Life@h/dir").unwrap();
-        let client: Client<'_, &[u8]> = Client {
-            read: BufReader::new(&[][..]),
-            cseq: 0,
-            url: &url,
-            auth: Some(Challenge::Digest { realm, nonce }),
-        };
-        let auth = client.authorization("GET", "/dir/index.html").unwrap();
-        assert!(auth.starts_with("Digest username=\"Mufasa\""), "{auth}");
-        // RFC 2617 3.5's example (without qop): the password decoded.
-        let ha1 = md5_hex("Mufasa:testrealm@host.com:Circle Of Life");
-        let ha2 = md5_hex("GET:/dir/index.html");
-        let want = md5_hex(&format!("{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:{ha2}"));
-        assert!(auth.contains(&format!("response=\"{want}\"")), "{auth}");
     }
 }
