@@ -72,6 +72,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             recordings: config.recordings.clone(),
             node_token: config.node_api_token.clone(),
             segments: Arc::default(),
+            exports: Arc::default(),
             closing: dashboard_stop.clone(),
         };
         match tokio::net::TcpListener::bind(addr).await {

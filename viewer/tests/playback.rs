@@ -91,6 +91,61 @@ fn frame_at(dashboard: &str, camera_path: &str, at_us: i64) -> (u16, Vec<u8>, Op
     (status, out.stdout, time)
 }
 
+/// The frame number burned into a test-pattern JPEG at 320x240.
+fn frame_number(jpeg: &[u8]) -> u64 {
+    let luma = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+        .unwrap_or_else(|e| panic!("not a JPEG: {e}"))
+        .to_luma8();
+    assert_eq!(luma.dimensions(), (320, 240));
+    camera_node::source::pattern::read_frame_number(&luma, 320, 240)
+        .expect("a test-pattern frame number in the picture")
+}
+
+/// The frame number of the frame ffmpeg decodes first from `segment` when
+/// seeking to `at_us` (from the segment's first sample).
+fn frame_number_by_ffmpeg(segment: &Path, at_us: i64) -> u64 {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-ss"])
+        .arg(format!("{:.6}", at_us.max(0) as f64 / 1e6))
+        .arg("-i")
+        .arg(segment)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success() && out.stdout.len() == 320 * 240,
+        "ffmpeg -ss {at_us} µs in {}: {}",
+        segment.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    camera_node::source::pattern::read_frame_number(&out.stdout, 320, 240)
+        .expect("a test-pattern frame number in ffmpeg's frame")
+}
+
+/// ffprobe's frame count of an H.264 MP4 at 320x240 (and that it is one).
+fn h264_frames(path: &Path) -> usize {
+    let info = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(
+        info.contains("codec_name=h264") && info.contains("width=320"),
+        "{}: {info}",
+        path.display()
+    );
+    info.lines()
+        .find_map(|l| l.strip_prefix("nb_read_frames="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The sample of `samples` (in time order) whose interval holds `at_us`:
 /// the last to begin at or before it, with a next one after it.
 fn expected(samples: &[Probed], at_us: i64) -> &Probed {
@@ -166,6 +221,7 @@ fn frames_at_instants_are_the_recorded_samples_across_a_segment_boundary_and_in_
     let boundary = first_of_b[0].at_us;
     samples.extend(first_of_b);
     let before = boundary - 1_000;
+    let mut numbers = Vec::new();
     for (what, at_us) in [
         ("just before the boundary", before),
         ("at the boundary", boundary),
@@ -185,9 +241,23 @@ fn frames_at_instants_are_the_recorded_samples_across_a_segment_boundary_and_in_
             Some(rfc3339(want.at_us).as_str()),
             "{what}"
         );
-        image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg)
-            .unwrap_or_else(|e| panic!("{what}: not a JPEG: {e}"));
+        // The frame number the test pattern burned in: the same in the
+        // served JPEG as in the frame ffmpeg decodes when asked for that
+        // sample's time in its segment (`-ss`, a tenth of a millisecond
+        // early: ffmpeg starts at the first frame at or after it).
+        let served = frame_number(&body);
+        // ffmpeg's -ss counts from the file's first timestamp.
+        let segment = if want.at_us < boundary { a } else { b };
+        let start = probe(segment)[0].at_us;
+        let by_ffmpeg = frame_number_by_ffmpeg(segment, want.at_us - start - 100);
+        assert_eq!(served, by_ffmpeg, "{what}: frame numbers");
+        numbers.push(served);
     }
+    assert_eq!(
+        numbers[0] + 1,
+        numbers[1],
+        "the frames either side of the boundary follow each other (none lost, none twice)"
+    );
     let last_sample_of_a = &probe(a)[probe(a).len() - 1];
     assert_eq!(
         expected(&samples, before).md5,
@@ -298,29 +368,10 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
     // The H.264 copy, for players without MJPEG: every frame, re-encoded.
     assert!(stderr.contains("H.264 100%"), "{stderr}");
     let h264 = out.path(&format!("{session}_pi-play_cam0.h264.mp4"));
-    let info = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-        ])
-        .args(["-of", "default=noprint_wrappers=1"])
-        .arg(&h264)
-        .output()
-        .unwrap();
-    let info = String::from_utf8_lossy(&info.stdout).into_owned();
-    assert!(
-        info.contains("codec_name=h264") && info.contains("width=320"),
-        "{info}"
-    );
-    let frames: usize = info
-        .lines()
-        .find_map(|l| l.strip_prefix("nb_read_frames="))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
+    let frames = h264_frames(&h264);
     assert!(
         frames >= want.len() * 9 / 10,
-        "{frames} of {} frames: {info}",
+        "{frames} of {} frames",
         want.len()
     );
     let got = probe_relative(&file);
@@ -359,6 +410,57 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
     assert!(fetched.success(), "GET {url}");
     let via_http = probe_relative(&downloaded);
     assert_eq!(via_http, got, "the download is the command's export");
+
+    // The dashboard's H.264: a job whose progress is polled, then its file.
+    let range = format!("from={}&to={}", rfc3339(from), rfc3339(to));
+    let api = format!("http://{dashboard}/api");
+    let started = curl(&[
+        "-X",
+        "POST",
+        &format!("{api}/sessions/{camera_path}/export.h264?{range}"),
+    ]);
+    assert_eq!(started.status, 202, "{}", started.text());
+    let job = started.json()["job"].as_u64().expect("a job id");
+    let mut seen = Vec::new();
+    let done = wait_for("the H.264 job to finish", SECS(60), || {
+        let progress = curl(&[&format!("{api}/exports/{job}")]).json();
+        seen.push(progress["percent"].as_u64().unwrap());
+        match progress["state"].as_str().unwrap() {
+            "running" => None,
+            state => Some((state.to_owned(), progress)),
+        }
+    });
+    assert_eq!(done.0, "done", "{}", done.1);
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]) && seen.last() == Some(&100),
+        "progress only grows, to 100: {seen:?}"
+    );
+    let encoded = out.path("dashboard.h264.mp4");
+    let fetched = Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "30", "-o"])
+        .arg(&encoded)
+        .arg(format!("{api}/exports/{job}/file"))
+        .status()
+        .unwrap();
+    assert!(fetched.success(), "GET the H.264 file");
+    assert_eq!(
+        std::fs::metadata(&encoded).unwrap().len(),
+        done.1["bytes"].as_u64().unwrap()
+    );
+    assert_eq!(h264_frames(&encoded), frames, "the command's frame count");
+    for (what, url, want_status) in [
+        ("an unknown job", format!("{api}/exports/999999"), 404),
+        ("its file", format!("{api}/exports/999999/file"), 404),
+    ] {
+        assert_eq!(curl(&[&url]).status, want_status, "{what}");
+    }
+    let backwards = format!("from={}&to={}", rfc3339(to), rfc3339(from));
+    let refused = curl(&[
+        "-X",
+        "POST",
+        &format!("{api}/sessions/{camera_path}/export.h264?{backwards}"),
+    ]);
+    assert_eq!(refused.status, 400, "a backwards range");
     // The whole session as one zip: every segment and sensors.csv, the
     // same bytes as on disk.
     let zip = out.path("session.zip");
@@ -606,7 +708,7 @@ fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
         now[1..].iter().all(|s| *s > 0.0).then_some(now)
     });
     browser.click("#step");
-    wait_for("the next frame", SECS(5), || {
+    wait_for("the next frame", SECS(10), || {
         let now = shown();
         let stepped = now[0] > before[0] && now[0] - before[0] < 200_000.0;
         let moved = now[1..].iter().zip(&before[1..]).any(|(n, b)| n > b);

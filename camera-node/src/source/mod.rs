@@ -4,7 +4,7 @@
 //! close it. Restarting is the supervisor's business ([`crate::camera`]).
 
 mod file;
-pub(crate) mod pattern;
+pub mod pattern;
 mod process;
 pub mod url;
 

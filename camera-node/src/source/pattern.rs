@@ -29,10 +29,71 @@ pub struct TestPattern {
     next: usize,
     /// Frames made since this source started.
     count: u64,
-    /// Pixel size of one font dot, and the band's height in MCU rows.
-    scale: usize,
-    band_rows: usize,
     ticks: Interval,
+}
+
+/// Where the label goes in a picture of a given size: a band of whole MCU
+/// rows on top, the text centred in it.
+struct Band {
+    /// Pixel size of one font dot.
+    scale: usize,
+    rows: usize,
+    height: usize,
+    /// The text's first pixel row.
+    top: usize,
+}
+
+impl Band {
+    fn of(height: u32) -> Band {
+        let scale = (height / 160).max(1) as usize;
+        let rows = (9 * scale)
+            .div_ceil(MCU as usize)
+            .min(height.div_ceil(MCU) as usize);
+        let band_h = (rows * MCU as usize).min(height as usize);
+        Band {
+            scale,
+            rows,
+            height: band_h,
+            top: band_h.saturating_sub(7 * scale) / 2,
+        }
+    }
+}
+
+/// The frame number burned into a test-pattern picture, read back from its
+/// luma plane (`width` x `height`, one byte a pixel): each dot of the six
+/// digits is sampled at its centre and each digit taken as the glyph
+/// nearest to it. `None` when a digit is no glyph (not a test pattern).
+/// For tests that check which frame a recording or a player shows.
+pub fn read_frame_number(luma: &[u8], width: u32, height: u32) -> Option<u64> {
+    let band = Band::of(height);
+    let (w, s) = (width as usize, band.scale);
+    if luma.len() < w * height as usize {
+        return None;
+    }
+    let mut number = 0;
+    for k in 0..6 {
+        let mut seen = [0u8; 7];
+        for (row, bits) in seen.iter_mut().enumerate() {
+            for col in 0..5 {
+                let x = s + (k * 6 + col) * s + s / 2;
+                let y = band.top + row * s + s / 2;
+                if x >= w || luma[y * w + x] < 128 {
+                    continue;
+                }
+                *bits |= 0x10 >> col;
+            }
+        }
+        let distance =
+            |g: &[u8; 7]| -> u32 { g.iter().zip(&seen).map(|(a, b)| (a ^ b).count_ones()).sum() };
+        let (digit, best) = (0..10u64)
+            .map(|d| (d, distance(&FONT[d as usize])))
+            .min_by_key(|&(_, d)| d)?;
+        if best > 3 {
+            return None;
+        }
+        number = number * 10 + digit;
+    }
+    Some(number)
 }
 
 impl TestPattern {
@@ -52,16 +113,11 @@ impl TestPattern {
         );
         let mut ticks = interval(Duration::from_secs_f64(1.0 / f64::from(s.fps.max(1))));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let scale = (s.height / 160).max(1) as usize;
-        let mcu_rows = s.height.div_ceil(MCU) as usize;
-        let band_rows = (9 * scale).div_ceil(MCU as usize).min(mcu_rows);
         Ok(TestPattern {
             settings: s,
             frames,
             next: 0,
             count: 0,
-            scale,
-            band_rows,
             ticks,
         })
     }
@@ -82,22 +138,26 @@ impl TestPattern {
     /// The current base frame with `label` in the band on top.
     fn compose(&self, label: &str) -> Result<Bytes> {
         let s = &self.settings;
-        let band_h = (self.band_rows as u32 * MCU).min(s.height);
-        let mut rgb = vec![0u8; s.width as usize * band_h as usize * 3];
-        let top = (band_h as usize).saturating_sub(7 * self.scale) / 2;
-        draw_text(&mut rgb, s.width as usize, self.scale, top, label);
-        let band = segment(Bytes::from(encode(&rgb, s.width, band_h, s.quality)?))?;
+        let band = Band::of(s.height);
+        let mut rgb = vec![0u8; s.width as usize * band.height * 3];
+        draw_text(&mut rgb, s.width as usize, band.scale, band.top, label);
+        let encoded = segment(Bytes::from(encode(
+            &rgb,
+            s.width,
+            band.height as u32,
+            s.quality,
+        )?))?;
         let base = &self.frames[self.next];
         ensure!(
-            band.segments.len() == self.band_rows,
+            encoded.segments.len() == band.rows,
             "band has {} segments",
-            band.segments.len()
+            encoded.segments.len()
         );
-        let mut out = BytesMut::with_capacity(base.len() + band.len());
+        let mut out = BytesMut::with_capacity(base.len() + encoded.len());
         out.extend_from_slice(&base.header);
         let last = base.segments.len() - 1;
         for (j, segment) in base.segments.iter().enumerate() {
-            out.extend_from_slice(band.segments.get(j).unwrap_or(segment));
+            out.extend_from_slice(encoded.segments.get(j).unwrap_or(segment));
             // RSTm counts modulo 8 (T.81 B.2.1); the last interval ends the image.
             out.extend_from_slice(&if j < last {
                 [0xFF, 0xD0 + (j % 8) as u8]
@@ -283,16 +343,12 @@ mod tests {
             fps: 5,
             quality: 80,
         };
-        let scale = (height / 160).max(1) as usize;
-        let band_rows = (9 * scale).div_ceil(16).min(height.div_ceil(16) as usize);
         let ticks = interval(Duration::from_secs(1));
         TestPattern {
             settings: s,
             frames: render_loop(s).unwrap(),
             next: 0,
             count: 0,
-            scale,
-            band_rows,
             ticks,
         }
     }
@@ -310,7 +366,7 @@ mod tests {
             let a = decode(&p.compose("000001 10:00:00.000").unwrap());
             let b = decode(&p.compose("000002 10:00:00.033").unwrap());
             assert_eq!((a.width(), a.height()), (w, h));
-            let band_h = p.band_rows as u32 * 16;
+            let band_h = Band::of(h).height as u32;
             let differs = |y0: u32, y1: u32| {
                 (y0..y1).any(|y| (0..w).any(|x| a.get_pixel(x, y) != b.get_pixel(x, y)))
             };
@@ -320,6 +376,21 @@ mod tests {
                 "{w}x{h}: below the band the frames are the same base"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_frame_number_reads_back_from_the_decoded_picture() {
+        for (w, h) in [(320, 240), (160, 120), (1920, 1080), (640, 360)] {
+            let p = pattern(w, h);
+            for n in [0u64, 7, 123_456, 999_999, 40_218] {
+                let jpeg = p.compose(&format!("{n:06} 10:17:42.250")).unwrap();
+                let luma = image::load_from_memory(&jpeg).unwrap().to_luma8();
+                assert_eq!(read_frame_number(&luma, w, h), Some(n), "{w}x{h} {n}");
+            }
+        }
+        let black = vec![0u8; 320 * 240];
+        assert_eq!(read_frame_number(&black, 320, 240), None);
+        assert_eq!(read_frame_number(&black[..10], 320, 240), None);
     }
 
     #[tokio::test]

@@ -109,6 +109,8 @@ pub struct Dashboard {
     pub node_token: Option<String>,
     /// Indexes of recorded segments, for frames at an instant.
     pub segments: Arc<crate::playback::SegmentCache>,
+    /// H.264 exports being made or waiting to be downloaded.
+    pub exports: Arc<crate::playback::h264::Jobs>,
     pub closing: CancellationToken,
 }
 
@@ -142,6 +144,12 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             "/api/sessions/{session}/{node}/{camera}/export.mp4",
             get(crate::playback::export),
         )
+        .route(
+            "/api/sessions/{session}/{node}/{camera}/export.h264",
+            post(crate::playback::h264::start),
+        )
+        .route("/api/exports/{id}", get(crate::playback::h264::progress))
+        .route("/api/exports/{id}/file", get(crate::playback::h264::file))
         .route(
             "/api/sessions/{session}/timeline",
             get(crate::playback::timeline),

@@ -252,19 +252,27 @@ pub fn run(recordings: &Path, request: &ExportRequest) -> Result<Vec<PathBuf>> {
             path.display()
         );
         if request.h264 {
-            let duration_us = (done.last_us - done.first_us).max(1);
-            written.push(to_h264(&path, &label, duration_us)?);
+            let out = path.with_extension("h264.mp4");
+            to_h264(&path, &out, done.last_us - done.first_us, |pct| {
+                eprint!("\r{label}: H.264 {pct}%")
+            })?;
+            eprintln!("\r{label}: H.264 100% -> {}", out.display());
+            written.push(out);
         }
         written.push(path);
     }
     Ok(written)
 }
 
-/// Re-encodes `mp4` as H.264 beside it (`.h264.mp4`) with ffmpeg, a
-/// progress line from ffmpeg's `-progress` reports.
-fn to_h264(mp4: &Path, label: &str, duration_us: i64) -> Result<PathBuf> {
+/// Re-encodes `mp4` as H.264 into `out` with ffmpeg, telling `progress`
+/// the percentage done (from ffmpeg's `-progress` reports) as it goes.
+pub fn to_h264(
+    mp4: &Path,
+    out: &Path,
+    duration_us: i64,
+    mut progress: impl FnMut(u8),
+) -> Result<()> {
     use std::io::BufRead;
-    let out = mp4.with_extension("h264.mp4");
     let mut child = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
         .arg(mp4)
@@ -272,10 +280,11 @@ fn to_h264(mp4: &Path, label: &str, duration_us: i64) -> Result<PathBuf> {
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
         ])
         .args(["-movflags", "+faststart", "-progress", "pipe:1", "-nostats"])
-        .arg(&out)
+        .arg(out)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .context("cannot run ffmpeg for --h264 (sudo apt-get install ffmpeg)")?;
+        .context("cannot run ffmpeg for H.264 (sudo apt-get install ffmpeg)")?;
     let stdout = child.stdout.take().context("ffmpeg's progress")?;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line?;
@@ -283,14 +292,18 @@ fn to_h264(mp4: &Path, label: &str, duration_us: i64) -> Result<PathBuf> {
             .strip_prefix("out_time_us=")
             .and_then(|v| v.parse::<i64>().ok())
         {
-            let pct = (at.max(0) * 100 / duration_us).min(100);
-            eprint!("\r{label}: H.264 {pct}%");
+            progress((at.max(0) * 100 / duration_us.max(1)).min(99) as u8);
         }
     }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("ffmpeg could not make {} ({status})", out.display());
+    let done = child.wait_with_output()?;
+    if !done.status.success() {
+        bail!(
+            "ffmpeg could not make {} ({}): {}",
+            out.display(),
+            done.status,
+            String::from_utf8_lossy(&done.stderr).trim()
+        );
     }
-    eprintln!("\r{label}: H.264 100% -> {}", out.display());
-    Ok(out)
+    progress(100);
+    Ok(())
 }

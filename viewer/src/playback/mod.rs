@@ -12,6 +12,7 @@
 //! session can be watched while it records.
 
 pub mod export;
+pub mod h264;
 pub mod index;
 pub mod zip;
 
@@ -89,6 +90,24 @@ pub struct At {
 pub struct Span {
     from: Option<String>,
     to: Option<String>,
+}
+
+impl Span {
+    /// The range in µs (open ends: the whole session), or why not.
+    fn range(&self) -> Result<(i64, i64), String> {
+        let parse = |t: &Option<String>, default: i64| -> Result<i64, String> {
+            match t {
+                None => Ok(default),
+                Some(t) => DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.timestamp_micros())
+                    .map_err(|e| format!("{t:?}: {e} (RFC 3339)")),
+            }
+        };
+        match (parse(&self.from, i64::MIN)?, parse(&self.to, i64::MAX)?) {
+            (from, to) if from < to => Ok((from, to)),
+            _ => Err("from must come before to".into()),
+        }
+    }
 }
 
 /// Bytes of an export kept in flight between the writer and the client.
@@ -207,18 +226,9 @@ pub async fn export(
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
     Query(span): Query<Span>,
 ) -> Response {
-    let parse = |t: &Option<String>, default: i64| -> Result<i64, String> {
-        match t {
-            None => Ok(default),
-            Some(t) => DateTime::parse_from_rfc3339(t)
-                .map(|d| d.timestamp_micros())
-                .map_err(|e| format!("{t:?}: {e} (RFC 3339)")),
-        }
-    };
-    let (from, to) = match (parse(&span.from, i64::MIN), parse(&span.to, i64::MAX)) {
-        (Ok(f), Ok(t)) if f < t => (f, t),
-        (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "from must come before to"),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let (from, to) = match span.range() {
+        Ok(range) => range,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let dir = match camera_dir(&d, &session, &node, &camera) {
         Ok(dir) => dir,

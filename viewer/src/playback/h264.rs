@@ -1,0 +1,223 @@
+//! H.264 exports from the dashboard: a range of one camera re-encoded by
+//! ffmpeg for players without MJPEG. Encoding takes a while, so it is a
+//! job: `POST .../export.h264` starts it, `GET /api/exports/<id>` tells how
+//! far it is, `GET /api/exports/<id>/file` downloads the result. The files
+//! live in a folder of the system's temporary directory, one per viewer,
+//! and go when their job is evicted or the viewer stops.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::{busy, camera_dir, export, export_slot, Span};
+use crate::dashboard::{error, Dashboard};
+
+/// Finished jobs kept for download; the oldest goes (file and all) when
+/// one more starts.
+pub const KEPT_H264_JOBS: usize = 8;
+
+/// The dashboard's H.264 jobs.
+pub struct Jobs {
+    dir: PathBuf,
+    next: AtomicU64,
+    jobs: Mutex<BTreeMap<u64, Arc<Job>>>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            dir: std::env::temp_dir().join(format!("camfleet-exports-{}", std::process::id())),
+            next: AtomicU64::new(1),
+            jobs: Mutex::default(),
+        }
+    }
+}
+
+impl Drop for Jobs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Job {
+    /// The download's name.
+    name: String,
+    file: PathBuf,
+    percent: AtomicU8,
+    outcome: Mutex<Option<Result<u64, String>>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Progress {
+    job: u64,
+    /// running, done or failed.
+    state: &'static str,
+    percent: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Jobs {
+    fn get(&self, id: u64) -> Option<Arc<Job>> {
+        self.jobs.lock().unwrap().get(&id).cloned()
+    }
+
+    /// A new job's id and record; the oldest finished job makes room.
+    fn add(&self, name: String) -> std::io::Result<(u64, Arc<Job>)> {
+        std::fs::create_dir_all(&self.dir)?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let job = Arc::new(Job {
+            name,
+            file: self.dir.join(format!("{id}.mp4")),
+            percent: AtomicU8::new(0),
+            outcome: Mutex::new(None),
+        });
+        let mut jobs = self.jobs.lock().unwrap();
+        while jobs.len() >= KEPT_H264_JOBS {
+            let finished = jobs
+                .iter()
+                .find(|(_, j)| j.outcome.lock().unwrap().is_some())
+                .map(|(id, _)| *id);
+            let Some(old) = finished else { break };
+            if let Some(gone) = jobs.remove(&old) {
+                let _ = std::fs::remove_file(&gone.file);
+            }
+        }
+        jobs.insert(id, Arc::clone(&job));
+        Ok((id, job))
+    }
+}
+
+impl Job {
+    fn progress(&self, id: u64) -> Progress {
+        let outcome = self.outcome.lock().unwrap().clone();
+        let (state, bytes, error) = match outcome {
+            None => ("running", None, None),
+            Some(Ok(bytes)) => ("done", Some(bytes), None),
+            Some(Err(e)) => ("failed", None, Some(e)),
+        };
+        Progress {
+            job: id,
+            state,
+            percent: self.percent.load(Ordering::Relaxed),
+            download: bytes.map(|_| format!("/api/exports/{id}/file")),
+            bytes,
+            error,
+        }
+    }
+}
+
+/// `POST /api/sessions/<session>/<node>/<camera>/export.h264?from=&to=`:
+/// starts re-encoding the range; 202 with the job's progress.
+pub async fn start(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
+    Query(span): Query<Span>,
+) -> Response {
+    let (from, to) = match span.range() {
+        Ok(range) => range,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let dir = match camera_dir(&d, &session, &node, &camera) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
+    let cache = Arc::clone(&d.segments);
+    let find =
+        tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
+    let samples = match find {
+        Ok(Ok(s)) if !s.is_empty() => s,
+        Ok(Ok(_)) => return error(StatusCode::NOT_FOUND, "no frame in the range"),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(permit) = export_slot() else {
+        return busy();
+    };
+    let name = format!("{session}_{node}_{camera}.h264.mp4");
+    let (id, job) = match d.exports.add(name) {
+        Ok(added) => added,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("no room for the export: {e}"),
+            )
+        }
+    };
+    let label = format!("{session}/{node}/{camera}");
+    tracing::info!("export {label}: H.264 job {id} started");
+    let worker = Arc::clone(&job);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let copied = worker.file.with_extension("mjpeg.mp4");
+        let made = (|| -> anyhow::Result<u64> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&copied)?);
+            // Copying the JPEGs is the first tenth of the work.
+            let done = export::write_mp4(&samples, &mut out, |n, total| {
+                let pct = (n * 10 / total.max(1)) as u8;
+                worker.percent.store(pct, Ordering::Relaxed);
+            })?;
+            std::io::Write::flush(&mut out)?;
+            drop(out);
+            let duration = done.last_us - done.first_us;
+            export::to_h264(&copied, &worker.file, duration, |pct| {
+                let pct = 10 + u16::from(pct) * 90 / 100;
+                worker.percent.store(pct as u8, Ordering::Relaxed);
+            })?;
+            Ok(std::fs::metadata(&worker.file)?.len())
+        })();
+        let _ = std::fs::remove_file(&copied);
+        match &made {
+            Ok(bytes) => tracing::info!("export {label}: H.264 job {id} done, {bytes} bytes"),
+            Err(e) => tracing::warn!("export {label}: H.264 job {id} failed: {e:#}"),
+        }
+        *worker.outcome.lock().unwrap() = Some(made.map_err(|e| format!("{e:#}")));
+    });
+    (StatusCode::ACCEPTED, Json(job.progress(id))).into_response()
+}
+
+/// `GET /api/exports/<id>`: how far the job is.
+pub async fn progress(State(d): State<Arc<Dashboard>>, UrlPath(id): UrlPath<u64>) -> Response {
+    match d.exports.get(id) {
+        Some(job) => Json(job.progress(id)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such export"),
+    }
+}
+
+/// `GET /api/exports/<id>/file`: the finished H.264 MP4.
+pub async fn file(State(d): State<Arc<Dashboard>>, UrlPath(id): UrlPath<u64>) -> Response {
+    let Some(job) = d.exports.get(id) else {
+        return error(StatusCode::NOT_FOUND, "no such export");
+    };
+    if !matches!(*job.outcome.lock().unwrap(), Some(Ok(_))) {
+        return error(StatusCode::CONFLICT, "the export is not ready");
+    }
+    let file = match tokio::fs::File::open(&job.file).await {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::GONE, format!("the export is gone: {e}")),
+    };
+    let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    (
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", job.name),
+            ),
+        ],
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response()
+}
