@@ -263,7 +263,17 @@ pub fn explain(e: &ConnectionError) -> String {
             other => format!("the broker refused the connection: {other:?}"),
         },
         ConnectionError::Io(io) => format!("{io}"),
-        other => other.to_string(),
+        other => {
+            let text = other.to_string();
+            if text.contains("invalid peer certificate") {
+                format!(
+                    "{text} (the broker's certificate is not signed by the CA in ca_file/--ca-file, \
+                     or is not for this host name)"
+                )
+            } else {
+                text
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::config::ViewerConfig;
+use crate::security::passwd;
 
 /// Where `--embedded-broker` listens when given no address.
 pub const DEFAULT_ADDR: &str = "0.0.0.0:1883";
@@ -21,17 +22,70 @@ pub fn serve_for(config: &mut ViewerConfig, broker_given: bool) -> Result<()> {
     if broker_given {
         tracing::warn!("--broker is ignored: the viewer runs its own broker (--embedded-broker)");
     }
-    let local = start(addr)?;
-    config.mqtt.broker = format!("mqtt://{local}")
+    let users = match &config.broker_users {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--broker-users {}", file.display()))?;
+            let users = crate::security::passwd::parse_file(&text)
+                .map_err(|e| anyhow::anyhow!("--broker-users {}: {e}", file.display()))?;
+            if users.is_empty() {
+                bail!("--broker-users {}: no users in it", file.display());
+            }
+            Some(users)
+        }
+        None => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "the embedded broker on {addr} takes anyone who reaches it: a device on the network can pose \
+                     as a node, send command/rec and read every topic. Give it users with --broker-users FILE, \
+                     or listen on 127.0.0.1 (docs/security.md)"
+                );
+            }
+            None
+        }
+    };
+    // The viewer's own connection: a user only this process knows.
+    let own = ("camfleet-viewer".to_owned(), passwd::random_password(32));
+    let local = start(
+        addr,
+        users.map(|u| Users {
+            own: own.clone(),
+            users: u,
+        }),
+    )?;
+    let credentials = match config.broker_users {
+        Some(_) => format!("{}:{}@", own.0, own.1),
+        None => String::new(),
+    };
+    config.mqtt.broker = format!("mqtt://{credentials}{local}")
         .parse()
         .with_context(|| format!("embedded broker address {local}"))?;
     Ok(())
 }
 
+/// Who may connect to the embedded broker: the password file's users and
+/// the viewer itself.
+#[derive(Debug, Clone)]
+pub struct Users {
+    own: (String, String),
+    users: Vec<(String, String)>,
+}
+
+impl Users {
+    fn allows(&self, user: &str, password: &str) -> bool {
+        if user == self.own.0 {
+            return password == self.own.1;
+        }
+        self.users
+            .iter()
+            .any(|(name, hash)| name == user && passwd::verify(password, hash))
+    }
+}
+
 /// Starts the broker on `addr` (port 0: a free port) in its own threads,
 /// for the life of the process; returns the address it listens on once it
 /// accepts connections.
-pub fn start(addr: SocketAddr) -> Result<SocketAddr> {
+pub fn start(addr: SocketAddr, users: Option<Users>) -> Result<SocketAddr> {
     // rumqttd reports a failed bind only in its log: check the port here.
     let probe = TcpListener::bind(addr).with_context(|| {
         format!("embedded broker: cannot listen on {addr} (another broker running? try --embedded-broker 0.0.0.0:1884)")
@@ -58,7 +112,28 @@ max_inflight_count = 100
 dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config = toml::from_str(&config).context("embedded broker settings")?;
+    let mut config: rumqttd::Config =
+        toml::from_str(&config).context("embedded broker settings")?;
+    if let Some(users) = users {
+        let count = users.users.len();
+        for server in config.v4.iter_mut().flat_map(|v4| v4.values_mut()) {
+            let users = users.clone();
+            server
+                .connections
+                .set_auth_handler(move |client: String, user: String, password: String| {
+                    let allowed = users.allows(&user, &password);
+                    if !allowed {
+                        tracing::warn!(
+                            "embedded broker: refused client {client:?}: unknown user {user:?} or wrong password"
+                        );
+                    }
+                    std::future::ready(allowed)
+                });
+        }
+        tracing::info!(
+            "embedded broker: {count} users, each with a password; no ACL (docs/security.md)"
+        );
+    }
     let mut broker = rumqttd::Broker::new(config);
     std::thread::Builder::new()
         .name("mqtt-broker".into())

@@ -105,6 +105,16 @@ pub struct Cli {
         default_missing_value = crate::broker::DEFAULT_ADDR
     )]
     pub embedded_broker: Option<SocketAddr>,
+    /// Users of the embedded broker: a password file in mosquitto's format
+    /// (`viewer broker-config` or mosquitto_passwd); without it the
+    /// embedded broker takes anyone
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_BROKER_USERS",
+        value_name = "FILE"
+    )]
+    pub broker_users: Option<PathBuf>,
     /// Delete segments older than D days (dated by their names)
     #[arg(long, global = true, env = "CAMFLEET_KEEP_DAYS", value_name = "D")]
     pub keep_days: Option<u32>,
@@ -166,6 +176,59 @@ pub enum Command {
         #[arg(long)]
         h264: bool,
     },
+    /// Writes a locked-down mosquitto set-up for the fleet: a TLS listener
+    /// (a CA and server certificate made here, or yours), one user per node,
+    /// viewer, operator and sensor with a random password (printed once,
+    /// stored hashed) and an ACL letting each write only its own topics;
+    /// prints each client's settings. See docs/security.md
+    #[command(
+        after_help = "Example:\n  viewer broker-config --nodes pi-door,pi-yard --viewers ws \\\n    \
+        --operators alice,ws --host broker.lan --host 192.168.1.10 --out ./broker\n  \
+        sudo cp -r ./broker /etc/mosquitto/camfleet   # with --conf-dir /etc/mosquitto/camfleet"
+    )]
+    BrokerConfig {
+        /// Node ids (each a user that may write camfleet/node/<id>/#, sensor/<id>/#, response/getIP)
+        #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+        nodes: Vec<String>,
+        /// Viewer ids (each a user that may write camfleet/viewer/<id>/# and command/getIP)
+        #[arg(long, value_delimiter = ',', value_name = "ID,..")]
+        viewers: Vec<String>,
+        /// Users that may send command/rec (a viewer listed here: its dashboard's Record button)
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "NAME,..",
+            default_value = "operator"
+        )]
+        operators: Vec<String>,
+        /// Sensor users (each may write sensor/<name>/# only)
+        #[arg(long, value_delimiter = ',', value_name = "NAME,..")]
+        sensors: Vec<String>,
+        /// Name or address clients reach the broker by (repeat; all go in the certificate)
+        #[arg(long = "host", value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+        /// The TLS listener's port
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+        /// Folder to write the broker's files into
+        #[arg(short, long, value_name = "DIR")]
+        out: PathBuf,
+        /// Where the files will be on the broker's machine [default: DIR]
+        #[arg(long, value_name = "DIR")]
+        conf_dir: Option<PathBuf>,
+        /// Your own server certificate (PEM) instead of a made one; with --key and --ca
+        #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+        cert: Option<PathBuf>,
+        /// The key of --cert (PEM)
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// The CA that signed --cert (PEM), for the clients
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        ca: Option<PathBuf>,
+        /// Replace the files of an earlier run (every password changes)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The config file; unknown keys are an error naming them.
@@ -182,6 +245,7 @@ pub struct FileConfig {
     pub topic_prefix: Option<String>,
     pub sensor_topics: Option<Vec<String>>,
     pub embedded_broker: Option<SocketAddr>,
+    pub broker_users: Option<PathBuf>,
     pub dashboard: Option<String>,
     pub node_api_token: Option<String>,
     pub keep_days: Option<u32>,
@@ -217,6 +281,8 @@ pub struct ViewerConfig {
     pub display: Option<Layout>,
     /// Run a broker in the process, listening here.
     pub embedded_broker: Option<SocketAddr>,
+    /// The embedded broker's password file; `None`: it takes anyone.
+    pub broker_users: Option<PathBuf>,
     /// Where the web dashboard listens; `None` when off.
     pub dashboard: Option<SocketAddr>,
     /// The dashboard address was asked for (not the default): failing to
@@ -321,6 +387,7 @@ impl ViewerConfig {
             record: !cli.no_record,
             retention,
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
+            broker_users: cli.broker_users.or(file.broker_users),
             dashboard,
             dashboard_explicit,
             node_api_token: cli.node_api_token.or(file.node_api_token),

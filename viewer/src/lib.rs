@@ -37,6 +37,7 @@ pub mod record;
 pub mod relay;
 pub mod retention;
 pub mod screens;
+pub mod security;
 pub mod sensors;
 pub mod supervisor;
 

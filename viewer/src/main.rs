@@ -33,6 +33,50 @@ fn main() -> ExitCode {
         }),
         _ => None,
     };
+    if let Some(Command::BrokerConfig {
+        nodes,
+        viewers,
+        operators,
+        sensors,
+        hosts,
+        port,
+        out,
+        conf_dir,
+        cert,
+        key,
+        ca,
+        force,
+    }) = &cli.command
+    {
+        let request = viewer::security::broker_config::Request {
+            nodes: nodes.clone(),
+            viewers: viewers.clone(),
+            operators: operators.clone(),
+            sensors: sensors.clone(),
+            hosts: hosts.clone(),
+            port: *port,
+            prefix: cli
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| shared::topics::DEFAULT_PREFIX.to_owned()),
+            out: out.clone(),
+            conf_dir: conf_dir.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+            force: *force,
+        };
+        return match viewer::security::broker_config::run(&request) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("broker-config: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let recordings_given = cli.recordings.is_some();
     let broker_given = cli.broker.is_some();
     let mut config = match ViewerConfig::load(cli) {

@@ -98,3 +98,119 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     });
     assert!(status.success(), "{status}\n{}", viewer_log());
 }
+
+#[test]
+fn the_embedded_broker_with_users_refuses_strangers_and_warns_when_open_to_the_network() {
+    require("mosquitto_sub", "mosquitto-clients");
+    let dir = TempDir::new("embedded-users");
+    // The users: the password file `viewer broker-config` writes.
+    let made = Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args(["broker-config", "--nodes", "eb-node", "--viewers", "eb"])
+        .args(["--operators", "alice", "--host", "127.0.0.1", "--out"])
+        .arg(dir.path("broker"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let stdout = String::from_utf8_lossy(&made.stdout).into_owned();
+    let password = |user: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [_, u, p] if u == user => Some(p.to_owned()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no password for {user} in {stdout}"))
+    };
+    let port = free_port();
+    let users = dir.path("broker/passwords");
+    let recordings = dir.path("recordings");
+    let args = [
+        "--embedded-broker",
+        &format!("127.0.0.1:{port}"),
+        "--broker-users",
+        users.to_str().unwrap(),
+        "--viewer-id",
+        "eb",
+        "--headless",
+        "--dashboard",
+        "off",
+        "--recordings",
+        recordings.to_str().unwrap(),
+    ];
+    let _viewer = Reaped(viewer_process(&args, &dir.path("viewer.log")));
+    let viewer_log = || std::fs::read_to_string(dir.path("viewer.log")).unwrap_or_default();
+    let sub = |credentials: &[&str]| {
+        Command::new("mosquitto_sub")
+            .args(["-p", &port.to_string(), "-t", "camfleet/viewer/eb/status"])
+            .args(["-C", "1", "-W", "3"])
+            .args(credentials)
+            .output()
+            .unwrap()
+    };
+    let alice = password("alice");
+    wait_for("the viewer online, for alice", SECS(20), || {
+        let out = sub(&["-u", "alice", "-P", &alice]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "online").then_some(())
+    });
+    // The node with its user gets in and is followed.
+    let url = format!("mqtt://eb-node:{}@127.0.0.1:{port}", password("eb-node"));
+    let _node = Node::start(
+        &[
+            node_args(&url, "eb-node", "test"),
+            words("--width 160 --height 120 --fps 10"),
+        ]
+        .concat(),
+    );
+    wait_for("the viewer to connect to eb-node", SECS(20), || {
+        viewer_log()
+            .contains("camera{camera=eb-node/cam0}: connected")
+            .then_some(())
+    });
+    // No user, a wrong password: refused, and the viewer says who.
+    for credentials in [&[][..], &["-u", "alice", "-P", "guess"][..]] {
+        let out = sub(credentials);
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "{credentials:?} got in: {out:?}"
+        );
+    }
+    wait_for("the refusal in the viewer's log", SECS(10), || {
+        viewer_log()
+            .contains("embedded broker: refused client")
+            .then_some(())
+    });
+    assert!(!viewer_log().contains("guess"), "no password in the log");
+
+    // Without users, on every address: a warning that says what is open.
+    let open = TempDir::new("embedded-open");
+    let open_port = free_port();
+    let open_recordings = open.path("recordings");
+    let args = [
+        "--embedded-broker",
+        &format!("0.0.0.0:{open_port}"),
+        "--viewer-id",
+        "open",
+        "--headless",
+        "--dashboard",
+        "off",
+        "--recordings",
+        open_recordings.to_str().unwrap(),
+    ];
+    let _open_viewer = Reaped(viewer_process(&args, &open.path("viewer.log")));
+    wait_for("the warning about an open broker", SECS(20), || {
+        std::fs::read_to_string(open.path("viewer.log"))
+            .ok()?
+            .contains("takes anyone who reaches it")
+            .then_some(())
+    });
+}
+
+/// A viewer process stopped and reaped when the test ends, pass or fail.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -118,6 +118,42 @@ impl Broker {
         (broker, ca)
     }
 
+    /// mosquitto started with a configuration of its own (one written by
+    /// `viewer broker-config`, say) listening on `port`. Run as root,
+    /// mosquitto would drop to its own user and not read the files' 0600
+    /// keys: `user root` keeps it as it is (ignored when not root).
+    pub fn start_config(config: &std::path::Path, port: u16, tls_ca: Option<PathBuf>) -> Self {
+        require("mosquitto", "mosquitto");
+        let dir = TempDir::new("broker");
+        let text = std::fs::read_to_string(config).unwrap();
+        let ours = dir.path("mosquitto.conf");
+        std::fs::write(
+            &ours,
+            format!(
+                "{text}
+user root
+persistence false
+log_type all
+"
+            ),
+        )
+        .unwrap();
+        let mut broker = Broker {
+            port,
+            child: None,
+            dir,
+            config: ours,
+            tls_ca,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// The broker's own log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("mosquitto.log")).unwrap_or_default()
+    }
+
     /// A broker that only lets `user` in with `password`.
     pub fn start_with_password(user: &str, password: &str) -> Self {
         Self::start_with(Some((user, password)))

@@ -61,10 +61,26 @@ impl Viewer {
         extra: &[&str],
         display: Option<&str>,
     ) -> Self {
+        let viewer = Self::spawn_at(&broker.url(), recordings, id, extra, display);
+        // Commands published before the viewer is subscribed are lost, as
+        // for any MQTT client: wait for its `online`, which says it listens.
+        broker_wait(broker, &format!("camfleet/viewer/{id}/status"), "online");
+        viewer
+    }
+
+    /// The viewer on the broker at `url` (credentials and all); the caller
+    /// waits for it to be online.
+    pub fn spawn_at(
+        url: &str,
+        recordings: &Path,
+        id: &str,
+        extra: &[&str],
+        display: Option<&str>,
+    ) -> Self {
         let dir = TempDir::new("viewer");
         let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_viewer"));
-        cmd.args(["--broker", &broker.url(), "--viewer-id", id])
+        cmd.args(["--broker", url, "--viewer-id", id])
             .arg("--recordings")
             .arg(recordings)
             .args(extra)
@@ -78,14 +94,10 @@ impl Viewer {
         if let Some(display) = display {
             cmd.env("DISPLAY", display);
         }
-        let viewer = Viewer {
+        Viewer {
             child: cmd.spawn().unwrap(),
             dir,
-        };
-        // Commands published before the viewer is subscribed are lost, as
-        // for any MQTT client: wait for its `online`, which says it listens.
-        broker_wait(broker, &format!("camfleet/viewer/{id}/status"), "online");
-        viewer
+        }
     }
 
     pub fn log(&self) -> String {
