@@ -47,8 +47,15 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         "rtsp://{}",
         host_port(&host, tcp::local_port(&rtsp_listener)?)
     );
+    let tls = match &config.tls {
+        Some((cert, key)) => {
+            Some(shared::tls::acceptor(cert, key).context("HTTP: --tls-cert/--tls-key")?)
+        }
+        None => None,
+    };
     let http_base = format!(
-        "http://{}",
+        "{}://{}",
+        if tls.is_some() { "https" } else { "http" },
         host_port(&host, tcp::local_port(&http_listener)?)
     );
     tracing::info!("RTSP on {rtsp_base}/<camera>, web page and API on {http_base}/");
@@ -154,7 +161,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         max_viewers: config.max_viewers,
         closing: servers_stop.clone(),
     };
-    let task = http::run(http_listener, Arc::new(web));
+    let task = http::run(http_listener, tls, Arc::new(web));
     servers.spawn(task.instrument(tracing::info_span!("http")));
     let clock = Arc::clone(&state);
     let stop = servers_stop.clone();

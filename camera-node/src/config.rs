@@ -126,6 +126,22 @@ pub struct Cli {
     /// or read any file the node can; off by default)
     #[arg(long, env = "CAMFLEET_API_ALLOW_COMMANDS")]
     pub api_allow_commands: bool,
+    /// Serve HTTP (page, MJPEG, API) over TLS with this certificate chain (PEM); with --tls-key
+    #[arg(
+        long,
+        env = "CAMFLEET_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(
+        long,
+        env = "CAMFLEET_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Check the configuration, print the settings in effect and exit
     #[arg(long)]
     pub check_config: bool,
@@ -155,6 +171,8 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     pub api_token: Option<String>,
     pub api_allow_commands: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Defaults for every camera.
     pub source: Option<String>,
     pub width: Option<u32>,
@@ -216,6 +234,8 @@ pub struct NodeConfig {
     pub state_dir: Option<PathBuf>,
     pub api_token: Option<String>,
     pub api_allow_commands: bool,
+    /// HTTPS for the HTTP server: certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +483,11 @@ impl NodeConfig {
                 token => token,
             },
             api_allow_commands: cli.api_allow_commands || file.api_allow_commands.unwrap_or(false),
+            tls: match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => bail!("tls_cert and tls_key go together"),
+            },
         })
     }
 }

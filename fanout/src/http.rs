@@ -22,7 +22,10 @@ use axum::serve::IncomingStream;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::socket::{self, UnsentCap};
 
@@ -32,46 +35,179 @@ use crate::socket::{self, UnsentCap};
 /// slot for ever. The same limit as the TCP frame protocol's.
 pub const STALL_LIMIT: Duration = crate::tcp::WRITE_STALL_LIMIT;
 
-/// Accepts connections for `axum::serve` and meters what each writes.
+/// Accepts connections for `axum::serve` and meters what each writes;
+/// with TLS, the handshakes run beside the accept loop (a client that
+/// never finishes one holds up nobody else).
 #[derive(Debug)]
 pub struct MeteredListener {
-    listener: TcpListener,
+    incoming: Incoming,
+    local: io::Result<SocketAddr>,
 }
+
+#[derive(Debug)]
+enum Incoming {
+    Plain(TcpListener),
+    Tls {
+        handshaken: mpsc::Receiver<(HttpStream, SocketAddr)>,
+        _accepting: AbortOnDropHandle<()>,
+    },
+}
+
+/// TLS handshakes in progress at once; more connections wait in the
+/// kernel's backlog.
+const MAX_HANDSHAKES: usize = 64;
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 impl MeteredListener {
     pub fn new(listener: TcpListener) -> Self {
-        MeteredListener { listener }
+        let local = listener.local_addr();
+        MeteredListener {
+            incoming: Incoming::Plain(listener),
+            local,
+        }
+    }
+
+    /// HTTPS: every connection goes through `acceptor` first.
+    pub fn with_tls(listener: TcpListener, acceptor: TlsAcceptor) -> Self {
+        let local = listener.local_addr();
+        let (tx, handshaken) = mpsc::channel(MAX_HANDSHAKES);
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = crate::tcp::accept_retrying(&listener).await;
+                let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+                    return;
+                };
+                let (tx, acceptor) = (tx.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let stream = meter(stream);
+                    match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((HttpStream::Tls(Box::new(tls)), peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::info!(
+                            "TLS handshake with {peer} failed: {e} (an http:// request to the https:// port?)"
+                        ),
+                        Err(_) => tracing::info!(
+                            "TLS handshake with {peer}: not finished in {HANDSHAKE_LIMIT:?}; dropped"
+                        ),
+                    }
+                });
+            }
+        });
+        MeteredListener {
+            incoming: Incoming::Tls {
+                handshaken,
+                _accepting: AbortOnDropHandle::new(accepting),
+            },
+            local,
+        }
+    }
+}
+
+/// A viewer's socket set up for streaming, its writes metered.
+fn meter(stream: TcpStream) -> MeteredStream {
+    socket::prepare_viewer(&stream);
+    if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
+        tracing::debug!("TCP_USER_TIMEOUT: {e}");
+    }
+    let socket = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => Some(Arc::new(fd)),
+        Err(e) => {
+            tracing::debug!("no second handle on the socket: {e}");
+            None
+        }
+    };
+    MeteredStream {
+        stream,
+        meter: WriteMeter::default(),
+        socket,
     }
 }
 
 impl axum::serve::Listener for MeteredListener {
-    type Io = MeteredStream;
+    type Io = HttpStream;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (MeteredStream, SocketAddr) {
-        let (stream, peer) = crate::tcp::accept_retrying(&self.listener).await;
-        socket::prepare_viewer(&stream);
-        if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
-            tracing::debug!("TCP_USER_TIMEOUT: {e}");
-        }
-        let socket = match stream.as_fd().try_clone_to_owned() {
-            Ok(fd) => Some(Arc::new(fd)),
-            Err(e) => {
-                tracing::debug!("no second handle on the socket: {e}");
-                None
+    async fn accept(&mut self) -> (HttpStream, SocketAddr) {
+        match &mut self.incoming {
+            Incoming::Plain(listener) => {
+                let (stream, peer) = crate::tcp::accept_retrying(listener).await;
+                (HttpStream::Plain(meter(stream)), peer)
             }
-        };
-        let meter = WriteMeter::default();
-        let stream = MeteredStream {
-            stream,
-            meter,
-            socket,
-        };
-        (stream, peer)
+            Incoming::Tls { handshaken, .. } => match handshaken.recv().await {
+                Some(pair) => pair,
+                // The accepting task is gone (only when aborted): no more.
+                None => std::future::pending().await,
+            },
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+/// A connection to the HTTP server: plain or TLS, metered below the TLS
+/// (what is counted is what left for the kernel: with TLS a little more
+/// than the body, so a pacer never waits too long).
+#[derive(Debug)]
+pub enum HttpStream {
+    Plain(MeteredStream),
+    Tls(Box<TlsStream<MeteredStream>>),
+}
+
+impl HttpStream {
+    fn metered(&self) -> &MeteredStream {
+        match self {
+            HttpStream::Plain(s) => s,
+            HttpStream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for HttpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            HttpStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for HttpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            HttpStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            HttpStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            HttpStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            HttpStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -122,10 +258,11 @@ pub struct Peer {
 
 impl Connected<IncomingStream<'_, MeteredListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, MeteredListener>) -> Self {
+        let metered = stream.io().metered();
         Peer {
             addr: *stream.remote_addr(),
-            meter: stream.io().meter.clone(),
-            socket: stream.io().socket.clone(),
+            meter: metered.meter.clone(),
+            socket: metered.socket.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod mqtt;
 pub mod process;
 pub mod relay;
+pub mod tls;
 pub mod topics;
 
 pub use error::{BrokerUrlError, FrameError, MqttSetupError};

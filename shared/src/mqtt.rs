@@ -5,8 +5,6 @@
 //! reports every ConnAck as [`MqttEvent::Connected`], where the caller
 //! resubscribes and republishes its retained state.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +16,6 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
@@ -81,7 +78,7 @@ pub fn connect(
         ));
     }
     if b.tls {
-        let config = tls_config(settings.ca_file.as_ref())?;
+        let config = crate::tls::client_config(settings.ca_file.as_deref())?;
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(config),
         )));
@@ -93,43 +90,6 @@ pub fn connect(
 /// Brokers restart quickly; a cap of 10 s brings a fleet back soon after.
 fn mqtt_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(500), Duration::from_secs(10))
-}
-
-fn tls_config(ca_file: Option<&PathBuf>) -> Result<ClientConfig, MqttSetupError> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let ca_err = |source| MqttSetupError::CaFile {
-                path: path.clone(),
-                source,
-            };
-            let mut reader = BufReader::new(File::open(path).map_err(ca_err)?);
-            for cert in rustls_pemfile::certs(&mut reader) {
-                roots
-                    .add(cert.map_err(ca_err)?)
-                    .map_err(|e| MqttSetupError::Tls(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(MqttSetupError::NoCertificate { path: path.clone() });
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                tracing::warn!("loading the system CA certificates: {error}");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                tracing::warn!("no system CA certificates found; pass a CA file for mqtts://");
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| MqttSetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// What the event loop reports to its owner.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{SecondsFormat, Utc};
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use shared::messages::{RecCommand, RecordingState, RetentionFigures, OFFLINE, ONLINE};
@@ -53,6 +53,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     };
     let (client, mut driver) = mqtt::connect(&config.mqtt, Some(will))?;
     tracing::info!(broker = %config.mqtt.broker, viewer = %config.viewer_id, "connecting to MQTT broker");
+    crate::node_http::trust(config.mqtt.ca_file.clone());
     let (session_tx, session_rx) = watch::channel(None);
     let errors = Arc::new(Mutex::new(None));
     let wants_frames = config.display.is_some() || config.dashboard.is_some();
@@ -73,13 +74,25 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
             node_token: config.node_api_token.clone(),
             segments: Arc::default(),
             exports: Arc::default(),
+            access: Arc::new(crate::dashboard::login::Access::new(
+                config.users.clone(),
+                config.tls.is_some(),
+            )),
             closing: dashboard_stop.clone(),
+        };
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                Some(shared::tls::acceptor(cert, key).context("dashboard: --tls-cert/--tls-key")?)
+            }
+            None => None,
         };
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!("dashboard on http://{local}/");
-                let task = dashboard::run(listener, Arc::new(dashboard));
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                tracing::info!("dashboard on {scheme}://{local}/");
+                warn_if_exposed(local, &config);
+                let task = dashboard::run(listener, tls, Arc::new(dashboard));
                 tokio::spawn(task);
             }
             Err(e) if config.dashboard_explicit => {
@@ -494,5 +507,24 @@ fn start_ui(_screens: Arc<Screens>, _layout: crate::config::Layout) -> Ui {
     Ui {
         stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         thread: None,
+    }
+}
+
+/// A dashboard reachable from the network without users (or with users
+/// but passwords in the clear) is said so at start.
+fn warn_if_exposed(local: std::net::SocketAddr, config: &ViewerConfig) {
+    if local.ip().is_loopback() {
+        return;
+    }
+    if config.users.is_empty() {
+        tracing::warn!(
+            "the dashboard on {local} has no users: anyone on the network can watch the cameras, start and stop \
+             recordings and download them. Add [[user]] entries to the config file (viewer hash-password NAME) \
+             or listen on 127.0.0.1 (docs/security.md)"
+        );
+    } else if config.tls.is_none() {
+        tracing::warn!(
+            "the dashboard on {local} takes passwords over plain HTTP: give it --tls-cert and --tls-key (docs/security.md)"
+        );
     }
 }

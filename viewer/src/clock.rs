@@ -24,9 +24,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use shared::messages::{ClockFigures, TimeReply};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::node_http::NodeHttp;
 
 /// A node whose clock is off by more than this has its frames placed on
 /// the viewer's clock; one that comes back within half of it keeps its own
@@ -159,7 +160,7 @@ impl NodeClock {
             }
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(node = %self.node, "cannot measure the node's clock at http://{http}/api/v1/time: {e:#}");
+                    tracing::warn!(node = %self.node, "cannot measure the node's clock at {http}/api/v1/time: {e:#}");
                 }
             }
         }
@@ -322,24 +323,23 @@ pub fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// `host:port` of an `http://host:port/...` URL.
+/// `http://host:port` (or `https://`) of a node's camera URL: where its
+/// HTTP server is.
 pub fn http_authority(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split('/').next()?;
-    let authority = authority.rsplit('@').next()?;
-    (!authority.is_empty()).then(|| authority.to_owned())
+    let node = NodeHttp::parse(url)?;
+    let scheme = if node.tls { "https" } else { "http" };
+    Some(format!("{scheme}://{}", node.authority))
 }
 
 /// [`EXCHANGES`] requests on one connection; the reply with the smallest
 /// round trip gives the offset (its error is at most half that trip).
 pub async fn measure(http: &str) -> Result<Estimate> {
-    let stream = TcpStream::connect(http)
-        .await
-        .with_context(|| format!("connecting to {http}"))?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::new(stream);
-    let request =
-        format!("GET /api/v1/time HTTP/1.1\r\nHost: {http}\r\nUser-Agent: camfleet-viewer\r\n\r\n");
+    let node = NodeHttp::parse(http).with_context(|| format!("{http:?} is not an http(s) URL"))?;
+    let mut stream = BufReader::new(node.connect().await?);
+    let request = format!(
+        "GET /api/v1/time HTTP/1.1\r\nHost: {}\r\nUser-Agent: camfleet-viewer\r\n\r\n",
+        node.authority
+    );
     let mut best: Option<Estimate> = None;
     for _ in 0..EXCHANGES {
         let sent = now_us();
@@ -364,7 +364,7 @@ pub async fn measure(http: &str) -> Result<Estimate> {
 
 /// Reads one HTTP/1.1 response with a Content-Length body; errors on any
 /// status but 200.
-async fn read_response(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+async fn read_response(stream: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> Result<Vec<u8>> {
     const HEAD_LIMIT: usize = 8 * 1024;
     const BODY_LIMIT: usize = 4 * 1024;
     let mut line = String::new();
@@ -478,11 +478,11 @@ mod tests {
     fn the_http_authority_comes_from_a_camera_url() {
         assert_eq!(
             http_authority("http://10.0.0.7:8080/cameras/cam0/stream.mjpg").as_deref(),
-            Some("10.0.0.7:8080")
+            Some("http://10.0.0.7:8080")
         );
         assert_eq!(
-            http_authority("http://[fe80::1]:80/x").as_deref(),
-            Some("[fe80::1]:80")
+            http_authority("https://[fe80::1]:80/x").as_deref(),
+            Some("https://[fe80::1]:80")
         );
         assert_eq!(http_authority("rtsp://h/x"), None);
     }

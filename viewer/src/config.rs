@@ -133,6 +133,24 @@ pub struct Cli {
     /// Web dashboard address, or "off" [default: 127.0.0.1:8090]
     #[arg(long, global = true, env = "CAMFLEET_DASHBOARD", value_name = "ADDR")]
     pub dashboard: Option<String>,
+    /// Serve the dashboard over HTTPS with this certificate chain (PEM); with --tls-key
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// The nodes' camera API token, for the dashboard's Sources page (it
     /// passes add, stop, start and delete on to the nodes)
     #[arg(
@@ -225,10 +243,41 @@ pub enum Command {
         /// The CA that signed --cert (PEM), for the clients
         #[arg(long, value_name = "FILE", requires = "cert")]
         ca: Option<PathBuf>,
+        /// Also a certificate signed by the fleet's CA for NAME's HTTPS (a
+        /// node's or the dashboard's --tls-cert), valid for HOSTs; written to
+        /// DIR/certs/NAME.crt and .key (repeat for more)
+        #[arg(long = "cert-for", value_name = "NAME=HOST[,HOST..]", value_parser = cert_for)]
+        certs_for: Vec<(String, Vec<String>)>,
         /// Replace the files of an earlier run (every password changes)
         #[arg(long)]
         force: bool,
     },
+    /// Reads a password (one line on standard input) and prints a [[user]]
+    /// entry for the viewer's config file, the password hashed (PBKDF2-SHA512,
+    /// salted) as the dashboard and the embedded broker check it
+    #[command(
+        after_help = "Example:\n  read -rs PW; echo \"$PW\" | viewer hash-password alice >> viewer.toml"
+    )]
+    HashPassword {
+        /// The user's name
+        name: String,
+    },
+}
+
+/// `--cert-for NAME=HOST[,HOST..]`.
+fn cert_for(text: &str) -> Result<(String, Vec<String>), String> {
+    let (name, hosts) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: NAME=HOST[,HOST..]"))?;
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if name.is_empty() || hosts.is_empty() {
+        return Err(format!("{text:?}: NAME=HOST[,HOST..]"));
+    }
+    Ok((name.to_owned(), hosts))
 }
 
 /// The config file; unknown keys are an error naming them.
@@ -247,6 +296,11 @@ pub struct FileConfig {
     pub embedded_broker: Option<SocketAddr>,
     pub broker_users: Option<PathBuf>,
     pub dashboard: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Dashboard users: `[[user]]` with `name` and `password_hash`.
+    #[serde(default, rename = "user")]
+    pub users: Vec<crate::dashboard::login::User>,
     pub node_api_token: Option<String>,
     pub keep_days: Option<u32>,
     pub keep_free: Option<String>,
@@ -288,6 +342,10 @@ pub struct ViewerConfig {
     /// The dashboard address was asked for (not the default): failing to
     /// listen there is an error, not a warning.
     pub dashboard_explicit: bool,
+    /// HTTPS for the dashboard: certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Who may use the dashboard; none: it is open.
+    pub users: Vec<crate::dashboard::login::User>,
     /// What the Sources page's calls to the nodes' camera API carry.
     pub node_api_token: Option<String>,
     /// Keep the wanted recording state on disk and resume it after a
@@ -382,7 +440,25 @@ impl ViewerConfig {
             keep_free,
             max_size,
         };
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key go together"),
+        };
+        for user in &file.users {
+            if user.name.is_empty() || user.name.contains(':') {
+                bail!("user {:?}: a name without ':' is needed", user.name);
+            }
+            if !user.password_hash.starts_with("$7$") && !user.password_hash.starts_with("$6$") {
+                bail!(
+                    "user {:?}: password_hash must be a $7$ hash (make one with: viewer hash-password)",
+                    user.name
+                );
+            }
+        }
         Ok(ViewerConfig {
+            tls,
+            users: file.users,
             relay: cli.relay,
             record: !cli.no_record,
             retention,

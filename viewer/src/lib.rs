@@ -32,6 +32,7 @@ pub mod discovery;
 #[cfg(feature = "display")]
 pub mod display;
 pub mod metrics;
+pub mod node_http;
 pub mod playback;
 pub mod record;
 pub mod relay;

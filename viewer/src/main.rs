@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         cert,
         key,
         ca,
+        certs_for,
         force,
     }) = &cli.command
     {
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             cert: cert.clone(),
             key: key.clone(),
             ca: ca.clone(),
+            certs_for: certs_for.clone(),
             force: *force,
         };
         return match viewer::security::broker_config::run(&request) {
@@ -76,6 +78,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Some(Command::HashPassword { name }) = &cli.command {
+        return hash_password(name);
     }
     let recordings_given = cli.recordings.is_some();
     let broker_given = cli.broker.is_some();
@@ -118,4 +123,27 @@ fn main() -> ExitCode {
             None => viewer::run(config, shutdown).await,
         }
     })
+}
+
+/// `viewer hash-password NAME`: a `[[user]]` entry from a password on stdin.
+fn hash_password(name: &str) -> ExitCode {
+    if name.is_empty() || name.contains(':') || name.contains('"') {
+        eprintln!("hash-password: {name:?} cannot be a user name");
+        return ExitCode::from(2);
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("hash-password: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        eprintln!("hash-password: give a password of 8 characters or more on standard input");
+        return ExitCode::from(2);
+    }
+    println!(
+        "[[user]]\nname = \"{name}\"\npassword_hash = \"{}\"",
+        viewer::security::passwd::hash(password)
+    );
+    ExitCode::SUCCESS
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::browser::Browser;
 use support::common::*;
-use support::demo::Demo;
+use support::demo::{Demo, USER};
 use support::files;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -22,7 +22,32 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
     demo.wait_fleet(3);
     let browser = Browser::start();
     browser.go(&format!("{}/", demo.dashboard));
+    shows_the_fleet_and_records(&demo, &browser, "dashboard.png");
+}
 
+/// The same over HTTPS (a test certificate) with a user: the browser is
+/// sent to the login page, logs in, and everything else is unchanged.
+#[test]
+fn the_dashboard_over_https_with_a_login_in_chromium() {
+    let demo = Demo::start_secure("3");
+    demo.wait_fleet(3);
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]);
+    browser.go(&format!("{}/", demo.dashboard));
+    wait_for("the login page", SECS(10), || {
+        let url = browser.run("return location.pathname + location.search");
+        (url.as_str()? == "/login?next=/").then_some(())
+    });
+    browser.type_into("#name", USER.0);
+    browser.type_into("#password", USER.1);
+    browser.click("#login");
+    wait_for("the dashboard after logging in", SECS(10), || {
+        let url = browser.run("return location.href");
+        (url.as_str()? == format!("{}/", demo.dashboard)).then_some(())
+    });
+    shows_the_fleet_and_records(&demo, &browser, "dashboard-https.png");
+}
+
+fn shows_the_fleet_and_records(demo: &Demo, browser: &Browser, screenshot: &str) {
     wait_for("three tiles showing pictures", SECS(30), || {
         let loaded = browser.run(
             "return [...document.querySelectorAll('.tile img')].filter(i => i.complete && i.naturalWidth > 0).length",
@@ -52,7 +77,7 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
             .then_some(())
     });
     let recordings = demo.dir.path("recordings");
-    wait_for("segments on disk and in the page's list", SECS(20), || {
+    let listed = wait_for("segments on disk and in the page's list", SECS(20), || {
         let on_disk = files(&recordings, ".mp4");
         let links = browser.run(
             "return [...document.querySelectorAll('#sessions a')].map(a => a.getAttribute('href'))",
@@ -70,8 +95,22 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
                 .into_owned();
             listed.contains(&format!("/recordings/{relative}"))
         });
-        shown.then_some(())
+        shown.then_some(listed)
     });
+    // A download link works for the browser (its session) and, locked or
+    // not, for curl (with the user, when there is one).
+    let link = listed
+        .iter()
+        .find(|l| l.ends_with(".mp4"))
+        .expect("a closed segment listed");
+    let status = browser.run(&format!(
+        "return fetch({link:?}).then(r => r.arrayBuffer().then(b => [r.status, b.byteLength]))"
+    ));
+    assert_eq!(status[0], json!(200), "the browser's download of {link}");
+    assert!(status[1].as_u64().unwrap() > 1000, "{status}");
+    let by_curl = demo.curl(link);
+    assert_eq!(by_curl.status, 200, "curl's download of {link}");
+    assert_eq!(by_curl.body.len() as u64, status[1].as_u64().unwrap());
     // The latest value of each sensor topic.
     require("mosquitto_pub", "mosquitto-clients");
     let port = demo.broker_port.to_string();
@@ -96,7 +135,7 @@ fn the_dashboard_in_chromium_shows_the_fleet_and_records_with_its_buttons() {
             })
             .then_some(())
     });
-    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(screenshot);
     std::fs::write(&shot, browser.page_png()).unwrap();
     eprintln!("dashboard screenshot: {}", shot.display());
 

@@ -7,6 +7,7 @@
 //! plain HTML, CSS and JS inside the binary.
 
 mod files;
+pub mod login;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -111,14 +112,24 @@ pub struct Dashboard {
     pub segments: Arc<crate::playback::SegmentCache>,
     /// H.264 exports being made or waiting to be downloaded.
     pub exports: Arc<crate::playback::h264::Jobs>,
+    /// Users, sessions and whether the dashboard is on TLS.
+    pub access: Arc<login::Access>,
     pub closing: CancellationToken,
 }
 
-/// Serves until `dashboard.closing`.
-pub async fn run(listener: TcpListener, dashboard: Arc<Dashboard>) {
+/// Serves until `dashboard.closing`, over TLS with `tls`.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<shared::tls::TlsAcceptor>,
+    dashboard: Arc<Dashboard>,
+) {
     let stop = dashboard.closing.clone().cancelled_owned();
     let app = router(dashboard).into_make_service_with_connect_info::<Peer>();
-    if let Err(e) = axum::serve(MeteredListener::new(listener), app)
+    let listener = match tls {
+        Some(acceptor) => MeteredListener::with_tls(listener, acceptor),
+        None => MeteredListener::new(listener),
+    };
+    if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
     {
@@ -162,7 +173,13 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             "/sessions/{session}",
             get(|| async { Html(include_str!("player.html")) }),
         )
+        .route("/login", get(login::page).post(login::login))
+        .route("/logout", post(login::logout))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&dashboard),
+            login::guard,
+        ))
         .with_state(dashboard)
 }
 

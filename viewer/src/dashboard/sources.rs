@@ -16,10 +16,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::{error, Dashboard, Shared};
 use crate::clock::http_authority;
+use crate::node_http::NodeHttp;
 
 /// How long a call to a node may take, connecting included.
 const CALL_LIMIT: Duration = Duration::from_secs(10);
@@ -218,18 +218,19 @@ async fn remove_push(
     forward(&d, &node, Method::DELETE, &path, None).await
 }
 
-/// One HTTP/1.1 call to a node (`Connection: close`): its status and body.
+/// One HTTP/1.1 call to a node at `base` (`http(s)://host:port`,
+/// `Connection: close`): its status and body.
 pub async fn call(
-    authority: &str,
+    base: &str,
     method: Method,
     path: &str,
     body: Option<&[u8]>,
     token: Option<&str>,
 ) -> Result<(u16, Vec<u8>)> {
+    let node = NodeHttp::parse(base).with_context(|| format!("{base:?} is not an http(s) URL"))?;
+    let authority = node.authority.as_str();
     let exchange = async {
-        let mut stream = TcpStream::connect(authority)
-            .await
-            .with_context(|| format!("cannot reach {authority}"))?;
+        let mut stream = node.connect().await?;
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: camfleet-viewer\r\nConnection: close\r\nAccept: application/json\r\n"
         );

@@ -45,6 +45,10 @@ pub struct Request {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    /// More server certificates signed by the made CA, for nodes' and the
+    /// dashboard's HTTPS: a name (the files' `certs/<name>.crt/.key`) and
+    /// its hosts.
+    pub certs_for: Vec<(String, Vec<String>)>,
     pub force: bool,
 }
 
@@ -79,6 +83,16 @@ pub struct Account {
 /// the user (passwords and client settings), printed once by the caller.
 pub fn run(request: &Request) -> Result<String> {
     let accounts = accounts(request)?;
+    ensure!(
+        request.certs_for.is_empty() || request.ca.is_none(),
+        "--cert-for needs the CA made here (its key signs them), not --ca"
+    );
+    for (name, hosts) in &request.certs_for {
+        ensure!(
+            plain_id(name) && !hosts.is_empty(),
+            "--cert-for {name:?}: NAME=HOST[,HOST...]"
+        );
+    }
     ensure!(!request.hosts.is_empty(), "name the broker's host (--host)");
     let out = &request.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -102,11 +116,21 @@ pub fn run(request: &Request) -> Result<String> {
             ("ca.crt", "server.crt", "server.key")
         }
         (None, None, None) => {
-            let made = super::certs::make(&request.hosts)?;
-            write_file(&out.join("ca.crt"), made.ca_cert.as_bytes(), 0o644)?;
-            write_file(&out.join("ca.key"), made.ca_key.as_bytes(), 0o600)?;
-            write_file(&out.join("server.crt"), made.cert.as_bytes(), 0o644)?;
-            write_file(&out.join("server.key"), made.key.as_bytes(), 0o600)?;
+            let ca = super::certs::Ca::new()?;
+            let server = ca.sign(&request.hosts)?;
+            write_file(&out.join("ca.crt"), ca.cert_pem.as_bytes(), 0o644)?;
+            write_file(&out.join("ca.key"), ca.key_pem.as_bytes(), 0o600)?;
+            write_file(&out.join("server.crt"), server.cert.as_bytes(), 0o644)?;
+            write_file(&out.join("server.key"), server.key.as_bytes(), 0o600)?;
+            if !request.certs_for.is_empty() {
+                std::fs::create_dir_all(out.join("certs"))?;
+            }
+            for (name, hosts) in &request.certs_for {
+                let signed = ca.sign(hosts)?;
+                let at = |ext: &str| out.join("certs").join(format!("{name}.{ext}"));
+                write_file(&at("crt"), signed.cert.as_bytes(), 0o644)?;
+                write_file(&at("key"), signed.key.as_bytes(), 0o600)?;
+            }
             ("ca.crt", "server.crt", "server.key")
         }
         _ => bail!("--cert, --key and --ca go together (or none: certificates are made)"),
@@ -260,6 +284,16 @@ fn instructions(request: &Request, accounts: &[Account], conf_dir: &Path) -> Str
         },
         conf_dir.join("mosquitto.conf").display()
     );
+    for (name, _) in &request.certs_for {
+        let _ = writeln!(
+            text,
+            "HTTPS for {name}: --tls-cert {dir}/certs/{name}.crt --tls-key {dir}/certs/{name}.key (clients trust ca.crt)",
+            dir = request.out.display()
+        );
+    }
+    if !request.certs_for.is_empty() {
+        text.push('\n');
+    }
     let _ = writeln!(text, "{:<10} {:<24} password", "role", "user");
     for a in accounts {
         let _ = writeln!(text, "{:<10} {:<24} {}", a.role.name(), a.name, a.password);
@@ -340,6 +374,7 @@ mod tests {
             cert: None,
             key: None,
             ca: None,
+            certs_for: Vec::new(),
             force: false,
         }
     }

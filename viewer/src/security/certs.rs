@@ -9,52 +9,69 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-/// PEM texts of a CA and of a server certificate it signed.
+/// A fleet's CA: its certificate (PEM) and what signs with it.
 #[derive(Debug)]
-pub struct Made {
-    pub ca_cert: String,
-    pub ca_key: String,
+pub struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate and its key, PEM.
+#[derive(Debug)]
+pub struct Signed {
     pub cert: String,
     pub key: String,
 }
 
-/// A new CA and a server certificate for `hosts` (names or addresses; the
-/// first is its common name).
-pub fn make(hosts: &[String]) -> Result<Made> {
+fn validity(params: &mut CertificateParams) {
     let year = chrono::Utc::now().year();
-    let validity = |params: &mut CertificateParams| {
-        params.not_before = date_time_ymd(year - 1, 1, 1);
-        params.not_after = date_time_ymd(year + 10, 1, 1);
-    };
-    let ca_key = KeyPair::generate().context("making the CA's key")?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    // A name of its own: a client trusting another fleet's CA is told the
-    // issuer is unknown, not that a signature is bad.
-    let tag: String = super::passwd::random_password(8);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("camfleet fleet CA {tag}"));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut ca);
-    let ca_cert = ca.self_signed(&ca_key).context("signing the CA")?;
+    params.not_before = date_time_ymd(year - 1, 1, 1);
+    params.not_after = date_time_ymd(year + 10, 1, 1);
+}
 
-    let key = KeyPair::generate().context("making the server's key")?;
-    let mut server = CertificateParams::new(hosts.to_vec())
-        .with_context(|| format!("{hosts:?} are not host names or addresses"))?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, hosts[0].clone());
-    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut server);
-    let issuer = Issuer::from_params(&ca, &ca_key);
-    let cert = server
-        .signed_by(&key, &issuer)
-        .context("signing the server's certificate")?;
-    Ok(Made {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+impl Ca {
+    /// A new CA with a name of its own: a client trusting another fleet's
+    /// CA is told the issuer is unknown, not that a signature is bad.
+    pub fn new() -> Result<Ca> {
+        let key = KeyPair::generate().context("making the CA's key")?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let tag = super::passwd::random_password(8);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("camfleet fleet CA {tag}"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params);
+        let cert = params.self_signed(&key).context("signing the CA")?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            params,
+            key,
+        })
+    }
+
+    /// A server certificate for `hosts` (names or addresses; the first is
+    /// its common name).
+    pub fn sign(&self, hosts: &[String]) -> Result<Signed> {
+        let key = KeyPair::generate().context("making a server key")?;
+        let mut params = CertificateParams::new(hosts.to_vec())
+            .with_context(|| format!("{hosts:?} are not host names or addresses"))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, hosts[0].clone());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .context("signing a server certificate")?;
+        Ok(Signed {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
 }

@@ -22,6 +22,12 @@ pub struct Browser {
 
 impl Browser {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more Chromium flags (`--ignore-certificate-errors` for a test
+    /// certificate).
+    pub fn start_with(flags: &[&str]) -> Self {
         require("chromium", "chromium");
         require("chromedriver", "chromium-driver");
         let port = free_port();
@@ -36,11 +42,19 @@ impl Browser {
             let status = curl(&[&format!("{base}/status")]);
             (status.status == 200 && status.json()["value"]["ready"] == true).then_some(())
         });
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1000",
+        ];
+        args.extend_from_slice(flags);
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+                "args": args
             }
         }}});
         let mut browser = Browser {

@@ -13,11 +13,84 @@ pub struct Demo {
     pub dir: TempDir,
     pub broker_port: u16,
     pub dashboard: String,
+    /// What curl needs to reach the dashboard (CA, user) when locked.
+    pub curl_args: Vec<String>,
+    /// The test certificate and config of a locked dashboard.
+    pub keys: Option<TempDir>,
+}
+
+/// The dashboard user of [`Demo::start_secure`].
+pub const USER: (&str, &str) = ("alice", "correct horse battery");
+
+/// A test certificate for 127.0.0.1 from `viewer broker-config` in `dir`:
+/// the CA, the certificate and its key.
+pub fn test_certificate(dir: &std::path::Path) -> (String, String, String) {
+    let made = Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args([
+            "broker-config",
+            "--nodes",
+            "n",
+            "--host",
+            "127.0.0.1",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let at = |f: &str| dir.join(f).display().to_string();
+    (at("ca.crt"), at("server.crt"), at("server.key"))
+}
+
+/// A viewer config file with [`USER`], hashed by `viewer hash-password`.
+pub fn config_with_user(path: &std::path::Path) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+        .args(["hash-password", USER.0])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{}", USER.1).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "hash-password: {out:?}");
+    std::fs::write(path, &out.stdout).unwrap();
 }
 
 impl Demo {
     pub fn start(nodes: &str) -> Self {
         Self::start_with(nodes, &[])
+    }
+
+    /// The dashboard over HTTPS (a test certificate) with a login
+    /// ([`USER`]).
+    pub fn start_secure(nodes: &str) -> Self {
+        let keys = TempDir::new("dashboard-tls");
+        let (ca, cert, key) = test_certificate(&keys.0);
+        let config = keys.path("viewer.toml");
+        config_with_user(&config);
+        let config = config.display().to_string();
+        let mut demo = Self::start_with(
+            nodes,
+            &["--config", &config, "--tls-cert", &cert, "--tls-key", &key],
+        );
+        demo.dashboard = demo.dashboard.replace("http://", "https://");
+        demo.curl_args = vec![
+            "--cacert".into(),
+            ca,
+            "-u".into(),
+            format!("{}:{}", USER.0, USER.1),
+        ];
+        demo.keys = Some(keys);
+        demo
+    }
+
+    /// curl's arguments for a dashboard `path`.
+    pub fn curl(&self, path: &str) -> HttpReply {
+        let url = format!("{}{path}", self.dashboard);
+        let mut args: Vec<&str> = self.curl_args.iter().map(String::as_str).collect();
+        args.push(&url);
+        curl(&args)
     }
 
     /// With more flags (`--relay`).
@@ -51,6 +124,8 @@ impl Demo {
             dir,
             broker_port,
             dashboard: format!("http://127.0.0.1:{dashboard_port}"),
+            curl_args: Vec::new(),
+            keys: None,
         }
     }
 
@@ -64,7 +139,7 @@ impl Demo {
     }
 
     pub fn state(&self) -> serde_json::Value {
-        curl(&[&format!("{}/api/state", self.dashboard)]).json()
+        self.curl("/api/state").json()
     }
     /// Waits for every node online and frames from every camera.
     pub fn wait_fleet(&self, nodes: usize) {

@@ -111,12 +111,15 @@ impl Viewer {
     }
 
     /// `host:port` of the dashboard (it listens on a free port in tests).
+    /// The dashboard's host:port (http or https, as its log says).
     pub fn dashboard(&self) -> String {
-        let needle = "dashboard on http://";
+        let needle = "dashboard on http";
         self.wait_log(needle, SECS(20));
         let log = self.log();
         let at = log.find(needle).unwrap() + needle.len();
-        log[at..].split('/').next().unwrap().to_owned()
+        let rest = log[at..].trim_start_matches('s');
+        let rest = rest.strip_prefix("://").expect("dashboard on http(s)://");
+        rest.split('/').next().unwrap().to_owned()
     }
 
     pub fn stop(&mut self) {

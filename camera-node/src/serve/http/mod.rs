@@ -48,11 +48,20 @@ pub struct HttpServer {
     pub closing: CancellationToken,
 }
 
-/// Serves until `server.closing`, then lets open requests end.
-pub async fn run(listener: TcpListener, server: Arc<HttpServer>) {
+/// Serves until `server.closing`, then lets open requests end; over TLS
+/// with `tls`.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<shared::tls::TlsAcceptor>,
+    server: Arc<HttpServer>,
+) {
     let app = router(Arc::clone(&server)).into_make_service_with_connect_info::<Peer>();
     let stop = server.closing.clone().cancelled_owned();
-    if let Err(e) = axum::serve(MeteredListener::new(listener), app)
+    let listener = match tls {
+        Some(acceptor) => MeteredListener::with_tls(listener, acceptor),
+        None => MeteredListener::new(listener),
+    };
+    if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
     {
