@@ -23,9 +23,10 @@ use crate::broker::BrokerUrl;
 use crate::error::MqttSetupError;
 
 /// Largest MQTT packet accepted or sent. NodeInfo of a node with many
-/// cameras is a few KiB; sensor payloads are small. rumqttc's default
-/// (10 KiB) is too tight for both.
-pub const MAX_PACKET_LEN: usize = 256 * 1024;
+/// cameras is a few KiB, sensor payloads are small, a Home Assistant
+/// snapshot is one JPEG (a few hundred KiB at 1080p). rumqttc's default
+/// (10 KiB) is too tight for all of them.
+pub const MAX_PACKET_LEN: usize = 2 * 1024 * 1024;
 /// Keep-alive: the broker publishes a vanished peer's last will after 1.5x.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Requests the client may queue before `try_publish` fails.

@@ -89,6 +89,15 @@ impl Topics {
     }
 
     /// Retained relay plan of one camera.
+    /// A camera's snapshot JPEG as a viewer publishes it for Home
+    /// Assistant (`--homeassistant`).
+    pub fn viewer_snapshot(&self, viewer_id: &str, node_id: &str, camera: &str) -> String {
+        format!(
+            "{}/viewer/{viewer_id}/snapshot/{node_id}/{camera}",
+            self.prefix
+        )
+    }
+
     pub fn relay_plan(&self, node_id: &str, camera: &str) -> String {
         format!("{}/node/{node_id}/relay/{camera}/plan", self.prefix)
     }

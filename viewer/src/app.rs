@@ -18,6 +18,7 @@ use crate::camera::Session;
 use crate::config::ViewerConfig;
 use crate::dashboard::{self, Dashboard, Feed};
 use crate::discovery::Discovery;
+use crate::homeassistant::HomeAssistant;
 use crate::metrics::Metrics;
 use crate::record::desired::{DesiredState, Wanted};
 use crate::relay::{advertised_host, Relays};
@@ -56,7 +57,8 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     crate::node_http::trust(config.mqtt.ca_file.clone());
     let (session_tx, session_rx) = watch::channel(None);
     let errors = Arc::new(Mutex::new(None));
-    let wants_frames = config.display.is_some() || config.dashboard.is_some();
+    let wants_frames =
+        config.display.is_some() || config.dashboard.is_some() || config.homeassistant.is_some();
     let screens = wants_frames.then(|| Arc::new(Screens::default()));
     let feed = Arc::new(Feed::default());
     let metrics = Arc::new(Metrics::new(
@@ -107,6 +109,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
         .display
         .zip(screens.clone())
         .map(|(layout, screens)| start_ui(screens, layout));
+    let snapshots_from = screens.clone();
     let mut cameras = Supervisor::new(
         session_rx,
         config.segment,
@@ -130,6 +133,18 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     // The relay announcement last published (republished when it changes).
     let mut announced: Option<String> = None;
     let mut discovery = Discovery::new(topics.clone());
+    let mut home = HomeAssistant::new(
+        config.homeassistant.clone(),
+        &config.viewer_id,
+        topics.clone(),
+    );
+    if let Some(prefix) = &config.homeassistant {
+        tracing::info!(
+            "Home Assistant: discovery under {prefix}/, a snapshot of each camera every {} s",
+            config.snapshot_every.as_secs()
+        );
+    }
+    let mut snapshot_tick = tokio::time::interval(config.snapshot_every);
     let mut sensors = SensorLog::new(&config.recordings);
     let mut rec = Recording {
         session: None,
@@ -216,6 +231,7 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                         announced = None;
                     }
                     let mut fixed = vec![GETIP_RESPONSE.to_owned()];
+                    fixed.extend(home.subscriptions());
                     if config.record {
                         fixed.push(REC_COMMAND.to_owned());
                     }
@@ -230,10 +246,14 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                 }
                 Some(MqttEvent::Subscribed) => {
                     try_publish(&client, &status_topic, true, ONLINE.into());
+                    home.sync(&client, &feed.infos.lock().expect("feed"));
                     getip.reset_immediately();
                     announce(&client, &relay_topic, &cameras, &rec, &mut announced);
                 }
                 Some(MqttEvent::Message(p)) => {
+                    if home.on_message(&client, &p.topic, &p.payload) {
+                        continue;
+                    }
                     if p.topic == REC_COMMAND {
                         on_record_command(&p, &mut rec, &session_tx, &mut sensors, &config.recordings);
                         published_cameras = publish_state(&client, &rec, &mut cameras);
@@ -255,15 +275,25 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
                             }
                         }
                     } else {
-                        for event in discovery.on_message(&p.topic, &p.payload) {
+                        let events = discovery.on_message(&p.topic, &p.payload);
+                        let changed = !events.is_empty();
+                        for event in events {
                             feed.node_event(&event);
                             cameras.apply(event);
+                        }
+                        if changed {
+                            home.sync(&client, &feed.infos.lock().expect("feed"));
                         }
                         announce(&client, &relay_topic, &cameras, &rec, &mut announced);
                     }
                 }
             },
             _ = getip.tick() => try_publish(&client, GETIP_REQUEST, false, "?".into()),
+            _ = snapshot_tick.tick(), if home.is_on() => {
+                if let Some(screens) = &snapshots_from {
+                    home.snapshots(&client, screens);
+                }
+            }
             _ = retention_tick.tick() => retention.run(false),
             _ = state_tick.tick() => {
                 published_cameras = publish_state(&client, &rec, &mut cameras);

@@ -105,6 +105,20 @@ pub struct Cli {
         default_missing_value = crate::broker::DEFAULT_ADDR
     )]
     pub embedded_broker: Option<SocketAddr>,
+    /// Announce the fleet to Home Assistant (MQTT discovery under PREFIX):
+    /// cameras, the record switch, node health [default PREFIX: homeassistant]
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_HOMEASSISTANT",
+        value_name = "PREFIX",
+        num_args = 0..=1,
+        default_missing_value = crate::homeassistant::DEFAULT_PREFIX
+    )]
+    pub homeassistant: Option<String>,
+    /// Seconds between the snapshots published for Home Assistant's cameras
+    #[arg(long, global = true, value_name = "S")]
+    pub homeassistant_snapshot_seconds: Option<u64>,
     /// Users of the embedded broker: a password file in mosquitto's format
     /// (`viewer broker-config` or mosquitto_passwd); without it the
     /// embedded broker takes anyone
@@ -295,6 +309,8 @@ pub struct FileConfig {
     pub sensor_topics: Option<Vec<String>>,
     pub embedded_broker: Option<SocketAddr>,
     pub broker_users: Option<PathBuf>,
+    pub homeassistant: Option<String>,
+    pub homeassistant_snapshot_seconds: Option<u64>,
     pub dashboard: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -344,6 +360,10 @@ pub struct ViewerConfig {
     pub dashboard_explicit: bool,
     /// HTTPS for the dashboard: certificate chain and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Home Assistant discovery prefix; `None`: off.
+    pub homeassistant: Option<String>,
+    /// How often each camera's snapshot goes to Home Assistant.
+    pub snapshot_every: Duration,
     /// Who may use the dashboard; none: it is open.
     pub users: Vec<crate::dashboard::login::User>,
     /// What the Sources page's calls to the nodes' camera API carry.
@@ -456,8 +476,24 @@ impl ViewerConfig {
                 );
             }
         }
+        let homeassistant = cli.homeassistant.or(file.homeassistant);
+        if let Some(prefix) = &homeassistant {
+            if prefix.is_empty() || prefix.contains(['+', '#']) || prefix.ends_with('/') {
+                bail!("homeassistant: {prefix:?} is not a topic prefix");
+            }
+        }
+        let snapshot_every = match cli
+            .homeassistant_snapshot_seconds
+            .or(file.homeassistant_snapshot_seconds)
+        {
+            Some(s) if (1..=3600).contains(&s) => Duration::from_secs(s),
+            Some(s) => bail!("homeassistant_snapshot_seconds: {s} is not between 1 and 3600"),
+            None => crate::homeassistant::DEFAULT_SNAPSHOT_EVERY,
+        };
         Ok(ViewerConfig {
             tls,
+            homeassistant,
+            snapshot_every,
             users: file.users,
             relay: cli.relay,
             record: !cli.no_record,

@@ -31,6 +31,7 @@ pub mod demo;
 pub mod discovery;
 #[cfg(feature = "display")]
 pub mod display;
+pub mod homeassistant;
 pub mod metrics;
 pub mod node_http;
 pub mod playback;
