@@ -521,6 +521,14 @@ pub fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// clap's own checks of the flags (names used twice, a global flag and
+    /// a subcommand's of the same name): a panic here, not at a user's run.
+    #[test]
+    fn the_flags_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("camera-node").chain(args.iter().copied())).unwrap()
     }

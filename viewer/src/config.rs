@@ -262,6 +262,11 @@ pub enum Command {
         /// DIR/certs/NAME.crt and .key (repeat for more)
         #[arg(long = "cert-for", value_name = "NAME=HOST[,HOST..]", value_parser = cert_for)]
         certs_for: Vec<(String, Vec<String>)>,
+        /// A "homeassistant" user for Home Assistant's MQTT integration (reads
+        /// the fleet, sends command/rec), and viewers allowed to publish its
+        /// discovery configs (viewer --homeassistant)
+        #[arg(long)]
+        homeassistant_user: bool,
         /// Replace the files of an earlier run (every password changes)
         #[arg(long)]
         force: bool,
@@ -532,6 +537,27 @@ impl ViewerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's own checks of the flags (names used twice, a global flag and
+    /// a subcommand's of the same name): a panic here, not at a user's run.
+    #[test]
+    fn the_flags_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // A subcommand's flag named like a global one parses into the wrong
+        // type: only parsing finds it.
+        let parsed = [
+            &["viewer", "broker-config", "--nodes", "a", "--host", "h", "-o", "x"][..],
+            &["viewer", "export", "20261127T000000Z", "-o", "x"],
+            &["viewer", "hash-password", "alice"],
+            &["viewer", "demo"],
+            &["viewer", "--homeassistant", "--tls-cert", "c", "--tls-key", "k"],
+        ];
+        for args in parsed {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.command.is_some(), args.len() > 1 && !args[1].starts_with('-'));
+        }
+    }
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("viewer").chain(args.iter().copied())).unwrap()

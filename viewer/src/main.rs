@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         key,
         ca,
         certs_for,
+        homeassistant_user,
         force,
     }) = &cli.command
     {
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             key: key.clone(),
             ca: ca.clone(),
             certs_for: certs_for.clone(),
+            homeassistant: *homeassistant_user,
             force: *force,
         };
         return match viewer::security::broker_config::run(&request) {

@@ -56,7 +56,7 @@ pub fn read(path: &Path, origin_us: i64) -> Result<SegmentIndex> {
     while at + 8 <= len {
         let (kind, size, header) = box_header(&mut file, at, len)?;
         let Some(size) = size else { break };
-        if at + size > len {
+        if at.saturating_add(size) > len {
             break; // a box still being written
         }
         if &kind == b"moof" {
@@ -71,21 +71,23 @@ pub fn read(path: &Path, origin_us: i64) -> Result<SegmentIndex> {
             let data_end = fragment
                 .sizes
                 .iter()
-                .fold(at + fragment.data_offset, |end, (_, s)| end + u64::from(*s));
+                .fold(at.saturating_add(fragment.data_offset), |end, (_, s)| {
+                    end.saturating_add(u64::from(*s))
+                });
             if data_end > len {
                 break;
             }
-            let mut offset = at + fragment.data_offset;
+            let mut offset = at.saturating_add(fragment.data_offset);
             let mut ticks = fragment.base_time;
             for (duration, size) in fragment.sizes {
                 index.samples.push(SampleRef {
-                    at_us: origin_us + us(ticks),
+                    at_us: origin_us.saturating_add(us(ticks)),
                     duration_us: us(u64::from(duration)),
                     offset,
                     len: size,
                 });
-                offset += u64::from(size);
-                ticks += u64::from(duration);
+                offset = offset.saturating_add(u64::from(size));
+                ticks = ticks.saturating_add(u64::from(duration));
             }
             index.covered = data_end.max(at + size);
         }
@@ -97,8 +99,9 @@ pub fn read(path: &Path, origin_us: i64) -> Result<SegmentIndex> {
 
 /// Ticks to the nearest microsecond (as ffprobe prints times).
 fn us(ticks: u64) -> i64 {
-    let scale = u64::from(TIMESCALE);
-    ((ticks * 1_000_000 + scale / 2) / scale) as i64
+    let scale = u128::from(TIMESCALE);
+    let us = (u128::from(ticks) * 1_000_000 + scale / 2) / scale;
+    i64::try_from(us).unwrap_or(i64::MAX)
 }
 
 /// A box's type, its size (`None`: to the end of the file, which a

@@ -49,6 +49,9 @@ pub struct Request {
     /// dashboard's HTTPS: a name (the files' `certs/<name>.crt/.key`) and
     /// its hosts.
     pub certs_for: Vec<(String, Vec<String>)>,
+    /// A `homeassistant` user (reads the fleet, sends `command/rec`) and
+    /// viewers allowed to publish discovery configs.
+    pub homeassistant: bool,
     pub force: bool,
 }
 
@@ -58,6 +61,7 @@ enum Role {
     Viewer,
     Operator,
     Sensor,
+    HomeAssistant,
 }
 
 impl Role {
@@ -67,6 +71,7 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Sensor => "sensor",
+            Role::HomeAssistant => "homeassistant",
         }
     }
 }
@@ -142,7 +147,13 @@ pub fn run(request: &Request) -> Result<String> {
     write_file(&out.join("passwords"), passwords.as_bytes(), 0o600)?;
     write_file(
         &out.join("acl"),
-        acl(&accounts, &request.prefix, &request.operators).as_bytes(),
+        acl(
+            &accounts,
+            &request.prefix,
+            &request.operators,
+            request.homeassistant,
+        )
+        .as_bytes(),
         0o644,
     )?;
     let conf = mosquitto_conf(&conf_dir, request.port, ca_name, cert_name, key_name);
@@ -189,6 +200,21 @@ fn accounts(request: &Request) -> Result<Vec<Account>> {
             });
         }
     }
+    if request.homeassistant {
+        ensure!(
+            !accounts.iter().any(|a| a.name == "homeassistant"),
+            "\"homeassistant\" is the Home Assistant user's name; pick another for the {}",
+            accounts
+                .iter()
+                .find(|a| a.name == "homeassistant")
+                .map_or("", |a| a.role.name())
+        );
+        accounts.push(Account {
+            role: Role::HomeAssistant,
+            name: "homeassistant".into(),
+            password: passwd::random_password(PASSWORD_LEN),
+        });
+    }
     Ok(accounts)
 }
 
@@ -203,7 +229,7 @@ fn plain_id(name: &str) -> bool {
 /// The mosquitto ACL: per user what it may write and read. Anything not
 /// granted is refused (mosquitto drops a refused publish and hides a
 /// refused subscription's messages).
-fn acl(accounts: &[Account], prefix: &str, operators: &[String]) -> String {
+fn acl(accounts: &[Account], prefix: &str, operators: &[String], homeassistant: bool) -> String {
     let mut acl = String::from(
         "# camfleet broker ACL, written by `viewer broker-config`.\n\
          # Each user writes only its own topics; see docs/security.md.\n",
@@ -229,6 +255,10 @@ fn acl(accounts: &[Account], prefix: &str, operators: &[String]) -> String {
                     // Its dashboard's Record button.
                     lines.push("topic write command/rec".into());
                 }
+                if homeassistant {
+                    // Discovery configs (`viewer --homeassistant`).
+                    lines.push("topic write homeassistant/#".into());
+                }
                 lines
             }
             Role::Operator => vec![
@@ -236,6 +266,13 @@ fn acl(accounts: &[Account], prefix: &str, operators: &[String]) -> String {
                 format!("topic read {prefix}/#"),
             ],
             Role::Sensor => vec![format!("topic write sensor/{id}/#")],
+            Role::HomeAssistant => vec![
+                "topic write command/rec".into(),
+                format!("topic read {prefix}/#"),
+                "topic read sensor/#".into(),
+                "topic read homeassistant/#".into(),
+                "topic write homeassistant/status".into(),
+            ],
         };
         for line in lines {
             let _ = writeln!(acl, "{line}");
@@ -294,9 +331,9 @@ fn instructions(request: &Request, accounts: &[Account], conf_dir: &Path) -> Str
     if !request.certs_for.is_empty() {
         text.push('\n');
     }
-    let _ = writeln!(text, "{:<10} {:<24} password", "role", "user");
+    let _ = writeln!(text, "{:<13} {:<24} password", "role", "user");
     for a in accounts {
-        let _ = writeln!(text, "{:<10} {:<24} {}", a.role.name(), a.name, a.password);
+        let _ = writeln!(text, "{:<13} {:<24} {}", a.role.name(), a.name, a.password);
     }
     for a in accounts {
         match a.role {
@@ -324,6 +361,14 @@ fn instructions(request: &Request, accounts: &[Account], conf_dir: &Path) -> Str
                     "\n# operator {id}: start a recording\n\
                      mosquitto_pub -h {host} -p {port} --cafile ca.crt -u {id} -P '{}' -t command/rec -m start\n",
                     a.password,
+                    id = a.name
+                );
+            }
+            Role::HomeAssistant => {
+                let _ = write!(
+                    text,
+                    "\n# Home Assistant's MQTT integration: broker {host}, port {port}, user {id}, the password above,\n\
+                     # certificate validation with ca.crt; then run the viewer with --homeassistant\n",
                     id = a.name
                 );
             }
@@ -375,6 +420,7 @@ mod tests {
             key: None,
             ca: None,
             certs_for: Vec::new(),
+            homeassistant: false,
             force: false,
         }
     }
@@ -385,7 +431,7 @@ mod tests {
         let accounts = accounts(&r).unwrap();
         let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["pi-door", "ws", "lab", "alice"], "ws once");
-        let acl = acl(&accounts, "camfleet", &r.operators);
+        let acl = acl(&accounts, "camfleet", &r.operators, false);
         let block = |user: &str| -> Vec<String> {
             acl.split("\nuser ")
                 .find(|b| b.starts_with(&format!("{user}\n")))
@@ -412,6 +458,24 @@ mod tests {
             block("alice"),
             ["topic write command/rec", "topic read camfleet/#"]
         );
+    }
+
+    #[test]
+    fn home_assistant_gets_a_user_and_viewers_may_announce_to_it() {
+        let mut r = request(&["pi-door"], &["ws"], &["alice"]);
+        r.homeassistant = true;
+        let users = accounts(&r).unwrap();
+        assert_eq!(users.last().unwrap().name, "homeassistant");
+        let acl = acl(&users, "camfleet", &r.operators, true);
+        let ha = acl.split("\nuser homeassistant\n").nth(1).unwrap();
+        assert!(
+            ha.starts_with("topic write command/rec\ntopic read camfleet/#\n"),
+            "{ha}"
+        );
+        let ws = acl.split("\nuser ws\n").nth(1).unwrap();
+        assert!(ws.contains("topic write homeassistant/#"), "{ws}");
+        r.nodes.push("homeassistant".into());
+        assert!(accounts(&r).is_err(), "the name is taken");
     }
 
     #[test]
