@@ -547,15 +547,34 @@ mod tests {
         // A subcommand's flag named like a global one parses into the wrong
         // type: only parsing finds it.
         let parsed = [
-            &["viewer", "broker-config", "--nodes", "a", "--host", "h", "-o", "x"][..],
+            &[
+                "viewer",
+                "broker-config",
+                "--nodes",
+                "a",
+                "--host",
+                "h",
+                "-o",
+                "x",
+            ][..],
             &["viewer", "export", "20261127T000000Z", "-o", "x"],
             &["viewer", "hash-password", "alice"],
             &["viewer", "demo"],
-            &["viewer", "--homeassistant", "--tls-cert", "c", "--tls-key", "k"],
+            &[
+                "viewer",
+                "--homeassistant",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ],
         ];
         for args in parsed {
             let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-            assert_eq!(cli.command.is_some(), args.len() > 1 && !args[1].starts_with('-'));
+            assert_eq!(
+                cli.command.is_some(),
+                args.len() > 1 && !args[1].starts_with('-')
+            );
         }
     }
 
