@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use super::{busy, camera_dir, export, export_slot, Span};
+use super::{export, export_samples, Span};
 use crate::dashboard::{error, Dashboard};
 
 /// Finished jobs kept for download; the oldest goes (file and all) when
@@ -125,25 +125,9 @@ pub async fn start(
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
     Query(span): Query<Span>,
 ) -> Response {
-    let (from, to) = match span.range() {
-        Ok(range) => range,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let dir = match camera_dir(&d, &session, &node, &camera) {
-        Ok(dir) => dir,
-        Err((status, why)) => return error(status, why),
-    };
-    let cache = Arc::clone(&d.segments);
-    let find =
-        tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
-    let samples = match find {
-        Ok(Ok(s)) if !s.is_empty() => s,
-        Ok(Ok(_)) => return error(StatusCode::NOT_FOUND, "no frame in the range"),
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let Some(permit) = export_slot() else {
-        return busy();
+    let (samples, permit) = match export_samples(&d, &session, &node, &camera, &span).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     let name = format!("{session}_{node}_{camera}.h264.mp4");
     let (id, job) = match d.exports.add(name) {

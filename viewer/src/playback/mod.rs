@@ -226,30 +226,40 @@ pub async fn export(
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
     Query(span): Query<Span>,
 ) -> Response {
-    let (from, to) = match span.range() {
-        Ok(range) => range,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let dir = match camera_dir(&d, &session, &node, &camera) {
-        Ok(dir) => dir,
-        Err((status, why)) => return error(status, why),
-    };
-    let cache = Arc::clone(&d.segments);
-    let find =
-        tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
-    let samples = match find {
-        Ok(Ok(s)) if !s.is_empty() => s,
-        Ok(Ok(_)) => return error(StatusCode::NOT_FOUND, "no frame in the range"),
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let Some(permit) = export_slot() else {
-        return busy();
+    let (samples, permit) = match export_samples(&d, &session, &node, &camera, &span).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     let name = format!("{session}_{node}_{camera}.mp4");
     stream_download(&name, "video/mp4", permit, move |mut out| {
         export::write_mp4(&samples, &mut out, |_, _| {}).map(|_| ())
     })
+}
+
+/// A camera's samples in the asked range and a slot to export them, or
+/// the answer saying why not (a bad range or name, no frame, busy).
+async fn export_samples(
+    d: &Dashboard,
+    session: &str,
+    node: &str,
+    camera: &str,
+    span: &Span,
+) -> Result<(Vec<(PathBuf, SampleRef)>, tokio::sync::OwnedSemaphorePermit), Response> {
+    let (from, to) = span
+        .range()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let dir = camera_dir(d, session, node, camera).map_err(|(status, why)| error(status, why))?;
+    let cache = Arc::clone(&d.segments);
+    let find =
+        tokio::task::spawn_blocking(move || export::samples_in(&cache, &dir, from, to)).await;
+    let samples = match find {
+        Ok(Ok(s)) if !s.is_empty() => s,
+        Ok(Ok(_)) => return Err(error(StatusCode::NOT_FOUND, "no frame in the range")),
+        Ok(Err(e)) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    let permit = export_slot().ok_or_else(busy)?;
+    Ok((samples, permit))
 }
 
 /// A session's folder, or why not (a bad name, no such session).
