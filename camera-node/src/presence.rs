@@ -28,6 +28,62 @@ use crate::relay::Planner;
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long shutdown waits for `offline` to reach the broker.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+/// How long the node's own test message may take to come back.
+const ECHO_LIMIT: Duration = Duration::from_secs(5);
+
+/// Whether the broker passes on what this node publishes. A broker whose
+/// ACL refuses a publish drops it without a word (MQTT 3.1.1 has none), so
+/// after each connection the node sends itself a message on its own
+/// `echo` topic and warns when it does not come back.
+#[derive(Debug)]
+struct Echo {
+    topic: String,
+    /// The test message out, and until when it may come back.
+    waiting: Option<(String, tokio::time::Instant)>,
+    sent: bool,
+}
+
+impl Echo {
+    fn new(topic: String) -> Self {
+        Echo {
+            topic,
+            waiting: None,
+            sent: false,
+        }
+    }
+
+    /// A new connection: a test message goes out once it is subscribed.
+    fn reset(&mut self) {
+        self.waiting = None;
+        self.sent = false;
+    }
+
+    fn send(&mut self, client: &AsyncClient) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        let nonce = format!("{}", Utc::now().timestamp_micros());
+        try_publish(client, &self.topic, false, nonce.clone());
+        self.waiting = Some((nonce, tokio::time::Instant::now() + ECHO_LIMIT));
+    }
+
+    /// A message on the echo topic: whether it is ours back.
+    fn heard(&mut self, payload: &[u8]) {
+        if self
+            .waiting
+            .as_ref()
+            .is_some_and(|(nonce, _)| nonce.as_bytes() == payload)
+        {
+            tracing::info!("the broker passes on this node's messages");
+            self.waiting = None;
+        }
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.waiting.as_ref().map(|(_, at)| *at)
+    }
+}
 
 pub struct Presence {
     pub config: Arc<NodeConfig>,
@@ -61,6 +117,13 @@ impl Presence {
         let mut planner = (c.relay_max_member > 0)
             .then(|| Planner::new(&c.node_id, c.relay_max_member, c.relay_topology));
         let (relay_filter, status_filter) = (topics.all_viewer_relay(), topics.all_viewer_status());
+        let mut echo = Echo::new(topics.node_echo(&c.node_id));
+        let user = c
+            .mqtt
+            .broker
+            .username
+            .clone()
+            .unwrap_or_else(|| "(none)".into());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -71,6 +134,8 @@ impl Presence {
                     }
                     Some(MqttEvent::Connected) => {
                         connected = true;
+                        echo.reset();
+                        try_subscribe(&client, &echo.topic);
                         try_subscribe(&client, topics::GETIP_REQUEST);
                         if planner.is_some() {
                             try_subscribe(&client, &relay_filter);
@@ -81,6 +146,7 @@ impl Presence {
                     // `online` node always hears discovery requests.
                     Some(MqttEvent::Subscribed) => {
                         try_publish(&client, &status_topic, true, ONLINE.into());
+                        echo.send(&client);
                         self.publish_info(&client, &topics);
                         states.publish(&client, &topics, &c.node_id, &self.cameras, true);
                         // A broker restarted without persistence lost them.
@@ -90,6 +156,7 @@ impl Presence {
                         // Stats and temperature right away, then every interval.
                         ticker.reset_immediately();
                     }
+                    Some(MqttEvent::Message(p)) if p.topic == echo.topic => echo.heard(&p.payload),
                     Some(MqttEvent::Message(p)) if p.topic == topics::GETIP_REQUEST => {
                         tracing::debug!("answering a discovery request");
                         try_publish(&client, topics::GETIP_RESPONSE, false, info_json(&self.info.borrow()));
@@ -110,6 +177,18 @@ impl Presence {
                     }
                     Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
+                _ = sleep_until_or_never(echo.deadline()) => {
+                    echo.waiting = None;
+                    tracing::warn!(
+                        "the broker did not pass on this node's own test message on {} within {} s: \
+                         it drops what this node publishes, so viewers will not see it. Does the broker's ACL let \
+                         user {user} write {}/node/{}/#? (node_id and the user must match; docs/security.md)",
+                        echo.topic,
+                        ECHO_LIMIT.as_secs(),
+                        c.topic_prefix,
+                        c.node_id
+                    );
+                }
                 changed = self.info.changed() => {
                     if changed.is_ok() && connected {
                         self.publish_info(&client, &topics);
@@ -187,6 +266,14 @@ fn publish_plan(client: &AsyncClient, topics: &Topics, plan: &shared::relay::Rel
         true,
         json,
     );
+}
+
+/// Sleeps until `at`; never returns without one.
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn try_subscribe(client: &AsyncClient, filter: &str) {

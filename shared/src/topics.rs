@@ -43,6 +43,12 @@ impl Topics {
         format!("{}/node/{node_id}/info", self.prefix)
     }
 
+    /// A node's test message to itself: the broker passes on what it
+    /// publishes (not retained).
+    pub fn node_echo(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/echo", self.prefix)
+    }
+
     /// Periodic stats JSON, not retained.
     pub fn node_stats(&self, node_id: &str) -> String {
         format!("{}/node/{node_id}/stats", self.prefix)

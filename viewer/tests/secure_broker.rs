@@ -196,6 +196,8 @@ fn a_locked_down_fleet_records_for_an_operator_and_refuses_forgeries() {
     );
     viewer.wait_log("camera{camera=pi-sec/cam0}: connected", SECS(30));
     node.wait_log("connected to MQTT broker", SECS(5));
+    // Its own test message came back: the ACL lets it publish.
+    node.wait_log("the broker passes on this node's messages", SECS(10));
     assert!(
         !node.log().contains(&fleet.passwords["pi-sec"]),
         "the node's log shows no password"
@@ -283,6 +285,13 @@ fn clients_without_credentials_or_trusting_another_ca_are_refused_with_a_reason(
     let untrusting = fleet.node("pi-sec", &fleet.url("pi-sec"), &other.path("ca.crt"));
     untrusting.wait_log("not signed by the CA in ca_file", SECS(20));
     assert!(!untrusting.log().contains("connected to MQTT broker"));
+    // A node whose user is another node's (node_id and user do not
+    // match): connected, but the ACL drops all it publishes; it says so.
+    let mismatched = fleet.node("pi-sec", &fleet.url("pi-evil"), &fleet.ca());
+    mismatched.wait_log("did not pass on this node's own test message", SECS(20));
+    assert!(mismatched
+        .log()
+        .contains("user pi-evil write camfleet/node/pi-sec/#"));
     // Plain MQTT on the TLS port gets nowhere either.
     let got = mqtt_sub(port, "#", 1, 3);
     assert!(got.is_empty(), "a plain client was let in: {got:?}");
