@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::Utc;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::{AsyncClient, QoS, SubscribeFilter};
 use shared::messages::{
     CameraState, CameraStats, NodeInfo, NodeStats, PushState, OFFLINE, ONLINE, PAYLOAD_VERSION,
 };
@@ -135,11 +135,14 @@ impl Presence {
                     Some(MqttEvent::Connected) => {
                         connected = true;
                         echo.reset();
-                        try_subscribe(&client, &echo.topic);
-                        try_subscribe(&client, topics::GETIP_REQUEST);
+                        // One SUBSCRIBE, so one SUBACK: `online` goes out once.
+                        let mut filters = vec![echo.topic.clone(), topics::GETIP_REQUEST.to_owned()];
                         if planner.is_some() {
-                            try_subscribe(&client, &relay_filter);
-                            try_subscribe(&client, &status_filter);
+                            filters.extend([relay_filter.clone(), status_filter.clone()]);
+                        }
+                        let filters = filters.into_iter().map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+                        if let Err(e) = client.try_subscribe_many(filters) {
+                            tracing::warn!("MQTT subscribe not queued: {e}");
                         }
                     }
                     // Announced once the broker has the subscription, so an
@@ -273,12 +276,6 @@ async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-fn try_subscribe(client: &AsyncClient, filter: &str) {
-    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-        tracing::warn!(filter, "MQTT subscribe not queued: {e}");
     }
 }
 

@@ -208,7 +208,15 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_no_node_running() {
     let status = wait_for("the demo to exit", SECS(20), || {
         demo.child.try_wait().unwrap()
     });
-    assert_eq!(status.code(), Some(130), "{}", demo.log());
+    // The second signal exits at once (130), unless the first one's
+    // orderly stop (a few ms with nothing recording) was already done.
+    let log = demo.log();
+    let orderly_first = !log.contains("again: exiting now") && log.contains("demo: stopped");
+    match status.code() {
+        Some(130) => assert!(log.contains("again: exiting now"), "{log}"),
+        Some(0) => assert!(orderly_first, "{log}"),
+        other => panic!("exit status {other:?}: {log}"),
+    }
     wait_for("no camera node left", SECS(10), || {
         nodes_left(port).is_empty().then_some(())
     });
