@@ -297,6 +297,10 @@ fn a_session_survives_random_faults_with_every_frame_once_and_every_hole_explain
         );
         faults.push(fault);
     }
+    // The last fault may have been a broker restart: frames flow again at
+    // once (TCP), the viewer's MQTT session comes back a moment later. Its
+    // `online` says it hears commands again.
+    wait_online(&fleet.broker);
     fleet.broker.publish_qos1("command/rec", "stop");
     wait_state(&fleet.broker, "the viewer idle", |s| s.state == "idle");
     fleet.viewer.stop();
