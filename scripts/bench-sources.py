@@ -25,34 +25,10 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import cpu_seconds, free_port, wait
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE = os.environ.get("CAMFLEET_NODE", os.path.join(ROOT, "target/release/camera-node"))
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def wait(what, check, limit=30.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        try:
-            got = check()
-        except OSError:
-            got = None
-        if got:
-            return got
-        time.sleep(0.02)
-    sys.exit(f"timed out waiting for {what}")
 
 
 def start_node(node_id, source, extra, log):

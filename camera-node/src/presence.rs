@@ -40,7 +40,6 @@ struct Echo {
     topic: String,
     /// The test message out, and until when it may come back.
     waiting: Option<(String, tokio::time::Instant)>,
-    sent: bool,
 }
 
 impl Echo {
@@ -48,21 +47,12 @@ impl Echo {
         Echo {
             topic,
             waiting: None,
-            sent: false,
         }
     }
 
-    /// A new connection: a test message goes out once it is subscribed.
-    fn reset(&mut self) {
-        self.waiting = None;
-        self.sent = false;
-    }
-
+    /// Sent once a connection's one SUBSCRIBE is acknowledged; a new
+    /// connection forgets the last one's.
     fn send(&mut self, client: &AsyncClient) {
-        if self.sent {
-            return;
-        }
-        self.sent = true;
         let nonce = format!("{}", Utc::now().timestamp_micros());
         try_publish(client, &self.topic, false, nonce.clone());
         self.waiting = Some((nonce, tokio::time::Instant::now() + ECHO_LIMIT));
@@ -134,7 +124,7 @@ impl Presence {
                     }
                     Some(MqttEvent::Connected) => {
                         connected = true;
-                        echo.reset();
+                        echo.waiting = None;
                         // One SUBSCRIBE, so one SUBACK: `online` goes out once.
                         let mut filters = vec![echo.topic.clone(), topics::GETIP_REQUEST.to_owned()];
                         if planner.is_some() {

@@ -103,20 +103,24 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes of a URL's user name or password, decoded (a `%` not
+/// followed by two hex digits stays as it is).
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
                 i += 3;
             }
-            (b, _) => {
+            (b, _, _) => {
                 out.push(b);
                 i += 1;
             }

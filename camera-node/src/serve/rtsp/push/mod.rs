@@ -80,7 +80,10 @@ impl PushUrl {
         }
         let credentials = userinfo.map(|u| {
             let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            (percent_decode(user), percent_decode(pass))
+            (
+                shared::broker::percent_decode(user),
+                shared::broker::percent_decode(pass),
+            )
         });
         Ok(PushUrl {
             text: text.to_owned(),
@@ -358,31 +361,6 @@ impl Push {
         }
         result
     }
-}
-
-/// `%XX` escapes of a URL's user name or password, decoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
