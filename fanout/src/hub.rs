@@ -134,20 +134,33 @@ impl Hub {
                 (n < max).then_some(n + 1)
             })
             .ok()?;
+        Some(self.reader(protocol, true))
+    }
+
+    /// A reader of `protocol` that takes no viewer slot: one that passes the
+    /// camera on inside this process (a viewer's dashboard beside its relay
+    /// server, whose children alone count against the relay's cap). Counted
+    /// under its protocol in the figures all the same.
+    pub fn add_local_reader(self: &Arc<Self>, protocol: Protocol) -> Reader {
+        self.reader(protocol, false)
+    }
+
+    fn reader(self: &Arc<Self>, protocol: Protocol, slot: bool) -> Reader {
         self.viewers_by[protocol as usize].fetch_add(1, Ordering::AcqRel);
         let wake = self.pushed.subscribe();
         let cursor = self.ring().newest_cursor();
-        Some(Reader {
+        Reader {
             id: self.next_reader.fetch_add(1, Ordering::Relaxed),
             named: None,
             hub: Arc::clone(self),
             protocol,
+            slot,
             cursor,
             wake,
             skipped: 0,
             behind: false,
             idle: 0,
-        })
+        }
     }
 
     /// What each named viewer connected now has skipped.
@@ -224,6 +237,8 @@ pub struct Reader {
     named: Option<Arc<AtomicU64>>,
     hub: Arc<Hub>,
     protocol: Protocol,
+    /// Holds one of the hub's viewer slots (see [`Hub::add_local_reader`]).
+    slot: bool,
     cursor: u64,
     wake: watch::Receiver<u64>,
     skipped: u64,
@@ -326,7 +341,9 @@ impl Drop for Reader {
         if self.named.is_some() {
             self.hub.named.lock().expect("hub names").remove(&self.id);
         }
-        self.hub.viewers.fetch_sub(1, Ordering::AcqRel);
+        if self.slot {
+            self.hub.viewers.fetch_sub(1, Ordering::AcqRel);
+        }
         self.hub.viewers_by[self.protocol as usize].fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -416,6 +433,18 @@ mod tests {
         assert!(hub.add_viewer(2, Protocol::Rtsp).is_some());
         let figures = hub.snapshot();
         assert_eq!((figures.viewers, figures.viewers_by), (1, [0, 0, 1]));
+    }
+
+    #[test]
+    fn local_readers_take_no_viewer_slot() {
+        let hub = Hub::new("cam0");
+        let local = hub.add_local_reader(Protocol::Http);
+        let _tcp = hub.add_viewer(1, Protocol::Tcp).unwrap();
+        assert!(hub.add_viewer(1, Protocol::Tcp).is_none());
+        assert_eq!(hub.snapshot().viewers_by, [1, 0, 1]);
+        drop(local);
+        let figures = hub.snapshot();
+        assert_eq!((figures.viewers, figures.viewers_by), (1, [1, 0, 0]));
     }
 
     #[test]

@@ -48,11 +48,20 @@ impl FrameHeader {
     }
 }
 
-/// One received frame.
+/// One frame, as the node's camera gave it or as it came off the wire: the
+/// one frame type of the node's and the viewer's hubs, their links and
+/// relays. The JPEG is one shared `Bytes`, never copied per reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Frames since the origin node started (a relay forwards it as is).
     pub seq: u64,
+    /// Capture time on the origin node's clock, microseconds since the
+    /// Unix epoch: when the frame's last byte was read from the camera.
     pub captured_at_us: u64,
+    /// When this process had the frame in full (read from the camera or
+    /// from the wire): staleness limits and send latencies count from
+    /// here, on the local monotonic clock.
+    pub read_at: tokio::time::Instant,
     pub jpeg: Bytes,
 }
 
@@ -109,6 +118,7 @@ impl Decoder for FrameDecoder {
             return Err(FrameError::NotJpeg { seq: header.seq });
         }
         Ok(Some(Frame {
+            read_at: tokio::time::Instant::now(),
             seq: header.seq,
             captured_at_us: header.captured_at_us,
             jpeg,

@@ -3,26 +3,20 @@
 //! `mosquitto_pub` and `mosquitto_sub` talk to it like to mosquitto.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::ViewerConfig;
+use shared::broker::BrokerUrl;
+
 use crate::security::passwd;
 
-/// Where `--embedded-broker` listens when given no address.
-pub const DEFAULT_ADDR: &str = "0.0.0.0:1883";
-
-/// When the config asks for an embedded broker: starts it and points the
-/// viewer at it (`--broker`, when also given, is ignored with a warning).
-pub fn serve_for(config: &mut ViewerConfig, broker_given: bool) -> Result<()> {
-    let Some(addr) = config.embedded_broker else {
-        return Ok(());
-    };
-    if broker_given {
-        tracing::warn!("--broker is ignored: the viewer runs its own broker (--embedded-broker)");
-    }
-    let users = match &config.broker_users {
+/// Starts the embedded broker on `addr`, with the users of `users_file`
+/// (`--broker-users`) if given; answers the URL the viewer itself connects
+/// with.
+pub fn serve(addr: SocketAddr, users_file: Option<&Path>) -> Result<BrokerUrl> {
+    let users = match users_file {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("--broker-users {}", file.display()))?;
@@ -53,14 +47,13 @@ pub fn serve_for(config: &mut ViewerConfig, broker_given: bool) -> Result<()> {
             users: u,
         }),
     )?;
-    let credentials = match config.broker_users {
+    let credentials = match users_file {
         Some(_) => format!("{}:{}@", own.0, own.1),
         None => String::new(),
     };
-    config.mqtt.broker = format!("mqtt://{credentials}{local}")
+    format!("mqtt://{credentials}{local}")
         .parse()
-        .with_context(|| format!("embedded broker address {local}"))?;
-    Ok(())
+        .with_context(|| format!("embedded broker address {local}"))
 }
 
 /// Who may connect to the embedded broker: the password file's users and

@@ -11,12 +11,14 @@ use shared::broker::{BrokerUrl, DEFAULT_BROKER};
 use shared::mqtt::MqttSettings;
 use shared::topics::SENSOR_FILTER;
 
-use crate::retention::{parse_keep_free, parse_size, Retention};
+use crate::record::retention::{parse_keep_free, parse_size, Retention};
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/viewer.toml";
 /// The web dashboard's address unless told otherwise.
 pub const DEFAULT_DASHBOARD: &str = "127.0.0.1:8090";
+/// Where `--embedded-broker` listens when given no address.
+pub const DEFAULT_EMBEDDED_BROKER: &str = "0.0.0.0:1883";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,7 +104,7 @@ pub struct Cli {
         env = "CAMFLEET_EMBEDDED_BROKER",
         value_name = "ADDR",
         num_args = 0..=1,
-        default_missing_value = crate::broker::DEFAULT_ADDR
+        default_missing_value = DEFAULT_EMBEDDED_BROKER
     )]
     pub embedded_broker: Option<SocketAddr>,
     /// Announce the fleet to Home Assistant (MQTT discovery under PREFIX):
@@ -116,8 +118,13 @@ pub struct Cli {
         default_missing_value = crate::homeassistant::DEFAULT_PREFIX
     )]
     pub homeassistant: Option<String>,
-    /// Seconds between the snapshots published for Home Assistant's cameras
-    #[arg(long, global = true, value_name = "S")]
+    /// Seconds between the snapshots published for Home Assistant's cameras [default: 10]
+    #[arg(
+        long,
+        global = true,
+        env = "CAMFLEET_HOMEASSISTANT_SNAPSHOT_SECONDS",
+        value_name = "S"
+    )]
     pub homeassistant_snapshot_seconds: Option<u64>,
     /// Users of the embedded broker: a password file in mosquitto's format
     /// (`viewer broker-config` or mosquitto_passwd); without it the
@@ -299,6 +306,15 @@ fn cert_for(text: &str) -> Result<(String, Vec<String>), String> {
     Ok((name.to_owned(), hosts))
 }
 
+/// A dashboard user from the config file (`[[user]]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// `$7$...` (PBKDF2-SHA512, `viewer hash-password` makes one).
+    pub password_hash: String,
+}
+
 /// The config file; unknown keys are an error naming them.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +324,8 @@ pub struct FileConfig {
     pub viewer_id: Option<String>,
     pub recordings: Option<PathBuf>,
     pub segment_seconds: Option<u64>,
+    pub relay: Option<std::net::IpAddr>,
+    pub no_record: Option<bool>,
     pub headless: Option<bool>,
     pub layout: Option<Layout>,
     pub topic_prefix: Option<String>,
@@ -321,7 +339,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Dashboard users: `[[user]]` with `name` and `password_hash`.
     #[serde(default, rename = "user")]
-    pub users: Vec<crate::dashboard::login::User>,
+    pub users: Vec<User>,
     pub node_api_token: Option<String>,
     pub keep_days: Option<u32>,
     pub keep_free: Option<String>,
@@ -370,7 +388,7 @@ pub struct ViewerConfig {
     /// How often each camera's snapshot goes to Home Assistant.
     pub snapshot_every: Duration,
     /// Who may use the dashboard; none: it is open.
-    pub users: Vec<crate::dashboard::login::User>,
+    pub users: Vec<User>,
     /// What the Sources page's calls to the nodes' camera API carry.
     pub node_api_token: Option<String>,
     /// Keep the wanted recording state on disk and resume it after a
@@ -425,6 +443,8 @@ impl ViewerConfig {
             _ => vec![SENSOR_FILTER.to_owned()],
         };
         let headless = cli.headless || file.headless.unwrap_or(false);
+        let relay = cli.relay.or(file.relay);
+        let no_record = cli.no_record || file.no_record.unwrap_or(false);
         let layout = cli.layout.or(file.layout).unwrap_or(Layout::Windows);
         let display = if headless {
             None
@@ -500,15 +520,15 @@ impl ViewerConfig {
             homeassistant,
             snapshot_every,
             users: file.users,
-            relay: cli.relay,
-            record: !cli.no_record,
+            relay,
+            record: !no_record,
             retention,
             embedded_broker: cli.embedded_broker.or(file.embedded_broker),
             broker_users: cli.broker_users.or(file.broker_users),
             dashboard,
             dashboard_explicit,
             node_api_token: cli.node_api_token.or(file.node_api_token),
-            resume: !cli.no_record,
+            resume: !no_record,
             mqtt: MqttSettings {
                 broker,
                 client_id: format!("camfleet-viewer-{viewer_id}"),
@@ -516,13 +536,13 @@ impl ViewerConfig {
                 persistent: true,
                 // Relaying: a dead viewer's will within about 7 s, so the
                 // plan heals without it (members move at once anyway).
-                keep_alive: cli.relay.map(|_| RELAY_KEEP_ALIVE),
+                keep_alive: relay.map(|_| RELAY_KEEP_ALIVE),
             },
             viewer_id,
             topic_prefix: cli
                 .topic_prefix
                 .or(file.topic_prefix)
-                .unwrap_or_else(|| "camfleet".into()),
+                .unwrap_or_else(|| shared::topics::DEFAULT_PREFIX.into()),
             recordings: cli
                 .recordings
                 .or(file.recordings)
@@ -537,6 +557,48 @@ impl ViewerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DESIGN.md: every flag but `--version` and a subcommand's own has a
+    /// config-file key (its long name with `_`) and a `CAMFLEET_<FLAG>`
+    /// variable. `--config` names the file, so it has no key.
+    #[test]
+    fn every_flag_has_a_config_key_and_a_variable() {
+        use clap::CommandFactory;
+        // Keys named otherwise than their flag, kept as they were released.
+        let renamed = [("sensor-topic", "sensor_topics")];
+        let command = Cli::command();
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let variable = format!("CAMFLEET_{}", long.replace('-', "_").to_uppercase());
+            assert_eq!(
+                arg.get_env().and_then(|v| v.to_str()),
+                Some(variable.as_str()),
+                "--{long} needs env = \"{variable}\""
+            );
+            checked += 1;
+            if long == "config" {
+                continue;
+            }
+            let key = renamed
+                .iter()
+                .find(|(flag, _)| *flag == long)
+                .map_or_else(|| long.replace('-', "_"), |(_, key)| (*key).to_owned());
+            // A wrong type is fine here: only an unknown key is not.
+            let error = toml::from_str::<FileConfig>(&format!("{key} = []"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                !error.contains("unknown field"),
+                "--{long} has no config key {key}: {error}"
+            );
+        }
+        assert!(checked > 20, "only {checked} flags walked");
+    }
 
     /// clap's own checks of the flags (names used twice, a global flag and
     /// a subcommand's of the same name): a panic here, not at a user's run.

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use shared::messages::NodeInfo;
 use shared::topics::{Topics, REC_COMMAND};
 
-use crate::screens::Screens;
-use crate::sensors::topic_matches;
+use crate::link::live::Live;
+use crate::record::sensors::topic_matches;
 
 /// The discovery prefix Home Assistant listens on unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "homeassistant";
@@ -215,12 +215,12 @@ impl HomeAssistant {
     }
 
     /// Publishes each live camera's newest frame on its snapshot topic.
-    pub fn snapshots(&self, client: &AsyncClient, screens: &Screens) {
+    pub fn snapshots(&self, client: &AsyncClient, live: &Live) {
         if self.prefix.is_none() {
             return;
         }
-        for (key, tile) in screens.snapshot() {
-            let Some(tile) = tile.filter(|t| t.at.elapsed() < STALE_FRAME) else {
+        for (key, camera) in live.list() {
+            let Some(tile) = camera.tile().filter(|t| t.at.elapsed() < STALE_FRAME) else {
                 continue;
             };
             let Some((node, camera)) = key.split_once('/') else {

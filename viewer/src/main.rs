@@ -105,9 +105,20 @@ fn main() -> ExitCode {
     if demo_nodes.is_some() {
         viewer::demo::adjust(&mut config, recordings_given);
     }
-    if let Err(e) = viewer::broker::serve_for(&mut config, broker_given) {
-        tracing::error!("{e:#}");
-        return ExitCode::FAILURE;
+    // The embedded broker, when asked for; the viewer connects to it.
+    if let Some(addr) = config.embedded_broker {
+        if broker_given {
+            tracing::warn!(
+                "--broker is ignored: the viewer runs its own broker (--embedded-broker)"
+            );
+        }
+        match viewer::broker::serve(addr, config.broker_users.as_deref()) {
+            Ok(url) => config.mqtt.broker = url,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let last_words = || {
         tracing::warn!("open segments stay as .mp4.part; they play up to their last second");

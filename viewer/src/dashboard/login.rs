@@ -23,6 +23,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 
 use super::{error, Dashboard};
+use crate::config::User;
 use crate::security::passwd;
 
 /// The session cookie's name.
@@ -33,15 +34,6 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_SESSIONS: usize = 1024;
 /// A failed login waits this long before it is answered.
 const FAILED_LOGIN_DELAY: Duration = Duration::from_secs(1);
-
-/// A dashboard user from the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    pub name: String,
-    /// `$7$...` (PBKDF2-SHA512, `viewer hash-password` makes one).
-    pub password_hash: String,
-}
 
 /// The users, the open sessions and whether the dashboard is on TLS.
 #[derive(Debug, Default)]

@@ -6,8 +6,11 @@
 //! sensor topic. Live state goes out as server-sent events; the page is
 //! plain HTML, CSS and JS inside the binary.
 
+mod exports;
 mod files;
 pub mod login;
+pub mod metrics;
+mod playback;
 mod sources;
 
 use std::collections::BTreeMap;
@@ -16,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,7 +27,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
-use fanout::http::{MeteredListener, Pacer, Peer};
+use fanout::http::Peer;
+use fanout::multipart::MjpegStream;
+use fanout::Protocol;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use shared::messages::RecordingState;
@@ -32,14 +37,12 @@ use shared::topics::REC_COMMAND;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-use crate::screens::Screens;
+use crate::config::ViewerConfig;
+use crate::link::live::Live;
+use metrics::Metrics;
 
 /// How often the page gets the state.
 const EVENT_EVERY: Duration = Duration::from_secs(1);
-/// How often a live tile looks for a newer frame (at most 25 fps).
-const TILE_POLL: Duration = Duration::from_millis(40);
-const BOUNDARY: &str = "camfleetframe";
 
 /// What the MQTT side knows, kept for the dashboard.
 #[derive(Debug, Default)]
@@ -103,7 +106,8 @@ pub struct SensorValue {
 pub struct Dashboard {
     pub feed: Arc<Feed>,
     pub metrics: Arc<Metrics>,
-    pub screens: Arc<Screens>,
+    /// Every camera's live hub: the tiles' streams read it.
+    pub live: Arc<Live>,
     pub client: AsyncClient,
     pub recordings: PathBuf,
     /// The nodes' camera API token (the Sources page's calls carry it).
@@ -117,6 +121,33 @@ pub struct Dashboard {
     pub closing: CancellationToken,
 }
 
+impl Dashboard {
+    pub fn new(
+        config: &ViewerConfig,
+        feed: &Arc<Feed>,
+        metrics: &Arc<Metrics>,
+        live: &Arc<Live>,
+        client: &AsyncClient,
+        closing: &CancellationToken,
+    ) -> Self {
+        Dashboard {
+            feed: Arc::clone(feed),
+            metrics: Arc::clone(metrics),
+            live: Arc::clone(live),
+            client: client.clone(),
+            recordings: config.recordings.clone(),
+            node_token: config.node_api_token.clone(),
+            segments: Arc::default(),
+            exports: Arc::default(),
+            access: Arc::new(login::Access::new(
+                config.users.clone(),
+                config.tls.is_some(),
+            )),
+            closing: closing.clone(),
+        }
+    }
+}
+
 /// Serves until `dashboard.closing`, over TLS with `tls`.
 pub async fn run(
     listener: TcpListener,
@@ -124,15 +155,7 @@ pub async fn run(
     dashboard: Arc<Dashboard>,
 ) {
     let stop = dashboard.closing.clone().cancelled_owned();
-    let app = router(dashboard).into_make_service_with_connect_info::<Peer>();
-    let listener = match tls {
-        Some(acceptor) => MeteredListener::with_tls(listener, acceptor),
-        None => MeteredListener::new(listener),
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
+    if let Err(e) = fanout::http::serve(listener, tls, router(dashboard), stop).await {
         tracing::error!("dashboard stopped: {e}");
     }
 }
@@ -149,25 +172,25 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .merge(sources::routes())
         .route(
             "/api/sessions/{session}/{node}/{camera}/frame.jpg",
-            get(crate::playback::frame),
+            get(playback::frame),
         )
         .route(
             "/api/sessions/{session}/{node}/{camera}/export.mp4",
-            get(crate::playback::export),
+            get(playback::export),
         )
         .route(
             "/api/sessions/{session}/{node}/{camera}/export.h264",
-            post(crate::playback::h264::start),
+            post(exports::start),
         )
-        .route("/api/exports/{id}", get(crate::playback::h264::progress))
-        .route("/api/exports/{id}/file", get(crate::playback::h264::file))
+        .route("/api/exports/{id}", get(exports::progress))
+        .route("/api/exports/{id}/file", get(exports::file))
         .route(
             "/api/sessions/{session}/timeline",
-            get(crate::playback::timeline),
+            get(playback::timeline),
         )
         .route(
             "/api/sessions/{session}/export.zip",
-            get(crate::playback::export_zip),
+            get(playback::export_zip),
         )
         .route(
             "/sessions/{session}",
@@ -230,10 +253,11 @@ fn snapshot(d: &Dashboard) -> Snapshot {
         .map(|r| r.links.clone())
         .unwrap_or_default();
     let cameras = d
-        .screens
-        .snapshot()
+        .live
+        .list()
         .into_iter()
-        .filter_map(|(key, tile)| {
+        .filter_map(|(key, live)| {
+            let tile = live.tile();
             let (node, camera) = key.split_once('/')?;
             let link = links.iter().find(|l| l.node == node && l.camera == camera);
             Some(CameraTile {
@@ -243,7 +267,7 @@ fn snapshot(d: &Dashboard) -> Snapshot {
                 missed: link.map_or(0, |l| l.missed),
                 online: nodes.get(node).is_some_and(|n| n.online),
                 last_frame_age_s: tile.as_ref().map(|t| t.at.elapsed().as_secs_f64()),
-                recording: tile.as_ref().is_some_and(|t| t.recording),
+                recording: live.is_recording(),
                 clock: link.and_then(|l| l.clock.clone()),
                 via: link.and_then(|l| l.via.clone()),
                 node: node.to_owned(),
@@ -345,62 +369,38 @@ async fn record(State(d): Shared, body: Bytes) -> Response {
     }
 }
 
+/// A camera's live MJPEG stream (`multipart/x-mixed-replace`), read from
+/// its hub like the node's own: a slow browser skips to the newest frame,
+/// nothing else waits; it ends when the camera goes or the viewer stops.
 async fn stream(
     State(d): Shared,
     Path((node, camera)): Path<(String, String)>,
     peer: Option<Extension<ConnectInfo<Peer>>>,
 ) -> Response {
     let key = format!("{node}/{camera}");
-    if d.screens.tile(&key).is_none() {
+    let Some(live) = d.live.get(&key) else {
         return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
-    }
+    };
+    let reader = live.hub.add_local_reader(Protocol::Http);
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    let pacer = Pacer::new(peer.as_ref());
-    let state = (Arc::clone(&d), key, None::<u64>, Vec::<Bytes>::new(), pacer);
-    let body = futures_lite::stream::unfold(
-        state,
-        |(d, key, mut last, mut pending, mut pacer)| async move {
-            loop {
-                if let Some(bytes) = pending.pop() {
-                    pacer.count(bytes.len());
-                    return Some((Ok::<_, Infallible>(bytes), (d, key, last, pending, pacer)));
-                }
-                // The previous frame must have left before the newest is taken.
-                if !pacer.wait_written().await {
-                    tracing::info!(camera = %key, "dashboard stream dropped: the browser stopped reading");
-                    return None;
-                }
-                let tile = d.screens.tile(&key)?;
-                match tile {
-                    Some(t) if last != Some(t.seq) => {
-                        last = Some(t.seq);
-                        let head = format!(
-                        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                        t.jpeg.len()
-                    );
-                        pacer.fit(head.len() + t.jpeg.len() + 2, false);
-                        // Popped from the end: head first, then the JPEG, then the line break.
-                        pending = vec![Bytes::from_static(b"\r\n"), t.jpeg, Bytes::from(head)];
-                    }
-                    _ => {
-                        tokio::select! {
-                            _ = d.closing.cancelled() => return None,
-                            _ = tokio::time::sleep(TILE_POLL) => {}
-                        }
-                    }
-                }
-            }
-        },
-    );
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
+    MjpegStream::from_reader(reader, peer.as_ref(), live.gone.clone()).into_response()
+}
+
+/// A dashboard reachable from the network without users (or with users
+/// but passwords in the clear) is said so at start.
+pub fn warn_if_exposed(local: std::net::SocketAddr, config: &ViewerConfig) {
+    if local.ip().is_loopback() {
+        return;
+    }
+    if config.users.is_empty() {
+        tracing::warn!(
+            "the dashboard on {local} has no users: anyone on the network can watch the cameras, start and stop \
+             recordings and download them. Add [[user]] entries to the config file (viewer hash-password NAME) \
+             or listen on 127.0.0.1 (docs/security.md)"
+        );
+    } else if config.tls.is_none() {
+        tracing::warn!(
+            "the dashboard on {local} takes passwords over plain HTTP: give it --tls-cert and --tls-key (docs/security.md)"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{error, Dashboard, Shared};
-use crate::clock::http_authority;
+use crate::link::clock::http_authority;
 use crate::node_http::NodeHttp;
 
 /// How long a call to a node may take, connecting included.

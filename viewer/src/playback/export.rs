@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use super::index::SampleRef;
 use super::{segments, SegmentCache};
-use crate::camera::jpeg_size;
+use shared::jpeg::dimensions as jpeg_size;
 use crate::record::fmp4::{fragment, init_segment, ticks, Sample};
 
 /// Samples per fragment of an export (a second or two of video).

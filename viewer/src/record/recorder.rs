@@ -2,14 +2,13 @@
 //! never hold up the network side, and a full disk costs the segment being
 //! written, not the connection.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::segmenter::{RecFrame, SegmentPlan, Segmenter};
-use crate::metrics::WriteStats;
 
 /// Frames queued for the writer. Beyond this the camera task waits, and the
 /// node skips frames for this viewer rather than memory growing here.
@@ -18,8 +17,80 @@ const QUEUE: usize = 64;
 /// new segment is tried.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// The last recording error of any camera, for the state topic.
-pub type ErrorSlot = Arc<Mutex<Option<String>>>;
+/// Events the control loop can hold back before the writers drop some: a
+/// few per camera and segment, so only a stalled loop fills it.
+pub const EVENT_QUEUE: usize = 256;
+
+/// What the writers tell the control loop, which republishes the state and
+/// runs retention on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEvent {
+    /// The camera writes segments now (its link says so once counted).
+    Started { camera: String },
+    /// The camera closed its last segment and stopped.
+    Stopped { camera: String },
+    /// A segment was closed (renamed from .part): the budget may be
+    /// exceeded, and an error of this camera's is over.
+    SegmentClosed { camera: String },
+    /// A write failed (a full disk); frames are dropped for a while.
+    Failed { camera: String, message: String },
+}
+
+/// The writers' side of the event channel; never waits (an event that does
+/// not fit is dropped with a warning: the state is republished every 10 s).
+#[derive(Debug, Clone)]
+pub struct Events(mpsc::Sender<RecordEvent>);
+
+impl Events {
+    pub fn channel() -> (Events, mpsc::Receiver<RecordEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (Events(tx), rx)
+    }
+
+    pub fn send(&self, event: RecordEvent) {
+        if let Err(mpsc::error::TrySendError::Full(e)) = self.0.try_send(event) {
+            tracing::warn!("recording event dropped (the control loop is behind): {e:?}");
+        }
+    }
+}
+
+/// Upper bounds of the write latency buckets, in seconds: one frame handed
+/// to the segmenter, including the fragment write and `fsync` it may cause.
+pub const WRITE_BOUNDS_S: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// What one camera's recorder wrote, across all its sessions.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    pub segments: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Cumulative counts per bound of [`WRITE_BOUNDS_S`], then the count of all.
+    buckets: [AtomicU64; WRITE_BOUNDS_S.len() + 1],
+    /// Sum of all latencies, microseconds.
+    sum_us: AtomicU64,
+}
+
+impl WriteStats {
+    pub fn record_latency(&self, took: Duration) {
+        let s = took.as_secs_f64();
+        for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
+            if s <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.buckets[WRITE_BOUNDS_S.len()].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The cumulative count per bound of [`WRITE_BOUNDS_S`] and then of
+    /// all, and the sum of all latencies in seconds.
+    pub fn latency(&self) -> ([u64; WRITE_BOUNDS_S.len() + 1], f64) {
+        let buckets = self.buckets.each_ref().map(|b| b.load(Ordering::Relaxed));
+        (buckets, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
 
 pub struct Recorder {
     tx: mpsc::Sender<RecFrame>,
@@ -30,13 +101,13 @@ impl Recorder {
     pub fn start(
         plan: SegmentPlan,
         label: String,
-        errors: ErrorSlot,
+        events: Events,
         written: Arc<WriteStats>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name(format!("rec {label}"))
-            .spawn(move || write_frames(plan, label, rx, errors, &written))?;
+            .spawn(move || write_frames(plan, label, rx, events, &written))?;
         Ok(Recorder { tx, thread })
     }
 
@@ -54,18 +125,6 @@ impl Recorder {
     }
 }
 
-/// A segment closed cleanly again: this camera's error is over.
-fn clear_own_error(errors: &ErrorSlot, label: &str) {
-    let mut slot = errors.lock().expect("error slot");
-    if slot
-        .as_deref()
-        .is_some_and(|m| m.starts_with(&format!("{label}:")))
-    {
-        tracing::info!(camera = %label, "recording again after the write error");
-        *slot = None;
-    }
-}
-
 /// Adds what `segmenter` wrote since it had closed `closed` segments and
 /// written `bytes`.
 fn account(written: &WriteStats, segmenter: &Segmenter, closed: usize, bytes: u64) {
@@ -80,9 +139,11 @@ fn write_frames(
     plan: SegmentPlan,
     label: String,
     mut rx: mpsc::Receiver<RecFrame>,
-    errors: ErrorSlot,
+    events: Events,
     written: &WriteStats,
 ) {
+    // Whether the last write failed (the next closed segment says it is over).
+    let mut failed = false;
     let mut segmenter = Segmenter::new(plan.clone());
     let mut paused_until: Option<Instant> = None;
     tracing::info!(camera = %label, "recording to {}", plan.dir.display());
@@ -98,12 +159,23 @@ fn write_frames(
         written.record_latency(started.elapsed());
         account(written, &segmenter, closed, bytes);
         match pushed {
-            Ok(()) if segmenter.closed.len() > closed => clear_own_error(&errors, &label),
+            Ok(()) if segmenter.closed.len() > closed => {
+                events.send(RecordEvent::SegmentClosed {
+                    camera: label.clone(),
+                });
+                if std::mem::take(&mut failed) {
+                    tracing::info!(camera = %label, "recording again after the write error");
+                }
+            }
             Ok(()) => {}
             Err(e) => {
                 let message = format!("{label}: cannot write {}: {e}", plan.dir.display());
                 tracing::error!("{message}; retrying in {} s", RETRY_AFTER.as_secs());
-                *errors.lock().expect("error slot") = Some(message);
+                failed = true;
+                events.send(RecordEvent::Failed {
+                    camera: label.clone(),
+                    message,
+                });
                 // Keep what was written: the fragments before the error play.
                 let _ = segmenter.finish();
                 segmenter = Segmenter::new(plan.clone());
@@ -122,4 +194,9 @@ fn write_frames(
         segmenter.frames,
         segmenter.closed.len()
     );
+    if segmenter.closed.len() > closed {
+        events.send(RecordEvent::SegmentClosed {
+            camera: label.clone(),
+        });
+    }
 }

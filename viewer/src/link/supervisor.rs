@@ -13,16 +13,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::{CameraLink, Session};
-use crate::clock::{http_authority, NodeClock};
 use crate::discovery::NodeEvent;
-use crate::metrics::{CameraCounters, Metrics};
-use crate::record::recorder::ErrorSlot;
-use crate::relay::{Forward, Relays, Route};
+use crate::record::recorder::Events;
+use crate::record::session::Session;
+use crate::relay::{Relays, Route};
+
+use super::camera::CameraLink;
+use super::clock::{http_authority, NodeClock};
+use super::delivery::{Delivery, RecordTo};
+use super::live::Live;
+use super::stats::{CameraCounters, Counters};
+use super::timeline::Timeline;
 
 /// Window over which a viewer decides whether it keeps up.
 const LAG_WINDOW: Duration = Duration::from_secs(5);
-use crate::screens::Screens;
 
 struct Running {
     tcp: String,
@@ -56,23 +60,31 @@ pub struct Supervisor {
     pub degraded: bool,
     /// Per camera counters, and the newest frame recorded: kept when a
     /// camera's task ends, so its next one never records a frame again.
-    metrics: Arc<Metrics>,
+    counters: Arc<Counters>,
+    /// Every camera's live hub.
+    live: Arc<Live>,
     tracker: TaskTracker,
-    pub session: watch::Receiver<Option<Session>>,
-    pub segment: Duration,
-    pub errors: ErrorSlot,
-    pub screens: Option<Arc<Screens>>,
+    session: watch::Receiver<Option<Session>>,
+    segment: Duration,
+    events: Events,
     last_figures: Vec<LinkFigures>,
 }
 
+/// What every camera task is given.
+#[derive(Debug)]
+pub struct Wiring {
+    /// The recording session, as the record command sets it.
+    pub session: watch::Receiver<Option<Session>>,
+    /// Segment length.
+    pub segment: Duration,
+    /// Where the writers report to.
+    pub events: Events,
+    pub counters: Arc<Counters>,
+    pub live: Arc<Live>,
+}
+
 impl Supervisor {
-    pub fn new(
-        session: watch::Receiver<Option<Session>>,
-        segment: Duration,
-        errors: ErrorSlot,
-        screens: Option<Arc<Screens>>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(wiring: Wiring) -> Self {
         Supervisor {
             tasks: HashMap::new(),
             clocks: HashMap::new(),
@@ -80,12 +92,12 @@ impl Supervisor {
             relays: None,
             viewer_id: String::new(),
             degraded: false,
-            metrics,
+            counters: wiring.counters,
+            live: wiring.live,
             tracker: TaskTracker::new(),
-            session,
-            segment,
-            errors,
-            screens,
+            session: wiring.session,
+            segment: wiring.segment,
+            events: wiring.events,
             last_figures: Vec::new(),
         }
     }
@@ -109,42 +121,7 @@ impl Supervisor {
                         self.stop_where(|k| *k == key, "info changed");
                     }
                     let cancel = CancellationToken::new();
-                    let label = format!("{}/{}", key.0, key.1);
-                    let counters = self.metrics.camera(&label);
-                    let link = CameraLink {
-                        label: label.clone(),
-                        node_id: info.node_id.clone(),
-                        camera: cam.clone(),
-                        session: self.session.clone(),
-                        segment: self.segment,
-                        stats: Arc::clone(&counters.link),
-                        recorded: Arc::clone(&counters.recorded),
-                        written: Arc::clone(&counters.written),
-                        recording: Arc::clone(&self.metrics.recording),
-                        errors: Arc::clone(&self.errors),
-                        screens: self.screens.clone(),
-                        clock: Arc::clone(&clock),
-                        route: self.route(&key).subscribe(),
-                        relay: self
-                            .relays
-                            .as_ref()
-                            .and_then(|r| match r.open(&key.0, &key.1) {
-                                Ok(hub) => Some(Forward::new(hub)),
-                                Err(e) => {
-                                    tracing::warn!("{e:#}; not passing it on");
-                                    None
-                                }
-                            }),
-                        writer: Arc::clone(&counters.writer),
-                    };
-                    *counters.clock.lock().expect("clock slot") = Some(Arc::clone(&clock));
-                    if let Some(screens) = &self.screens {
-                        screens.add(&label);
-                    }
-                    let span =
-                        tracing::info_span!("camera", camera = %format!("{}/{}", key.0, key.1));
-                    self.tracker
-                        .spawn(link.run(cancel.clone()).instrument(span));
+                    let counters = self.start(&info.node_id, &cam, &clock, &cancel);
                     let running = Running {
                         tcp: cam.tcp,
                         started_at: info.started_at,
@@ -168,6 +145,50 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Starts camera `cam`'s task: its link, and what its frames go through.
+    fn start(
+        &mut self,
+        node: &str,
+        cam: &shared::messages::CameraInfo,
+        clock: &Arc<NodeClock>,
+        cancel: &CancellationToken,
+    ) -> Arc<CameraCounters> {
+        let key = (node.to_owned(), cam.id.clone());
+        let label = format!("{node}/{}", cam.id);
+        let counters = self.counters.camera(&label);
+        *counters.clock.lock().expect("clock slot") = Some(Arc::clone(clock));
+        let live = self.live.open(&label);
+        if let Some(relays) = &self.relays {
+            if let Err(e) = relays.open(node, &cam.id, &live.hub) {
+                tracing::warn!("{e:#}; not passing it on");
+            }
+        }
+        let to = RecordTo {
+            label: label.clone(),
+            node_id: node.to_owned(),
+            camera: cam.clone(),
+            segment: self.segment,
+            session: self.session.clone(),
+            events: self.events.clone(),
+        };
+        let delivery = Delivery::new(
+            to,
+            Arc::clone(&counters),
+            Arc::clone(&self.counters),
+            live,
+            Timeline::new(Arc::clone(clock)),
+        );
+        let link = CameraLink {
+            tcp: cam.tcp.clone(),
+            stats: Arc::clone(&counters.link),
+            route: self.route(&key).subscribe(),
+        };
+        let span = tracing::info_span!("camera", camera = %label);
+        self.tracker
+            .spawn(link.run(delivery, cancel.clone()).instrument(span));
+        counters
     }
 
     fn route(&mut self, key: &(String, String)) -> &watch::Sender<Option<Route>> {
@@ -251,9 +272,7 @@ impl Supervisor {
                 if let Some(relays) = &self.relays {
                     relays.close(&key.0, &key.1);
                 }
-                if let Some(screens) = &self.screens {
-                    screens.remove(&format!("{}/{}", key.0, key.1));
-                }
+                self.live.close(&format!("{}/{}", key.0, key.1));
             }
             !stop
         });
@@ -261,7 +280,7 @@ impl Supervisor {
 
     /// Cameras recording right now.
     pub fn recording(&self) -> usize {
-        self.metrics.recording.load(Ordering::Relaxed)
+        self.counters.recording()
     }
 
     /// Figures per camera since the last call. Also decides whether this
@@ -339,7 +358,7 @@ impl Supervisor {
     }
 
     /// Stops every camera (each closes its open segment) and waits.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&mut self) {
         self.stop_where(|_| true, "shutting down");
         for c in self.clocks.values() {
             c.cancel.cancel();

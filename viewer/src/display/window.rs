@@ -1,8 +1,8 @@
-//! Live display through OpenCV (cargo feature `display`): one window per
-//! camera, or `--layout grid` for one window with all of them. Each tile
-//! names node/camera and fps, shows REC while recording and "no signal"
-//! when the camera is silent. HighGUI runs on a thread of its own that
-//! decodes only the frames it shows.
+//! The OpenCV windows (cargo feature `display`): one window per camera, or
+//! `--layout grid` for one window with all of them. Each tile names
+//! node/camera and fps, shows REC while recording and "no signal" when the
+//! camera is silent. HighGUI runs on a thread of its own that decodes only
+//! the frames it shows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use opencv::prelude::*;
 use opencv::{highgui, imgcodecs, imgproc};
 
 use crate::config::Layout;
-use crate::screens::{Screens, Tile};
+use crate::link::live::{Live, Tile};
 
 /// A camera silent this long shows "no signal".
 const STALE: Duration = Duration::from_secs(2);
@@ -24,11 +24,12 @@ const CELL: (i32, i32) = (640, 360);
 const GRID_WINDOW: &str = "camfleet";
 
 /// Runs the UI until `stop`; returns an error when no window can be opened.
-pub fn run(screens: Arc<Screens>, layout: Layout, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn run(live: Arc<Live>, layout: Layout, stop: Arc<AtomicBool>) -> Result<()> {
     let mut decoded: HashMap<String, (u64, Mat)> = HashMap::new();
     let mut open: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        let tiles = screens.snapshot();
+        let tiles: Vec<(String, Option<Tile>)> =
+            live.list().into_iter().map(|(k, c)| (k, c.tile())).collect();
         let mut shown = Vec::with_capacity(tiles.len());
         for (key, tile) in &tiles {
             let mut image = picture(key, tile.as_ref(), &mut decoded)?;

@@ -1,51 +1,23 @@
-//! Passing cameras on (`viewer --relay`): for every camera it receives,
-//! the viewer serves the TCP frame protocol v1 on a port of its own, with
-//! the sequence numbers, capture times and JPEG bytes exactly as received
-//! (a fan-out hub fed from the wire). It announces those addresses on MQTT;
-//! the camera's node plans who takes the camera from whom, and each camera
-//! task follows the plan (see `camera`).
+//! The relay servers: for every camera it receives, a relaying viewer
+//! serves the TCP frame protocol v1 on a port of its own from the camera's
+//! live hub, with the sequence numbers, capture times and JPEG bytes
+//! exactly as received, and announces those addresses on MQTT.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use fanout::{Frame, Hub};
-use shared::relay::{
-    PlanEntry, RelayAnnounce, RelayCamera, RelayCameraStats, RelayPlan, RelayStats, RELAY_VERSION,
-};
+use fanout::{Hub, Protocol};
+use shared::net::host_port;
+use shared::relay::{RelayAnnounce, RelayCamera, RelayCameraStats, RelayStats, RELAY_VERSION};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::RecordedUpTo;
-
 /// Children one camera's relay takes at most (over-full only briefly,
 /// while children of a dead relay fall back to their backup).
 pub const RELAY_CAPACITY: usize = 16;
-
-/// Where one camera comes from, by the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub epoch: u64,
-    /// Parent viewer id; `None` for the node.
-    pub parent: Option<String>,
-    pub parent_addr: String,
-    pub backup: Option<String>,
-    pub backup_addr: String,
-}
-
-impl Route {
-    pub fn from_plan(plan: &RelayPlan, entry: &PlanEntry) -> Self {
-        Route {
-            epoch: plan.epoch,
-            parent: entry.parent.clone(),
-            parent_addr: entry.parent_addr.clone(),
-            backup: entry.backup.clone(),
-            backup_addr: entry.backup_addr.clone(),
-        }
-    }
-}
 
 /// One camera passed on.
 struct Served {
@@ -81,13 +53,13 @@ impl Relays {
         }
     }
 
-    /// The hub that passes `node/camera` on, serving it on a new port the
-    /// first time.
-    pub fn open(&self, node: &str, camera: &str) -> Result<Arc<Hub>> {
+    /// Passes `node/camera` on from `hub` (its live hub), serving it on a
+    /// new port the first time.
+    pub fn open(&self, node: &str, camera: &str, hub: &Arc<Hub>) -> Result<()> {
         let key = (node.to_owned(), camera.to_owned());
         let mut served = self.served.lock().expect("relays lock");
-        if let Some(s) = served.get(&key) {
-            return Ok(Arc::clone(&s.hub));
+        if served.contains_key(&key) {
+            return Ok(());
         }
         let listener =
             std::net::TcpListener::bind(SocketAddr::new(self.bind, 0)).with_context(|| {
@@ -96,7 +68,7 @@ impl Relays {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let hub = Hub::new(camera);
+        let hub = Arc::clone(hub);
         let cancel = CancellationToken::new();
         let task = fanout::tcp::run(
             listener,
@@ -117,7 +89,7 @@ impl Relays {
                 cancel,
             },
         );
-        Ok(hub)
+        Ok(())
     }
 
     /// Stops passing `node/camera` on (its children fall back to their backup).
@@ -154,7 +126,8 @@ impl Relays {
 
     /// Per camera: what came in, who takes it, what they skipped.
     pub fn figures(&self, viewer_id: &str) -> RelayStats {
-        let now = crate::clock::now_us();
+        let now = crate::link::clock::now_us();
+        let tcp = Protocol::Tcp as usize;
         let cameras = self
             .served
             .lock()
@@ -166,8 +139,9 @@ impl Relays {
                     node: node.clone(),
                     camera: camera.clone(),
                     frames_in: f.frames,
-                    children: f.viewers,
-                    skipped: f.dropped,
+                    // Its children, not the dashboard beside it.
+                    children: f.viewers_by[tcp],
+                    skipped: f.dropped_by[tcp],
                     skipped_by_child: s.hub.skipped_by_viewer().into_iter().collect(),
                     age_ms: s
                         .hub
@@ -203,70 +177,5 @@ pub fn left(viewer_id: &str) -> RelayAnnounce {
         capacity: 0,
         recording: false,
         degraded: false,
-    }
-}
-
-/// Hands frames to a relay hub once each: a switch of parent may bring a
-/// frame again, which is passed on only the first time.
-#[derive(Debug)]
-pub struct Forward {
-    pub hub: Arc<Hub>,
-    seen: RecordedUpTo,
-}
-
-impl Forward {
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Forward {
-            hub,
-            seen: RecordedUpTo::default(),
-        }
-    }
-
-    pub fn pass(&self, frame: &shared::frame::Frame) {
-        if self.seen.admit(frame.seq, frame.captured_at_us) {
-            self.hub.forward(Frame {
-                seq: frame.seq,
-                captured_at_us: frame.captured_at_us,
-                read_at: tokio::time::Instant::now(),
-                jpeg: frame.jpeg.clone(),
-            });
-        }
-    }
-}
-
-/// A relay plan, checked: JSON of the known version.
-pub fn parse_plan(payload: &[u8]) -> std::result::Result<RelayPlan, String> {
-    let plan: RelayPlan =
-        serde_json::from_slice(payload).map_err(|e| format!("not a relay plan: {e}"))?;
-    if plan.v != RELAY_VERSION {
-        return Err(format!(
-            "plan version {} (this viewer reads {})",
-            plan.v, RELAY_VERSION
-        ));
-    }
-    Ok(plan)
-}
-
-/// The address other viewers should use for this one: the bind address
-/// when it is a specific one, else the local address of the route to the
-/// broker (a UDP socket "connected" there sends nothing).
-pub fn advertised_host(bind: IpAddr, broker_host: &str, broker_port: u16) -> String {
-    if !bind.is_unspecified() {
-        return bind.to_string();
-    }
-    let local = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect((broker_host, broker_port)).map(|()| s))
-        .and_then(|s| s.local_addr());
-    match local {
-        Ok(a) if !a.ip().is_unspecified() => a.ip().to_string(),
-        _ => "127.0.0.1".into(),
-    }
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }

@@ -1,5 +1,5 @@
-//! One timeline across nodes: how far each node's clock is from the
-//! viewer's, and where each frame goes on the viewer's clock.
+//! Each node's clock: how far it is from the viewer's, measured over the
+//! node's HTTP API (the frames go on one timeline in [`super::timeline`]).
 //!
 //! A Pi has no real-time clock; until network time arrives it may be hours
 //! off, and it steps when NTP comes. The viewer measures each node's offset
@@ -48,19 +48,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 const EXCHANGES: usize = 8;
 /// A measurement that takes longer than this has failed.
 const MEASURE_LIMIT: Duration = Duration::from_secs(3);
-/// A frame stamped later than its arrival by more than this (plus the
-/// offset) means the node's clock moved forward; one stamped earlier by
-/// more than [`LATE_LIMIT`] that it may have moved back. Either way the
-/// offset is measured again before the frame is placed.
-const EARLY_SLACK_US: i64 = 100_000;
-const LATE_LIMIT_US: i64 = 2_000_000;
 /// Measurements asked for by frames are at least this far apart.
 const FORCED_GAP: Duration = Duration::from_secs(1);
-/// How long a frame waits for a measurement it asked for: the first frame
-/// of a camera waits for the first measurement, later ones briefly.
-const FIRST_WAIT: Duration = Duration::from_secs(3);
-const RECHECK_WAIT: Duration = Duration::from_millis(300);
-
 /// One measurement of a node's clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Estimate {
@@ -75,8 +64,8 @@ pub struct Estimate {
 pub struct NodeClock {
     node: String,
     /// `host:port` of the node's HTTP server, if it has one.
-    http: Option<String>,
-    estimate: watch::Sender<Option<Estimate>>,
+    pub(super) http: Option<String>,
+    pub(super) estimate: watch::Sender<Option<Estimate>>,
     /// Whether frames are placed on the viewer's clock.
     corrected: AtomicBool,
     /// The last step: when, and by how much (µs).
@@ -84,7 +73,7 @@ pub struct NodeClock {
     measuring: AtomicBool,
     last_forced: Mutex<Option<Instant>>,
     /// Failures are logged once per run of them.
-    failing: AtomicBool,
+    pub(super) failing: AtomicBool,
 }
 
 impl NodeClock {
@@ -127,7 +116,7 @@ impl NodeClock {
 
     /// Starts a measurement in the background unless one is running or one
     /// was asked for less than [`FORCED_GAP`] ago.
-    fn ask(self: &Arc<Self>) {
+    pub(super) fn ask(self: &Arc<Self>) {
         let Some(http) = self.http.clone() else {
             return;
         };
@@ -258,61 +247,6 @@ fn describe_offset(offset_us: i64) -> String {
         format!("{s:.3} s {side} the viewer's")
     } else {
         format!("{:.1} ms {side} the viewer's", s * 1000.0)
-    }
-}
-
-/// One camera's frames on the viewer's timeline: corrected by its node's
-/// offset, never out of order.
-#[derive(Debug)]
-pub struct Timeline {
-    clock: Arc<NodeClock>,
-    last_us: Option<u64>,
-    /// Frames moved later than their corrected time to keep the order.
-    pub held_back: u64,
-}
-
-impl Timeline {
-    pub fn new(clock: Arc<NodeClock>) -> Self {
-        Timeline {
-            clock,
-            last_us: None,
-            held_back: 0,
-        }
-    }
-
-    /// Where a frame the node stamped `node_us` and that arrived now goes on
-    /// the viewer's clock. May wait for a measurement of the node's clock:
-    /// the camera's first frame up to [`FIRST_WAIT`], a frame that does not
-    /// fit the offset up to [`RECHECK_WAIT`].
-    pub async fn place(&mut self, node_us: u64) -> u64 {
-        let arrived_us = now_us();
-        let measurable = self.clock.http.is_some() && !self.clock.failing.load(Ordering::Relaxed);
-        let wait = match self.clock.estimate() {
-            None if self.last_us.is_none() && measurable => Some(FIRST_WAIT),
-            None => None,
-            Some(e) => {
-                let seen = node_us as i64 - arrived_us as i64;
-                let fits =
-                    seen <= e.offset_us + EARLY_SLACK_US && seen >= e.offset_us - LATE_LIMIT_US;
-                (!fits).then_some(RECHECK_WAIT)
-            }
-        };
-        if let Some(wait) = wait {
-            let mut changes = self.clock.estimate.subscribe();
-            changes.mark_unchanged();
-            self.clock.ask();
-            let _ = tokio::time::timeout(wait, changes.changed()).await;
-        }
-        let t = (node_us as i64 - self.clock.applied_offset_us()).max(0) as u64;
-        let t = match self.last_us {
-            Some(last) if t <= last => {
-                self.held_back += 1;
-                last + 1
-            }
-            _ => t,
-        };
-        self.last_us = Some(t);
-        t
     }
 }
 
@@ -456,22 +390,6 @@ mod tests {
         let warning = f.warning.unwrap();
         assert!(warning.contains("5400.000 s behind"), "{warning}");
         assert!(warning.contains("not synchronised"), "{warning}");
-    }
-
-    #[tokio::test]
-    async fn frames_are_placed_in_order_across_a_step() {
-        let clock = NodeClock::new("pi", None);
-        let now = now_us();
-        clock.update(estimate(-5_400_000_000));
-        let mut line = Timeline::new(Arc::clone(&clock));
-        let node_now = now - 5_400_000_000;
-        let a = line.place(node_now).await;
-        assert!(a.abs_diff(now) < 1_000_000);
-        // The estimate moves back by 10 s (a step seen late): order holds.
-        clock.update(estimate(-5_390_000_000));
-        let b = line.place(node_now + 33_000).await;
-        assert_eq!(b, a + 1);
-        assert_eq!(line.held_back, 1);
     }
 
     #[test]

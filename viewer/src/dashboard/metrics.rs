@@ -3,69 +3,22 @@
 //! reached the disk, with the write latency; the recordings' file system;
 //! MQTT; wanted and actual recording state.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::camera::{LinkStats, RecordedUpTo};
-use crate::clock::NodeClock;
-use crate::retention::Freed;
-
-/// Upper bounds of the write latency buckets, in seconds: one frame handed
-/// to the segmenter, including the fragment write and `fsync` it may cause.
-const WRITE_BOUNDS_S: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
-
-/// What one camera's recorder wrote, across all its sessions.
-#[derive(Debug, Default)]
-pub struct WriteStats {
-    pub segments: AtomicU64,
-    pub bytes: AtomicU64,
-    /// Cumulative counts per bound of [`WRITE_BOUNDS_S`], then the count of all.
-    buckets: [AtomicU64; WRITE_BOUNDS_S.len() + 1],
-    /// Sum of all latencies, microseconds.
-    sum_us: AtomicU64,
-}
-
-impl WriteStats {
-    pub fn record_latency(&self, took: Duration) {
-        let s = took.as_secs_f64();
-        for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
-            if s <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.buckets[WRITE_BOUNDS_S.len()].fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-}
-
-/// Everything counted for one camera while the viewer runs: the supervisor
-/// keeps it when the camera's task ends, so counters only grow.
-#[derive(Debug, Default)]
-pub struct CameraCounters {
-    pub link: Arc<LinkStats>,
-    pub recorded: Arc<RecordedUpTo>,
-    pub written: Arc<WriteStats>,
-    /// Held by the task writing the camera's segments.
-    pub writer: Arc<tokio::sync::Mutex<()>>,
-    /// The clock of the camera's node, once the camera has run.
-    pub clock: Mutex<Option<Arc<NodeClock>>>,
-}
+use crate::link::stats::{CameraCounters, Counters};
+use crate::record::recorder::WRITE_BOUNDS_S;
+use crate::record::retention::Freed;
 
 #[derive(Debug)]
 pub struct Metrics {
-    cameras: Mutex<BTreeMap<String, Arc<CameraCounters>>>,
+    /// Every camera's counters, and how many record now.
+    pub counters: Arc<Counters>,
     pub mqtt_connected: Arc<AtomicBool>,
     /// A session is wanted (`command/rec start` and no `stop` since).
     pub wanted: AtomicBool,
-    /// Cameras writing segments now.
-    pub recording: Arc<AtomicUsize>,
     /// What retention deleted.
     pub freed: Arc<Freed>,
     recordings: PathBuf,
@@ -74,40 +27,17 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(recordings: PathBuf, mqtt_connected: Arc<AtomicBool>) -> Self {
         Metrics {
-            cameras: Mutex::default(),
+            counters: Arc::default(),
             mqtt_connected,
             wanted: AtomicBool::new(false),
-            recording: Arc::default(),
             freed: Arc::default(),
             recordings,
         }
     }
 
-    /// The counters of camera `label` (`node/camera`), made on first use.
-    pub fn camera(&self, label: &str) -> Arc<CameraCounters> {
-        let mut cameras = self.cameras.lock().expect("metrics lock");
-        Arc::clone(cameras.entry(label.to_owned()).or_default())
-    }
-
-    /// Segments closed by every camera so far.
-    pub fn segments_written(&self) -> u64 {
-        self.cameras
-            .lock()
-            .expect("metrics lock")
-            .values()
-            .map(|c| c.written.segments.load(Ordering::Relaxed))
-            .sum()
-    }
-
     /// Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
-        let cameras: Vec<(String, Arc<CameraCounters>)> = self
-            .cameras
-            .lock()
-            .expect("metrics lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), Arc::clone(v)))
-            .collect();
+        let cameras = self.counters.all();
         let mut out = String::new();
         let mut per_camera =
             |name: &str,
@@ -177,28 +107,7 @@ impl Metrics {
             },
         );
 
-        let name = "camfleet_viewer_write_seconds";
-        let _ = writeln!(out, "# HELP {name} Time to hand one frame to the segment writer, fragment writes and fsync included.");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (label, c) in &cameras {
-            let (node, camera) = label.split_once('/').unwrap_or((label, ""));
-            let labels = format!("node=\"{}\",camera=\"{}\"", escape(node), escape(camera));
-            for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                    load(&c.written.buckets[i])
-                );
-            }
-            let count = load(&c.written.buckets[WRITE_BOUNDS_S.len()]);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(
-                out,
-                "{name}_sum{{{labels}}} {}",
-                load(&c.written.sum_us) as f64 / 1e6
-            );
-            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-        }
+        write_histogram(&mut out, &cameras);
 
         let mut single = |name: &str, kind: &str, help: &str, value: String| {
             let _ = writeln!(out, "# HELP camfleet_viewer_{name} {help}");
@@ -232,7 +141,7 @@ impl Metrics {
         gauge(
             "cameras_recording",
             "Cameras writing segments now.",
-            self.recording.load(Ordering::Relaxed).to_string(),
+            self.counters.recording().to_string(),
         );
         gauge(
             "recordings_bytes",
@@ -256,6 +165,33 @@ impl Metrics {
     }
 }
 
+/// The write latency histogram of every camera.
+fn write_histogram(out: &mut String, cameras: &[(String, Arc<CameraCounters>)]) {
+    let name = "camfleet_viewer_write_seconds";
+    let _ = writeln!(out, "# HELP {name} Time to hand one frame to the segment writer, fragment writes and fsync included.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (label, c) in cameras {
+        let (node, camera) = label.split_once('/').unwrap_or((label, ""));
+        let (buckets, sum_s) = c.written.latency();
+        let labels = format!("node=\"{}\",camera=\"{}\"", escape(node), escape(camera));
+        for (i, bound) in WRITE_BOUNDS_S.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                buckets[i]
+            );
+        }
+        let count = buckets[WRITE_BOUNDS_S.len()];
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            sum_s
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
 /// A label value as the text format wants it.
 fn escape(value: &str) -> String {
     value
@@ -267,11 +203,12 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn histogram_buckets_are_cumulative_and_labels_escaped() {
         let m = Metrics::new(std::env::temp_dir(), Arc::default());
-        let c = m.camera("pi-\"door\"/cam0");
+        let c = m.counters.camera("pi-\"door\"/cam0");
         c.written.record_latency(Duration::from_micros(300));
         c.written.record_latency(Duration::from_millis(30));
         c.link.frames.fetch_add(5, Ordering::Relaxed);
