@@ -255,36 +255,6 @@ pub enum SplitError {
     TooLarge { len: usize, max: usize },
 }
 
-/// A JPEG's width and height, from its first frame header (SOFn).
-pub fn dimensions(jpeg: &[u8]) -> Option<(u32, u32)> {
-    let mut at = 2;
-    if jpeg.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    while at + 4 <= jpeg.len() {
-        if jpeg[at] != 0xFF {
-            return None;
-        }
-        let marker = jpeg[at + 1];
-        if marker == 0xFF {
-            at += 1;
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
-        let is_sof = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_sof {
-            let h = u16::from_be_bytes([*jpeg.get(at + 5)?, *jpeg.get(at + 6)?]);
-            let w = u16::from_be_bytes([*jpeg.get(at + 7)?, *jpeg.get(at + 8)?]);
-            return Some((u32::from(w), u32::from(h)));
-        }
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        at += 2 + len;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,17 +280,6 @@ mod tests {
             }
         }
         (frames, errors)
-    }
-
-    #[test]
-    fn dimensions_come_from_the_frame_header() {
-        let mut out = Vec::new();
-        jpeg_encoder::Encoder::new(&mut out, 80)
-            .encode(&[0u8; 64 * 48 * 3], 64, 48, jpeg_encoder::ColorType::Rgb)
-            .unwrap();
-        assert_eq!(dimensions(&out), Some((64, 48)));
-        assert_eq!(dimensions(b"garbage"), None);
-        assert_eq!(dimensions(&out[..10]), None);
     }
 
     #[test]

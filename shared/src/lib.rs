@@ -4,6 +4,7 @@
 //! - [`topics`]: every MQTT topic string, and nowhere else.
 //! - [`messages`]: the JSON payloads (NodeInfo, stats, record commands).
 //! - [`frame`]: the TCP frame protocol v1 (hello, 20-byte header, length cap).
+//! - [`jpeg`]: a JPEG's width and height from its frame header.
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
 //! - [`relay`]: relay plans (who passes a camera to whom) and their payloads.
@@ -15,6 +16,7 @@ pub mod backoff;
 pub mod broker;
 pub mod error;
 pub mod frame;
+pub mod jpeg;
 pub mod messages;
 pub mod mqtt;
 pub mod process;

@@ -379,7 +379,8 @@ impl Cameras {
         let (width, height) = e
             .hub
             .latest()
-            .and_then(|f| crate::mjpeg::dimensions(&f.jpeg))
+            .and_then(|f| shared::jpeg::dimensions(&f.jpeg))
+            .map(|(w, h)| (u32::from(w), u32::from(h)))
             .unwrap_or((config.capture.width, config.capture.height));
         CameraInfo {
             id: e.id.clone(),
