@@ -6,7 +6,8 @@
 //! the bytes each connection writes to its socket; a stream handler gets
 //! the count through [`Peer`] and, with [`Pacer`], takes its next frame
 //! only once the previous one has left for the kernel, whose unsent data
-//! is capped too ([`crate::socket`]).
+//! is capped too ([`crate::socket`]). [`serve`] runs a router on such a
+//! listener, plain or TLS.
 
 use std::io;
 use std::net::SocketAddr;
@@ -368,4 +369,25 @@ impl AsyncWrite for MeteredStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
+}
+
+/// Serves `router` on `listener` (over TLS with `tls`), every connection
+/// metered, each request given its [`Peer`] as `ConnectInfo`, until
+/// `shutdown` completes; then stops accepting and waits for the open
+/// requests to end (endless bodies end on their own closing signal).
+/// The node's HTTP server and the viewer's dashboard both run on it.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router.into_make_service_with_connect_info::<Peer>();
+    let listener = match tls {
+        Some(acceptor) => MeteredListener::with_tls(listener, acceptor),
+        None => MeteredListener::new(listener),
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -16,12 +16,14 @@
 //! - [`figures`]: protocols, counters, latency, health.
 //! - [`socket`]: settings for frame-carrying sockets.
 //! - [`tcp`]: the TCP frame protocol v1 server.
-//! - [`http`]: pacing multipart HTTP bodies by what the socket took.
+//! - [`http`]: pacing multipart HTTP bodies by what the socket took; serving a router.
+//! - [`multipart`]: MJPEG for browsers, the boundary after each JPEG.
 
 pub mod figures;
 pub mod frame;
 pub mod http;
 pub mod hub;
+pub mod multipart;
 pub mod ring;
 pub mod socket;
 pub mod tcp;

@@ -12,11 +12,9 @@
 mod api;
 mod pages;
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -29,13 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Users, REALM};
 use crate::state::NodeState;
-use fanout::http::{MeteredListener, Pacer, Peer, STALL_LIMIT};
-use fanout::{Protocol, Reader};
-
-const BOUNDARY: &str = "camfleetframe";
-/// The stream's first line, and what follows every JPEG.
-const FIRST_BOUNDARY: &[u8] = b"--camfleetframe\r\n";
-const PART_END: &[u8] = b"\r\n--camfleetframe\r\n";
+use fanout::http::Peer;
+use fanout::multipart::MjpegStream;
+use fanout::Protocol;
 
 #[derive(Debug)]
 pub struct HttpServer {
@@ -55,16 +49,8 @@ pub async fn run(
     tls: Option<shared::tls::TlsAcceptor>,
     server: Arc<HttpServer>,
 ) {
-    let app = router(Arc::clone(&server)).into_make_service_with_connect_info::<Peer>();
     let stop = server.closing.clone().cancelled_owned();
-    let listener = match tls {
-        Some(acceptor) => MeteredListener::with_tls(listener, acceptor),
-        None => MeteredListener::new(listener),
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
+    if let Err(e) = fanout::http::serve(listener, tls, router(Arc::clone(&server)), stop).await {
         tracing::error!("HTTP server failed: {e}");
     }
     tracing::info!("HTTP listener closed");
@@ -205,71 +191,8 @@ async fn stream(
         );
     };
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    let parts = MjpegParts {
-        reader,
-        pacer: Pacer::new(peer.as_ref()),
-        // Ends with the node's shutdown or the camera's removal.
-        closing: entry.stop.clone(),
-        pending: VecDeque::from([Bytes::from_static(FIRST_BOUNDARY)]),
-    };
-    let body = futures_lite::stream::unfold(parts, MjpegParts::next);
-    let content_type = format!("multipart/x-mixed-replace; boundary={BOUNDARY}");
-    (
-        [
-            (header::CONTENT_TYPE, content_type.as_str()),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
-}
-
-/// The multipart body of one MJPEG stream: each part's headers, the JPEG
-/// as the camera sent it (no copy), and the boundary right after it so a
-/// browser shows the frame without waiting for the next one.
-struct MjpegParts {
-    reader: Reader,
-    pacer: Pacer,
-    closing: CancellationToken,
-    pending: VecDeque<Bytes>,
-}
-
-impl MjpegParts {
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
-        if let Some(bytes) = self.pending.pop_front() {
-            self.pacer.count(bytes.len());
-            return Some((Ok(bytes), self));
-        }
-        // The previous frame must have left before the next is chosen.
-        let written = tokio::select! {
-            _ = self.closing.cancelled() => return None,
-            written = self.pacer.wait_written() => written,
-        };
-        if !written {
-            tracing::info!(
-                camera = %self.reader.hub().camera_id(),
-                "HTTP viewer dropped: took over {} s to accept one frame",
-                STALL_LIMIT.as_secs()
-            );
-            return None;
-        }
-        let frame = tokio::select! {
-            _ = self.closing.cancelled() => return None,
-            frame = self.reader.next() => frame,
-        };
-        let head = format!(
-            "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {:.6}\r\n\r\n",
-            frame.jpeg.len(),
-            frame.captured_at_us as f64 / 1e6
-        );
-        let behind = self.reader.is_behind();
-        self.pacer
-            .fit(head.len() + frame.jpeg.len() + PART_END.len(), behind);
-        self.pending.push_back(frame.jpeg);
-        self.pending.push_back(Bytes::from_static(PART_END));
-        self.pacer.count(head.len());
-        Some((Ok(Bytes::from(head)), self))
-    }
+    // Ends with the node's shutdown or the camera's removal.
+    MjpegStream::from_reader(reader, peer.as_ref(), entry.stop.clone()).into_response()
 }
 
 async fn status(State(s): Shared) -> Response {
