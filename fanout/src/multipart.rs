@@ -1,6 +1,6 @@
 //! MJPEG for browsers: a `multipart/x-mixed-replace` body, one part per
-//! JPEG, paced by what the connection has written ([`crate::http`]). Used
-//! by the node's camera streams and by the viewer's dashboard tiles.
+//! JPEG, paced by what the connection has written ([`crate::http`]): for
+//! the node's camera streams and the viewer's dashboard tiles.
 //!
 //! Each part is its headers, the JPEG as it came (no copy) and then the
 //! boundary. A browser shows a part once it sees the boundary that ends

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, Method, StatusCode};
@@ -15,16 +15,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::BufReader;
 
 use super::{error, Dashboard, Shared};
 use crate::link::clock::http_authority;
-use crate::node_http::NodeHttp;
+use crate::node_http::{NodeHttp, MAX_BODY};
 
 /// How long a call to a node may take, connecting included.
 const CALL_LIMIT: Duration = Duration::from_secs(10);
-/// Largest answer read from a node.
-const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
 /// Largest body passed on to a node.
 const BODY_LIMIT: usize = 16 * 1024;
 
@@ -230,7 +228,7 @@ pub async fn call(
     let node = NodeHttp::parse(base).with_context(|| format!("{base:?} is not an http(s) URL"))?;
     let authority = node.authority.as_str();
     let exchange = async {
-        let mut stream = node.connect().await?;
+        let mut stream = BufReader::new(node.connect().await?);
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: camfleet-viewer\r\nConnection: close\r\nAccept: application/json\r\n"
         );
@@ -245,17 +243,11 @@ pub async fn call(
             ));
         }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut answer = Vec::new();
-        (&mut stream)
-            .take(ANSWER_LIMIT as u64 + 1)
-            .read_to_end(&mut answer)
-            .await?;
-        if answer.len() > ANSWER_LIMIT {
-            bail!("the answer is over {ANSWER_LIMIT} bytes");
-        }
-        parse_answer(&answer)
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        crate::node_http::request(&mut stream, &bytes, MAX_BODY)
+            .await
+            .map(|reply| (reply.status, reply.body))
     };
     tokio::time::timeout(CALL_LIMIT, exchange)
         .await
@@ -267,61 +259,9 @@ pub async fn call(
         })?
 }
 
-/// Status and body of a whole HTTP/1.1 response (plain or chunked).
-fn parse_answer(answer: &[u8]) -> Result<(u16, Vec<u8>)> {
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("the answer has no end of headers")?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("the answer has no status")?;
-    let body = &answer[split + 4..];
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("a chunk without its size line")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("a chunk size that is not hex")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        let chunk = rest.get(..size).context("a chunk cut short")?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).unwrap_or_default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn answers_parse_plain_and_chunked() {
-        let plain = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_answer(plain).unwrap(), (201, b"{}".to_vec()));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_answer(chunked).unwrap(), (200, b"abcde".to_vec()));
-        assert!(parse_answer(b"garbage").is_err());
-        assert!(
-            parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
-        );
-    }
 
     #[test]
     fn only_plain_ids_travel_in_paths() {

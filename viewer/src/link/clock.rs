@@ -23,11 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use shared::messages::{ClockFigures, TimeReply};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::node_http::NodeHttp;
+use crate::node_http::{self, NodeHttp};
 
 /// A node whose clock is off by more than this has its frames placed on
 /// the viewer's clock; one that comes back within half of it keeps its own
@@ -265,6 +265,9 @@ pub fn http_authority(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", node.authority))
 }
 
+/// Largest `/api/v1/time` reply body read; a TimeReply is under 100 bytes.
+const TIME_BODY_LIMIT: usize = 4 * 1024;
+
 /// [`EXCHANGES`] requests on one connection; the reply with the smallest
 /// round trip gives the offset (its error is at most half that trip).
 pub async fn measure(http: &str) -> Result<Estimate> {
@@ -277,10 +280,16 @@ pub async fn measure(http: &str) -> Result<Estimate> {
     let mut best: Option<Estimate> = None;
     for _ in 0..EXCHANGES {
         let sent = now_us();
-        stream.get_mut().write_all(request.as_bytes()).await?;
-        let body = read_response(&mut stream).await?;
+        let reply = node_http::request(&mut stream, request.as_bytes(), TIME_BODY_LIMIT).await?;
         let back = now_us();
-        let reply: TimeReply = serde_json::from_slice(&body)
+        if reply.status != 200 {
+            bail!(
+                "HTTP {} (a node too old for /api/v1/time?): {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body).trim()
+            );
+        }
+        let reply: TimeReply = serde_json::from_slice(&reply.body)
             .context("the node's /api/v1/time reply is not TimeReply JSON")?;
         let rtt_us = back.saturating_sub(sent);
         let midpoint = sent + rtt_us / 2;
@@ -294,55 +303,6 @@ pub async fn measure(http: &str) -> Result<Estimate> {
         }
     }
     best.ok_or_else(|| anyhow!("no exchange"))
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length body; errors on any
-/// status but 200.
-async fn read_response(stream: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> Result<Vec<u8>> {
-    const HEAD_LIMIT: usize = 8 * 1024;
-    const BODY_LIMIT: usize = 4 * 1024;
-    let mut line = String::new();
-    let mut head = 0;
-    let mut status = None;
-    let mut length = None;
-    loop {
-        line.clear();
-        let n = stream.read_line(&mut line).await?;
-        head += n;
-        if n == 0 {
-            bail!("the node closed the connection");
-        }
-        if head > HEAD_LIMIT {
-            bail!("response head over {HEAD_LIMIT} bytes");
-        }
-        let text = line.trim_end();
-        if status.is_none() {
-            status = text.split(' ').nth(1).map(str::to_owned);
-            continue;
-        }
-        if text.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = text.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse::<usize>().ok();
-            }
-        }
-    }
-    let length = length.ok_or_else(|| anyhow!("reply without Content-Length"))?;
-    if length > BODY_LIMIT {
-        bail!("reply body of {length} bytes");
-    }
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await?;
-    match status.as_deref() {
-        Some("200") => Ok(body),
-        Some(code) => bail!(
-            "HTTP {code} (a node too old for /api/v1/time?): {}",
-            String::from_utf8_lossy(&body).trim()
-        ),
-        None => bail!("empty reply"),
-    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
-use super::{PushUrl, MAX_HEAD, REQUEST_LIMIT};
+use super::reply::{self, Framed, Reply, MAX_BODY, MAX_FRAMED, MAX_HEAD, MAX_HEADERS};
+use super::{PushUrl, REQUEST_LIMIT};
 use crate::auth::{digest_fields, md5_hex};
 
 /// The request side of a push connection.
@@ -23,21 +24,6 @@ pub(super) struct Client<'a, R> {
 pub(super) enum Challenge {
     Basic,
     Digest { realm: String, nonce: String },
-}
-
-pub(super) struct Reply {
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 impl<R: AsyncRead + Unpin> Client<'_, R> {
@@ -116,65 +102,41 @@ impl<R: AsyncRead + Unpin> Client<'_, R> {
         }
     }
 
-    /// Reads one reply, skipping interleaved data that comes before it.
+    /// Reads one reply, skipping interleaved data that comes before it
+    /// ([`reply::frame`]); what follows the reply stays in `self.read`.
     async fn reply(&mut self) -> Result<Reply> {
+        // Bytes of the packet or reply at the front, taken from `self.read`.
+        let mut held = Vec::new();
         loop {
-            let first = self
-                .read
-                .read_u8()
-                .await
-                .context("the server closed the connection")?;
-            if first == b'$' {
-                let mut head = [0u8; 3];
-                self.read.read_exact(&mut head).await?;
-                let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-                let mut skip = vec![0u8; len];
-                self.read.read_exact(&mut skip).await?;
-                continue;
+            let available = self.read.fill_buf().await?;
+            if available.is_empty() {
+                bail!("the server closed the connection");
             }
-            let mut head = vec![first];
-            while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-                if head.len() > MAX_HEAD {
-                    bail!("the server's reply head is over {MAX_HEAD} bytes");
+            let before = held.len();
+            let take = available.len().min(MAX_FRAMED - before);
+            held.extend_from_slice(&available[..take]);
+            match reply::frame(&held) {
+                Framed::Incomplete => self.read.consume(take),
+                Framed::Skip(len) => {
+                    // It ends in what was just added (it did not before).
+                    self.read.consume(len.saturating_sub(before));
+                    held.clear();
                 }
-                head.push(
-                    self.read
-                        .read_u8()
-                        .await
-                        .context("the server closed the connection")?,
-                );
+                Framed::Reply(reply, len) => {
+                    self.read.consume(len.saturating_sub(before));
+                    return Ok(reply);
+                }
+                Framed::TooLarge => bail!(
+                    "the server's reply is over {MAX_HEAD} bytes of head, {MAX_HEADERS} header lines or {MAX_BODY} bytes of body"
+                ),
+                Framed::Malformed => {
+                    let first = held.split(|&b| b == b'\n').next().unwrap_or_default();
+                    bail!(
+                        "not an RTSP reply: {:.60}",
+                        String::from_utf8_lossy(first).trim_end()
+                    )
+                }
             }
-            let text = String::from_utf8_lossy(&head);
-            let mut lines = text.lines();
-            let status_line = lines.next().unwrap_or("");
-            let mut parts = status_line.splitn(3, ' ');
-            if !parts.next().unwrap_or("").starts_with("RTSP/") {
-                bail!("not an RTSP reply: {:.60}", status_line);
-            }
-            let status = parts
-                .next()
-                .and_then(|s| s.parse().ok())
-                .with_context(|| format!("no status in {status_line:.60}"))?;
-            let reason = parts.next().unwrap_or("").to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            let reply = Reply {
-                status,
-                reason,
-                headers,
-            };
-            let len: usize = reply
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if len > MAX_HEAD {
-                bail!("the server's reply body is over {MAX_HEAD} bytes");
-            }
-            let mut body = vec![0u8; len];
-            self.read.read_exact(&mut body).await?;
-            return Ok(reply);
         }
     }
 }
@@ -214,6 +176,45 @@ fn challenge(reply: &Reply) -> Option<Challenge> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn replies_are_read_past_interleaved_data_and_no_further() {
+        let url = PushUrl::parse("rtsp://h/dir").unwrap();
+        let wire = b"$\x01\x00\x03abc\r\n\
+            RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 2\r\n\r\nhi\
+            RTSP/1.0 200 OK\r\nCSeq: 2\r\nSession: 42\r\n\r\n\
+            $\x00\x00\x01z";
+        for capacity in [1, 5, 8192] {
+            let mut client: Client<'_, &[u8]> = Client {
+                read: BufReader::with_capacity(capacity, &wire[..]),
+                cseq: 0,
+                url: &url,
+                auth: None,
+            };
+            let first = client.reply().await.unwrap();
+            assert_eq!((first.status, first.header("cseq")), (200, Some("1")));
+            let second = client.reply().await.unwrap();
+            assert_eq!(second.header("session"), Some("42"));
+            // What comes after the last reply is left for the stream's reader.
+            let mut rest = Vec::new();
+            client.read.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"$\x00\x00\x01z", "buffer of {capacity}");
+            let err = client.reply().await.unwrap_err();
+            assert!(err.to_string().contains("closed"), "{err:#}");
+        }
+        let mut client: Client<'_, &[u8]> = Client {
+            read: BufReader::new(&b"GET_PARAMETER rtsp://h/dir RTSP/1.0\r\n\r\n"[..]),
+            cseq: 0,
+            url: &url,
+            auth: None,
+        };
+        let err = client.reply().await.unwrap_err();
+        assert!(
+            err.to_string().contains("not an RTSP reply: GET_PARAMETER"),
+            "{err:#}"
+        );
+    }
 
     #[test]
     fn digest_is_preferred_and_answered_as_rfc_2617_says() {

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 mod client;
+pub mod reply;
 
 use self::client::Client;
 use super::conn::describe_sdp;
@@ -39,8 +40,6 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 /// How long the push waits for the camera's first frame (its size goes
 /// in the SDP).
 const FIRST_FRAME_LIMIT: Duration = Duration::from_secs(10);
-/// Longest reply head read from a server.
-const MAX_HEAD: usize = 16 * 1024;
 
 /// Where a camera is pushed: `rtsp://[user:pass@]host[:port]/path`.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,7 +1,11 @@
 //! Talking to a node's HTTP server (the clock exchange, the Sources page's
 //! camera API calls), plain or over TLS when its NodeInfo URL says
 //! `https://`. TLS trusts the viewer's `--ca-file` (the fleet's CA), else
-//! the system's roots.
+//! the system's roots. [`request`] sends one request and reads its reply
+//! through the pure parser in [`response`].
+
+mod exchange;
+pub mod response;
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +15,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
+
+pub use self::exchange::{read_reply, request, Reply};
+pub use self::response::{MAX_BODY, MAX_HEAD, MAX_HEADERS};
 
 /// Where a node's HTTP server is, from one of its camera URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
