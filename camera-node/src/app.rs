@@ -16,6 +16,7 @@ use tracing::Instrument;
 use fanout::tcp;
 use tokio::sync::watch;
 
+use crate::cameras::store::{Saved, Store};
 use crate::cameras::{Cameras, Env, Origin};
 use crate::config::NodeConfig;
 use crate::notify::Notifier;
@@ -24,7 +25,6 @@ use crate::serve::http::{self, HttpServer};
 use crate::serve::rtsp::{self, RtspServer};
 use crate::source::CaptureSettings;
 use crate::state::NodeState;
-use crate::store::{Saved, Store};
 
 /// How often the kernel is asked whether the clock is synchronised (NTP
 /// often arrives a minute or two after a Pi boots).

@@ -6,10 +6,10 @@
 //! - [`config`]: flags, environment and TOML file, merged and checked.
 //! - [`app`]: wires the tasks, owns the shutdown order.
 //! - [`source`]: where frames come from (rpicam, `cmd:`, `file:`, test pattern).
-//! - [`camera`]: runs a source, restarts it with backoff and a watchdog.
 //! - [`cameras`]: the node's cameras, added and removed at runtime (the
-//!   camera API), with [`status`] per camera and the [`store`] that keeps
-//!   them across restarts.
+//!   camera API): each one's [`cameras::supervisor`] (runs a source,
+//!   restarts it with backoff and a watchdog) and [`cameras::status`], and
+//!   the [`cameras::store`] that keeps them across restarts.
 //! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
 //! - [`serve`]: what listens besides the TCP frame protocol (which, with
 //!   the hub every server reads from, is the `fanout` library's):
@@ -24,7 +24,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod camera;
 pub mod cameras;
 pub mod clock;
 pub mod config;
@@ -35,8 +34,6 @@ pub mod relay;
 pub mod serve;
 pub mod source;
 pub mod state;
-pub mod status;
-pub mod store;
 
 pub use app::run;
 pub use config::{Cli, NodeConfig};

@@ -4,11 +4,15 @@
 //! its supervisor and its [`Status`]; the registry keeps NodeInfo and the
 //! state file in step with them.
 //!
+//! - [`supervisor`]: one camera's supervisor (restarts, backoff, watchdog).
+//! - [`status`]: what a supervisor is doing, and its log ring.
 //! - `edit`: the API's changes (add, patch, remove, pushes), checked.
-//! - `persist`: the state file written on every change and read at start.
+//! - [`store`]: the state file, written on every change and read at start.
 
 mod edit;
-mod persist;
+pub mod status;
+pub mod store;
+pub mod supervisor;
 
 pub use edit::{CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
 
@@ -25,16 +29,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::Camera;
 use crate::config::CameraConfig;
 use crate::presence::host_port;
 use crate::serve::rtsp::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
 use crate::source::url::{self, Output};
 use crate::source::{CaptureSettings, SourceSpec};
-use crate::status::{RunState, Status, StatusView};
-use crate::store::Store;
 use fanout::{tcp, Hub};
+
+use self::status::{RunState, Status, StatusView};
+use self::store::Store;
+use self::supervisor::Camera;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,8 @@
 //! Where frames come from (DESIGN.md, "Contract: camera sources").
 //!
 //! A [`Source`] is one run of a camera: open it, pull frames until it fails,
-//! close it. Restarting is the supervisor's business ([`crate::camera`]).
+//! close it. Restarting is the supervisor's business
+//! ([`crate::cameras::supervisor`]).
 
 mod file;
 pub mod pattern;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 
-use crate::status::Status;
+use crate::cameras::status::Status;
 use url::{Output, UrlSource};
 
 pub use process::kill_all_camera_processes;

@@ -22,8 +22,8 @@ use tracing::Instrument;
 
 use super::url::{Output, UrlSource};
 use super::CaptureSettings;
+use crate::cameras::status::Status;
 use crate::mjpeg::Splitter;
-use crate::status::Status;
 
 /// How long a camera process may take to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
 use crate::source::Source;
-use crate::status::{RunState, Status};
 use fanout::Hub;
+
+use super::status::{RunState, Status};
 
 /// The first frame may take longer than the watchdog: `rpicam-vid` tunes
 /// exposure for a second or two before it writes anything.
