@@ -416,7 +416,7 @@ impl NodeConfig {
                     .with_context(|| format!("{}: past 65535", key("tcp_port")))?,
             };
             for url in &cam.push {
-                crate::serve::rtsp::push::PushUrl::parse(url)
+                crate::push::PushUrl::parse(url)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", key("push")))?;
             }
             cameras.push(CameraConfig {

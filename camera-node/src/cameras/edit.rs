@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use super::{refused, Cameras, Entry, Origin, Refused};
 use crate::config::{check_id, CameraConfig};
-use crate::serve::rtsp::push::{Push, PushUrl};
+use crate::push::{Push, PushUrl};
 use crate::source::url::{self, Output};
 use crate::source::{CaptureSettings, SourceSpec};
 

@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::config::CameraConfig;
 use crate::presence::host_port;
-use crate::serve::rtsp::push::{Push, PushUrl, PushView};
+use crate::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
 use crate::source::url::{self, Output};
 use crate::source::{CaptureSettings, SourceSpec};

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{refused, Cameras, Entry, Origin};
-use crate::serve::rtsp::push::PushUrl;
+use crate::push::PushUrl;
 use crate::source::url::Output;
 use crate::source::SourceSpec;
 

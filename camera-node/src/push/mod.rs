@@ -23,12 +23,9 @@ use tokio_util::sync::CancellationToken;
 mod client;
 
 use self::client::Client;
-use super::conn::describe_sdp;
-use super::rtp::RtpStream;
-use super::send;
-use super::session::REPORT_EVERY;
-use super::RtspCamera;
 use crate::cameras::status::Status;
+use crate::rtp::RtpStream;
+use crate::serve::rtsp::{describe_sdp, send, RtspCamera, REPORT_EVERY};
 use crate::source::url::{check_text, redact};
 use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
