@@ -203,10 +203,15 @@ impl Push {
         while !self.stop.is_cancelled() {
             self.set("connecting", None);
             backoff.attempt_started();
+            let connects = self.connects.load(Ordering::Relaxed);
             let ended = tokio::select! {
                 _ = self.stop.cancelled() => break,
-                ended = self.once(&camera, &node_id, &mut backoff) => ended,
+                ended = self.run_once(&camera, &node_id) => ended,
             };
+            // A run that got as far as RECORD forgets the failures before it.
+            if self.connects.load(Ordering::Relaxed) != connects {
+                backoff.reset();
+            }
             let error = match ended {
                 Ok(()) => anyhow!("the server closed the connection"),
                 Err(e) => e,
@@ -223,7 +228,9 @@ impl Push {
         tracing::info!(push = %self.url, "push ended");
     }
 
-    async fn once(&self, camera: &RtspCamera, node_id: &str, backoff: &mut Backoff) -> Result<()> {
+    /// One connection: ANNOUNCE, SETUP and RECORD, then frames until it
+    /// fails or `self.stop`.
+    async fn run_once(&self, camera: &RtspCamera, node_id: &str) -> Result<()> {
         let first = camera
             .hub
             .first_frame(FIRST_FRAME_LIMIT)
@@ -279,7 +286,6 @@ impl Push {
             .await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.set("recording", None);
-        backoff.reset();
         tracing::info!(push = %self.url, "recording on the server");
 
         // What the server sends from now on (RTCP receiver reports, replies)
