@@ -14,8 +14,7 @@ use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
-use crate::source::url::Output;
-use crate::source::{CaptureSettings, SourceSpec};
+use crate::source::{CaptureSettings, Output, SourceSpec};
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";

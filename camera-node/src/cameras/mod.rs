@@ -33,8 +33,8 @@ use crate::config::CameraConfig;
 use crate::presence::host_port;
 use crate::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
-use crate::source::url::{self, Output};
-use crate::source::{CaptureSettings, SourceSpec};
+use crate::source::secrets::redact;
+use crate::source::{CaptureSettings, Output, SourceSpec};
 use fanout::{tcp, Hub};
 
 use self::status::{RunState, Status, StatusView};
@@ -296,7 +296,7 @@ impl Cameras {
                 Ok(url) => {
                     self.start_push(&entry, url, Origin::Config);
                 }
-                Err(e) => tracing::warn!(camera = %entry.id, "push {}: {e}", url::redact(url)),
+                Err(e) => tracing::warn!(camera = %entry.id, "push {}: {e}", redact(url)),
             }
         }
         let supervisor = self.supervise(&entry, config);

@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{refused, Cameras, Entry, Origin};
 use crate::push::PushUrl;
-use crate::source::url::Output;
-use crate::source::SourceSpec;
+use crate::source::{Output, SourceSpec};
 
 pub const FILE_NAME: &str = "cameras.json";
 pub const VERSION: u32 = 1;

@@ -26,7 +26,7 @@ use self::client::Client;
 use crate::cameras::status::Status;
 use crate::rtp::RtpStream;
 use crate::serve::rtsp::{describe_sdp, send, RtspCamera, REPORT_EVERY};
-use crate::source::url::{check_text, redact};
+use crate::source::secrets::{check_text, redact};
 use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
 use fanout::Protocol;

@@ -7,6 +7,7 @@
 mod file;
 pub mod pattern;
 mod process;
+pub mod secrets;
 pub mod url;
 
 use std::fmt;
@@ -19,7 +20,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 
 use crate::cameras::status::Status;
-use url::{Output, UrlSource};
+use url::UrlSource;
 
 pub use process::kill_all_camera_processes;
 
@@ -87,7 +88,7 @@ impl FromStr for SourceSpec {
         } else {
             Err(format!(
                 "{:?} is not a source; use rpicam, test, cmd:<command>, file:<path>, a URL (rtsp://, rtmp://, http://, srt://, rtmp-listen://) or a /dev/video path",
-                url::redact(spec)
+                secrets::redact(spec)
             ))
         }
     }
@@ -112,6 +113,16 @@ pub struct CaptureSettings {
     pub height: u32,
     pub fps: u32,
     /// JPEG quality, 1 to 100.
+    pub quality: u8,
+}
+
+/// What a URL source's conversion produces; `None` keeps the input's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Output {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// JPEG quality 1-100.
     pub quality: u8,
 }
 

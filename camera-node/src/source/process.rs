@@ -20,8 +20,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::Instrument;
 
-use super::url::{Output, UrlSource};
-use super::CaptureSettings;
+use super::url::UrlSource;
+use super::{CaptureSettings, Output};
 use crate::cameras::status::Status;
 use crate::mjpeg::Splitter;
 
