@@ -28,6 +28,7 @@ pub mod cameras;
 pub mod clock;
 pub mod config;
 pub mod mjpeg;
+pub mod net;
 pub mod notify;
 pub mod presence;
 pub mod push;

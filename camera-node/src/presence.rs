@@ -3,7 +3,6 @@
 //! every [`STATS_INTERVAL`]. One task owns the event loop; on every
 //! ConnAck it resubscribes and republishes the retained state.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -405,48 +404,6 @@ impl StatsSampler {
     }
 }
 
-/// The addresses viewers should use: `--advertise-host`, else the bind
-/// address when it is a specific one, else this host's non-loopback IPv4
-/// addresses (loopback when there is none).
-pub fn advertised_addresses(config: &NodeConfig) -> Vec<String> {
-    if let Some(host) = &config.advertise_host {
-        return vec![host.clone()];
-    }
-    if !config.bind.is_unspecified() {
-        return vec![config.bind.to_string()];
-    }
-    let mut found: Vec<String> = Vec::new();
-    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
-        for ifa in addrs {
-            let Some(ip) = ifa
-                .address
-                .as_ref()
-                .and_then(|a| a.as_sockaddr_in())
-                .map(|s| IpAddr::V4(s.ip()))
-            else {
-                continue;
-            };
-            if !ip.is_loopback() && !found.contains(&ip.to_string()) {
-                found.push(ip.to_string());
-            }
-        }
-    }
-    if found.is_empty() {
-        tracing::warn!("no network address found; advertising 127.0.0.1 (set --advertise-host)");
-        found.push("127.0.0.1".into());
-    }
-    found
-}
-
-/// `host:port`, with brackets for IPv6.
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,11 +417,5 @@ mod tests {
         assert_eq!(read_cpu_temp(&dir), None);
         let _ = std::fs::remove_file(&dir);
         assert_eq!(read_cpu_temp(Path::new("/nonexistent")), None);
-    }
-
-    #[test]
-    fn ipv6_hosts_get_brackets() {
-        assert_eq!(host_port("10.0.0.2", 8000), "10.0.0.2:8000");
-        assert_eq!(host_port("fe80::1", 8000), "[fe80::1]:8000");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`frame`]: the TCP frame protocol v1 (hello, 20-byte header, length cap).
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
+//! - [`net`]: `host:port` as both write it (brackets for IPv6).
 //! - [`relay`]: relay plans (who passes a camera to whom) and their payloads.
 //! - [`backoff`]: the retry delay every long-lived peer uses.
 //! - [`process`]: logging and the two-stage shutdown signal of both binaries.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod mqtt;
+pub mod net;
 pub mod process;
 pub mod relay;
 pub mod tls;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use fanout::{Frame, Hub};
+use shared::net::host_port;
 use shared::relay::{
     PlanEntry, RelayAnnounce, RelayCamera, RelayCameraStats, RelayPlan, RelayStats, RELAY_VERSION,
 };
@@ -260,13 +261,5 @@ pub fn advertised_host(bind: IpAddr, broker_host: &str, broker_port: u16) -> Str
     match local {
         Ok(a) if !a.ip().is_unspecified() => a.ip().to_string(),
         _ => "127.0.0.1".into(),
-    }
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }

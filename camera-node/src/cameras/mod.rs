@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::messages::{CameraInfo, NodeInfo};
+use shared::net::host_port;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -30,7 +31,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::CameraConfig;
-use crate::presence::host_port;
 use crate::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
 use crate::source::secrets::redact;
