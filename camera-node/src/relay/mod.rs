@@ -1,14 +1,18 @@
 //! The node plans who passes each of its cameras to whom (one writer per
 //! camera: the node), from the viewers that announce they watch it, and
 //! publishes the plan retained with an epoch (docs/mqtt.md, "Relaying").
+//!
+//! - [`plan`]: the planning itself, a pure function of the last layout and
+//!   the viewers watching.
+
+pub mod plan;
 
 use std::collections::BTreeMap;
 
 use shared::messages::NodeInfo;
-use shared::relay::{
-    feeds_of, replan, Candidate, Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology,
-    RELAY_VERSION,
-};
+use shared::relay::{Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology, RELAY_VERSION};
+
+use self::plan::{feeds_of, replan, Candidate};
 
 /// Payload of a viewer's relay topic once it stopped (and its last will).
 pub const LEFT: &str = "left";
