@@ -20,13 +20,14 @@ use tokio::sync::watch;
 use crate::cameras::store::{Saved, Store};
 use crate::cameras::{Cameras, Env, Origin};
 use crate::config::NodeConfig;
+use crate::info::NodeState;
 use crate::net::advertised_addresses;
 use crate::notify::Notifier;
 use crate::presence::Presence;
+use crate::relay::PublishedPlans;
 use crate::serve::http::{self, HttpServer};
 use crate::serve::rtsp::{self, RtspServer};
 use crate::source::CaptureSettings;
-use crate::state::NodeState;
 
 /// How often the kernel is asked whether the clock is synchronised (NTP
 /// often arrives a minute or two after a Pi boots).
@@ -156,8 +157,10 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         servers.clone(),
     );
     servers.spawn(task.instrument(tracing::info_span!("rtsp")));
+    let relay_plans = Arc::new(PublishedPlans::default());
     let web = HttpServer {
         node: Arc::clone(&state),
+        relay_plans: Arc::clone(&relay_plans),
         users: config.users.clone(),
         api_token: config.api_token.clone(),
         max_viewers: config.max_viewers,
@@ -185,7 +188,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         info: state.watch_info(),
         cameras: Arc::clone(&cameras),
         connected: mqtt_connected,
-        relay_plans: Arc::clone(&state.relay_plans),
+        relay_plans,
     };
     let mut presence = tokio::spawn(
         presence

@@ -16,7 +16,7 @@
 //!   [`serve::rtsp`] (RTSP with RTP/JPEG, RFC 2435) and [`serve::http`]
 //!   (index page, MJPEG, snapshots, JSON API, metrics, health).
 //! - [`clock`]: the node's time and its synchronisation status, for viewers.
-//! - [`state`]: NodeInfo and capture control shared by the servers.
+//! - [`info`]: NodeInfo kept current (cameras, clock), shared by the servers.
 //! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
 //! - [`relay`]: the relay planner (who passes each camera to whom).
@@ -27,6 +27,7 @@ pub mod auth;
 pub mod cameras;
 pub mod clock;
 pub mod config;
+pub mod info;
 pub mod mjpeg;
 pub mod net;
 pub mod notify;
@@ -36,7 +37,6 @@ pub mod relay;
 pub mod rtp;
 pub mod serve;
 pub mod source;
-pub mod state;
 
 pub use app::run;
 pub use config::{Cli, NodeConfig};

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Cameras;
 use crate::config::NodeConfig;
-use crate::relay::Planner;
+use crate::relay::{Planner, PublishedPlans};
 
 /// How often stats and the CPU temperature are published.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -81,8 +81,7 @@ pub struct Presence {
     /// Mirrors the connection, for the systemd notifier.
     pub connected: Arc<AtomicBool>,
     /// Where the plans published are kept for the node's HTTP server.
-    pub relay_plans:
-        Arc<std::sync::Mutex<std::collections::BTreeMap<String, shared::relay::RelayPlan>>>,
+    pub relay_plans: Arc<PublishedPlans>,
 }
 
 impl Presence {
@@ -165,7 +164,7 @@ impl Presence {
                         for plan in planner.replan(&self.info.borrow()) {
                             publish_plan(&client, &topics, &plan);
                         }
-                        self.keep_plans(planner);
+                        self.relay_plans.keep(planner);
                     }
                     Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
@@ -188,7 +187,7 @@ impl Presence {
                             publish_plan(&client, &topics, &plan);
                         }
                         if let Some(p) = &planner {
-                            self.keep_plans(p);
+                            self.relay_plans.keep(p);
                         }
                     }
                 }
@@ -225,13 +224,6 @@ impl Presence {
         let _ = client.try_disconnect();
         driver.close(CLOSE_LIMIT).await;
         Ok(())
-    }
-
-    fn keep_plans(&self, planner: &Planner) {
-        *self.relay_plans.lock().expect("plans lock") = planner
-            .plans()
-            .map(|p| (p.camera.clone(), p.clone()))
-            .collect();
     }
 
     fn publish_info(&self, client: &AsyncClient, topics: &Topics) {

@@ -8,6 +8,7 @@
 pub mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use shared::messages::NodeInfo;
 use shared::relay::{Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology, RELAY_VERSION};
@@ -170,6 +171,26 @@ impl Planner {
     /// Every plan, for publishing again after a reconnect.
     pub fn plans(&self) -> impl Iterator<Item = &RelayPlan> {
         self.plans.values()
+    }
+}
+
+/// The plans as last published, per camera (none while relaying is off):
+/// presence keeps them here, the node's HTTP server shows them at
+/// `/api/v1/relay`.
+#[derive(Debug, Default)]
+pub struct PublishedPlans(Mutex<BTreeMap<String, RelayPlan>>);
+
+impl PublishedPlans {
+    /// The planner's plans, in place of the last ones.
+    pub fn keep(&self, planner: &Planner) {
+        *self.0.lock().expect("plans lock") = planner
+            .plans()
+            .map(|p| (p.camera.clone(), p.clone()))
+            .collect();
+    }
+
+    pub fn all(&self) -> BTreeMap<String, RelayPlan> {
+        self.0.lock().expect("plans lock").clone()
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod api;
 mod pages;
+mod status;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -28,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Users, REALM};
-use crate::state::NodeState;
+use crate::info::NodeState;
+use crate::relay::PublishedPlans;
 use fanout::http::{MeteredListener, Pacer, Peer, STALL_LIMIT};
 use fanout::{Protocol, Reader};
 
@@ -40,6 +42,8 @@ const PART_END: &[u8] = b"\r\n--camfleetframe\r\n";
 #[derive(Debug)]
 pub struct HttpServer {
     pub node: Arc<NodeState>,
+    /// What `/api/v1/relay` shows.
+    pub relay_plans: Arc<PublishedPlans>,
     pub users: Users,
     /// What the camera API's write calls must carry, when set.
     pub api_token: Option<String>,
@@ -75,7 +79,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/", get(pages::index))
         .route("/cameras/{id}/stream.mjpg", get(stream))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
-        .route("/api/v1/status", get(status))
+        .route("/api/v1/status", get(status::status))
         .route("/api/v1/stream", get(stream_urls))
         .route("/api/v1/relay", get(relay_plans))
         .route("/api/v1/control", post(control))
@@ -138,7 +142,7 @@ fn unknown_camera(s: &HttpServer, id: &str) -> Response {
 
 /// Each camera's relay plan (`{}` when relaying is off).
 async fn relay_plans(State(s): Shared) -> Response {
-    let plans = s.node.relay_plans.lock().expect("plans lock").clone();
+    let plans = s.relay_plans.all();
     ([(header::CACHE_CONTROL, "no-store")], Json(plans)).into_response()
 }
 
@@ -270,12 +274,6 @@ impl MjpegParts {
         self.pacer.count(head.len());
         Some((Ok(Bytes::from(head)), self))
     }
-}
-
-async fn status(State(s): Shared) -> Response {
-    let mut body = serde_json::to_value(s.node.info()).unwrap_or_default();
-    body["stats"] = serde_json::to_value(s.node.camera_status()).unwrap_or_default();
-    Json(body).into_response()
 }
 
 #[derive(Deserialize)]
