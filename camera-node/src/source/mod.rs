@@ -2,7 +2,7 @@
 //!
 //! A [`Source`] is one run of a camera: open it, pull frames until it fails,
 //! close it. Restarting is the supervisor's business
-//! ([`crate::cameras::supervisor`]).
+//! (`cameras/supervisor.rs`).
 
 mod file;
 pub mod pattern;

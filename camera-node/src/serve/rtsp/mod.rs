@@ -33,7 +33,7 @@ use fanout::{Frame, Hub};
 use crate::rtp::jpeg::{self, JpegScan, Unsupported};
 use crate::rtp::Packets;
 
-// The push (`crate::push`) announces the same SDP and reports as often.
+// A push (push/) announces the same SDP and reports as often.
 pub(crate) use self::conn::describe_sdp;
 pub use self::session::Session;
 pub(crate) use self::session::REPORT_EVERY;
