@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use shared::messages::{NodeInfo, PAYLOAD_VERSION};
+use shared::net::host_port;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,19 +17,30 @@ use tracing::Instrument;
 use fanout::tcp;
 use tokio::sync::watch;
 
+use crate::cameras::store::{Saved, Store};
 use crate::cameras::{Cameras, Env, Origin};
 use crate::config::NodeConfig;
+use crate::info::NodeState;
+use crate::net::advertised_addresses;
 use crate::notify::Notifier;
-use crate::presence::{advertised_addresses, host_port, Presence};
+use crate::presence::Presence;
+use crate::relay::PublishedPlans;
 use crate::serve::http::{self, HttpServer};
 use crate::serve::rtsp::{self, RtspServer};
 use crate::source::CaptureSettings;
-use crate::state::NodeState;
-use crate::store::{Saved, Store};
 
 /// How often the kernel is asked whether the clock is synchronised (NTP
 /// often arrives a minute or two after a Pi boots).
 const CLOCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Picture settings of a test camera added over the API without them, on a
+/// node with no camera of its own to take them from.
+const DEFAULT_CAPTURE: CaptureSettings = CaptureSettings {
+    width: 1280,
+    height: 720,
+    fps: 30,
+    quality: 80,
+};
 
 /// Runs the node until `shutdown` is cancelled. Errors only when it cannot
 /// start (a port in use, a bad CA file).
@@ -59,45 +71,11 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         host_port(&host, tcp::local_port(&http_listener)?)
     );
     tracing::info!("RTSP on {rtsp_base}/<camera>, web page and API on {http_base}/");
-    if config.users.is_open() && !config.bind.is_loopback() {
-        tracing::warn!(
-            "HTTP and RTSP are open to anyone who can reach {}: add [[user]] entries to the config file to require a password",
-            config.bind
-        );
-    }
-    if config.api_token.is_none() && !config.bind.is_loopback() {
-        let guard = if config.users.is_open() {
-            "anyone who can reach the node can add, change and delete cameras"
-        } else {
-            "only the [[user]] passwords guard adding, changing and deleting cameras"
-        };
-        tracing::warn!(
-            "the camera API's write calls have no token and the node listens on {}: {guard}; set api_token (or --api-token)",
-            config.bind
-        );
-    }
-    let info = NodeInfo {
-        v: PAYLOAD_VERSION,
-        node_id: config.node_id.clone(),
-        hostname: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        addresses,
-        started_at: Utc::now(),
-        cameras: Vec::new(),
-        clock_synchronized: crate::clock::synchronized(),
-    };
+    warn_if_exposed(&config);
+    let info = node_info(&config, addresses);
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
     let info = Arc::new(watch::Sender::new(info));
-    let store = match &config.state_dir {
-        Some(dir) => Some(Store::open(dir)?),
-        None => None,
-    };
-    let saved = match &store {
-        Some(store) => store.load()?,
-        None => Saved::default(),
-    };
+    let (store, saved) = open_store(&config)?;
     let servers = TaskTracker::new();
     let servers_stop = CancellationToken::new();
     let supervisors = TaskTracker::new();
@@ -120,13 +98,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         defaults: config
             .cameras
             .first()
-            .map(|c| c.capture)
-            .unwrap_or(CaptureSettings {
-                width: 1280,
-                height: 720,
-                fps: 30,
-                quality: 80,
-            }),
+            .map_or(DEFAULT_CAPTURE, |c| c.capture),
         rtsp: Arc::clone(&rtsp),
         servers: servers.clone(),
         servers_stop: servers_stop.clone(),
@@ -154,8 +126,10 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         servers.clone(),
     );
     servers.spawn(task.instrument(tracing::info_span!("rtsp")));
+    let relay_plans = Arc::new(PublishedPlans::default());
     let web = HttpServer {
         node: Arc::clone(&state),
+        relay_plans: Arc::clone(&relay_plans),
         users: config.users.clone(),
         api_token: config.api_token.clone(),
         max_viewers: config.max_viewers,
@@ -183,7 +157,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         info: state.watch_info(),
         cameras: Arc::clone(&cameras),
         connected: mqtt_connected,
-        relay_plans: Arc::clone(&state.relay_plans),
+        relay_plans,
     };
     let mut presence = tokio::spawn(
         presence
@@ -214,6 +188,56 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     ended.context("MQTT task panicked")?.context("MQTT")?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Warns when anyone who reaches the node may watch or change its cameras.
+fn warn_if_exposed(config: &NodeConfig) {
+    if config.users.is_open() && !config.bind.is_loopback() {
+        tracing::warn!(
+            "HTTP and RTSP are open to anyone who can reach {}: add [[user]] entries to the config file to require a password",
+            config.bind
+        );
+    }
+    if config.api_token.is_none() && !config.bind.is_loopback() {
+        let guard = if config.users.is_open() {
+            "anyone who can reach the node can add, change and delete cameras"
+        } else {
+            "only the [[user]] passwords guard adding, changing and deleting cameras"
+        };
+        tracing::warn!(
+            "the camera API's write calls have no token and the node listens on {}: {guard}; set api_token (or --api-token)",
+            config.bind
+        );
+    }
+}
+
+/// The node's NodeInfo at start, before its cameras are added.
+fn node_info(config: &NodeConfig, addresses: Vec<String>) -> NodeInfo {
+    NodeInfo {
+        v: PAYLOAD_VERSION,
+        node_id: config.node_id.clone(),
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        addresses,
+        started_at: Utc::now(),
+        cameras: Vec::new(),
+        clock_synchronized: crate::clock::synchronized(),
+    }
+}
+
+/// The state file (when there is a state directory) and what it holds.
+fn open_store(config: &NodeConfig) -> Result<(Option<Store>, Saved)> {
+    let store = match &config.state_dir {
+        Some(dir) => Some(Store::open(dir)?),
+        None => None,
+    };
+    let saved = match &store {
+        Some(store) => store.load()?,
+        None => Saved::default(),
+    };
+    Ok((store, saved))
 }
 
 /// A listener on `bind:port`, or an error that names what it was for

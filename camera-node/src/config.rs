@@ -14,8 +14,7 @@ use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
-use crate::source::url::Output;
-use crate::source::{CaptureSettings, SourceSpec};
+use crate::source::{CaptureSettings, Output, SourceSpec};
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";
@@ -313,7 +312,8 @@ impl NodeConfig {
     }
 
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Self> {
-        let node_id = match cli.node_id.or(file.node_id) {
+        // `cli` is lent to merge_cameras below: its strings are cloned, not moved.
+        let node_id = match cli.node_id.clone().or(file.node_id) {
             Some(id) => id,
             None => nix::unistd::gethostname()
                 .context("no --node-id given and the host name cannot be read")?
@@ -323,11 +323,13 @@ impl NodeConfig {
         check_id("node_id", &node_id)?;
         let broker_text = cli
             .broker
+            .clone()
             .or(file.broker)
             .unwrap_or_else(|| DEFAULT_BROKER.to_owned());
         let broker: BrokerUrl = broker_text.parse().context("broker")?;
         let topic_prefix = cli
             .topic_prefix
+            .clone()
             .or(file.topic_prefix)
             .unwrap_or_else(|| "camfleet".into());
         if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) {
@@ -370,74 +372,8 @@ impl NodeConfig {
             file.cameras
         };
         let base_port = cli.tcp_port.or(file.tcp_port).unwrap_or(8000);
-        let mut cameras = Vec::with_capacity(listed.len());
-        for (i, cam) in listed.into_iter().enumerate() {
-            let key = |name: &str| format!("camera[{i}].{name}");
-            let id = cam.id.unwrap_or_else(|| format!("cam{i}"));
-            check_id(&key("id"), &id)?;
-            if cameras.iter().any(|c: &CameraConfig| c.id == id) {
-                bail!("{}: {id:?} is used by two cameras", key("id"));
-            }
-            // A flag applies to every camera; a camera's own key beats the file's default.
-            let spec = cli
-                .source
-                .clone()
-                .or(cam.source)
-                .or(defaults.source.clone())
-                .unwrap_or("rpicam".into());
-            let source = spec
-                .parse::<SourceSpec>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key("source")))?;
-            let output = Output {
-                width: cli.width.or(cam.width).or(defaults.width),
-                height: cli.height.or(cam.height).or(defaults.height),
-                fps: cli.fps.or(cam.fps).or(defaults.fps),
-                quality: cli
-                    .quality
-                    .or(cam.quality)
-                    .or(defaults.quality)
-                    .unwrap_or(80),
-            };
-            let capture = CaptureSettings {
-                width: output.width.unwrap_or(1280),
-                height: output.height.unwrap_or(720),
-                fps: output.fps.unwrap_or(30),
-                quality: output.quality,
-            };
-            check_range(&key("width"), capture.width, 16, 8192)?;
-            check_range(&key("height"), capture.height, 16, 8192)?;
-            check_range(&key("fps"), capture.fps, 1, 120)?;
-            check_range(&key("quality"), u32::from(capture.quality), 1, 100)?;
-            let tcp_port = match (cam.tcp_port, base_port) {
-                (Some(p), _) if cli.tcp_port.is_none() => p,
-                (_, 0) => 0,
-                (_, base) => base
-                    .checked_add(i as u16)
-                    .with_context(|| format!("{}: past 65535", key("tcp_port")))?,
-            };
-            for url in &cam.push {
-                crate::serve::rtsp::push::PushUrl::parse(url)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", key("push")))?;
-            }
-            cameras.push(CameraConfig {
-                id,
-                source,
-                capture,
-                tcp_port,
-                output,
-                pushes: cam.push,
-            });
-        }
-        let mut users = Vec::with_capacity(file.users.len());
-        for (i, u) in file.users.into_iter().enumerate() {
-            if u.name.is_empty() || u.name.contains(':') || u.password.is_empty() {
-                bail!("user[{i}]: name must be non-empty without ':', password non-empty");
-            }
-            users.push(User {
-                name: u.name,
-                password: u.password,
-            });
-        }
+        let cameras = merge_cameras(&cli, &defaults, listed, base_port)?;
+        let users = merge_users(file.users)?;
         let session_timeout = file
             .rtsp_session_timeout_seconds
             .unwrap_or(crate::serve::rtsp::DEFAULT_SESSION_TIMEOUT.as_secs());
@@ -490,6 +426,89 @@ impl NodeConfig {
             },
         })
     }
+}
+
+/// The file's cameras (one from the defaults when it lists none), each
+/// key from the flag, else the camera's own table, else the file's default.
+fn merge_cameras(
+    cli: &Cli,
+    defaults: &FileCamera,
+    listed: Vec<FileCamera>,
+    base_port: u16,
+) -> Result<Vec<CameraConfig>> {
+    let mut cameras = Vec::with_capacity(listed.len());
+    for (i, cam) in listed.into_iter().enumerate() {
+        let key = |name: &str| format!("camera[{i}].{name}");
+        let id = cam.id.unwrap_or_else(|| format!("cam{i}"));
+        check_id(&key("id"), &id)?;
+        if cameras.iter().any(|c: &CameraConfig| c.id == id) {
+            bail!("{}: {id:?} is used by two cameras", key("id"));
+        }
+        // A flag applies to every camera; a camera's own key beats the file's default.
+        let spec = cli
+            .source
+            .clone()
+            .or(cam.source)
+            .or(defaults.source.clone())
+            .unwrap_or("rpicam".into());
+        let source = spec
+            .parse::<SourceSpec>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key("source")))?;
+        let output = Output {
+            width: cli.width.or(cam.width).or(defaults.width),
+            height: cli.height.or(cam.height).or(defaults.height),
+            fps: cli.fps.or(cam.fps).or(defaults.fps),
+            quality: cli
+                .quality
+                .or(cam.quality)
+                .or(defaults.quality)
+                .unwrap_or(80),
+        };
+        let capture = CaptureSettings {
+            width: output.width.unwrap_or(1280),
+            height: output.height.unwrap_or(720),
+            fps: output.fps.unwrap_or(30),
+            quality: output.quality,
+        };
+        check_range(&key("width"), capture.width, 16, 8192)?;
+        check_range(&key("height"), capture.height, 16, 8192)?;
+        check_range(&key("fps"), capture.fps, 1, 120)?;
+        check_range(&key("quality"), u32::from(capture.quality), 1, 100)?;
+        let tcp_port = match (cam.tcp_port, base_port) {
+            (Some(p), _) if cli.tcp_port.is_none() => p,
+            (_, 0) => 0,
+            (_, base) => base
+                .checked_add(i as u16)
+                .with_context(|| format!("{}: past 65535", key("tcp_port")))?,
+        };
+        for url in &cam.push {
+            crate::push::PushUrl::parse(url)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key("push")))?;
+        }
+        cameras.push(CameraConfig {
+            id,
+            source,
+            capture,
+            tcp_port,
+            output,
+            pushes: cam.push,
+        });
+    }
+    Ok(cameras)
+}
+
+fn merge_users(listed: Vec<FileUser>) -> Result<Vec<User>> {
+    let mut users = Vec::with_capacity(listed.len());
+    for (i, u) in listed.into_iter().enumerate() {
+        if u.name.is_empty() || u.name.contains(':') || u.password.is_empty() {
+            bail!("user[{i}]: name must be non-empty without ':', password non-empty");
+        }
+        users.push(User {
+            name: u.name,
+            password: u.password,
+        });
+    }
+    Ok(users)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {

@@ -3,40 +3,49 @@
 //! itself on MQTT.
 //!
 //! # Layout
-//! - [`config`]: flags, environment and TOML file, merged and checked.
-//! - [`app`]: wires the tasks, owns the shutdown order.
-//! - [`source`]: where frames come from (rpicam, `cmd:`, `file:`, test pattern).
-//! - [`camera`]: runs a source, restarts it with backoff and a watchdog.
-//! - [`cameras`]: the node's cameras, added and removed at runtime (the
-//!   camera API), with [`status`] per camera and the [`store`] that keeps
-//!   them across restarts.
+//! In data order (a frame from the camera out to viewers), then what the
+//! whole node shares:
+//! - [`source`]: where frames come from (rpicam, `cmd:`, `file:`, test
+//!   pattern, URLs and devices through ffmpeg), and [`source::secrets`]:
+//!   passwords kept out of logs, the API and MQTT.
 //! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
+//! - [`cameras`]: the node's cameras, added and removed at runtime (the
+//!   camera API): each one's [`cameras::supervisor`] (runs a source,
+//!   restarts it with backoff and a watchdog) and [`cameras::status`], and
+//!   the [`cameras::store`] that keeps them across restarts.
 //! - [`serve`]: what listens besides the TCP frame protocol (which, with
 //!   the hub every server reads from, is the `fanout` library's):
-//!   [`serve::rtsp`] (RTSP with RTP/JPEG, RFC 2435) and [`serve::http`]
-//!   (index page, MJPEG, snapshots, JSON API, metrics, health).
-//! - [`clock`]: the node's time and its synchronisation status, for viewers.
-//! - [`state`]: NodeInfo and capture control shared by the servers.
-//! - [`auth`]: optional users for HTTP and RTSP.
+//!   [`serve::rtsp`] (RTSP for players) and [`serve::http`] (index page,
+//!   MJPEG, snapshots, JSON API, metrics, health).
+//! - [`push`]: what goes out: a camera pushed to an RTSP server.
+//! - [`rtp`]: RTP/JPEG (RFC 2435) and RTCP, for RTSP and the push.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
-//! - [`relay`]: the relay planner (who passes each camera to whom).
+//! - [`relay`]: the relay planner (who passes each camera to whom) and the
+//!   plans it published.
+//! - [`info`]: NodeInfo kept current (cameras, clock), shared by the servers.
+//! - [`net`]: the addresses advertised to viewers.
+//! - [`clock`]: the node's time and its synchronisation status, for viewers.
+//! - [`config`]: flags, environment and TOML file, merged and checked.
+//! - [`app`]: wires the tasks, owns the shutdown order (`main.rs` parses
+//!   the flags and handles signals).
+//! - [`auth`]: optional users for HTTP and RTSP.
 //! - [`notify`]: systemd readiness, watchdog and status.
 
 pub mod app;
 pub mod auth;
-pub mod camera;
 pub mod cameras;
 pub mod clock;
 pub mod config;
+pub mod info;
 pub mod mjpeg;
+pub mod net;
 pub mod notify;
 pub mod presence;
+pub mod push;
 pub mod relay;
+pub mod rtp;
 pub mod serve;
 pub mod source;
-pub mod state;
-pub mod status;
-pub mod store;
 
 pub use app::run;
 pub use config::{Cli, NodeConfig};

@@ -3,7 +3,6 @@
 //! every [`STATS_INTERVAL`]. One task owns the event loop; on every
 //! ConnAck it resubscribes and republishes the retained state.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Cameras;
 use crate::config::NodeConfig;
-use crate::relay::Planner;
+use crate::relay::{Planner, PublishedPlans};
 
 /// How often stats and the CPU temperature are published.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -82,8 +81,7 @@ pub struct Presence {
     /// Mirrors the connection, for the systemd notifier.
     pub connected: Arc<AtomicBool>,
     /// Where the plans published are kept for the node's HTTP server.
-    pub relay_plans:
-        Arc<std::sync::Mutex<std::collections::BTreeMap<String, shared::relay::RelayPlan>>>,
+    pub relay_plans: Arc<PublishedPlans>,
 }
 
 impl Presence {
@@ -166,7 +164,7 @@ impl Presence {
                         for plan in planner.replan(&self.info.borrow()) {
                             publish_plan(&client, &topics, &plan);
                         }
-                        self.keep_plans(planner);
+                        self.relay_plans.keep(planner);
                     }
                     Some(MqttEvent::Message(p)) => tracing::debug!(topic = %p.topic, "ignoring message"),
                 },
@@ -189,7 +187,7 @@ impl Presence {
                             publish_plan(&client, &topics, &plan);
                         }
                         if let Some(p) = &planner {
-                            self.keep_plans(p);
+                            self.relay_plans.keep(p);
                         }
                     }
                 }
@@ -226,13 +224,6 @@ impl Presence {
         let _ = client.try_disconnect();
         driver.close(CLOSE_LIMIT).await;
         Ok(())
-    }
-
-    fn keep_plans(&self, planner: &Planner) {
-        *self.relay_plans.lock().expect("plans lock") = planner
-            .plans()
-            .map(|p| (p.camera.clone(), p.clone()))
-            .collect();
     }
 
     fn publish_info(&self, client: &AsyncClient, topics: &Topics) {
@@ -405,48 +396,6 @@ impl StatsSampler {
     }
 }
 
-/// The addresses viewers should use: `--advertise-host`, else the bind
-/// address when it is a specific one, else this host's non-loopback IPv4
-/// addresses (loopback when there is none).
-pub fn advertised_addresses(config: &NodeConfig) -> Vec<String> {
-    if let Some(host) = &config.advertise_host {
-        return vec![host.clone()];
-    }
-    if !config.bind.is_unspecified() {
-        return vec![config.bind.to_string()];
-    }
-    let mut found: Vec<String> = Vec::new();
-    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
-        for ifa in addrs {
-            let Some(ip) = ifa
-                .address
-                .as_ref()
-                .and_then(|a| a.as_sockaddr_in())
-                .map(|s| IpAddr::V4(s.ip()))
-            else {
-                continue;
-            };
-            if !ip.is_loopback() && !found.contains(&ip.to_string()) {
-                found.push(ip.to_string());
-            }
-        }
-    }
-    if found.is_empty() {
-        tracing::warn!("no network address found; advertising 127.0.0.1 (set --advertise-host)");
-        found.push("127.0.0.1".into());
-    }
-    found
-}
-
-/// `host:port`, with brackets for IPv6.
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,11 +409,5 @@ mod tests {
         assert_eq!(read_cpu_temp(&dir), None);
         let _ = std::fs::remove_file(&dir);
         assert_eq!(read_cpu_temp(Path::new("/nonexistent")), None);
-    }
-
-    #[test]
-    fn ipv6_hosts_get_brackets() {
-        assert_eq!(host_port("10.0.0.2", 8000), "10.0.0.2:8000");
-        assert_eq!(host_port("fe80::1", 8000), "[fe80::1]:8000");
     }
 }

@@ -9,7 +9,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use camera_node::serve::rtsp::rtp::depacketise::Depacketiser;
+use camera_node::rtp::depacketise::Depacketiser;
 use common::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;

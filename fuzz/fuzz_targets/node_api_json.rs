@@ -6,8 +6,8 @@
 
 use camera_node::cameras::{CameraPatch, NewCamera};
 use camera_node::config::check_id;
-use camera_node::serve::rtsp::push::PushUrl;
-use camera_node::source::url::check_text;
+use camera_node::push::PushUrl;
+use camera_node::source::secrets::check_text;
 use camera_node::source::SourceSpec;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,8 +4,8 @@
 //! the depacketiser, which must never panic.
 #![no_main]
 
-use camera_node::serve::rtsp::rtp::depacketise::Depacketiser;
-use camera_node::serve::rtsp::rtp::{jpeg, RtpStream, MAX_PACKET};
+use camera_node::rtp::depacketise::Depacketiser;
+use camera_node::rtp::{jpeg, RtpStream, MAX_PACKET};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

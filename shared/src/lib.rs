@@ -7,7 +7,9 @@
 //! - [`jpeg`]: a JPEG's width and height from its frame header.
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
-//! - [`relay`]: relay plans (who passes a camera to whom) and their payloads.
+//! - [`net`]: `host:port` as both write it (brackets for IPv6).
+//! - [`relay`]: the relay payloads: viewers' announcements and stats, and
+//!   the plans the node publishes (the node's planner makes them).
 //! - [`backoff`]: the retry delay every long-lived peer uses.
 //! - [`process`]: logging and the two-stage shutdown signal of both binaries.
 //! - [`error`]: the error enums callers match on.

@@ -8,7 +8,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shared::relay::{feeds_of, RelayAnnounce, RelayPlan, Topology};
+use camera_node::relay::plan::feeds_of;
+use shared::relay::{RelayAnnounce, RelayPlan, Topology};
 use support::common::*;
 use support::*;
 

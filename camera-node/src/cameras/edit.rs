@@ -9,9 +9,10 @@ use tokio::net::TcpListener;
 
 use super::{refused, Cameras, Entry, Origin, Refused};
 use crate::config::{check_id, CameraConfig};
-use crate::serve::rtsp::push::{Push, PushUrl};
-use crate::source::url::{self, Output};
-use crate::source::{CaptureSettings, SourceSpec};
+use crate::push::{Push, PushUrl};
+use crate::source::secrets::{check_text, MAX_SOURCE_LEN};
+use crate::source::url;
+use crate::source::{CaptureSettings, Output, SourceSpec};
 
 /// Cameras a node runs at most (the config file's and the API's).
 pub const MAX_CAMERAS: usize = 32;
@@ -226,14 +227,11 @@ impl Cameras {
         }
         if command {
             // A shell line has spaces by nature; only its length is bounded.
-            if text.len() > url::MAX_SOURCE_LEN {
-                return Err(refused(
-                    400,
-                    format!("at most {} bytes", url::MAX_SOURCE_LEN),
-                ));
+            if text.len() > MAX_SOURCE_LEN {
+                return Err(refused(400, format!("at most {MAX_SOURCE_LEN} bytes")));
             }
         } else {
-            url::check_text(text).map_err(|e| refused(400, e))?;
+            check_text(text).map_err(|e| refused(400, e))?;
         }
         text.parse().map_err(|e: String| refused(400, e))
     }

@@ -4,11 +4,15 @@
 //! its supervisor and its [`Status`]; the registry keeps NodeInfo and the
 //! state file in step with them.
 //!
+//! - [`supervisor`]: one camera's supervisor (restarts, backoff, watchdog).
+//! - [`status`]: what a supervisor is doing, and its log ring.
 //! - `edit`: the API's changes (add, patch, remove, pushes), checked.
-//! - `persist`: the state file written on every change and read at start.
+//! - [`store`]: the state file, written on every change and read at start.
 
 mod edit;
-mod persist;
+pub mod status;
+pub mod store;
+pub mod supervisor;
 
 pub use edit::{CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
 
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shared::messages::{CameraInfo, NodeInfo};
+use shared::net::host_port;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -25,16 +30,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::camera::Camera;
 use crate::config::CameraConfig;
-use crate::presence::host_port;
-use crate::serve::rtsp::push::{Push, PushUrl, PushView};
+use crate::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
-use crate::source::url::{self, Output};
-use crate::source::{CaptureSettings, SourceSpec};
-use crate::status::{RunState, Status, StatusView};
-use crate::store::Store;
+use crate::source::secrets::redact;
+use crate::source::{CaptureSettings, Output, SourceSpec};
 use fanout::{tcp, Hub};
+
+use self::status::{RunState, Status, StatusView};
+use self::store::Store;
+use self::supervisor::Camera;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -291,7 +296,7 @@ impl Cameras {
                 Ok(url) => {
                     self.start_push(&entry, url, Origin::Config);
                 }
-                Err(e) => tracing::warn!(camera = %entry.id, "push {}: {e}", url::redact(url)),
+                Err(e) => tracing::warn!(camera = %entry.id, "push {}: {e}", redact(url)),
             }
         }
         let supervisor = self.supervise(&entry, config);

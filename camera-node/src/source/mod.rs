@@ -1,11 +1,13 @@
 //! Where frames come from (DESIGN.md, "Contract: camera sources").
 //!
 //! A [`Source`] is one run of a camera: open it, pull frames until it fails,
-//! close it. Restarting is the supervisor's business ([`crate::camera`]).
+//! close it. Restarting is the supervisor's business
+//! (`cameras/supervisor.rs`).
 
 mod file;
 pub mod pattern;
 mod process;
+pub mod secrets;
 pub mod url;
 
 use std::fmt;
@@ -17,8 +19,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 
-use crate::status::Status;
-use url::{Output, UrlSource};
+use crate::cameras::status::Status;
+use url::UrlSource;
 
 pub use process::kill_all_camera_processes;
 
@@ -86,7 +88,7 @@ impl FromStr for SourceSpec {
         } else {
             Err(format!(
                 "{:?} is not a source; use rpicam, test, cmd:<command>, file:<path>, a URL (rtsp://, rtmp://, http://, srt://, rtmp-listen://) or a /dev/video path",
-                url::redact(spec)
+                secrets::redact(spec)
             ))
         }
     }
@@ -111,6 +113,16 @@ pub struct CaptureSettings {
     pub height: u32,
     pub fps: u32,
     /// JPEG quality, 1 to 100.
+    pub quality: u8,
+}
+
+/// What a URL source's conversion produces; `None` keeps the input's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Output {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// JPEG quality 1-100.
     pub quality: u8,
 }
 

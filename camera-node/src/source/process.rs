@@ -20,10 +20,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::Instrument;
 
-use super::url::{Output, UrlSource};
-use super::CaptureSettings;
+use super::url::UrlSource;
+use super::{CaptureSettings, Output};
+use crate::cameras::status::Status;
 use crate::mjpeg::Splitter;
-use crate::status::Status;
 
 /// How long a camera process may take to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);

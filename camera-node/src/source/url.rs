@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Longest source text accepted.
-pub const MAX_SOURCE_LEN: usize = 2048;
+use super::secrets::{check_text, password_span, redact};
+use super::Output;
+
 /// Largest picture a conversion may produce.
 pub const MAX_WIDTH: u32 = 3840;
 pub const MAX_HEIGHT: u32 = 2160;
@@ -58,16 +59,6 @@ pub struct UrlSource {
     text: String,
 }
 
-/// What a conversion produces; `None` keeps the input's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct Output {
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub fps: Option<u32>,
-    /// JPEG quality 1-100.
-    pub quality: u8,
-}
-
 /// What `ffprobe` found in an input's first video stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probed {
@@ -75,28 +66,6 @@ pub struct Probed {
     pub width: u32,
     pub height: u32,
     pub fps: Option<u32>,
-}
-
-/// Checks what every source text must be, whatever its kind: at most
-/// [`MAX_SOURCE_LEN`] bytes, no space or control character, no leading
-/// `-` (which a program would read as an option).
-pub fn check_text(text: &str) -> Result<(), String> {
-    if text.is_empty() {
-        return Err("the source is empty".into());
-    }
-    if text.len() > MAX_SOURCE_LEN {
-        return Err(format!(
-            "the source is {} bytes long; at most {MAX_SOURCE_LEN}",
-            text.len()
-        ));
-    }
-    if text.starts_with('-') {
-        return Err("a source may not start with '-'".into());
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a source may not hold spaces or control characters".into());
-    }
-    Ok(())
 }
 
 impl UrlSource {
@@ -362,53 +331,10 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Where the password of the first URL at or after `from` lies.
-fn password_span(text: &str, from: usize) -> Option<(usize, usize)> {
-    let start = from + text[from..].find("://")? + 3;
-    let authority_len = text[start..]
-        .find(['/', '?', '#', ' ', '"', '\''])
-        .unwrap_or(text.len() - start);
-    let authority = &text[start..start + authority_len];
-    let at = authority.rfind('@')?;
-    let colon = authority[..at].find(':')?;
-    Some((start + colon + 1, start + at))
-}
-
-/// `text` with the password of every URL in it replaced by `***`
-/// (`rtsp://user:***@host/...`); the rest as it was.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut from = 0;
-    while let Some(scheme_end) = text[from..].find("://").map(|i| from + i + 3) {
-        match password_span(text, from) {
-            Some((start, end)) if start >= scheme_end => {
-                out.push_str(&text[from..start]);
-                out.push_str("***");
-                from = end;
-            }
-            _ => {
-                out.push_str(&text[from..scheme_end]);
-                from = scheme_end;
-            }
-        }
-    }
-    out.push_str(&text[from..]);
-    out
-}
-
-/// Scrubs a converter's log line: every URL's password, and the known
-/// passwords wherever else they appear (ffmpeg may print them decoded).
-pub fn scrub(line: &str, secrets: &[String]) -> String {
-    let mut line = redact(line);
-    for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        line = line.replace(secret.as_str(), "***");
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::secrets::MAX_SOURCE_LEN;
 
     fn parse(text: &str) -> Result<UrlSource, String> {
         UrlSource::parse(text).expect("a URL source")
@@ -443,19 +369,6 @@ mod tests {
         assert_eq!(s.to_string(), "rtsp://admin:***@10.0.0.9:554/stream1");
         assert_eq!(s.password(), Some("s3cret"));
         assert!(!format!("{s:?}").contains("s3cret"));
-        let line = "[rtsp @ 0x1] method DESCRIBE failed on rtsp://admin:s3cret@10.0.0.9:554/stream1: 401 (and rtmp://u:p@h/x)";
-        let clean = scrub(line, &["s3cret".into()]);
-        assert!(
-            !clean.contains("s3cret") && !clean.contains(":p@"),
-            "{clean}"
-        );
-        assert!(clean.contains("rtsp://admin:***@10.0.0.9"), "{clean}");
-        assert_eq!(redact("rtsp://cam/x"), "rtsp://cam/x");
-        assert_eq!(redact("no url here"), "no url here");
-        assert_eq!(
-            scrub("password s3cret decoded", &["s3cret".into()]),
-            "password *** decoded"
-        );
     }
 
     #[test]

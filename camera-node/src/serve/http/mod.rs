@@ -11,6 +11,7 @@
 
 mod api;
 mod pages;
+mod status;
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Users, REALM};
-use crate::state::NodeState;
+use crate::info::NodeState;
+use crate::relay::PublishedPlans;
 use fanout::http::Peer;
 use fanout::multipart::MjpegStream;
 use fanout::Protocol;
@@ -34,6 +36,8 @@ use fanout::Protocol;
 #[derive(Debug)]
 pub struct HttpServer {
     pub node: Arc<NodeState>,
+    /// What `/api/v1/relay` shows.
+    pub relay_plans: Arc<PublishedPlans>,
     pub users: Users,
     /// What the camera API's write calls must carry, when set.
     pub api_token: Option<String>,
@@ -61,7 +65,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/", get(pages::index))
         .route("/cameras/{id}/stream.mjpg", get(stream))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
-        .route("/api/v1/status", get(status))
+        .route("/api/v1/status", get(status::status))
         .route("/api/v1/stream", get(stream_urls))
         .route("/api/v1/relay", get(relay_plans))
         .route("/api/v1/control", post(control))
@@ -124,7 +128,7 @@ fn unknown_camera(s: &HttpServer, id: &str) -> Response {
 
 /// Each camera's relay plan (`{}` when relaying is off).
 async fn relay_plans(State(s): Shared) -> Response {
-    let plans = s.node.relay_plans.lock().expect("plans lock").clone();
+    let plans = s.relay_plans.all();
     ([(header::CACHE_CONTROL, "no-store")], Json(plans)).into_response()
 }
 
@@ -193,12 +197,6 @@ async fn stream(
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
     // Ends with the node's shutdown or the camera's removal.
     MjpegStream::from_reader(reader, peer.as_ref(), entry.stop.clone()).into_response()
-}
-
-async fn status(State(s): Shared) -> Response {
-    let mut body = serde_json::to_value(s.node.info()).unwrap_or_default();
-    body["stats"] = serde_json::to_value(s.node.camera_status()).unwrap_or_default();
-    Json(body).into_response()
 }
 
 #[derive(Deserialize)]

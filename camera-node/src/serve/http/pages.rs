@@ -179,7 +179,7 @@ pub async fn metrics(State(s): Shared) -> Response {
 
 /// Per push: frames, skips, connections, and whether it is recording now.
 fn push_metrics(out: &mut String, cameras: &[std::sync::Arc<crate::cameras::Entry>]) {
-    use crate::serve::rtsp::push::PushView;
+    use crate::push::PushView;
     let pushes: Vec<(String, PushView)> = cameras
         .iter()
         .flat_map(|e| e.pushes().into_iter().map(|p| (e.id.clone(), p.view())))

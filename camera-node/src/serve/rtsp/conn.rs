@@ -25,7 +25,7 @@ use super::{RtspCamera, RtspServer};
 use crate::auth::REALM;
 use fanout::{Frame, Hub, Protocol};
 
-use super::rtp::{random_u64, PAYLOAD_TYPE};
+use crate::rtp::{random_u64, PAYLOAD_TYPE};
 
 /// How long DESCRIBE and PLAY wait for a camera's first frame.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
@@ -403,7 +403,7 @@ fn no_frames(hub: &Hub) -> Reply {
     Reply::error(503, format!("camera {} has no frames yet", hub.camera_id()))
 }
 
-pub(super) fn describe_sdp(
+pub(crate) fn describe_sdp(
     node: &str,
     camera: &RtspCamera,
     local: std::net::IpAddr,

@@ -12,11 +12,9 @@
 //! other clients.
 
 mod conn;
-pub mod push;
 mod reply;
 pub mod request;
-pub mod rtp;
-mod send;
+pub(crate) mod send;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,10 +30,13 @@ use tracing::Instrument;
 use crate::auth::Users;
 use fanout::{Frame, Hub};
 
-use self::rtp::jpeg::{self, JpegScan, Unsupported};
-use self::rtp::Packets;
+use crate::rtp::jpeg::{self, JpegScan, Unsupported};
+use crate::rtp::Packets;
 
+// A push (push/) announces the same SDP and reports as often.
+pub(crate) use self::conn::describe_sdp;
 pub use self::session::Session;
+pub(crate) use self::session::REPORT_EVERY;
 
 /// The default for UDP sessions without keepalive (RFC 2326 12.37).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);

@@ -12,7 +12,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::UdpSocket;
 
-use super::rtp::{Packets, RtpStream, MAX_PACKET, RTP_HEADER};
+use crate::rtp::{Packets, RtpStream, MAX_PACKET, RTP_HEADER};
 
 /// Packets per segmented UDP send: the kernel takes at most 64 segments
 /// and 64 KiB in one datagram; 40 packets of [`MAX_PACKET`] is 56 000 bytes.

@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::rtp::{Packets, RtpStream};
 use super::send::{self, UdpSender};
 use super::{RtspCamera, RtspServer};
+use crate::rtp::{Packets, RtpStream};
 
 /// How often a playing session gets an RTCP sender report.
-pub(super) const REPORT_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// The write half of a client connection, shared by replies and the
 /// interleaved RTP of its sessions; each holds it for one whole message.

@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::source::url::scrub;
+use crate::source::secrets::scrub;
 
 /// Lines kept per camera, and the longest line kept whole.
 pub const LOG_LINES: usize = 200;

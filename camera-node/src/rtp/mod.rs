@@ -1,6 +1,6 @@
-//! RTP for the RTSP server: JPEG frames as RTP/JPEG packets (RFC 2435),
-//! RTCP sender reports (RFC 3550), and a depacketiser that checks the
-//! round trip in tests and fuzzing.
+//! RTP for the RTSP server and the push: JPEG frames as RTP/JPEG packets
+//! (RFC 2435), RTCP sender reports (RFC 3550), and a depacketiser that
+//! checks the round trip in tests and fuzzing.
 
 pub mod depacketise;
 pub mod jpeg;

@@ -1,14 +1,19 @@
 //! The node plans who passes each of its cameras to whom (one writer per
 //! camera: the node), from the viewers that announce they watch it, and
 //! publishes the plan retained with an epoch (docs/mqtt.md, "Relaying").
+//!
+//! - [`plan`]: the planning itself, a pure function of the last layout and
+//!   the viewers watching.
+
+pub mod plan;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use shared::messages::NodeInfo;
-use shared::relay::{
-    feeds_of, replan, Candidate, Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology,
-    RELAY_VERSION,
-};
+use shared::relay::{Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology, RELAY_VERSION};
+
+use self::plan::{feeds_of, replan, Candidate};
 
 /// Payload of a viewer's relay topic once it stopped (and its last will).
 pub const LEFT: &str = "left";
@@ -166,6 +171,26 @@ impl Planner {
     /// Every plan, for publishing again after a reconnect.
     pub fn plans(&self) -> impl Iterator<Item = &RelayPlan> {
         self.plans.values()
+    }
+}
+
+/// The plans as last published, per camera (none while relaying is off):
+/// presence keeps them here, the node's HTTP server shows them at
+/// `/api/v1/relay`.
+#[derive(Debug, Default)]
+pub struct PublishedPlans(Mutex<BTreeMap<String, RelayPlan>>);
+
+impl PublishedPlans {
+    /// The planner's plans, in place of the last ones.
+    pub fn keep(&self, planner: &Planner) {
+        *self.0.lock().expect("plans lock") = planner
+            .plans()
+            .map(|p| (p.camera.clone(), p.clone()))
+            .collect();
+    }
+
+    pub fn all(&self) -> BTreeMap<String, RelayPlan> {
+        self.0.lock().expect("plans lock").clone()
     }
 }
 

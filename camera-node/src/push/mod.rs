@@ -24,13 +24,10 @@ mod client;
 pub mod reply;
 
 use self::client::Client;
-use super::conn::describe_sdp;
-use super::rtp::RtpStream;
-use super::send;
-use super::session::REPORT_EVERY;
-use super::RtspCamera;
-use crate::source::url::{check_text, redact};
-use crate::status::Status;
+use crate::cameras::status::Status;
+use crate::rtp::RtpStream;
+use crate::serve::rtsp::{describe_sdp, send, RtspCamera, REPORT_EVERY};
+use crate::source::secrets::{check_text, redact};
 use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
 use fanout::Protocol;
@@ -205,10 +202,15 @@ impl Push {
         while !self.stop.is_cancelled() {
             self.set("connecting", None);
             backoff.attempt_started();
+            let connects = self.connects.load(Ordering::Relaxed);
             let ended = tokio::select! {
                 _ = self.stop.cancelled() => break,
-                ended = self.once(&camera, &node_id, &mut backoff) => ended,
+                ended = self.run_once(&camera, &node_id) => ended,
             };
+            // A run that got as far as RECORD forgets the failures before it.
+            if self.connects.load(Ordering::Relaxed) != connects {
+                backoff.reset();
+            }
             let error = match ended {
                 Ok(()) => anyhow!("the server closed the connection"),
                 Err(e) => e,
@@ -225,7 +227,9 @@ impl Push {
         tracing::info!(push = %self.url, "push ended");
     }
 
-    async fn once(&self, camera: &RtspCamera, node_id: &str, backoff: &mut Backoff) -> Result<()> {
+    /// One connection: ANNOUNCE, SETUP and RECORD, then frames until it
+    /// fails or `self.stop`.
+    async fn run_once(&self, camera: &RtspCamera, node_id: &str) -> Result<()> {
         let first = camera
             .hub
             .first_frame(FIRST_FRAME_LIMIT)
@@ -281,7 +285,6 @@ impl Push {
             .await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.set("recording", None);
-        backoff.reset();
         tracing::info!(push = %self.url, "recording on the server");
 
         // What the server sends from now on (RTCP receiver reports, replies)

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::CameraConfig;
 use crate::source::Source;
-use crate::status::{RunState, Status};
 use fanout::Hub;
+
+use super::status::{RunState, Status};
 
 /// The first frame may take longer than the watchdog: `rpicam-vid` tunes
 /// exposure for a second or two before it writes anything.
@@ -73,14 +74,14 @@ impl Camera {
             };
             let end = match interrupted {
                 Ok(why) => {
+                    // The run closes its source; how it ended is the interrupt's.
                     run.cancel();
-                    let end = once.await;
+                    once.await;
                     self.status.run_ended(why.name(), None, false);
                     if matches!(why, Interrupt::Restart) {
                         self.status.note("restarting through the API");
                         backoff.reset();
                     }
-                    let _ = end;
                     continue;
                 }
                 Err(end) => end,
