@@ -2,13 +2,11 @@
 //! for a real node, mosquitto_pub and mosquitto_sub; retained state, the
 //! record command and a node's last will work as with mosquitto.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::{files, mqtt_sub, viewer_process};
+use testkit::viewers::{files, mqtt_sub, viewer_process};
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

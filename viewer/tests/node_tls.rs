@@ -5,13 +5,11 @@
 //! the CA as `--ca-file`) still measures the node's clock and lists its
 //! cameras on the Sources page.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

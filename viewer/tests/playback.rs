@@ -5,15 +5,13 @@
 //! holds the instant; a `.part` being written is served up to its last
 //! fragment; bad names and times are refused.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -577,7 +575,7 @@ fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
 #[test]
 fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
     use serde_json::json;
-    use support::browser::Browser;
+    use testkit::browser::Browser;
     let broker = Broker::start();
     let _a = test_node(&broker, "pi-a", "320x240");
     let _b = test_node(&broker, "pi-b", "160x120");

@@ -2,16 +2,14 @@
 //! viewer; recording started and stopped with mosquitto_pub; every segment
 //! checked with ffprobe.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -3,14 +3,12 @@
 //! from each other as planned, and when a head is killed its members are
 //! receiving again within a second. Real mosquitto, node and viewers.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shared::relay::{feeds_of, RelayAnnounce, RelayPlan, Topology};
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const PLAN: &str = "camfleet/node/pi-relay/relay/cam0/plan";

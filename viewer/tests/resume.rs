@@ -4,14 +4,12 @@
 //! when it is back (persistent MQTT session). Real mosquitto, and the
 //! viewer's own embedded broker.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -11,15 +11,13 @@
 //! burned in, so every picture differs), `pi-b`'s camera is an ffmpeg that
 //! re-serves pi-a's pictures (a real camera process to kill and freeze).
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// A hole longer than this in a 10 fps camera's timeline needs a fault.

@@ -4,17 +4,15 @@
 //! connected and recorded on `command/rec`. And the dashboard's Sources
 //! page in Chromium adds, shows, opens the log of and deletes one.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::browser::Browser;
-use support::common::api::{add, api, wait_state as wait_camera_state};
-use support::common::rtmp::{drone, stop, Nginx};
-use support::common::*;
-use support::*;
+use testkit::api::{add, api, wait_state as wait_camera_state};
+use testkit::browser::Browser;
+use testkit::rtmp::{drone, stop, Nginx};
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -4,14 +4,12 @@
 //! keeps every frame once and in order. Real mosquitto, nodes, ffmpeg,
 //! viewer; the files checked with ffprobe.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -1,19 +1,18 @@
-//! The viewer's test support: camera-node's harness (broker, nodes,
-//! clients) and the real viewer binary.
-#![allow(dead_code)]
-
-pub mod browser;
-#[path = "../../../camera-node/tests/common/mod.rs"]
-pub mod common;
-pub mod demo;
+//! The real viewer binary (one or many on a broker), test nodes for it to
+//! watch, and what it records: its recording state, segments, samples.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// The viewer binary (see [`crate::binary`]).
+pub fn viewer_binary() -> PathBuf {
+    crate::binary("viewer")
+}
 
 /// The real viewer binary, headless; its log goes to a file.
 pub struct Viewer {
@@ -79,7 +78,7 @@ impl Viewer {
     ) -> Self {
         let dir = TempDir::new("viewer");
         let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_viewer"));
+        let mut cmd = Command::new(viewer_binary());
         cmd.args(["--broker", url, "--viewer-id", id])
             .arg("--recordings")
             .arg(recordings)
@@ -225,7 +224,7 @@ pub fn mqtt_sub(port: u16, topic: &str, count: usize, secs: u32) -> Vec<String> 
 /// log (stdout and stderr) in `log`.
 pub fn viewer_process(args: &[&str], log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_viewer"))
+    Command::new(viewer_binary())
         .args(args)
         .env("RUST_LOG", "info")
         .env_remove("DISPLAY")

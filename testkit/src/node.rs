@@ -6,25 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::{require, wait_for, words, TempDir};
 
-/// The camera-node binary: cargo's path in camera-node's own tests, else
-/// the one beside the test executable (other crates' tests: `cargo test
-/// --workspace` builds it).
+/// The camera-node binary (see [`crate::binary`]).
 pub fn node_binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_camera-node") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("camera-node");
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build -p camera-node (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
+    crate::binary("camera-node")
 }
 
 /// The real camera-node binary; its log goes to a file the test can read.
