@@ -150,11 +150,14 @@ impl Drop for TempDir {
     }
 }
 
-/// Decodes a JPEG and returns its size.
+/// A JPEG's size as its frame header gives it (the workspace's one parser,
+/// [`shared::jpeg::dimensions`]), once the whole picture decodes: the tests
+/// that size a frame also say it is a whole JPEG.
 pub fn jpeg_size(jpeg: &[u8]) -> (u32, u32) {
-    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
         .expect("a JPEG that decodes");
-    (img.width(), img.height())
+    let (width, height) = shared::jpeg::dimensions(jpeg).expect("a JPEG with a frame header");
+    (width.into(), height.into())
 }
 
 pub fn now_us() -> u64 {
