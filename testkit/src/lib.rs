@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! - this file: waiting, free ports, scratch directories, programs a test
-//!   needs, small file and process helpers, [`binary`]
+//!   needs, small file and process helpers, [`Rng`], [`binary`]
 //! - `broker`: mosquitto per test, `mosquitto_sub`/`mosquitto_pub`
 //! - `node`: the camera-node binary, its flags, fake `rpicam-vid`
 //! - `client`: a TCP frame protocol v1 reader
@@ -90,6 +90,22 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// xorshift64*: a few lines, and the same random choices for the same
+/// seed (a test prints its seed so a failure can be replayed). The seed
+/// must not be 0.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    }
 }
 
 /// Polls `check` until it gives a value, failing after `limit`.

@@ -26,18 +26,6 @@ const HOLE_US: i64 = 1_000_000;
 /// after recovery.
 const SLACK_US: i64 = 2_000_000;
 
-/// xorshift64*: a few lines, and the same faults for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
-    }
-}
-
 #[derive(Debug)]
 struct Fault {
     what: String,
