@@ -141,16 +141,15 @@ impl Drop for Viewer {
     }
 }
 
+/// A node drawing the test pattern at `size` (`WxH`), 10 fps.
 pub fn test_node(broker: &Broker, id: &str, size: &str) -> Node {
-    let (w, h) = size.split_once('x').unwrap();
+    test_node_with(broker, id, size, &[])
+}
+
+/// [`test_node`] with more flags.
+pub fn test_node_with(broker: &Broker, id: &str, size: &str, extra: &[&str]) -> Node {
     let url = broker.url();
-    Node::start(
-        &[
-            node_args(&url, id, "test"),
-            vec!["--width", w, "--height", h, "--fps", "10"],
-        ]
-        .concat(),
-    )
+    Node::start(&[camera_args(&url, id, "test", size), extra.to_vec()].concat())
 }
 
 /// Files below `dir` ending in `suffix`.

@@ -37,13 +37,7 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     });
 
     let url = format!("mqtt://127.0.0.1:{port}");
-    let mut node = Node::start(
-        &[
-            node_args(&url, "eb-node", "test"),
-            words("--width 320 --height 240 --fps 10"),
-        ]
-        .concat(),
-    );
+    let mut node = Node::start(&camera_args(&url, "eb-node", "test", "320x240"));
     wait_for("the node's retained online", SECS(20), || {
         (mqtt_sub(port, "camfleet/node/eb-node/status", 1, 2)
             == ["camfleet/node/eb-node/status online"])
@@ -152,13 +146,7 @@ fn the_embedded_broker_with_users_refuses_strangers_and_warns_when_open_to_the_n
     });
     // The node with its user gets in and is followed.
     let url = format!("mqtt://eb-node:{}@127.0.0.1:{port}", password("eb-node"));
-    let _node = Node::start(
-        &[
-            node_args(&url, "eb-node", "test"),
-            words("--width 160 --height 120 --fps 10"),
-        ]
-        .concat(),
-    );
+    let _node = Node::start(&camera_args(&url, "eb-node", "test", "160x120"));
     wait_for("the viewer to connect to eb-node", SECS(20), || {
         viewer_log()
             .contains("camera{camera=eb-node/cam0}: connected")

@@ -170,13 +170,7 @@ fn with_its_own_broker_a_killed_viewer_resumes_too() {
     let mut viewer = viewer_process(&args, &dir.path("viewer.log"));
     online();
     let url = format!("mqtt://127.0.0.1:{port}");
-    let _node = Node::start(
-        &[
-            node_args(&url, "eb-resume", "test"),
-            words("--width 320 --height 240 --fps 10"),
-        ]
-        .concat(),
-    );
+    let _node = Node::start(&camera_args(&url, "eb-resume", "test", "320x240"));
     let publish = |payload: &str| {
         let ok = Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])

@@ -146,8 +146,7 @@ impl Fleet {
         let ca = ca.display().to_string();
         Node::start(
             &[
-                node_args(url, id, "test"),
-                vec!["--width", "160", "--height", "120", "--fps", "10"],
+                camera_args(url, id, "test", "160x120"),
                 vec!["--ca-file", &ca],
             ]
             .concat(),

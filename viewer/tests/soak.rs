@@ -50,30 +50,13 @@ impl Fleet {
     fn start_a(broker: &Broker, http: u16) -> Node {
         let url = broker.url();
         let port = http.to_string();
-        let args = [
-            "--broker",
-            &url,
-            "--node-id",
-            "pi-a",
-            "--source",
-            "test",
-            "--tcp-port",
-            "0",
-            "--rtsp-port",
-            "0",
-            "--http-port",
-            &port,
-            "--advertise-host",
-            "127.0.0.1",
-            "--no-cpu-temp",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "10",
-        ];
-        Node::start(&args)
+        Node::start(
+            &[
+                node_base_args_on(&url, "pi-a", &port),
+                words("--source test --width 320 --height 240 --fps 10"),
+            ]
+            .concat(),
+        )
     }
 
     fn start_b(broker: &Broker, http_a: u16) -> Node {
@@ -81,13 +64,7 @@ impl Fleet {
         let relay = format!(
             "cmd:ffmpeg -v error -fflags nobuffer -f mpjpeg -i http://127.0.0.1:{http_a}/cameras/cam0/stream.mjpg -c copy -flush_packets 1 -f mjpeg -"
         );
-        Node::start(
-            &[
-                node_args(&url, "pi-b", &relay),
-                vec!["--width", "320", "--height", "240", "--fps", "10"],
-            ]
-            .concat(),
-        )
+        Node::start(&camera_args(&url, "pi-b", &relay, "320x240"))
     }
 
     fn start_viewer(broker: &Broker, recordings: &Path) -> Viewer {

@@ -79,23 +79,7 @@ fn an_rtmp_drone_added_over_the_api_is_discovered_and_recorded() {
 fn the_sources_page_adds_shows_logs_and_deletes_a_stream() {
     let broker = Broker::start();
     let token = "fleet-token-0123456789";
-    let url = broker.url();
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-src", "test"),
-            vec![
-                "--width",
-                "320",
-                "--height",
-                "240",
-                "--fps",
-                "10",
-                "--api-token",
-                token,
-            ],
-        ]
-        .concat(),
-    );
+    let node = test_node_with(&broker, "pi-src", "320x240", &["--api-token", token]);
     let recordings = TempDir::new("recordings");
     let viewer = Viewer::start(&broker, &recordings.0, &["--node-api-token", token]);
     viewer.wait_log("camera{camera=pi-src/cam0}: connected", SECS(20));

@@ -51,14 +51,7 @@ fn faked(spec: &str, file: Option<&Path>) -> Vec<(String, String)> {
 fn start_node(broker: &Broker, id: &str, source: &str, env: &[(String, String)]) -> Node {
     let url = broker.url();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Node::start_with_env(
-        &[
-            node_args(&url, id, source),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-        ]
-        .concat(),
-        &env,
-    )
+    Node::start_with_env(&camera_args(&url, id, source, "320x240"), &env)
 }
 
 /// The node's own capture time kept in each fragment (`prft`), minus the
