@@ -152,6 +152,41 @@ pub fn test_node_with(broker: &Broker, id: &str, size: &str, extra: &[&str]) -> 
     Node::start(&[camera_args(&url, id, "test", size), extra.to_vec()].concat())
 }
 
+/// A broker, two test nodes (`pi-a` at 320x240, `pi-b` at 160x120) and a
+/// headless viewer recording 2 s segments, connected to both cameras. The
+/// fields drop from the viewer down to the broker, as the locals of a test
+/// that starts them one by one would.
+pub struct TwoNodes {
+    pub viewer: Viewer,
+    pub recordings: TempDir,
+    pub b: Node,
+    pub a: Node,
+    pub broker: Broker,
+}
+
+impl TwoNodes {
+    pub fn start() -> Self {
+        let broker = Broker::start();
+        let a = test_node(&broker, "pi-a", "320x240");
+        let b = test_node(&broker, "pi-b", "160x120");
+        let recordings = TempDir::new("recordings");
+        let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+        for node in ["pi-a", "pi-b"] {
+            viewer.wait_log(
+                &format!("camera{{camera={node}/cam0}}: connected"),
+                SECS(20),
+            );
+        }
+        TwoNodes {
+            viewer,
+            recordings,
+            b,
+            a,
+            broker,
+        }
+    }
+}
+
 /// Files below `dir` ending in `suffix`.
 pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -576,18 +576,14 @@ fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
 fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
     use serde_json::json;
     use testkit::browser::Browser;
-    let broker = Broker::start();
-    let _a = test_node(&broker, "pi-a", "320x240");
-    let _b = test_node(&broker, "pi-b", "160x120");
-    let recordings = TempDir::new("recordings");
-    let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+    let TwoNodes {
+        broker,
+        a: _a,
+        b: _b,
+        recordings,
+        viewer,
+    } = TwoNodes::start();
     let dashboard = viewer.dashboard();
-    for node in ["pi-a", "pi-b"] {
-        viewer.wait_log(
-            &format!("camera{{camera={node}/cam0}}: connected"),
-            SECS(20),
-        );
-    }
     broker.publish("command/rec", "start");
     wait_for("recording", SECS(10), || {
         (!files(&recordings.0, ".mp4.part").is_empty()).then_some(())
