@@ -41,7 +41,7 @@ pub mod rtmp;
 pub mod viewers;
 mod web;
 
-pub use broker::{Broker, Watcher};
+pub use broker::{mosquitto_sub, Broker, Watcher};
 pub use client::{FrameClient, Received};
 pub use node::{
     camera_args, fake_camera_script, invocations, node_args, node_base_args, node_base_args_on,

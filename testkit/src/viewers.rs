@@ -234,24 +234,43 @@ fn broker_wait(broker: &Broker, topic: &str, want: &str) {
 /// `mosquitto_sub -v` on a broker's port for `count` messages within
 /// `secs` (retained ones arrive at once); the `topic payload` lines.
 pub fn mqtt_sub(port: u16, topic: &str, count: usize, secs: u32) -> Vec<String> {
-    require("mosquitto_sub", "mosquitto-clients");
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-v",
-        ])
-        .args(["-C", &count.to_string(), "-W", &secs.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let port = port.to_string();
+    mosquitto_sub(
+        &["-h", "127.0.0.1", "-p", port.as_str()],
+        topic,
+        count,
+        secs,
+    )
+}
+
+/// Waits at most `limit` until `topic` says `want` on the broker at
+/// `port` (a retained state answers at once).
+pub fn wait_topic_at(port: u16, topic: &str, want: &str, limit: Duration) {
+    let line = format!("{topic} {want}");
+    wait_for(&format!("{want} on {topic}"), limit, || {
+        (mqtt_sub(port, topic, 1, 2) == [line.as_str()]).then_some(())
+    });
+}
+
+/// A viewer that is its own broker (`--embedded-broker ADDRESS`), as
+/// `viewer_id`, headless and without a dashboard, recording into
+/// `recordings`: [`viewer_process`]'s arguments, to which more flags add.
+pub fn embedded_broker_args<'a>(
+    address: &'a str,
+    viewer_id: &'a str,
+    recordings: &'a Path,
+) -> Vec<&'a str> {
+    vec![
+        "--embedded-broker",
+        address,
+        "--viewer-id",
+        viewer_id,
+        "--headless",
+        "--dashboard",
+        "off",
+        "--recordings",
+        recordings.to_str().unwrap(),
+    ]
 }
 
 /// The viewer binary with `args`, headless and without a config file, its

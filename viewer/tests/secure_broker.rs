@@ -130,16 +130,7 @@ impl Fleet {
 
     /// What `user` receives on `topic` (retained and new) within `secs`.
     fn sub(&self, user: &str, topic: &str, count: usize, secs: u32) -> Vec<String> {
-        let out = Command::new("mosquitto_sub")
-            .args(self.client_args(user))
-            .args(["-v", "-t", topic, "-C", &count.to_string()])
-            .args(["-W", &secs.to_string()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        mosquitto_sub(self.client_args(user).as_slice(), topic, count, secs)
     }
 
     fn node(&self, id: &str, url: &str, ca: &Path) -> Node {
