@@ -2,7 +2,7 @@
 //! watch, and what it records: its recording state, segments, samples.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::*;
@@ -301,31 +301,47 @@ pub fn origin_us(segment: &Path) -> i64 {
         .timestamp_micros()
 }
 
-/// Every sample of a segment as ffprobe reads it: its time on the
-/// timeline (µs since the epoch) and the MD5 of its JPEG.
-pub fn samples(segment: &Path) -> Vec<(i64, String)> {
+/// ffprobe on the video stream of `file` (`-v error -select_streams v`,
+/// then `args`), whether or not it could read it.
+pub fn ffprobe_video(file: &Path, args: &[&str]) -> Output {
+    Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v"])
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+/// ffprobe's CSV line for every video packet of `file`, `pts_time,MD5:hash`
+/// (seconds from the file's start), or its stderr when it cannot read the
+/// file (a `.part` may be renamed while it is read).
+pub fn packet_lines(file: &Path) -> Result<String, String> {
     require("ffprobe", "ffmpeg");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
-        .args([
+    let out = ffprobe_video(
+        file,
+        &[
+            "-show_packets",
             "-show_data_hash",
             "md5",
             "-show_entries",
             "packet=pts_time,data_hash",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe cannot read {}: {}",
-        segment.display(),
-        String::from_utf8_lossy(&out.stderr)
+            "-of",
+            "csv=p=0",
+        ],
     );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8(out.stdout).unwrap())
+}
+
+/// Every sample of a segment as ffprobe reads it: its time on the
+/// timeline (µs since the epoch) and the MD5 of its JPEG.
+pub fn samples(segment: &Path) -> Vec<(i64, String)> {
+    let lines = packet_lines(segment)
+        .unwrap_or_else(|why| panic!("ffprobe cannot read {}: {why}", segment.display()));
     let origin = origin_us(segment);
-    String::from_utf8(out.stdout)
-        .unwrap()
+    lines
         .lines()
         .map(|line| {
             let (pts, hash) = line

@@ -538,31 +538,7 @@ fn probe_relative(file: &Path) -> Vec<(i64, String)> {
 
 /// ffprobe's packets of an MP4: time from its start (µs) and MD5.
 fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
-    require("ffprobe", "ffmpeg");
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_packets",
-            "-show_data_hash",
-            "md5",
-        ])
-        .args([
-            "-show_entries",
-            "packet=pts_time,data_hash",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8(out.stdout)
-        .unwrap()
+    Ok(packet_lines(file)?
         .lines()
         .filter_map(|l| {
             let (t, h) = l.split_once(',')?;

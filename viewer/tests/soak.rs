@@ -181,19 +181,7 @@ fn inject(fleet: &mut Fleet, rng: &mut Rng) -> (String, Vec<&'static str>) {
 /// against a guessed frame rate, which the burst of frames a node reads
 /// after a freeze does not keep).
 fn assert_plays(segment: &Path) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "frame=pts",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
+    let out = ffprobe_video(segment, &["-show_entries", "frame=pts", "-of", "csv=p=0"]);
     let frames = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!(
         out.status.success() && out.stderr.is_empty() && frames > 0,
