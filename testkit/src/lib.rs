@@ -2,7 +2,8 @@
 //! camera-node and viewer binaries, real ffmpeg, nginx and Chromium, all on
 //! free loopback ports; clients that read as a user's tools would. A
 //! dev-dependency of camera-node and viewer (their `tests/`, the viewer's
-//! `benches/`).
+//! `benches/`), and a dependency of the fan-out benchmark (`bench/`),
+//! whose binary starts the node with [`node_base_args`].
 //!
 //! # Layout
 //!
