@@ -265,26 +265,11 @@ impl Node {
             "cmd:exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size={}x{}:rate={} -f mjpeg -q:v 5 -huffman default -",
             args.width, args.height, args.fps
         );
+        let broker_url = format!("mqtt://127.0.0.1:{broker_port}");
+        // Every port free, loopback advertised, no temperature: as the tests run it.
         let mut child = Command::new(bin)
-            .args([
-                "--broker",
-                &format!("mqtt://127.0.0.1:{broker_port}"),
-                "--node-id",
-                "bench",
-            ])
-            .args([
-                "--source",
-                &source,
-                "--tcp-port",
-                "0",
-                "--rtsp-port",
-                "0",
-                "--http-port",
-                "0",
-                "--advertise-host",
-                "127.0.0.1",
-                "--no-cpu-temp",
-            ])
+            .args(testkit::node_base_args(&broker_url, "bench"))
+            .args(["--source", &source])
             .args(["--max-viewers", &(viewers + 1).to_string()])
             .args([
                 "--relay-max-member",

@@ -2,12 +2,10 @@
 //! refuses it, bad configuration. Each gets a clear message; the node keeps
 //! running, or exits with a clear error where it cannot start.
 
-mod common;
-
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 #[test]
 fn garbage_truncated_and_oversized_frames_are_skipped_with_warnings() {

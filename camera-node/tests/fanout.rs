@@ -3,15 +3,13 @@
 //! the newest frame to one that does not (a slow link), over the TCP frame
 //! protocol, HTTP multipart and RTSP interleaved.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
+use testkit::*;
 
 /// Frames the burst camera writes at once, once a second.
 const BURST: usize = 3;

@@ -3,12 +3,10 @@
 //! shows in /healthz, NodeInfo and metrics, and optional passwords (HTTP
 //! basic; RTSP basic and digest, with ffprobe as the player).
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

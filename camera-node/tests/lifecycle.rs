@@ -2,11 +2,9 @@
 //! that goes away is rejoined, a signal stops everything in order and
 //! leaves no camera process behind.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -1,11 +1,9 @@
 //! camera-node end to end: real mosquitto, real ffmpeg as the camera, the
 //! real binary, checked with mosquitto_sub/pub and a protocol v1 client.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -3,14 +3,12 @@
 //! here; each test runs it (once at a time, incremental) so nothing stale is
 //! tested.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
 const ARMV7: &str = "armv7-unknown-linux-gnueabihf";

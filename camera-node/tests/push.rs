@@ -3,17 +3,15 @@
 //! in record mode behind a password, and a bare server in the test that
 //! reads the RTCP sender reports the push sends.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::api::*;
-use common::*;
 use serde_json::{json, Value};
+use testkit::api::*;
+use testkit::*;
 
 fn camera_node(broker: &Broker, id: &str) -> Node {
     let url = broker.url();

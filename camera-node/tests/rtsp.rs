@@ -3,14 +3,12 @@
 //! test pattern's with restart markers); a raw client checks the protocol
 //! details players rely on (RTP-Info, PAUSE, TEARDOWN, timeouts).
 
-mod common;
-
 use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
 use camera_node::rtp::depacketise::Depacketiser;
-use common::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -4,14 +4,12 @@
 //! user would: curl on the API, frames over TCP, RTSP and HTTP, the
 //! retained state topic, /proc for leftover processes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::api::*;
-use common::rtmp::{drone, stop, Nginx};
-use common::*;
 use serde_json::{json, Value};
+use testkit::api::*;
+use testkit::rtmp::{drone, stop, Nginx};
+use testkit::*;
 
 /// A node serving `source` on free ports, keeping its state in `state`.
 fn node_with(broker: &Broker, id: &str, source: &str, extra: &[&str]) -> Node {

@@ -2,13 +2,11 @@
 //! NOTIFY_SOCKET (a Unix datagram socket this test owns), and the unit
 //! files checked by `systemd-analyze verify`.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::*;
 
 #[test]
 fn ready_after_the_first_frame_and_watchdog_only_while_frames_flow() {

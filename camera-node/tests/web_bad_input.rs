@@ -3,14 +3,12 @@
 //! clients, a camera RTP/JPEG cannot carry. Each gets a 4xx answer or a
 //! closed connection; the node keeps serving everyone else.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -9,14 +9,11 @@
 //!
 //! Needs mosquitto, ffmpeg, chromium and chromium-driver (scripts/install-deps.sh).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::browser::Browser;
-use support::common::*;
-use support::*;
+use testkit::browser::Browser;
+use testkit::viewers::*;
+use testkit::*;
 
 fn main() {
     let args: Vec<String> = std::env::args()

@@ -4,16 +4,14 @@
 //! MQTT, the state turns to recording, segments show on disk and in the
 //! list; Stop ends it. A screenshot is kept as an artifact.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::browser::Browser;
-use support::common::*;
-use support::demo::{Demo, USER};
-use support::files;
+use testkit::browser::Browser;
+use testkit::demo::{Demo, USER};
+use testkit::viewers::files;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 #[test]

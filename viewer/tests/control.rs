@@ -1,13 +1,11 @@
 //! The viewer's inputs: record commands (live, retained, repeated, wrong),
 //! sensor messages as CSV rows, and peers that send nonsense.
 
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -93,7 +91,7 @@ fn sensor_messages_become_csv_rows_in_the_session_and_the_daily_file() {
         &rows[0][0]
     );
     viewer.wait_log("not UTF-8", SECS(5));
-    let daily = support::files(&recordings.0.join("sensors"), ".csv");
+    let daily = files(&recordings.0.join("sensors"), ".csv");
     assert_eq!(daily.len(), 1);
     assert!(std::fs::read_to_string(&daily[0])
         .unwrap()

@@ -4,13 +4,11 @@
 //! the login form sets; a write from another site is refused; a dashboard
 //! on the network without users warns at start.
 
-mod support;
-
 use std::time::Duration;
 
-use support::common::*;
-use support::demo::{Demo, USER};
-use support::*;
+use testkit::demo::{Demo, USER};
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

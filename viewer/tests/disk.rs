@@ -3,14 +3,12 @@
 //! back. The disk is a small tmpfs mounted for the test (needs root, as CI
 //! runs).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -3,15 +3,13 @@
 //! puts every camera in one window. Screenshots are kept as test artifacts.
 #![cfg(feature = "display")]
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const SCREEN: (usize, usize) = (1280, 800);

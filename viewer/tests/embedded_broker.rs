@@ -2,13 +2,11 @@
 //! for a real node, mosquitto_pub and mosquitto_sub; retained state, the
 //! record command and a node's last will work as with mosquitto.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::{files, mqtt_sub, viewer_process};
+use testkit::viewers::{embedded_broker_args, files, mqtt_sub, viewer_process, wait_topic_at};
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -19,38 +17,17 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     let dir = TempDir::new("embedded");
     let (broker, recordings) = (format!("127.0.0.1:{port}"), dir.path("recordings"));
     let args = [
-        "--embedded-broker",
-        &broker,
-        "--viewer-id",
-        "eb",
-        "--headless",
-        "--dashboard",
-        "off",
-        "--segment-seconds",
-        "2",
-        "--recordings",
-        recordings.to_str().unwrap(),
-    ];
+        embedded_broker_args(&broker, "eb", &recordings),
+        words("--segment-seconds 2"),
+    ]
+    .concat();
     let mut viewer = viewer_process(&args, &dir.path("viewer.log"));
     let viewer_log = || std::fs::read_to_string(dir.path("viewer.log")).unwrap_or_default();
-    wait_for("the viewer online on its own broker", SECS(20), || {
-        (mqtt_sub(port, "camfleet/viewer/eb/status", 1, 2) == ["camfleet/viewer/eb/status online"])
-            .then_some(())
-    });
+    wait_topic_at(port, "camfleet/viewer/eb/status", "online", SECS(20));
 
     let url = format!("mqtt://127.0.0.1:{port}");
-    let mut node = Node::start(
-        &[
-            node_args(&url, "eb-node", "test"),
-            words("--width 320 --height 240 --fps 10"),
-        ]
-        .concat(),
-    );
-    wait_for("the node's retained online", SECS(20), || {
-        (mqtt_sub(port, "camfleet/node/eb-node/status", 1, 2)
-            == ["camfleet/node/eb-node/status online"])
-        .then_some(())
-    });
+    let mut node = Node::start(&camera_args(&url, "eb-node", "test", "320x240"));
+    wait_topic_at(port, "camfleet/node/eb-node/status", "online", SECS(20));
     let info = mqtt_sub(port, "camfleet/node/eb-node/info", 1, 5);
     assert!(
         info.first()
@@ -77,11 +54,7 @@ fn the_viewers_own_broker_serves_nodes_commands_and_last_wills() {
     // A node that dies without a word: the broker publishes its will.
     node.signal("KILL");
     node.wait_exit(SECS(10));
-    wait_for("the node's last will (offline)", SECS(40), || {
-        (mqtt_sub(port, "camfleet/node/eb-node/status", 1, 2)
-            == ["camfleet/node/eb-node/status offline"])
-        .then_some(())
-    });
+    wait_topic_at(port, "camfleet/node/eb-node/status", "offline", SECS(40));
     wait_for("the viewer to drop the node", SECS(10), || {
         viewer_log()
             .contains("node offline; dropping its cameras node=eb-node")
@@ -123,20 +96,12 @@ fn the_embedded_broker_with_users_refuses_strangers_and_warns_when_open_to_the_n
     };
     let port = free_port();
     let users = dir.path("broker/passwords");
-    let recordings = dir.path("recordings");
+    let (address, recordings) = (format!("127.0.0.1:{port}"), dir.path("recordings"));
     let args = [
-        "--embedded-broker",
-        &format!("127.0.0.1:{port}"),
-        "--broker-users",
-        users.to_str().unwrap(),
-        "--viewer-id",
-        "eb",
-        "--headless",
-        "--dashboard",
-        "off",
-        "--recordings",
-        recordings.to_str().unwrap(),
-    ];
+        embedded_broker_args(&address, "eb", &recordings),
+        vec!["--broker-users", users.to_str().unwrap()],
+    ]
+    .concat();
     let _viewer = Reaped(viewer_process(&args, &dir.path("viewer.log")));
     let viewer_log = || std::fs::read_to_string(dir.path("viewer.log")).unwrap_or_default();
     let sub = |credentials: &[&str]| {
@@ -154,13 +119,7 @@ fn the_embedded_broker_with_users_refuses_strangers_and_warns_when_open_to_the_n
     });
     // The node with its user gets in and is followed.
     let url = format!("mqtt://eb-node:{}@127.0.0.1:{port}", password("eb-node"));
-    let _node = Node::start(
-        &[
-            node_args(&url, "eb-node", "test"),
-            words("--width 160 --height 120 --fps 10"),
-        ]
-        .concat(),
-    );
+    let _node = Node::start(&camera_args(&url, "eb-node", "test", "160x120"));
     wait_for("the viewer to connect to eb-node", SECS(20), || {
         viewer_log()
             .contains("camera{camera=eb-node/cam0}: connected")
@@ -184,18 +143,8 @@ fn the_embedded_broker_with_users_refuses_strangers_and_warns_when_open_to_the_n
     // Without users, on every address: a warning that says what is open.
     let open = TempDir::new("embedded-open");
     let open_port = free_port();
-    let open_recordings = open.path("recordings");
-    let args = [
-        "--embedded-broker",
-        &format!("0.0.0.0:{open_port}"),
-        "--viewer-id",
-        "open",
-        "--headless",
-        "--dashboard",
-        "off",
-        "--recordings",
-        open_recordings.to_str().unwrap(),
-    ];
+    let (open_address, open_recordings) = (format!("0.0.0.0:{open_port}"), open.path("recordings"));
+    let args = embedded_broker_args(&open_address, "open", &open_recordings);
     let _open_viewer = Reaped(viewer_process(&args, &open.path("viewer.log")));
     wait_for("the warning about an open broker", SECS(20), || {
         std::fs::read_to_string(open.path("viewer.log"))

@@ -4,15 +4,13 @@
 //! dashboard records a session exactly as `mosquitto_pub` would and
 //! refuses what it should; Ctrl+C stops all of it.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::demo::Demo;
-use support::files;
+use testkit::demo::Demo;
+use testkit::viewers::files;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -2,13 +2,11 @@
 //! reads codec, size and frame count, ffmpeg decodes every frame, and a
 //! file cut in the middle of its last fragment (a crash) still plays up to it.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use camera_node::mjpeg::Splitter;
-use support::common::{make_mjpeg, require, TempDir};
+use testkit::{make_mjpeg, require, TempDir};
 use viewer::record::fmp4::{fragment, init_segment, Sample};
 
 /// `count` JPEGs of ffmpeg's test picture, 4:2:0 with standard tables.

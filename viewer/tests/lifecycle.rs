@@ -2,12 +2,10 @@
 //! at once, a killed node is dropped on its last will and picked up again,
 //! and a viewer killed with SIGKILL leaves a playable `.part`.
 
-mod support;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -2,14 +2,12 @@
 //! it: `promtool check metrics` accepts it and the figures move while a
 //! real node is recorded.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

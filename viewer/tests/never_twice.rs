@@ -4,15 +4,13 @@
 //! with ffmpeg (the test pattern burns its frame number into each picture,
 //! so equal hashes are the same frame twice).
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -5,13 +5,11 @@
 //! the CA as `--ca-file`) still measures the node's clock and lists its
 //! cameras on the Sources page.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -36,8 +34,7 @@ fn a_node_over_https_is_watched_and_managed_through_the_fleet_ca() {
     let url = broker.url();
     let node = Node::start(
         &[
-            node_args(&url, "pi-tls", "test"),
-            vec!["--width", "160", "--height", "120", "--fps", "10"],
+            camera_args(&url, "pi-tls", "test", "160x120"),
             vec!["--tls-cert", &cert, "--tls-key", &key],
         ]
         .concat(),

@@ -5,15 +5,13 @@
 //! holds the instant; a `.part` being written is served up to its last
 //! fragment; bad names and times are refused.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -540,31 +538,7 @@ fn probe_relative(file: &Path) -> Vec<(i64, String)> {
 
 /// ffprobe's packets of an MP4: time from its start (µs) and MD5.
 fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
-    require("ffprobe", "ffmpeg");
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_packets",
-            "-show_data_hash",
-            "md5",
-        ])
-        .args([
-            "-show_entries",
-            "packet=pts_time,data_hash",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8(out.stdout)
-        .unwrap()
+    Ok(packet_lines(file)?
         .lines()
         .filter_map(|l| {
             let (t, h) = l.split_once(',')?;
@@ -577,19 +551,15 @@ fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
 #[test]
 fn the_player_in_chromium_plays_steps_and_seeks_with_the_sensors_beneath() {
     use serde_json::json;
-    use support::browser::Browser;
-    let broker = Broker::start();
-    let _a = test_node(&broker, "pi-a", "320x240");
-    let _b = test_node(&broker, "pi-b", "160x120");
-    let recordings = TempDir::new("recordings");
-    let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+    use testkit::browser::Browser;
+    let TwoNodes {
+        broker,
+        a: _a,
+        b: _b,
+        recordings,
+        viewer,
+    } = TwoNodes::start();
     let dashboard = viewer.dashboard();
-    for node in ["pi-a", "pi-b"] {
-        viewer.wait_log(
-            &format!("camera{{camera={node}/cam0}}: connected"),
-            SECS(20),
-        );
-    }
     broker.publish("command/rec", "start");
     wait_for("recording", SECS(10), || {
         (!files(&recordings.0, ".mp4.part").is_empty()).then_some(())

@@ -2,16 +2,14 @@
 //! viewer; recording started and stopped with mosquitto_pub; every segment
 //! checked with ffprobe.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -76,17 +74,13 @@ fn name_time(path: &Path) -> f64 {
 
 #[test]
 fn two_nodes_are_recorded_in_gapless_two_second_segments() {
-    let broker = Broker::start();
-    let _a = test_node(&broker, "pi-a", "320x240");
-    let _b = test_node(&broker, "pi-b", "160x120");
-    let recordings = TempDir::new("recordings");
-    let mut viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
-    for node in ["pi-a", "pi-b"] {
-        viewer.wait_log(
-            &format!("camera{{camera={node}/cam0}}: connected"),
-            SECS(20),
-        );
-    }
+    let TwoNodes {
+        broker,
+        a: _a,
+        b: _b,
+        recordings,
+        mut viewer,
+    } = TwoNodes::start();
     broker.publish("command/rec", "start");
     // Until each camera has closed two segments.
     wait_for("two closed segments per camera", SECS(30), || {

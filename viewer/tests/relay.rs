@@ -3,15 +3,13 @@
 //! from each other as planned, and when a head is killed its members are
 //! receiving again within a second. Real mosquitto, node and viewers.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use camera_node::relay::plan::feeds_of;
 use shared::relay::{RelayAnnounce, RelayPlan, Topology};
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const PLAN: &str = "camfleet/node/pi-relay/relay/cam0/plan";
@@ -19,15 +17,11 @@ const PLAN: &str = "camfleet/node/pi-relay/relay/cam0/plan";
 /// A node of one test-pattern camera at 10 fps, planning relays in groups
 /// of `max_member`.
 fn relay_node(broker: &Broker, size: &str, max_member: &str) -> Node {
-    let url = broker.url();
-    let (w, h) = size.split_once('x').unwrap();
-    Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", w, "--height", h, "--fps", "10"],
-            vec!["--relay-max-member", max_member],
-        ]
-        .concat(),
+    test_node_with(
+        broker,
+        "pi-relay",
+        size,
+        &["--relay-max-member", max_member],
     )
 }
 
@@ -332,16 +326,8 @@ fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(i64, String)>> {
 #[test]
 fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
     let broker = Broker::start();
-    let url = broker.url();
     // Groups of one: a chain node -> r1 -> r2 -> r3 -> r4.
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-relay", "test"),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-            vec!["--relay-max-member", "1"],
-        ]
-        .concat(),
-    );
+    let node = relay_node(&broker, "320x240", "1");
     let dirs: Vec<TempDir> = (0..5).map(|i| TempDir::new(&format!("hops-{i}"))).collect();
     let mut relays = Vec::new();
     for (i, dir) in dirs[..4].iter().enumerate() {

@@ -4,14 +4,12 @@
 //! when it is back (persistent MQTT session). Real mosquitto, and the
 //! viewer's own embedded broker.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -151,34 +149,12 @@ fn with_its_own_broker_a_killed_viewer_resumes_too() {
     let port = free_port();
     let dir = TempDir::new("resume-embedded");
     let (address, recordings) = (format!("127.0.0.1:{port}"), dir.path("recordings"));
-    let args = [
-        "--embedded-broker",
-        &address,
-        "--viewer-id",
-        "eb",
-        "--headless",
-        "--dashboard",
-        "off",
-        "--recordings",
-        recordings.to_str().unwrap(),
-    ];
-    let online = || {
-        wait_for("the viewer online on its own broker", SECS(20), || {
-            (mqtt_sub(port, "camfleet/viewer/eb/status", 1, 2)
-                == ["camfleet/viewer/eb/status online"])
-            .then_some(())
-        })
-    };
+    let args = embedded_broker_args(&address, "eb", &recordings);
+    let online = || wait_topic_at(port, "camfleet/viewer/eb/status", "online", SECS(20));
     let mut viewer = viewer_process(&args, &dir.path("viewer.log"));
     online();
     let url = format!("mqtt://127.0.0.1:{port}");
-    let _node = Node::start(
-        &[
-            node_args(&url, "eb-resume", "test"),
-            words("--width 320 --height 240 --fps 10"),
-        ]
-        .concat(),
-    );
+    let _node = Node::start(&camera_args(&url, "eb-resume", "test", "320x240"));
     let publish = |payload: &str| {
         let ok = Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
@@ -188,11 +164,7 @@ fn with_its_own_broker_a_killed_viewer_resumes_too() {
             .success();
         assert!(ok, "mosquitto_pub {payload}");
     };
-    wait_for("the node connected", SECS(20), || {
-        (mqtt_sub(port, "camfleet/node/eb-resume/status", 1, 2)
-            == ["camfleet/node/eb-resume/status online"])
-        .then_some(())
-    });
+    wait_topic_at(port, "camfleet/node/eb-resume/status", "online", SECS(20));
     publish("start");
     wait_for("frames on disk", SECS(20), || {
         (!files(&recordings, ".part").is_empty()).then_some(())

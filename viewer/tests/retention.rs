@@ -2,14 +2,12 @@
 //! tmpfs the test mounts; needs root, as CI has) and `--keep-days` delete
 //! the oldest closed segments, never an open one, and what is kept plays.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

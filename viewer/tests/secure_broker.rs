@@ -5,15 +5,13 @@
 //! or stop recordings, and clients without credentials or with the wrong
 //! CA are refused with a clear message.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -132,24 +130,14 @@ impl Fleet {
 
     /// What `user` receives on `topic` (retained and new) within `secs`.
     fn sub(&self, user: &str, topic: &str, count: usize, secs: u32) -> Vec<String> {
-        let out = Command::new("mosquitto_sub")
-            .args(self.client_args(user))
-            .args(["-v", "-t", topic, "-C", &count.to_string()])
-            .args(["-W", &secs.to_string()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        mosquitto_sub(self.client_args(user).as_slice(), topic, count, secs)
     }
 
     fn node(&self, id: &str, url: &str, ca: &Path) -> Node {
         let ca = ca.display().to_string();
         Node::start(
             &[
-                node_args(url, id, "test"),
-                vec!["--width", "160", "--height", "120", "--fps", "10"],
+                camera_args(url, id, "test", "160x120"),
                 vec!["--ca-file", &ca],
             ]
             .concat(),

@@ -11,15 +11,13 @@
 //! burned in, so every picture differs), `pi-b`'s camera is an ffmpeg that
 //! re-serves pi-a's pictures (a real camera process to kill and freeze).
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// A hole longer than this in a 10 fps camera's timeline needs a fault.
@@ -27,18 +25,6 @@ const HOLE_US: i64 = 1_000_000;
 /// Slack around a fault's window: the last frame before it, the first
 /// after recovery.
 const SLACK_US: i64 = 2_000_000;
-
-/// xorshift64*: a few lines, and the same faults for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
-    }
-}
 
 #[derive(Debug)]
 struct Fault {
@@ -64,30 +50,13 @@ impl Fleet {
     fn start_a(broker: &Broker, http: u16) -> Node {
         let url = broker.url();
         let port = http.to_string();
-        let args = [
-            "--broker",
-            &url,
-            "--node-id",
-            "pi-a",
-            "--source",
-            "test",
-            "--tcp-port",
-            "0",
-            "--rtsp-port",
-            "0",
-            "--http-port",
-            &port,
-            "--advertise-host",
-            "127.0.0.1",
-            "--no-cpu-temp",
-            "--width",
-            "320",
-            "--height",
-            "240",
-            "--fps",
-            "10",
-        ];
-        Node::start(&args)
+        Node::start(
+            &[
+                node_base_args_on(&url, "pi-a", &port),
+                words("--source test --width 320 --height 240 --fps 10"),
+            ]
+            .concat(),
+        )
     }
 
     fn start_b(broker: &Broker, http_a: u16) -> Node {
@@ -95,13 +64,7 @@ impl Fleet {
         let relay = format!(
             "cmd:ffmpeg -v error -fflags nobuffer -f mpjpeg -i http://127.0.0.1:{http_a}/cameras/cam0/stream.mjpg -c copy -flush_packets 1 -f mjpeg -"
         );
-        Node::start(
-            &[
-                node_args(&url, "pi-b", &relay),
-                vec!["--width", "320", "--height", "240", "--fps", "10"],
-            ]
-            .concat(),
-        )
+        Node::start(&camera_args(&url, "pi-b", &relay, "320x240"))
     }
 
     fn start_viewer(broker: &Broker, recordings: &Path) -> Viewer {
@@ -218,19 +181,7 @@ fn inject(fleet: &mut Fleet, rng: &mut Rng) -> (String, Vec<&'static str>) {
 /// against a guessed frame rate, which the burst of frames a node reads
 /// after a freeze does not keep).
 fn assert_plays(segment: &Path) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "frame=pts",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
+    let out = ffprobe_video(segment, &["-show_entries", "frame=pts", "-of", "csv=p=0"]);
     let frames = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!(
         out.status.success() && out.stderr.is_empty() && frames > 0,

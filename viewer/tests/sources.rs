@@ -4,17 +4,15 @@
 //! connected and recorded on `command/rec`. And the dashboard's Sources
 //! page in Chromium adds, shows, opens the log of and deletes one.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::browser::Browser;
-use support::common::api::{add, api, wait_state as wait_camera_state};
-use support::common::rtmp::{drone, stop, Nginx};
-use support::common::*;
-use support::*;
+use testkit::api::{add, api, wait_state as wait_camera_state};
+use testkit::browser::Browser;
+use testkit::rtmp::{drone, stop, Nginx};
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -81,23 +79,7 @@ fn an_rtmp_drone_added_over_the_api_is_discovered_and_recorded() {
 fn the_sources_page_adds_shows_logs_and_deletes_a_stream() {
     let broker = Broker::start();
     let token = "fleet-token-0123456789";
-    let url = broker.url();
-    let node = Node::start(
-        &[
-            node_args(&url, "pi-src", "test"),
-            vec![
-                "--width",
-                "320",
-                "--height",
-                "240",
-                "--fps",
-                "10",
-                "--api-token",
-                token,
-            ],
-        ]
-        .concat(),
-    );
+    let node = test_node_with(&broker, "pi-src", "320x240", &["--api-token", token]);
     let recordings = TempDir::new("recordings");
     let viewer = Viewer::start(&broker, &recordings.0, &["--node-api-token", token]);
     viewer.wait_log("camera{camera=pi-src/cam0}: connected", SECS(20));

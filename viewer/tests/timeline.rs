@@ -4,14 +4,12 @@
 //! keeps every frame once and in order. Real mosquitto, nodes, ffmpeg,
 //! viewer; the files checked with ffprobe.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::common::*;
-use support::*;
+use testkit::viewers::*;
+use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -53,14 +51,7 @@ fn faked(spec: &str, file: Option<&Path>) -> Vec<(String, String)> {
 fn start_node(broker: &Broker, id: &str, source: &str, env: &[(String, String)]) -> Node {
     let url = broker.url();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Node::start_with_env(
-        &[
-            node_args(&url, id, source),
-            vec!["--width", "320", "--height", "240", "--fps", "10"],
-        ]
-        .concat(),
-        &env,
-    )
+    Node::start_with_env(&camera_args(&url, id, source, "320x240"), &env)
 }
 
 /// The node's own capture time kept in each fragment (`prft`), minus the

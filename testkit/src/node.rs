@@ -6,25 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::{require, wait_for, words, TempDir};
 
-/// The camera-node binary: cargo's path in camera-node's own tests, else
-/// the one beside the test executable (other crates' tests: `cargo test
-/// --workspace` builds it).
+/// The camera-node binary (see [`crate::binary`]).
 pub fn node_binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_camera-node") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("camera-node");
-    assert!(
-        path.exists(),
-        "{} is missing: cargo build -p camera-node (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
+    crate::binary("camera-node")
 }
 
 /// The real camera-node binary; its log goes to a file the test can read.
@@ -166,6 +150,16 @@ pub fn node_args<'a>(broker: &'a str, node_id: &'a str, source: &'a str) -> Vec<
 /// Broker, id, every port free, loopback advertised, no temperature: the
 /// source is left to the caller (or its config file).
 pub fn node_base_args<'a>(broker: &'a str, node_id: &'a str) -> Vec<&'a str> {
+    node_base_args_on(broker, node_id, "0")
+}
+
+/// [`node_base_args`] with the HTTP server on `http_port`: for a node whose
+/// page another program reads, found again on the same port after a restart.
+pub fn node_base_args_on<'a>(
+    broker: &'a str,
+    node_id: &'a str,
+    http_port: &'a str,
+) -> Vec<&'a str> {
     vec![
         "--broker",
         broker,
@@ -176,11 +170,26 @@ pub fn node_base_args<'a>(broker: &'a str, node_id: &'a str) -> Vec<&'a str> {
         "--rtsp-port",
         "0",
         "--http-port",
-        "0",
+        http_port,
         "--advertise-host",
         "127.0.0.1",
         "--no-cpu-temp",
     ]
+}
+
+/// A test camera: [`node_args`] with a `size` of `WxH` at 10 fps.
+pub fn camera_args<'a>(
+    broker: &'a str,
+    node_id: &'a str,
+    source: &'a str,
+    size: &'a str,
+) -> Vec<&'a str> {
+    let (width, height) = size.split_once('x').expect("a size like 320x240");
+    [
+        node_args(broker, node_id, source),
+        vec!["--width", width, "--height", height, "--fps", "10"],
+    ]
+    .concat()
 }
 
 /// A stand-in for rpicam-vid/libcamera-vid: checks the contract's flags,

@@ -1,19 +1,18 @@
-//! The viewer's test support: camera-node's harness (broker, nodes,
-//! clients) and the real viewer binary.
-#![allow(dead_code)]
-
-pub mod browser;
-#[path = "../../../camera-node/tests/common/mod.rs"]
-pub mod common;
-pub mod demo;
+//! The real viewer binary (one or many on a broker), test nodes for it to
+//! watch, and what it records: its recording state, segments, samples.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// The viewer binary (see [`crate::binary`]).
+pub fn viewer_binary() -> PathBuf {
+    crate::binary("viewer")
+}
 
 /// The real viewer binary, headless; its log goes to a file.
 pub struct Viewer {
@@ -79,7 +78,7 @@ impl Viewer {
     ) -> Self {
         let dir = TempDir::new("viewer");
         let log = std::fs::File::create(dir.path("viewer.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_viewer"));
+        let mut cmd = Command::new(viewer_binary());
         cmd.args(["--broker", url, "--viewer-id", id])
             .arg("--recordings")
             .arg(recordings)
@@ -142,16 +141,50 @@ impl Drop for Viewer {
     }
 }
 
+/// A node drawing the test pattern at `size` (`WxH`), 10 fps.
 pub fn test_node(broker: &Broker, id: &str, size: &str) -> Node {
-    let (w, h) = size.split_once('x').unwrap();
+    test_node_with(broker, id, size, &[])
+}
+
+/// [`test_node`] with more flags.
+pub fn test_node_with(broker: &Broker, id: &str, size: &str, extra: &[&str]) -> Node {
     let url = broker.url();
-    Node::start(
-        &[
-            node_args(&url, id, "test"),
-            vec!["--width", w, "--height", h, "--fps", "10"],
-        ]
-        .concat(),
-    )
+    Node::start(&[camera_args(&url, id, "test", size), extra.to_vec()].concat())
+}
+
+/// A broker, two test nodes (`pi-a` at 320x240, `pi-b` at 160x120) and a
+/// headless viewer recording 2 s segments, connected to both cameras. The
+/// fields drop from the viewer down to the broker, as the locals of a test
+/// that starts them one by one would.
+pub struct TwoNodes {
+    pub viewer: Viewer,
+    pub recordings: TempDir,
+    pub b: Node,
+    pub a: Node,
+    pub broker: Broker,
+}
+
+impl TwoNodes {
+    pub fn start() -> Self {
+        let broker = Broker::start();
+        let a = test_node(&broker, "pi-a", "320x240");
+        let b = test_node(&broker, "pi-b", "160x120");
+        let recordings = TempDir::new("recordings");
+        let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+        for node in ["pi-a", "pi-b"] {
+            viewer.wait_log(
+                &format!("camera{{camera={node}/cam0}}: connected"),
+                SECS(20),
+            );
+        }
+        TwoNodes {
+            viewer,
+            recordings,
+            b,
+            a,
+            broker,
+        }
+    }
 }
 
 /// Files below `dir` ending in `suffix`.
@@ -201,31 +234,50 @@ fn broker_wait(broker: &Broker, topic: &str, want: &str) {
 /// `mosquitto_sub -v` on a broker's port for `count` messages within
 /// `secs` (retained ones arrive at once); the `topic payload` lines.
 pub fn mqtt_sub(port: u16, topic: &str, count: usize, secs: u32) -> Vec<String> {
-    require("mosquitto_sub", "mosquitto-clients");
-    let out = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-v",
-        ])
-        .args(["-C", &count.to_string(), "-W", &secs.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let port = port.to_string();
+    mosquitto_sub(
+        &["-h", "127.0.0.1", "-p", port.as_str()],
+        topic,
+        count,
+        secs,
+    )
+}
+
+/// Waits at most `limit` until `topic` says `want` on the broker at
+/// `port` (a retained state answers at once).
+pub fn wait_topic_at(port: u16, topic: &str, want: &str, limit: Duration) {
+    let line = format!("{topic} {want}");
+    wait_for(&format!("{want} on {topic}"), limit, || {
+        (mqtt_sub(port, topic, 1, 2) == [line.as_str()]).then_some(())
+    });
+}
+
+/// A viewer that is its own broker (`--embedded-broker ADDRESS`), as
+/// `viewer_id`, headless and without a dashboard, recording into
+/// `recordings`: [`viewer_process`]'s arguments, to which more flags add.
+pub fn embedded_broker_args<'a>(
+    address: &'a str,
+    viewer_id: &'a str,
+    recordings: &'a Path,
+) -> Vec<&'a str> {
+    vec![
+        "--embedded-broker",
+        address,
+        "--viewer-id",
+        viewer_id,
+        "--headless",
+        "--dashboard",
+        "off",
+        "--recordings",
+        recordings.to_str().unwrap(),
+    ]
 }
 
 /// The viewer binary with `args`, headless and without a config file, its
 /// log (stdout and stderr) in `log`.
 pub fn viewer_process(args: &[&str], log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_viewer"))
+    Command::new(viewer_binary())
         .args(args)
         .env("RUST_LOG", "info")
         .env_remove("DISPLAY")
@@ -249,31 +301,47 @@ pub fn origin_us(segment: &Path) -> i64 {
         .timestamp_micros()
 }
 
-/// Every sample of a segment as ffprobe reads it: its time on the
-/// timeline (µs since the epoch) and the MD5 of its JPEG.
-pub fn samples(segment: &Path) -> Vec<(i64, String)> {
+/// ffprobe on the video stream of `file` (`-v error -select_streams v`,
+/// then `args`), whether or not it could read it.
+pub fn ffprobe_video(file: &Path, args: &[&str]) -> Output {
+    Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v"])
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+/// ffprobe's CSV line for every video packet of `file`, `pts_time,MD5:hash`
+/// (seconds from the file's start), or its stderr when it cannot read the
+/// file (a `.part` may be renamed while it is read).
+pub fn packet_lines(file: &Path) -> Result<String, String> {
     require("ffprobe", "ffmpeg");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v", "-show_packets"])
-        .args([
+    let out = ffprobe_video(
+        file,
+        &[
+            "-show_packets",
             "-show_data_hash",
             "md5",
             "-show_entries",
             "packet=pts_time,data_hash",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(segment)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe cannot read {}: {}",
-        segment.display(),
-        String::from_utf8_lossy(&out.stderr)
+            "-of",
+            "csv=p=0",
+        ],
     );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8(out.stdout).unwrap())
+}
+
+/// Every sample of a segment as ffprobe reads it: its time on the
+/// timeline (µs since the epoch) and the MD5 of its JPEG.
+pub fn samples(segment: &Path) -> Vec<(i64, String)> {
+    let lines = packet_lines(segment)
+        .unwrap_or_else(|why| panic!("ffprobe cannot read {}: {why}", segment.display()));
     let origin = origin_us(segment);
-    String::from_utf8(out.stdout)
-        .unwrap()
+    lines
         .lines()
         .map(|line| {
             let (pts, hash) = line

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::common::*;
+use crate::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// The WebDriver key of an element reference.

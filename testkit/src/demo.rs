@@ -4,7 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::common::*;
+use crate::viewers::{mqtt_sub, viewer_binary, viewer_process};
+use crate::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -25,7 +26,7 @@ pub const USER: (&str, &str) = ("alice", "correct horse battery");
 /// A test certificate for 127.0.0.1 from `viewer broker-config` in `dir`:
 /// the CA, the certificate and its key.
 pub fn test_certificate(dir: &std::path::Path) -> (String, String, String) {
-    let made = Command::new(env!("CARGO_BIN_EXE_viewer"))
+    let made = Command::new(viewer_binary())
         .args([
             "broker-config",
             "--nodes",
@@ -45,7 +46,7 @@ pub fn test_certificate(dir: &std::path::Path) -> (String, String, String) {
 /// A viewer config file with [`USER`], hashed by `viewer hash-password`.
 pub fn config_with_user(path: &std::path::Path) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
+    let mut child = Command::new(viewer_binary())
         .args(["hash-password", USER.0])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -118,7 +119,7 @@ impl Demo {
             recordings.to_str().unwrap(),
         ];
         let args = [&args[..], extra].concat();
-        let child = super::viewer_process(&args, &dir.path("demo.log"));
+        let child = viewer_process(&args, &dir.path("demo.log"));
         Demo {
             child,
             dir,
@@ -135,7 +136,7 @@ impl Demo {
 
     /// `mosquitto_sub` against the embedded broker: `count` messages.
     pub fn sub(&self, topic: &str, count: usize) -> Vec<String> {
-        super::mqtt_sub(self.broker_port, topic, count, 20)
+        mqtt_sub(self.broker_port, topic, count, 20)
     }
 
     pub fn state(&self) -> serde_json::Value {

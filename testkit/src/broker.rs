@@ -1,6 +1,7 @@
 //! A real mosquitto broker per test, and `mosquitto_sub`/`mosquitto_pub`
 //! as a user would type them.
 
+use std::ffi::{OsStr, OsString};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -231,26 +232,18 @@ log_type all
     /// Messages on `topic` as `mosquitto_sub -v` prints them, at most
     /// `count`, waiting at most `secs` seconds.
     pub fn sub(&self, topic: &str, count: usize, secs: u32) -> Vec<(String, String)> {
-        let out = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-v",
-                "-t",
-                topic,
-            ])
-            .args(["-C", &count.to_string(), "-W", &secs.to_string()])
-            .args(
-                self.tls_ca
-                    .iter()
-                    .flat_map(|ca| [std::ffi::OsStr::new("--cafile"), ca.as_os_str()]),
-            )
-            .output()
-            .expect("run mosquitto_sub");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        let mut connection: Vec<OsString> = vec![
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string().into(),
+        ];
+        if let Some(ca) = &self.tls_ca {
+            connection.push("--cafile".into());
+            connection.push(ca.into());
+        }
+        mosquitto_sub(&connection, topic, count, secs)
+            .into_iter()
             .filter_map(|l| l.split_once(' ').map(|(t, p)| (t.to_owned(), p.to_owned())))
             .collect()
     }
@@ -311,6 +304,28 @@ log_type all
             || (self.retained(&topic).as_deref() == Some(want)).then_some(()),
         );
     }
+}
+
+/// `mosquitto_sub -v` on `topic` with the flags that reach a broker
+/// (`connection`: host, port, CA, user): the `topic payload` lines of at
+/// most `count` messages within `secs` (retained ones arrive at once).
+pub fn mosquitto_sub<S: AsRef<OsStr>>(
+    connection: &[S],
+    topic: &str,
+    count: usize,
+    secs: u32,
+) -> Vec<String> {
+    require("mosquitto_sub", "mosquitto-clients");
+    let out = Command::new("mosquitto_sub")
+        .args(connection)
+        .args(["-v", "-t", topic])
+        .args(["-C", &count.to_string(), "-W", &secs.to_string()])
+        .output()
+        .expect("run mosquitto_sub");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A `mosquitto_sub -v` running in the background, writing what it sees

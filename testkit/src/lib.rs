@@ -1,20 +1,52 @@
-//! Test harness: real mosquitto, the real camera-node binary, real ffmpeg,
-//! all on free loopback ports; clients that read as a user's tools would.
-// Each test binary uses a different part of the harness.
-#![allow(dead_code, unused_imports)]
+//! camfleet's end-to-end test harness: real mosquitto, the real
+//! camera-node and viewer binaries, real ffmpeg, nginx and Chromium, all on
+//! free loopback ports; clients that read as a user's tools would. A
+//! dev-dependency of camera-node and viewer (their `tests/`, the viewer's
+//! `benches/`), and a dependency of the fan-out benchmark (`bench/`),
+//! whose binary starts the node with [`node_base_args`].
+//!
+//! # Layout
+//!
+//! - this file: waiting, free ports, scratch directories, programs a test
+//!   needs, small file and process helpers, [`Rng`], [`binary`]
+//! - `broker`: mosquitto per test, `mosquitto_sub`/`mosquitto_pub`
+//! - `node`: the camera-node binary, its flags, fake `rpicam-vid`
+//! - `client`: a TCP frame protocol v1 reader
+//! - `web`: curl, multipart MJPEG, a raw RTSP client
+//! - [`api`]: the node's camera API; [`rtmp`]: nginx-rtmp and an ffmpeg drone
+//! - [`viewers`]: the viewer binary, test nodes, what it records
+//! - [`demo`]: `viewer demo`; [`browser`]: headless Chromium over WebDriver
+//!
+//! # Where the binaries come from
+//!
+//! Cargo hands an integration test the path of its own package's binaries
+//! as `env!("CARGO_BIN_EXE_<name>")` at compile time, which a library
+//! cannot see, and builds no other package's binaries for it. [`binary`]
+//! looks at run time instead: `CARGO_BIN_EXE_<name>` in the environment
+//! (recent cargo sets it there too for the package's own binaries),
+//! `NEXTEST_BIN_EXE_<name>` (cargo-nextest, the same), else beside the
+//! running test: tests run as `target/<profile>/deps/<test>-<hash>` and
+//! every workspace binary is built to `target/<profile>/<name>`. So a
+//! viewer test that starts camera-node needs it built:
+//! `cargo test --workspace` (scripts/test.sh, CI) builds every member's
+//! binaries; `cargo test -p viewer` alone needs a `cargo build -p
+//! camera-node` first, and says so.
 
 pub mod api;
 mod broker;
+pub mod browser;
 mod client;
+pub mod demo;
 mod node;
 pub mod rtmp;
+pub mod viewers;
 mod web;
 
-pub use broker::{Broker, Watcher};
+pub use broker::{mosquitto_sub, Broker, Watcher};
 pub use client::{FrameClient, Received};
 pub use node::{
-    fake_camera_script, invocations, node_args, node_base_args, node_binary, run_node,
-    start_on_fake_camera, Node,
+    camera_args, fake_camera_script, invocations, node_args, node_base_args, node_base_args_on,
+    node_binary, run_node, start_on_fake_camera, Node,
 };
 pub use web::{curl, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply};
 
@@ -32,6 +64,49 @@ pub fn require(program: &str, package: &str) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(found, "`{program}` is not installed: run `sudo apt-get install {package}` (or scripts/test.sh, which installs it)");
+}
+
+/// A binary of this workspace by its target name (`camera-node`,
+/// `viewer`): from cargo's or nextest's `*_BIN_EXE_<name>` when the
+/// running test belongs to the binary's package, else beside the test
+/// executable (see the crate's doc). Fails with the command that builds it.
+pub fn binary(name: &str) -> PathBuf {
+    for var in [
+        format!("CARGO_BIN_EXE_{name}"),
+        format!("NEXTEST_BIN_EXE_{name}"),
+    ] {
+        if let Some(path) = std::env::var_os(var) {
+            return path.into();
+        }
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo build -p {name} (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// xorshift64*: a few lines, and the same random choices for the same
+/// seed (a test prints its seed so a failure can be replayed). The seed
+/// must not be 0.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    }
 }
 
 /// Polls `check` until it gives a value, failing after `limit`.
@@ -92,11 +167,14 @@ impl Drop for TempDir {
     }
 }
 
-/// Decodes a JPEG and returns its size.
+/// A JPEG's size as its frame header gives it (the workspace's one parser,
+/// [`shared::jpeg::dimensions`]), once the whole picture decodes: the tests
+/// that size a frame also say it is a whole JPEG.
 pub fn jpeg_size(jpeg: &[u8]) -> (u32, u32) {
-    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
         .expect("a JPEG that decodes");
-    (img.width(), img.height())
+    let (width, height) = shared::jpeg::dimensions(jpeg).expect("a JPEG with a frame header");
+    (width.into(), height.into())
 }
 
 pub fn now_us() -> u64 {
