@@ -4,7 +4,7 @@
 //! packet, reply or refusal once found stays the same whatever follows.
 #![no_main]
 
-use camera_node::serve::rtsp::push::reply::{frame, Framed, MAX_FRAMED, MAX_HEADERS};
+use camera_node::push::reply::{frame, Framed, MAX_FRAMED, MAX_HEADERS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use viewer::clock::measure;
+use viewer::link::clock::measure;
 
 const TRUE_OFFSET_US: i64 = -5_400_000_000;
 

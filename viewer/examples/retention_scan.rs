@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
-use viewer::retention::{Freed, Retention};
+use viewer::record::retention::{Freed, Retention};
 
 fn main() {
     let count: usize = std::env::args()

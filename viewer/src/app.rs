@@ -123,7 +123,10 @@ pub async fn run(config: ViewerConfig, shutdown: CancellationToken) -> Result<()
     tracing::info!("shutdown 3/3: publishing idle and offline");
     control.say_goodbye(CLOSE_LIMIT).await;
     tasks.close();
-    if tokio::time::timeout(CLOSE_LIMIT, tasks.wait()).await.is_err() {
+    if tokio::time::timeout(CLOSE_LIMIT, tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("the dashboard did not finish its requests in time; stopping anyway");
     }
     tracing::info!("shutdown complete");

@@ -294,7 +294,11 @@ impl Control {
         if let Some(relays) = &self.cameras.relays {
             let stats = relays.figures(&self.config.viewer_id);
             let topic = self.topics.viewer_relay_stats(&self.config.viewer_id);
-            self.publish(&topic, false, serde_json::to_string(&stats).unwrap_or_default());
+            self.publish(
+                &topic,
+                false,
+                serde_json::to_string(&stats).unwrap_or_default(),
+            );
         }
     }
 
@@ -308,7 +312,11 @@ impl Control {
             let left = serde_json::to_string(&relay::left(&config.viewer_id)).unwrap_or_default();
             self.publish(&self.topics.viewer_relay(&config.viewer_id), true, left);
         }
-        self.publish(&self.topics.viewer_status(&config.viewer_id), true, OFFLINE.into());
+        self.publish(
+            &self.topics.viewer_status(&config.viewer_id),
+            true,
+            OFFLINE.into(),
+        );
         let _ = self.client.try_disconnect();
         self.driver.close(limit).await;
     }

@@ -183,11 +183,7 @@ fn write_histogram(out: &mut String, cameras: &[(String, Arc<CameraCounters>)]) 
         }
         let count = buckets[WRITE_BOUNDS_S.len()];
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            sum_s
-        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", sum_s);
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }

@@ -184,10 +184,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         )
         .route("/api/exports/{id}", get(exports::progress))
         .route("/api/exports/{id}/file", get(exports::file))
-        .route(
-            "/api/sessions/{session}/timeline",
-            get(playback::timeline),
-        )
+        .route("/api/sessions/{session}/timeline", get(playback::timeline))
         .route(
             "/api/sessions/{session}/export.zip",
             get(playback::export_zip),

@@ -28,8 +28,11 @@ pub fn run(live: Arc<Live>, layout: Layout, stop: Arc<AtomicBool>) -> Result<()>
     let mut decoded: HashMap<String, (u64, Mat)> = HashMap::new();
     let mut open: HashSet<String> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        let tiles: Vec<(String, Option<Tile>)> =
-            live.list().into_iter().map(|(k, c)| (k, c.tile())).collect();
+        let tiles: Vec<(String, Option<Tile>)> = live
+            .list()
+            .into_iter()
+            .map(|(k, c)| (k, c.tile()))
+            .collect();
         let mut shown = Vec::with_capacity(tiles.len());
         for (key, tile) in &tiles {
             let mut image = picture(key, tile.as_ref(), &mut decoded)?;

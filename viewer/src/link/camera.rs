@@ -71,7 +71,13 @@ impl CameraLink {
             };
             backoff.attempt_started();
             let result = self
-                .run_once(&cancel, (&addr, via.as_deref()), &route, moved, &mut delivery)
+                .run_once(
+                    &cancel,
+                    (&addr, via.as_deref()),
+                    &route,
+                    moved,
+                    &mut delivery,
+                )
                 .await;
             if !matches!(result, Ok(Some(_))) {
                 // Closed, or a gap until the next connection: the segment ends.

@@ -176,8 +176,8 @@ impl Delivery {
     async fn start_recorder(&self, session: &Session, jpeg: &[u8]) -> std::io::Result<Writing> {
         let turn = Arc::clone(&self.counters.writer).lock_owned().await;
         let camera = &self.to.camera;
-        let (width, height) = shared::jpeg::dimensions(jpeg)
-            .unwrap_or((camera.width as u16, camera.height as u16));
+        let (width, height) =
+            shared::jpeg::dimensions(jpeg).unwrap_or((camera.width as u16, camera.height as u16));
         let plan = SegmentPlan {
             dir: session.dir.join(&self.to.node_id).join(&camera.id),
             segment_us: self.to.segment.as_micros() as u64,
@@ -247,7 +247,8 @@ mod tests {
     }
 
     fn rig(name: &str) -> Rig {
-        let dir = std::env::temp_dir().join(format!("camfleet-delivery-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("camfleet-delivery-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (session, session_rx) = watch::channel(None);
         let (events_tx, events) = Events::channel();
@@ -316,7 +317,12 @@ mod tests {
             events.push(e);
         }
         let camera = "pi/cam0".to_string();
-        assert_eq!(events.first(), Some(&RecordEvent::Started { camera: camera.clone() }));
+        assert_eq!(
+            events.first(),
+            Some(&RecordEvent::Started {
+                camera: camera.clone()
+            })
+        );
         assert_eq!(events.last(), Some(&RecordEvent::Stopped { camera }));
         let segments: Vec<_> = std::fs::read_dir(r.dir.join("20261201T000000Z/pi/cam0"))
             .unwrap()

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 
 use super::index::SampleRef;
 use super::{segments, SegmentCache};
-use shared::jpeg::dimensions as jpeg_size;
 use crate::record::fmp4::{fragment, init_segment, ticks, Sample};
+use shared::jpeg::dimensions as jpeg_size;
 
 /// Samples per fragment of an export (a second or two of video).
 const FRAGMENT_SAMPLES: usize = 30;

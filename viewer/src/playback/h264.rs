@@ -1,23 +1,21 @@
-//! H.264 exports from the dashboard: a range of one camera re-encoded by
-//! ffmpeg for players without MJPEG. Encoding takes a while, so it is a
-//! job: `POST .../export.h264` starts it, `GET /api/exports/<id>` tells how
-//! far it is, `GET /api/exports/<id>/file` downloads the result. The files
-//! live in a folder of the system's temporary directory, one per viewer,
-//! and go when their job is evicted or the viewer stops.
+//! H.264 exports: a range of one camera re-encoded by ffmpeg for players
+//! without MJPEG. Encoding takes a while, so it is a job; this file keeps
+//! the jobs ([`Jobs`]: their files, how far each is, how it ended) and runs
+//! them ([`run`]). Their HTTP API (`POST .../export.h264` starts one,
+//! `GET /api/exports/<id>` tells how far it is, `GET /api/exports/<id>/file`
+//! downloads the result) is the dashboard's, in `dashboard/exports.rs`. The
+//! files live in a folder of the system's temporary directory, one per
+//! viewer, and go when their job is evicted or the viewer stops.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
-use super::{export, export_samples, Span};
-use crate::dashboard::{error, Dashboard};
+use super::export;
+use super::index::SampleRef;
 
 /// Finished jobs kept for download; the oldest goes (file and all) when
 /// one more starts.
@@ -46,16 +44,16 @@ impl Drop for Jobs {
     }
 }
 
-struct Job {
+pub(crate) struct Job {
     /// The download's name.
-    name: String,
-    file: PathBuf,
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
     percent: AtomicU8,
     outcome: Mutex<Option<Result<u64, String>>>,
 }
 
 #[derive(Debug, Serialize)]
-struct Progress {
+pub(crate) struct Progress {
     job: u64,
     /// running, done or failed.
     state: &'static str,
@@ -69,12 +67,12 @@ struct Progress {
 }
 
 impl Jobs {
-    fn get(&self, id: u64) -> Option<Arc<Job>> {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Job>> {
         self.jobs.lock().unwrap().get(&id).cloned()
     }
 
     /// A new job's id and record; the oldest finished job makes room.
-    fn add(&self, name: String) -> std::io::Result<(u64, Arc<Job>)> {
+    pub(crate) fn add(&self, name: String) -> std::io::Result<(u64, Arc<Job>)> {
         std::fs::create_dir_all(&self.dir)?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let job = Arc::new(Job {
@@ -100,7 +98,7 @@ impl Jobs {
 }
 
 impl Job {
-    fn progress(&self, id: u64) -> Progress {
+    pub(crate) fn progress(&self, id: u64) -> Progress {
         let outcome = self.outcome.lock().unwrap().clone();
         let (state, bytes, error) = match outcome {
             None => ("running", None, None),
@@ -116,32 +114,24 @@ impl Job {
             error,
         }
     }
+
+    /// Whether the job's file is made (and may be downloaded).
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(*self.outcome.lock().unwrap(), Some(Ok(_)))
+    }
 }
 
-/// `POST /api/sessions/<session>/<node>/<camera>/export.h264?from=&to=`:
-/// starts re-encoding the range; 202 with the job's progress.
-pub async fn start(
-    State(d): State<Arc<Dashboard>>,
-    UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
-    Query(span): Query<Span>,
-) -> Response {
-    let (samples, permit) = match export_samples(&d, &session, &node, &camera, &span).await {
-        Ok(found) => found,
-        Err(refused) => return refused,
-    };
-    let name = format!("{session}_{node}_{camera}.h264.mp4");
-    let (id, job) = match d.exports.add(name) {
-        Ok(added) => added,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("no room for the export: {e}"),
-            )
-        }
-    };
-    let label = format!("{session}/{node}/{camera}");
-    tracing::info!("export {label}: H.264 job {id} started");
-    let worker = Arc::clone(&job);
+/// Runs job `id` on a blocking thread: copies `samples` into an MJPEG MP4,
+/// then re-encodes it into the job's file, keeping `percent` and at the
+/// end `outcome`. `permit` (an export slot) is held until it ends;
+/// `label` names the camera in the log.
+pub(crate) fn run(
+    worker: Arc<Job>,
+    id: u64,
+    label: String,
+    samples: Vec<(PathBuf, SampleRef)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let copied = worker.file.with_extension("mjpeg.mp4");
@@ -168,40 +158,4 @@ pub async fn start(
         }
         *worker.outcome.lock().unwrap() = Some(made.map_err(|e| format!("{e:#}")));
     });
-    (StatusCode::ACCEPTED, Json(job.progress(id))).into_response()
-}
-
-/// `GET /api/exports/<id>`: how far the job is.
-pub async fn progress(State(d): State<Arc<Dashboard>>, UrlPath(id): UrlPath<u64>) -> Response {
-    match d.exports.get(id) {
-        Some(job) => Json(job.progress(id)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no such export"),
-    }
-}
-
-/// `GET /api/exports/<id>/file`: the finished H.264 MP4.
-pub async fn file(State(d): State<Arc<Dashboard>>, UrlPath(id): UrlPath<u64>) -> Response {
-    let Some(job) = d.exports.get(id) else {
-        return error(StatusCode::NOT_FOUND, "no such export");
-    };
-    if !matches!(*job.outcome.lock().unwrap(), Some(Ok(_))) {
-        return error(StatusCode::CONFLICT, "the export is not ready");
-    }
-    let file = match tokio::fs::File::open(&job.file).await {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::GONE, format!("the export is gone: {e}")),
-    };
-    let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    (
-        [
-            (header::CONTENT_TYPE, "video/mp4".to_owned()),
-            (header::CONTENT_LENGTH, length.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", job.name),
-            ),
-        ],
-        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
-    )
-        .into_response()
 }
