@@ -15,6 +15,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
+echo "== import cycles (scripts/import-cycles.py)"
+python3 scripts/import-cycles.py shared/src fanout/src camera-node/src viewer/src testkit/src
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== viewer without the display feature (no OpenCV)"

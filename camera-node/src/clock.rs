@@ -6,23 +6,14 @@
 //! `GET /api/v1/time` and place its frames on their own clock; the status
 //! here tells a user why.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use shared::messages::TimeReply;
-
-/// Microseconds since the Unix epoch by the node's clock (the clock that
-/// stamps frames).
-pub fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
+use shared::time::now_us;
 
 /// The reply to `GET /api/v1/time`.
 pub fn now() -> TimeReply {
     TimeReply {
         v: shared::messages::PAYLOAD_VERSION,
-        unix_us: unix_us(),
+        unix_us: now_us(),
         synchronized: synchronized(),
     }
 }

@@ -292,13 +292,10 @@ impl StatePublisher {
                 v: PAYLOAD_VERSION,
                 node_id: node_id.to_owned(),
                 camera: view.id.clone(),
-                origin: serde_json::to_value(view.origin)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                origin: view.origin,
                 source: view.source,
                 enabled: view.enabled,
-                state: view.status.state.name().to_owned(),
+                state: view.status.state,
                 restarts: view.status.restarts,
                 last_error: view.status.last_error,
                 pushes: view
@@ -307,7 +304,7 @@ impl StatePublisher {
                     .map(|p| PushState {
                         id: p.id,
                         url: p.url,
-                        state: p.state.to_owned(),
+                        state: p.state,
                         last_error: p.last_error,
                     })
                     .collect(),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -101,10 +101,7 @@ impl Hub {
     /// Never blocks.
     pub fn publish(&self, jpeg: Bytes) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let captured_at_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let captured_at_us = shared::time::now_us();
         self.forward(Frame {
             seq,
             captured_at_us,

@@ -15,6 +15,24 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// A setting (flag, variable or config key) that cannot be used: its key
+/// and why.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{key}: {why}")]
+pub struct BadSetting {
+    pub key: String,
+    pub why: String,
+}
+
+impl BadSetting {
+    pub fn new(key: &str, why: impl Into<String>) -> Self {
+        BadSetting {
+            key: key.to_owned(),
+            why: why.into(),
+        }
+    }
+}
+
 /// A broker URL that cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BrokerUrlError {

@@ -6,16 +6,21 @@
 //! - [`frame`]: the TCP frame protocol v1 (hello, 20-byte header, length cap).
 //! - [`jpeg`]: a JPEG's width and height from its frame header.
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
+//! - [`config`]: the settings both binaries have (broker, id, prefix,
+//!   TLS), merged and checked one way.
 //! - [`mqtt`]: client options (last will, TLS) and the event-loop driver.
 //! - [`net`]: `host:port` as both write it (brackets for IPv6).
 //! - [`relay`]: the relay payloads: viewers' announcements and stats, and
 //!   the plans the node publishes (the node's planner makes them).
+//! - [`states`]: the states the payloads carry as words, as enums.
+//! - [`time`]: the wall clock in microseconds, and the NTP epoch.
 //! - [`backoff`]: the retry delay every long-lived peer uses.
 //! - [`process`]: logging and the two-stage shutdown signal of both binaries.
 //! - [`error`]: the error enums callers match on.
 
 pub mod backoff;
 pub mod broker;
+pub mod config;
 pub mod error;
 pub mod frame;
 pub mod jpeg;
@@ -24,6 +29,8 @@ pub mod mqtt;
 pub mod net;
 pub mod process;
 pub mod relay;
+pub mod states;
+pub mod time;
 pub mod tls;
 pub mod topics;
 

@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::states::{Origin, PushStatus, RecordingStatus, RunState};
+
 /// Version of the NodeInfo and stats payloads.
 pub const PAYLOAD_VERSION: u32 = 1;
 
@@ -73,11 +75,11 @@ pub struct CameraState {
     pub node_id: String,
     pub camera: String,
     /// `config` (the node's config file) or `api` (added at runtime).
-    pub origin: String,
+    pub origin: Origin,
     pub source: String,
     pub enabled: bool,
     /// starting, running, waiting, stalled, backoff, stopped or failed.
-    pub state: String,
+    pub state: RunState,
     pub restarts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -93,7 +95,7 @@ pub struct PushState {
     /// The server's URL, its password as `***`.
     pub url: String,
     /// `connecting`, `recording` or `backoff`.
-    pub state: String,
+    pub state: PushStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
@@ -137,7 +139,7 @@ pub struct CameraStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingState {
     /// `recording` or `idle`.
-    pub state: String,
+    pub state: RecordingStatus,
     /// The session folder name while recording (`YYYYmmddTHHMMSSZ`).
     pub session: Option<String>,
     /// When the session started, RFC 3339.

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::states::RelayStatus;
+
 /// Version of the relay payloads.
 pub const RELAY_VERSION: u32 = 1;
 
@@ -48,7 +50,7 @@ pub struct RelayAnnounce {
     pub viewer_id: String,
     /// `active`, or `left` when it stopped (sent on a clean exit and as
     /// its last will).
-    pub state: String,
+    pub state: RelayStatus,
     /// The cameras it watches, with the address it passes each on at.
     #[serde(default)]
     pub cameras: Vec<RelayCamera>,

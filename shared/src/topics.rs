@@ -94,7 +94,6 @@ impl Topics {
         format!("{}/viewer/+/status", self.prefix)
     }
 
-    /// Retained relay plan of one camera.
     /// A camera's snapshot JPEG as a viewer publishes it for Home
     /// Assistant (`--homeassistant`).
     pub fn viewer_snapshot(&self, viewer_id: &str, node_id: &str, camera: &str) -> String {
@@ -104,6 +103,7 @@ impl Topics {
         )
     }
 
+    /// Retained relay plan of one camera.
     pub fn relay_plan(&self, node_id: &str, camera: &str) -> String {
         format!("{}/node/{node_id}/relay/{camera}/plan", self.prefix)
     }
@@ -132,6 +132,21 @@ impl Topics {
         (plain(node) && plain(camera)).then_some((node, camera))
     }
 
+    /// Filter matching every topic of one node (what it alone may write).
+    pub fn node_tree(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/#", self.prefix)
+    }
+
+    /// Filter matching every topic of one viewer (what it alone may write).
+    pub fn viewer_tree(&self, viewer_id: &str) -> String {
+        format!("{}/viewer/{viewer_id}/#", self.prefix)
+    }
+
+    /// Filter matching every camfleet topic under the prefix.
+    pub fn everything(&self) -> String {
+        format!("{}/#", self.prefix)
+    }
+
     /// The viewer id in a `<prefix>/viewer/<id>/<leaf>` topic, if it is one.
     pub fn viewer_id_of<'t>(&self, topic: &'t str, leaf: &str) -> Option<&'t str> {
         let rest = topic.strip_prefix(&self.prefix)?.strip_prefix("/viewer/")?;
@@ -150,6 +165,11 @@ impl Topics {
 /// The node's own CPU temperature, published as a sensor.
 pub fn cpu_temp(node_id: &str) -> String {
     format!("sensor/{node_id}/cpu_temp")
+}
+
+/// Filter matching every sensor topic of one sensor (or node) `id`.
+pub fn sensor_tree(id: &str) -> String {
+    format!("sensor/{id}/#")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
-use shared::messages::NodeInfo;
+use shared::messages::{NodeInfo, RecordingStatus};
 use shared::topics::{Topics, REC_COMMAND};
 
 use crate::link::live::Live;
@@ -135,8 +135,8 @@ impl HomeAssistant {
                 "retain": false,
                 "state_topic": self.topics.viewer_recording(vid),
                 "value_template": "{{ value_json.state }}",
-                "state_on": "recording",
-                "state_off": "idle",
+                "state_on": RecordingStatus::Recording.as_str(),
+                "state_off": RecordingStatus::Idle.as_str(),
                 "availability": [online(&viewer_status)],
                 "device": viewer_device,
             }),

@@ -642,7 +642,7 @@ fn a_viewer_that_says_it_is_degraded_feeds_nobody() {
         let a = shared::relay::RelayAnnounce {
             v: shared::relay::RELAY_VERSION,
             viewer_id: id.into(),
-            state: "active".into(),
+            state: shared::relay::RelayStatus::Active,
             cameras: vec![shared::relay::RelayCamera {
                 node: "pi-relay".into(),
                 camera: "cam0".into(),

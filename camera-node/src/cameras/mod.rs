@@ -41,12 +41,7 @@ use self::status::{RunState, Status, StatusView};
 use self::store::Store;
 use self::supervisor::Camera;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    Config,
-    Api,
-}
+pub use shared::messages::Origin;
 
 /// Why a change was refused, as an HTTP status and a sentence.
 #[derive(Debug)]

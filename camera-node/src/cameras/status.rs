@@ -20,37 +20,7 @@ pub const LOG_LINE_MAX: usize = 1024;
 /// Runs kept per camera.
 pub const RUNS_KEPT: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    /// The source is being opened; no frame yet in this run.
-    Starting,
-    Running,
-    /// Listening for a publisher (`rtmp-listen://`).
-    Waiting,
-    /// The watchdog saw no frame for too long; the run is being ended.
-    Stalled,
-    /// Waiting before the next run.
-    Backoff,
-    /// Turned off on purpose.
-    Stopped,
-    /// The converter could not be started at all (retried with backoff).
-    Failed,
-}
-
-impl RunState {
-    pub fn name(self) -> &'static str {
-        match self {
-            RunState::Starting => "starting",
-            RunState::Running => "running",
-            RunState::Waiting => "waiting",
-            RunState::Stalled => "stalled",
-            RunState::Backoff => "backoff",
-            RunState::Stopped => "stopped",
-            RunState::Failed => "failed",
-        }
-    }
-}
+pub use shared::messages::RunState;
 
 /// One run of a camera's source.
 #[derive(Debug, Clone, Serialize)]

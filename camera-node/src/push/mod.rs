@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use shared::backoff::Backoff;
+use shared::messages::PushStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,7 @@ pub struct Push {
     pub id: String,
     pub url: PushUrl,
     pub stop: CancellationToken,
-    state: Mutex<(&'static str, Option<String>)>,
+    state: Mutex<(PushStatus, Option<String>)>,
     /// The camera's record: told of every change of state (the retained
     /// state topic carries the pushes).
     camera: Arc<Status>,
@@ -131,7 +132,7 @@ pub struct PushView {
     pub id: String,
     pub url: String,
     /// connecting, recording or backoff.
-    pub state: &'static str,
+    pub state: PushStatus,
     pub last_error: Option<String>,
     pub frames_sent: u64,
     pub frames_skipped: u64,
@@ -151,7 +152,7 @@ impl Push {
             id,
             url,
             stop,
-            state: Mutex::new(("connecting", None)),
+            state: Mutex::new((PushStatus::Connecting, None)),
             camera,
             frames_sent: AtomicU64::new(0),
             frames_skipped: AtomicU64::new(0),
@@ -161,7 +162,7 @@ impl Push {
         })
     }
 
-    fn set(&self, state: &'static str, error: Option<String>) {
+    fn set(&self, state: PushStatus, error: Option<String>) {
         let changed = {
             let mut now = self.state.lock().expect("push state");
             let changed = now.0 != state || (error.is_some() && now.1 != error);
@@ -176,7 +177,7 @@ impl Push {
         }
     }
 
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> PushStatus {
         self.state.lock().expect("push state").0
     }
 
@@ -200,7 +201,7 @@ impl Push {
         let mut backoff = Backoff::standard();
         tracing::info!(push = %self.url, "pushing to {}", self.url);
         while !self.stop.is_cancelled() {
-            self.set("connecting", None);
+            self.set(PushStatus::Connecting, None);
             backoff.attempt_started();
             let connects = self.connects.load(Ordering::Relaxed);
             let ended = tokio::select! {
@@ -218,7 +219,7 @@ impl Push {
             let delay = backoff.next_delay();
             let why = redact(&format!("{error:#}"));
             tracing::warn!(push = %self.url, "push stopped: {why}; again in {:.1} s", delay.as_secs_f64());
-            self.set("backoff", Some(why));
+            self.set(PushStatus::Backoff, Some(why));
             tokio::select! {
                 _ = self.stop.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
@@ -284,7 +285,7 @@ impl Push {
             .call(&mut write, "RECORD", &target, &record, b"")
             .await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
-        self.set("recording", None);
+        self.set(PushStatus::Recording, None);
         tracing::info!(push = %self.url, "recording on the server");
 
         // What the server sends from now on (RTCP receiver reports, replies)

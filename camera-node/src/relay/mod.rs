@@ -10,13 +10,12 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use shared::messages::NodeInfo;
-use shared::relay::{Layout, PlanEntry, RelayAnnounce, RelayPlan, Topology, RELAY_VERSION};
+use shared::messages::{NodeInfo, OFFLINE};
+use shared::relay::{
+    Layout, PlanEntry, RelayAnnounce, RelayPlan, RelayStatus, Topology, RELAY_VERSION,
+};
 
 use self::plan::{feeds_of, replan, Candidate};
-
-/// Payload of a viewer's relay topic once it stopped (and its last will).
-pub const LEFT: &str = "left";
 
 #[derive(Debug)]
 pub struct Planner {
@@ -49,7 +48,7 @@ impl Planner {
     /// versions are refused with the reason (the viewer then takes the
     /// camera from the node, as any viewer without a plan does).
     pub fn announce(&mut self, viewer_id: &str, payload: &[u8]) -> Result<(), String> {
-        if payload.is_empty() || payload == LEFT.as_bytes() {
+        if payload.is_empty() || payload == RelayStatus::Left.as_str().as_bytes() {
             self.viewers.remove(viewer_id);
             return Ok(());
         }
@@ -67,7 +66,7 @@ impl Planner {
                 a.viewer_id
             ));
         }
-        if a.state == LEFT {
+        if a.state == RelayStatus::Left {
             self.viewers.remove(viewer_id);
         } else {
             self.viewers.insert(viewer_id.to_owned(), a);
@@ -77,7 +76,7 @@ impl Planner {
 
     /// A viewer's status: `offline` (its last will) takes it out at once.
     pub fn status(&mut self, viewer_id: &str, payload: &[u8]) {
-        if payload == b"offline" {
+        if payload == OFFLINE.as_bytes() {
             self.viewers.remove(viewer_id);
         }
     }

@@ -9,6 +9,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use shared::time::NTP_UNIX_OFFSET_S;
+
 use bytes::Bytes;
 
 use self::jpeg::JpegScan;
@@ -24,8 +26,6 @@ pub const RTP_HEADER: usize = 12;
 const JPEG_HEADER: usize = 8;
 const RESTART_HEADER: usize = 4;
 const QUANT_HEADER: usize = 4 + 128;
-/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// A fresh random number (SSRCs, first sequence numbers, session ids).
 pub fn random_u64() -> u64 {
@@ -123,7 +123,7 @@ impl RtpStream {
     /// An RTCP compound packet: a sender report for `now` and the CNAME.
     pub fn sender_report(&self, now: SystemTime, cname: &str) -> Vec<u8> {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ntp_seconds = (since_epoch.as_secs() + NTP_UNIX_OFFSET) as u32;
+        let ntp_seconds = (since_epoch.as_secs() + NTP_UNIX_OFFSET_S) as u32;
         let ntp_fraction = ((u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000) as u32;
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(&[0x80, 200, 0, 6]);

@@ -1,5 +1,5 @@
 //! Each node's clock: how far it is from the viewer's, measured over the
-//! node's HTTP API (the frames go on one timeline in [`super::timeline`]).
+//! node's HTTP API (the timeline module places the frames with it).
 //!
 //! A Pi has no real-time clock; until network time arrives it may be hours
 //! off, and it steps when NTP comes. The viewer measures each node's offset
@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -26,6 +26,8 @@ use shared::messages::{ClockFigures, TimeReply};
 use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+pub use shared::time::now_us;
 
 use crate::node_http::{self, NodeHttp};
 
@@ -248,13 +250,6 @@ fn describe_offset(offset_us: i64) -> String {
     } else {
         format!("{:.1} ms {side} the viewer's", s * 1000.0)
     }
-}
-
-/// The viewer's clock in microseconds since the epoch.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// `http://host:port` (or `https://`) of a node's camera URL: where its

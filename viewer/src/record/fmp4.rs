@@ -163,16 +163,14 @@ pub fn fragment(sequence: u32, base_time: u64, node_us: u64, samples: &[Sample<'
 
 /// Seconds since 1900 in the high 32 bits, the fraction in the low ones.
 pub fn ntp_timestamp(unix_us: u64) -> u64 {
-    const UNIX_FROM_1900_S: u64 = 2_208_988_800;
-    let secs = unix_us / 1_000_000 + UNIX_FROM_1900_S;
+    let secs = unix_us / 1_000_000 + shared::time::NTP_UNIX_OFFSET_S;
     let fraction = ((unix_us % 1_000_000) << 32) / 1_000_000;
     (secs << 32) | fraction
 }
 
 /// Inverse of [`ntp_timestamp`] (to the microsecond).
 pub fn unix_us_of_ntp(ntp: u64) -> u64 {
-    const UNIX_FROM_1900_S: u64 = 2_208_988_800;
-    let secs = (ntp >> 32).saturating_sub(UNIX_FROM_1900_S);
+    let secs = (ntp >> 32).saturating_sub(shared::time::NTP_UNIX_OFFSET_S);
     let fraction = ((ntp & 0xFFFF_FFFF) * 1_000_000 + (1 << 31)) >> 32;
     secs * 1_000_000 + fraction
 }

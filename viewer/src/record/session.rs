@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use shared::messages::{LinkFigures, RecCommand, RecordingState, RetentionFigures};
+use shared::messages::{
+    LinkFigures, RecCommand, RecordingState, RecordingStatus, RetentionFigures,
+};
 use shared::topics::REC_COMMAND;
 
 use super::desired::{DesiredState, Wanted};
@@ -162,14 +164,14 @@ impl Recording {
     ) -> RecordingState {
         let (state, session, since) = match &self.session {
             Some((s, at)) => (
-                "recording",
+                RecordingStatus::Recording,
                 Some(s.name.clone()),
                 Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             ),
-            None => ("idle", None, None),
+            None => (RecordingStatus::Idle, None, None),
         };
         RecordingState {
-            state: state.into(),
+            state,
             session,
             since,
             // Idle means none, even while the last segments are being closed.
@@ -185,7 +187,7 @@ impl Recording {
 /// The state a viewer leaves when it stops.
 pub fn stopped() -> RecordingState {
     RecordingState {
-        state: "idle".into(),
+        state: RecordingStatus::Idle,
         session: None,
         since: None,
         cameras: 0,

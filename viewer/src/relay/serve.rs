@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use fanout::{Hub, Protocol};
 use shared::net::host_port;
-use shared::relay::{RelayAnnounce, RelayCamera, RelayCameraStats, RelayStats, RELAY_VERSION};
+use shared::relay::{
+    RelayAnnounce, RelayCamera, RelayCameraStats, RelayStats, RelayStatus, RELAY_VERSION,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -116,7 +118,7 @@ impl Relays {
         RelayAnnounce {
             v: RELAY_VERSION,
             viewer_id: viewer_id.to_owned(),
-            state: "active".into(),
+            state: RelayStatus::Active,
             cameras,
             capacity: RELAY_CAPACITY,
             recording,
@@ -126,7 +128,7 @@ impl Relays {
 
     /// Per camera: what came in, who takes it, what they skipped.
     pub fn figures(&self, viewer_id: &str) -> RelayStats {
-        let now = crate::link::clock::now_us();
+        let now = shared::time::now_us();
         let tcp = Protocol::Tcp as usize;
         let cameras = self
             .served
@@ -172,7 +174,7 @@ pub fn left(viewer_id: &str) -> RelayAnnounce {
     RelayAnnounce {
         v: RELAY_VERSION,
         viewer_id: viewer_id.to_owned(),
-        state: "left".into(),
+        state: RelayStatus::Left,
         cameras: Vec::new(),
         capacity: 0,
         recording: false,

@@ -20,6 +20,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use shared::topics::{
+    sensor_tree, Topics, GETIP_REQUEST, GETIP_RESPONSE, REC_COMMAND, SENSOR_FILTER,
+};
+
+use crate::homeassistant::DEFAULT_PREFIX as HA_PREFIX;
 
 use super::passwd;
 
@@ -230,6 +235,7 @@ fn plain_id(name: &str) -> bool {
 /// granted is refused (mosquitto drops a refused publish and hides a
 /// refused subscription's messages).
 fn acl(accounts: &[Account], prefix: &str, operators: &[String], homeassistant: bool) -> String {
+    let topics = Topics::new(prefix);
     let mut acl = String::from(
         "# camfleet broker ACL, written by `viewer broker-config`.\n\
          # Each user writes only its own topics; see docs/security.md.\n",
@@ -237,41 +243,41 @@ fn acl(accounts: &[Account], prefix: &str, operators: &[String], homeassistant: 
     for a in accounts {
         let id = &a.name;
         let _ = writeln!(acl, "\n# {} {id}\nuser {id}", a.role.name());
+        let write = |t: &str| format!("topic write {t}");
+        let read = |t: &str| format!("topic read {t}");
+        let all = topics.everything();
         let lines: Vec<String> = match a.role {
             Role::Node => vec![
-                format!("topic write {prefix}/node/{id}/#"),
-                format!("topic write sensor/{id}/#"),
-                "topic write response/getIP".into(),
-                "topic read command/getIP".into(),
-                format!("topic read {prefix}/#"),
+                write(&topics.node_tree(id)),
+                write(&sensor_tree(id)),
+                write(GETIP_RESPONSE),
+                read(GETIP_REQUEST),
+                read(&all),
             ],
             Role::Viewer => {
                 let mut lines = vec![
-                    format!("topic write {prefix}/viewer/{id}/#"),
-                    "topic write command/getIP".into(),
-                    "topic read #".into(),
+                    write(&topics.viewer_tree(id)),
+                    write(GETIP_REQUEST),
+                    read("#"),
                 ];
                 if operators.contains(id) {
                     // Its dashboard's Record button.
-                    lines.push("topic write command/rec".into());
+                    lines.push(write(REC_COMMAND));
                 }
                 if homeassistant {
                     // Discovery configs (`viewer --homeassistant`).
-                    lines.push("topic write homeassistant/#".into());
+                    lines.push(write(&format!("{HA_PREFIX}/#")));
                 }
                 lines
             }
-            Role::Operator => vec![
-                "topic write command/rec".into(),
-                format!("topic read {prefix}/#"),
-            ],
-            Role::Sensor => vec![format!("topic write sensor/{id}/#")],
+            Role::Operator => vec![write(REC_COMMAND), read(&all)],
+            Role::Sensor => vec![write(&sensor_tree(id))],
             Role::HomeAssistant => vec![
-                "topic write command/rec".into(),
-                format!("topic read {prefix}/#"),
-                "topic read sensor/#".into(),
-                "topic read homeassistant/#".into(),
-                "topic write homeassistant/status".into(),
+                write(REC_COMMAND),
+                read(&all),
+                read(SENSOR_FILTER),
+                read(&format!("{HA_PREFIX}/#")),
+                write(&format!("{HA_PREFIX}/status")),
             ],
         };
         for line in lines {

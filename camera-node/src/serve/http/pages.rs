@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+use shared::messages::PushStatus;
 
 use super::Shared;
 use fanout::{HubFigures, Protocol};
@@ -213,7 +214,7 @@ fn push_metrics(out: &mut String, cameras: &[std::sync::Arc<crate::cameras::Entr
             "push_recording",
             "gauge",
             "1 while the push is recording on the server.",
-            |p| u64::from(p.state == "recording"),
+            |p| u64::from(p.state == PushStatus::Recording),
         ),
     ];
     for (name, kind, help, value) in series {

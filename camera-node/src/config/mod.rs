@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use serde::Deserialize;
-use shared::broker::{BrokerUrl, DEFAULT_BROKER};
+use shared::config::{Common, CommonKeys};
 use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
 use crate::source::{CaptureSettings, Output, SourceSpec};
+
+mod cli;
+
+pub use cli::Cli;
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/camfleet/node.toml";
@@ -25,126 +28,6 @@ pub const DEFAULT_CPU_TEMP_PATH: &str = "/sys/class/thermal/thermal_zone0/temp";
 /// limit: a Pi 4's gigabit Ethernet carries about 40 1080p30 MJPEG streams
 /// (about 23 Mbit/s each), many more at 720p or lower rates.
 pub const DEFAULT_MAX_VIEWERS: usize = 64;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "camera-node",
-    version,
-    about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT",
-    long_about = "Streams a Raspberry Pi camera to camfleet viewers and announces it on MQTT.\n\n\
-        Runs rpicam-vid (or libcamera-vid), splits its MJPEG output into frames and serves \
-        them over the camfleet TCP frame protocol (port 8000 for cam0, +1 per further camera), \
-        RTSP (rtsp://<host>:8554/<camera>) and HTTP (http://<host>:8080/: live page, MJPEG, \
-        snapshots, a JSON API, /metrics, /healthz). Announces itself on the broker (camfleet/node/<id>/status, /info) and answers \
-        command/getIP.\n\nEvery flag can also be set in the config file or as CAMFLEET_<FLAG> \
-        in the environment; flags win.",
-    after_help = "Examples:\n  camera-node --broker mqtt://192.168.1.10:1883\n  \
-        camera-node --source test --width 640 --height 480\n  \
-        camera-node --source 'cmd:ffmpeg -f v4l2 -i /dev/video0 -f mjpeg -' --node-id usbcam"
-)]
-pub struct Cli {
-    /// TOML config file [default: /etc/camfleet/node.toml when it exists]
-    #[arg(long, env = "CAMFLEET_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// MQTT broker: mqtt://[user:pass@]host[:port] or mqtts://... [default: mqtt://127.0.0.1:1883]
-    #[arg(long, env = "CAMFLEET_BROKER", value_name = "URL")]
-    pub broker: Option<String>,
-    /// CA certificates (PEM) for an mqtts:// broker [default: the system's]
-    #[arg(long, env = "CAMFLEET_CA_FILE", value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// Node id in topics and NodeInfo [default: the host name]
-    #[arg(long, env = "CAMFLEET_NODE_ID", value_name = "ID")]
-    pub node_id: Option<String>,
-    /// Camera source: rpicam, test, cmd:<command line> or file:<path> [default: rpicam]
-    #[arg(long, env = "CAMFLEET_SOURCE", value_name = "SPEC")]
-    pub source: Option<String>,
-    /// Frame width in pixels [default: 1280]
-    #[arg(long, env = "CAMFLEET_WIDTH", value_name = "W")]
-    pub width: Option<u32>,
-    /// Frame height in pixels [default: 720]
-    #[arg(long, env = "CAMFLEET_HEIGHT", value_name = "H")]
-    pub height: Option<u32>,
-    /// Frames per second [default: 30]
-    #[arg(long, env = "CAMFLEET_FPS", value_name = "F")]
-    pub fps: Option<u32>,
-    /// JPEG quality 1-100 [default: 80]
-    #[arg(long, env = "CAMFLEET_QUALITY", value_name = "Q")]
-    pub quality: Option<u8>,
-    /// TCP frame protocol port of cam0, +1 per further camera; 0 = any free port [default: 8000]
-    #[arg(long, env = "CAMFLEET_TCP_PORT", value_name = "P")]
-    pub tcp_port: Option<u16>,
-    /// RTSP port (rtsp://host:P/<camera>); 0 = any free port [default: 8554]
-    #[arg(long, env = "CAMFLEET_RTSP_PORT", value_name = "P")]
-    pub rtsp_port: Option<u16>,
-    /// HTTP port (index page, MJPEG, snapshots, API, metrics); 0 = any free port [default: 8080]
-    #[arg(long, env = "CAMFLEET_HTTP_PORT", value_name = "P")]
-    pub http_port: Option<u16>,
-    /// Address to listen on [default: 0.0.0.0]
-    #[arg(long, env = "CAMFLEET_BIND", value_name = "ADDR")]
-    pub bind: Option<IpAddr>,
-    /// Host or address viewers should use, when the node's own addresses are not reachable
-    #[arg(long, env = "CAMFLEET_ADVERTISE_HOST", value_name = "HOST")]
-    pub advertise_host: Option<String>,
-    /// Viewers per camera at most (every protocol together); more are
-    /// refused. Size it by the uplink: docs/protocol.md [default: 64]
-    #[arg(long, env = "CAMFLEET_MAX_VIEWERS", value_name = "N")]
-    pub max_viewers: Option<usize>,
-    /// Restart a camera that sent no frame for this long [default: 5]
-    #[arg(long, env = "CAMFLEET_WATCHDOG_SECONDS", value_name = "S")]
-    pub watchdog_seconds: Option<f64>,
-    /// Relaying: viewers started with --relay pass each camera on to each
-    /// other in groups of at most N, planned by this node; the node then
-    /// feeds a few of them whatever the audience. 0 turns it off [default: 0]
-    #[arg(long, env = "CAMFLEET_RELAY_MAX_MEMBER", value_name = "N")]
-    pub relay_max_member: Option<usize>,
-    /// Shape of the relay plan: chain (groups of N, each head feeding the
-    /// next) or tree (an N-ary tree, shallower for large audiences) [default: chain]
-    #[arg(long, env = "CAMFLEET_RELAY_TOPOLOGY", value_name = "chain|tree")]
-    pub relay_topology: Option<Topology>,
-    /// Prefix of the node's topics [default: camfleet]
-    #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
-    pub topic_prefix: Option<String>,
-    /// Do not publish sensor/<node_id>/cpu_temp
-    #[arg(long, env = "CAMFLEET_NO_CPU_TEMP")]
-    pub no_cpu_temp: bool,
-    /// Where cameras added over the API and every camera's stopped/started
-    /// state are kept (cameras.json) [default: $STATE_DIRECTORY, which
-    /// systemd sets; else nothing is kept]
-    #[arg(long, env = "CAMFLEET_STATE_DIR", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Token the camera API's write calls must carry (Authorization:
-    /// Bearer TOKEN, or X-Camfleet-Token: TOKEN)
-    #[arg(
-        long,
-        env = "CAMFLEET_API_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub api_token: Option<String>,
-    /// Let the camera API add cmd: and file: sources (they run any program
-    /// or read any file the node can; off by default)
-    #[arg(long, env = "CAMFLEET_API_ALLOW_COMMANDS")]
-    pub api_allow_commands: bool,
-    /// Serve HTTP (page, MJPEG, API) over TLS with this certificate chain (PEM); with --tls-key
-    #[arg(
-        long,
-        env = "CAMFLEET_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM)
-    #[arg(
-        long,
-        env = "CAMFLEET_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub tls_key: Option<PathBuf>,
-    /// Check the configuration, print the settings in effect and exit
-    #[arg(long)]
-    pub check_config: bool,
-}
 
 /// The config file. Unknown keys are an error, so a typo never goes unnoticed.
 #[derive(Debug, Default, Deserialize)]
@@ -311,30 +194,26 @@ impl NodeConfig {
         Self::merge(cli, file)
     }
 
-    pub fn merge(cli: Cli, file: FileConfig) -> Result<Self> {
+    pub fn merge(cli: Cli, mut file: FileConfig) -> Result<Self> {
         // `cli` is lent to merge_cameras below: its strings are cloned, not moved.
-        let node_id = match cli.node_id.clone().or(file.node_id) {
-            Some(id) => id,
-            None => nix::unistd::gethostname()
-                .context("no --node-id given and the host name cannot be read")?
-                .to_string_lossy()
-                .into_owned(),
+        let flags = CommonKeys {
+            broker: cli.broker.clone(),
+            ca_file: cli.ca_file.clone(),
+            id: cli.node_id.clone(),
+            topic_prefix: cli.topic_prefix.clone(),
+            tls_cert: cli.tls_cert.clone(),
+            tls_key: cli.tls_key.clone(),
         };
-        check_id("node_id", &node_id)?;
-        let broker_text = cli
-            .broker
-            .clone()
-            .or(file.broker)
-            .unwrap_or_else(|| DEFAULT_BROKER.to_owned());
-        let broker: BrokerUrl = broker_text.parse().context("broker")?;
-        let topic_prefix = cli
-            .topic_prefix
-            .clone()
-            .or(file.topic_prefix)
-            .unwrap_or_else(|| "camfleet".into());
-        if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) {
-            bail!("topic_prefix: {topic_prefix:?} must be non-empty and hold no MQTT wildcard");
-        }
+        let from_file = CommonKeys {
+            broker: file.broker.take(),
+            ca_file: file.ca_file.take(),
+            id: file.node_id.take(),
+            topic_prefix: file.topic_prefix.take(),
+            tls_cert: file.tls_cert.take(),
+            tls_key: file.tls_key.take(),
+        };
+        let common = Common::merge(flags, from_file, "node_id", "camera-node")?;
+        let node_id = common.id;
         let max_viewers = cli
             .max_viewers
             .or(file.max_viewers)
@@ -382,14 +261,14 @@ impl NodeConfig {
         }
         Ok(NodeConfig {
             mqtt: MqttSettings {
-                broker,
+                broker: common.broker,
                 client_id: format!("camfleet-node-{node_id}"),
-                ca_file: cli.ca_file.or(file.ca_file),
+                ca_file: common.ca_file,
                 persistent: false,
                 keep_alive: None,
             },
             node_id,
-            topic_prefix,
+            topic_prefix: common.topic_prefix,
             bind: cli
                 .bind
                 .or(file.bind)
@@ -419,11 +298,7 @@ impl NodeConfig {
                 token => token,
             },
             api_allow_commands: cli.api_allow_commands || file.api_allow_commands.unwrap_or(false),
-            tls: match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
-                (Some(cert), Some(key)) => Some((cert, key)),
-                (None, None) => None,
-                _ => bail!("tls_cert and tls_key go together"),
-            },
+            tls: common.tls,
         })
     }
 }
@@ -517,16 +392,9 @@ fn read_file(path: &Path) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
+/// The fleet's one id rule ([`shared::config::check_id`]).
 pub fn check_id(key: &str, id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        bail!("{key}: {id:?} must be 1 to 64 letters, digits, '-', '_' or '.'");
-    }
-    Ok(())
+    Ok(shared::config::check_id(key, id)?)
 }
 
 pub fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
@@ -539,6 +407,49 @@ pub fn check_range(key: &str, value: u32, min: u32, max: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// DESIGN.md: every flag but `--check-config` and `--version` has a
+    /// config-file key (its long name with `_`) and a `CAMFLEET_<FLAG>`
+    /// variable. `--config` names the file, so it has no key.
+    #[test]
+    fn every_flag_has_a_config_key_and_a_variable() {
+        use clap::CommandFactory;
+        // Keys named otherwise than their flag: `cpu_temp = false` reads
+        // better than a double negative.
+        let renamed = [("no-cpu-temp", "cpu_temp")];
+        let mut checked = 0;
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version" | "check-config") {
+                continue;
+            }
+            let variable = format!("CAMFLEET_{}", long.replace('-', "_").to_uppercase());
+            assert_eq!(
+                arg.get_env().and_then(|v| v.to_str()),
+                Some(variable.as_str()),
+                "--{long} needs env = \"{variable}\""
+            );
+            checked += 1;
+            if long == "config" {
+                continue;
+            }
+            let key = renamed
+                .iter()
+                .find(|(flag, _)| *flag == long)
+                .map_or_else(|| long.replace('-', "_"), |(_, key)| (*key).to_owned());
+            // A wrong type is fine here: only an unknown key is not.
+            let error = toml::from_str::<FileConfig>(&format!("{key} = []"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                !error.contains("unknown field"),
+                "--{long} has no config key {key}: {error}"
+            );
+        }
+        assert!(checked > 20, "only {checked} flags walked");
+    }
 
     /// clap's own checks of the flags (names used twice, a global flag and
     /// a subcommand's of the same name): a panic here, not at a user's run.
