@@ -51,7 +51,7 @@ impl Camera {
     /// hub is disabled (the HTTP control API) and starts again when enabled.
     pub async fn run(self, cancel: CancellationToken) {
         let mut enabled = self.hub.watch_enabled();
-        let mut backoff = Backoff::standard();
+        let mut backoff = Backoff::standard().jittered();
         self.status.set_secrets(self.config.source.secrets());
         while !cancel.is_cancelled() {
             if !*enabled.borrow_and_update() {
@@ -98,7 +98,7 @@ impl Camera {
                 backoff.reset();
                 continue;
             }
-            let delay = jitter(backoff.next_delay());
+            let delay = backoff.next_delay();
             self.status
                 .run_ended(&format!("{error:#}"), Some(&format!("{error:#}")), true);
             self.hub.count_restart();
@@ -222,18 +222,6 @@ impl Interrupt {
             Interrupt::Restart => "restarted through the API",
         }
     }
-}
-
-/// `delay` give or take a fifth, so cameras that failed together (a
-/// network outage) do not all come back in the same instant.
-fn jitter(delay: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    // A cheap spread in [0.8, 1.2): the clock's low bits are noise enough.
-    let factor = 0.8 + f64::from(nanos % 4096) / 4096.0 * 0.4;
-    delay.mul_f64(factor)
 }
 
 /// How long a camera has been silent while the node was running. A node
