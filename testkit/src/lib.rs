@@ -37,6 +37,7 @@ mod broker;
 pub mod browser;
 mod client;
 pub mod demo;
+pub mod flags;
 mod node;
 pub mod rtmp;
 pub mod viewers;

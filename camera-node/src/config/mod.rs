@@ -409,45 +409,18 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    /// DESIGN.md: every flag but `--check-config` and `--version` has a
-    /// config-file key (its long name with `_`) and a `CAMFLEET_<FLAG>`
-    /// variable. `--config` names the file, so it has no key.
+    /// DESIGN.md: every flag has a config key and a `CAMFLEET_<FLAG>`
+    /// variable (`--config` no key; the exceptions named below).
     #[test]
     fn every_flag_has_a_config_key_and_a_variable() {
         use clap::CommandFactory;
-        // Keys named otherwise than their flag: `cpu_temp = false` reads
-        // better than a double negative.
-        let renamed = [("no-cpu-temp", "cpu_temp")];
-        let mut checked = 0;
-        for arg in Cli::command().get_arguments() {
-            let Some(long) = arg.get_long() else { continue };
-            if matches!(long, "help" | "version" | "check-config") {
-                continue;
-            }
-            let variable = format!("CAMFLEET_{}", long.replace('-', "_").to_uppercase());
-            assert_eq!(
-                arg.get_env().and_then(|v| v.to_str()),
-                Some(variable.as_str()),
-                "--{long} needs env = \"{variable}\""
-            );
-            checked += 1;
-            if long == "config" {
-                continue;
-            }
-            let key = renamed
-                .iter()
-                .find(|(flag, _)| *flag == long)
-                .map_or_else(|| long.replace('-', "_"), |(_, key)| (*key).to_owned());
-            // A wrong type is fine here: only an unknown key is not.
-            let error = toml::from_str::<FileConfig>(&format!("{key} = []"))
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                !error.contains("unknown field"),
-                "--{long} has no config key {key}: {error}"
-            );
-        }
+        use testkit::flags::{assert_every_flag_has_a_key_and_a_variable, unknown_key};
+        let checked = assert_every_flag_has_a_key_and_a_variable(
+            &Cli::command(),
+            &["check-config"],
+            &[("no-cpu-temp", "cpu_temp")],
+            unknown_key::<FileConfig>,
+        );
         assert!(checked > 20, "only {checked} flags walked");
     }
 
