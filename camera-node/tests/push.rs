@@ -222,11 +222,15 @@ impl GstServer {
         GstServer { child, out }
     }
 
+    /// The JPEGs written so far. multifilesink writes each through a
+    /// temporary file renamed into place (g_file_set_contents): only the
+    /// `.jpg` names are whole frames, the rest come and go.
     fn frames(&self) -> Vec<Vec<u8>> {
         let mut files: Vec<_> = std::fs::read_dir(&self.out.0)
             .unwrap()
             .flatten()
             .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
             .collect();
         files.sort();
         files.iter().map(|f| std::fs::read(f).unwrap()).collect()
