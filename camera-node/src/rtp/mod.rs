@@ -9,9 +9,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shared::time::NTP_UNIX_OFFSET_S;
-
 use bytes::Bytes;
+use shared::time::NTP_UNIX_OFFSET_S;
 
 use self::jpeg::JpegScan;
 

@@ -27,7 +27,7 @@ use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use shared::time::now_us;
+use shared::time::now_us;
 
 use crate::node_http::{self, NodeHttp};
 

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::clock::{now_us, NodeClock};
+use shared::time::now_us;
+
+use super::clock::NodeClock;
 
 /// A frame stamped later than its arrival by more than this (plus the
 /// offset) means the node's clock moved forward; one stamped earlier by
