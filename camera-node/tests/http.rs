@@ -316,3 +316,48 @@ fn passwords_guard_http_and_rtsp_but_not_healthz_or_the_time() {
         "no warning on loopback with users"
     );
 }
+
+/// The node's own page with eight cameras: every tile draws, all over the
+/// page's one live WebSocket (a browser gives a host six connections, so
+/// one multipart stream per tile left the last cameras blank).
+#[test]
+fn the_node_page_draws_eight_cameras_over_one_socket() {
+    let broker = Broker::start();
+    let dir = TempDir::new("eight");
+    let config = dir.path("node.toml");
+    let mut text = format!(
+        "node_id = 'pi-eight'\nbroker = '{}'\nadvertise_host = '127.0.0.1'\ntcp_port = 0\nrtsp_port = 0\n\
+         http_port = 0\ncpu_temp = false\nwidth = 160\nheight = 120\nfps = 10\n",
+        broker.url()
+    );
+    for i in 0..8 {
+        text.push_str(&format!("\n[[camera]]\nid = 'cam{i}'\nsource = 'test'\n"));
+    }
+    write(&config, &text);
+    let node = Node::start(&["--config", config.to_str().unwrap()]);
+    let base = node.http_base();
+    let browser = testkit::browser::Browser::start();
+    browser.go(&format!("{base}/"));
+    let first = wait_for("all eight tiles drawing", SECS(30), || {
+        let drawn = browser.tile_frames();
+        (drawn.len() == 8 && drawn.values().all(|&n| n > 0)).then_some(drawn)
+    });
+    let names: Vec<&str> = first.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        (0..8)
+            .map(|i| format!("pi-eight/cam{i}"))
+            .collect::<Vec<_>>()
+    );
+    wait_for("every tile drawing on", SECS(10), || {
+        let drawn = browser.tile_frames();
+        drawn
+            .iter()
+            .all(|(camera, n)| *n >= first[camera] + 20)
+            .then_some(())
+    });
+    assert!(
+        node.log().contains("live WebSocket from 127.0.0.1"),
+        "the node logs the page's socket"
+    );
+}

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
+use axum::http::{header, HeaderMap};
 use axum::serve::IncomingStream;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -371,6 +372,26 @@ impl AsyncWrite for MeteredStream {
     }
 }
 
+/// Whether a request comes from the server's own pages (or from no page
+/// at all: curl sends no `Origin`): writes and WebSocket upgrades from
+/// another site's page are refused (cross-site request forgery and
+/// WebSocket hijacking). `tls`: the server's scheme is https.
+pub fn same_origin(headers: &HeaderMap, tls: bool) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let scheme = if tls { "https" } else { "http" };
+        return match (origin.to_str().ok(), host) {
+            (Some(origin), Some(host)) => origin == format!("{scheme}://{host}"),
+            _ => false,
+        };
+    }
+    // Browsers that send no Origin on a write still say where it came from.
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => true,
+    }
+}
+
 /// Serves `router` on `listener` (over TLS with `tls`), every connection
 /// metered, each request given its [`Peer`] as `ConnectInfo`, until
 /// `shutdown` completes; then stops accepting and waits for the open
@@ -390,4 +411,48 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn requests_from_other_sites_are_told_apart() {
+        let host = ("host", "cams.lan:8090");
+        assert!(same_origin(&headers(&[host]), false), "curl");
+        assert!(same_origin(
+            &headers(&[host, ("origin", "http://cams.lan:8090")]),
+            false
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "http://cams.lan:8090")]),
+            true
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "https://evil.example")]),
+            false
+        ));
+        assert!(!same_origin(&headers(&[host, ("origin", "null")]), false));
+        assert!(!same_origin(
+            &headers(&[host, ("sec-fetch-site", "cross-site")]),
+            false
+        ));
+        assert!(same_origin(
+            &headers(&[host, ("sec-fetch-site", "same-origin")]),
+            false
+        ));
+    }
 }

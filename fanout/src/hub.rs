@@ -70,6 +70,12 @@ impl Hub {
             .send_if_modified(|now| std::mem::replace(now, on) != on)
     }
 
+    /// Changes with every frame pushed: for a task that waits on several
+    /// hubs at once (a live WebSocket, [`crate::live`]).
+    pub fn watch_pushed(&self) -> watch::Receiver<u64> {
+        self.pushed.subscribe()
+    }
+
     /// Follows [`Hub::set_enabled`].
     pub fn watch_enabled(&self) -> watch::Receiver<bool> {
         self.enabled.subscribe()
@@ -290,13 +296,31 @@ impl Reader {
         if next.skipped > 0 {
             self.behind = true;
             self.idle = 0;
-            self.skipped += next.skipped;
-            if let Some(shared) = &self.named {
-                shared.store(self.skipped, Ordering::Relaxed);
-            }
-            self.hub.dropped_by[self.protocol as usize].fetch_add(next.skipped, Ordering::Relaxed);
+            self.count_skipped(next.skipped);
         }
         Some(next.frame)
+    }
+
+    /// The newest frame this reader has not had, without waiting; the ones
+    /// it jumps over are counted as drops for its protocol. For a reader
+    /// that sends a picture only when its client asks for one (a live
+    /// WebSocket's tile), for which every older frame is a backlog.
+    pub fn try_newest(&mut self) -> Option<Frame> {
+        let next = self.hub.ring().next(self.cursor, true)?;
+        self.cursor = next.cursor;
+        self.count_skipped(next.skipped);
+        Some(next.frame)
+    }
+
+    fn count_skipped(&mut self, frames: u64) {
+        if frames == 0 {
+            return;
+        }
+        self.skipped += frames;
+        if let Some(shared) = &self.named {
+            shared.store(self.skipped, Ordering::Relaxed);
+        }
+        self.hub.dropped_by[self.protocol as usize].fetch_add(frames, Ordering::Relaxed);
     }
 
     /// Starts again from the newest frame without counting what lies

@@ -18,11 +18,13 @@
 //! - [`tcp`]: the TCP frame protocol v1 server.
 //! - [`http`]: pacing multipart HTTP bodies by what the socket took; serving a router.
 //! - [`multipart`]: MJPEG for browsers, the boundary after each JPEG.
+//! - [`live`]: every tile of a page over one WebSocket.
 
 pub mod figures;
 pub mod frame;
 pub mod http;
 pub mod hub;
+pub mod live;
 pub mod multipart;
 pub mod ring;
 pub mod socket;

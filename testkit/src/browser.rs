@@ -99,6 +99,40 @@ impl Browser {
         )
     }
 
+    /// Opens a new tab, makes it the current one and loads `url` in it;
+    /// how long the load took (WebDriver waits for the page to load).
+    pub fn new_tab(&self, url: &str) -> Duration {
+        let tab = self.session_call("POST", "/window/new", Some(json!({"type": "tab"})));
+        let handle = tab["handle"].as_str().expect("a window handle").to_owned();
+        self.session_call("POST", "/window", Some(json!({ "handle": handle })));
+        let started = std::time::Instant::now();
+        self.go(url);
+        started.elapsed()
+    }
+
+    /// Throttles the session's network (DevTools network emulation, as
+    /// DevTools' own "Slow 3G" does): `bytes_per_s` each way, `latency_ms`
+    /// more per request.
+    pub fn throttle(&self, bytes_per_s: u64, latency_ms: u64) {
+        let conditions = json!({"network_conditions": {
+            "offline": false,
+            "latency": latency_ms,
+            "download_throughput": bytes_per_s,
+            "upload_throughput": bytes_per_s
+        }});
+        self.session_call("POST", "/chromium/network_conditions", Some(conditions));
+    }
+
+    /// What each `[data-camera]` tile of the page has drawn
+    /// (`data-frames`), by camera.
+    pub fn tile_frames(&self) -> std::collections::BTreeMap<String, u64> {
+        let drawn = self.run(
+            "return Object.fromEntries([...document.querySelectorAll('[data-camera]')]\
+             .map(t => [t.dataset.camera, Number(t.dataset.frames || 0)]))",
+        );
+        serde_json::from_value(drawn).expect("tiles by camera")
+    }
+
     pub fn element(&self, css: &str) -> String {
         let found = self.session_call(
             "POST",
@@ -121,6 +155,16 @@ impl Browser {
     pub fn click(&self, css: &str) {
         let id = self.element(css);
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Presses and releases one key (WebDriver's code for a special key:
+    /// `"\u{E00C}"` is Escape).
+    pub fn press(&self, key: &str) {
+        let actions = json!({"actions": [{
+            "type": "key", "id": "keyboard",
+            "actions": [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]
+        }]});
+        self.session_call("POST", "/actions", Some(actions));
     }
 
     /// Clicks the element `css` selects, `dx` pixels right of its centre

@@ -16,6 +16,7 @@
 //! - [`api`]: the node's camera API; [`rtmp`]: nginx-rtmp and an ffmpeg drone
 //! - [`viewers`]: the viewer binary, test nodes, what it records
 //! - [`demo`]: `viewer demo`; [`browser`]: headless Chromium over WebDriver
+//! - [`live`]: a live WebSocket client from the RFC alone
 //!
 //! # Where the binaries come from
 //!
@@ -38,6 +39,7 @@ pub mod browser;
 mod client;
 pub mod demo;
 pub mod flags;
+pub mod live;
 mod node;
 pub mod rtmp;
 pub mod viewers;
@@ -108,6 +110,21 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
     }
+}
+
+/// A `/proc/<pid>/status` figure of any process in KiB (`VmRSS:`, `VmHWM:`).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A process's resident memory in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
 }
 
 /// Polls `check` until it gives a value, failing after `limit`.

@@ -100,12 +100,7 @@ impl Node {
 
     /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:`).
     pub fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        crate::status_kib(self.pid(), field)
     }
 }
 

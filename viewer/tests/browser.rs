@@ -47,14 +47,12 @@ fn the_dashboard_over_https_with_a_login_in_chromium() {
 
 fn shows_the_fleet_and_records(demo: &Demo, browser: &Browser, screenshot: &str) {
     wait_for("three tiles showing pictures", SECS(30), || {
-        let loaded = browser.run(
-            "return [...document.querySelectorAll('.tile img')].filter(i => i.complete && i.naturalWidth > 0).length",
-        );
-        (loaded == 3).then_some(())
+        let drawn = browser.tile_frames();
+        (drawn.len() == 3 && drawn.values().all(|&n| n > 0)).then_some(())
     });
-    let first = browser.element_png(".tile img");
+    let first = browser.element_png(".tile canvas");
     wait_for("the first tile's picture to change", SECS(10), || {
-        (browser.element_png(".tile img") != first).then_some(())
+        (browser.element_png(".tile canvas") != first).then_some(())
     });
     let names =
         browser.run("return [...document.querySelectorAll('.tile .name')].map(e => e.textContent)");

@@ -1,5 +1,5 @@
-//! Each camera's live hub in the viewer: dashboard streams that never read
-//! hold back neither the recorder (every frame received is recorded) nor a
+//! Each camera's live hub in the viewer: dashboard streams and live
+//! WebSockets that never read hold back neither the recorder (every frame received is recorded) nor a
 //! relay child (it gets every frame), and the viewer's memory stays flat
 //! while they hang on. Real mosquitto, node, viewer and ffprobe.
 
@@ -17,15 +17,6 @@ const HOLD: Duration = Duration::from_secs(60);
 /// What the viewer's resident memory may grow by over [`HOLD`]: a hub's
 /// ring (8 MiB at most) filling once, and allocator slack.
 const RSS_SLACK_KIB: u64 = 24 * 1024;
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// One series of the viewer's `/metrics`.
 fn metric(dashboard: &str, series: &str) -> f64 {
@@ -63,6 +54,17 @@ fn stalled_dashboard_streams_delay_neither_the_recorder_nor_a_relay_child() {
     let port: u16 = relay.rsplit(':').next().unwrap().parse().unwrap();
     let stalled: Vec<TcpStream> = (0..4)
         .map(|_| stalled_stream(&dashboard, "/cameras/pi-hub/cam0/stream.mjpg"))
+        .collect();
+    // Pages that ask for the camera over the live WebSocket and never read
+    // (nor acknowledge) a frame.
+    let stalled_pages: Vec<testkit::live::LiveClient> = (0..4)
+        .map(|_| {
+            let mut page = testkit::live::upgrade(&dashboard, "/api/live", &[])
+                .socket
+                .expect("a live WebSocket");
+            page.show(&["pi-hub/cam0"]);
+            page
+        })
         .collect();
     let mut child = FrameClient::connect(port);
     let first = child.next().seq;
@@ -112,4 +114,26 @@ fn stalled_dashboard_streams_delay_neither_the_recorder_nor_a_relay_child() {
         "every frame received is recorded once, stalled readers or not"
     );
     drop(stalled);
+    // Each stalled page was cut off after the write limit (20 s) and the
+    // viewer said why.
+    for mut page in stalled_pages {
+        page.raw().set_read_timeout(Some(SECS(5))).unwrap();
+        let mut read = 0;
+        let end = loop {
+            match page.message() {
+                Ok((0x2, payload)) => read += payload.len(),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_ne!(
+            end.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a stalled page is still connected after {HOLD:?} ({read} bytes waiting)"
+        );
+    }
+    assert!(
+        viewer.log().contains("no frame acknowledged for 20 s"),
+        "the viewer says why it cut the stalled pages off"
+    );
 }

@@ -480,14 +480,7 @@ fn a_child_that_stops_reading_slows_no_other_child_and_costs_the_relay_no_memory
         retained_plan(&broker).filter(|p| p.viewers.contains_key("r1"))
     });
     let port = relay_port(&broker, "r1");
-    let rss = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", relay.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-    };
+    let rss = || rss_kib(relay.child.id());
     let mut readers: Vec<FrameClient> = (0..2).map(|_| FrameClient::connect(port)).collect();
     for r in &mut readers {
         r.next();

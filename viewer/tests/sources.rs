@@ -98,18 +98,28 @@ fn the_sources_page_adds_shows_logs_and_deletes_a_stream() {
     browser.type_into("#width", "160");
     browser.type_into("#height", "120");
     browser.click("#add button[type=submit]");
-    let card = "[data-camera='pi-src/web1']";
+    let card = "[data-card='pi-src/web1']";
     wait_for("the new stream running in the list", SECS(30), || {
         let state = browser.run(&format!(
             "const c = document.querySelector(\"{card} .state\"); return c && c.textContent"
         ));
         (state == json!("running")).then_some(())
     });
-    wait_for("its live tile showing a picture", SECS(30), || {
-        let size = browser.run(&format!(
-            "const i = document.querySelector(\"{card} img\"); return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null"
-        ));
-        (size == json!([160, 120])).then_some(())
+    // Its live tile, drawn over the page's live WebSocket, keeps drawing
+    // across the page's refreshes.
+    let tile = "[data-camera='pi-src/web1']";
+    let drawn = || {
+        browser.run(&format!(
+            "const t = document.querySelector(\"{tile}\"); const c = t && t.querySelector('canvas'); \
+             return t ? [c.width, c.height, Number(t.dataset.frames || 0)] : null"
+        ))
+    };
+    let first = wait_for("its live tile showing a picture", SECS(30), || {
+        let now = drawn();
+        (now[0] == 160 && now[1] == 120 && now[2].as_u64()? > 0).then(|| now[2].as_u64().unwrap())
+    });
+    wait_for("the tile drawing on after two refreshes", SECS(20), || {
+        (drawn()[2].as_u64()? > first + 40).then_some(())
     });
     browser.click(&format!("{card} button.logs"));
     wait_for("its log open", SECS(10), || {

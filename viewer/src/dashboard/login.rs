@@ -40,7 +40,7 @@ const FAILED_LOGIN_DELAY: Duration = Duration::from_secs(1);
 pub struct Access {
     users: Vec<User>,
     sessions: Mutex<HashMap<String, Session>>,
-    tls: bool,
+    pub tls: bool,
 }
 
 #[derive(Debug)]
@@ -163,31 +163,13 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((name.to_owned(), password.to_owned()))
 }
 
-/// Whether a write comes from the dashboard's own pages (or from no page
-/// at all: curl sends no `Origin`).
-fn same_origin(headers: &HeaderMap, tls: bool) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let scheme = if tls { "https" } else { "http" };
-        return match (origin.to_str().ok(), host) {
-            (Some(origin), Some(host)) => origin == format!("{scheme}://{host}"),
-            _ => false,
-        };
-    }
-    // Browsers that send no Origin on a write still say where it came from.
-    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        Some(site) => site == "same-origin" || site == "none",
-        None => true,
-    }
-}
-
 /// Every request passes here: cross-origin writes are refused; with
 /// users, a request without a login gets the login page (a browser) or
 /// 401 (anything else).
 pub async fn guard(State(d): State<Arc<Dashboard>>, request: Request, next: Next) -> Response {
     let access = &d.access;
     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !safe && !same_origin(request.headers(), access.tls) {
+    if !safe && !fanout::http::same_origin(request.headers(), access.tls) {
         tracing::warn!(
             "dashboard: refused a cross-origin {} {} (Origin {:?})",
             request.method(),
@@ -342,33 +324,6 @@ mod tests {
             );
         }
         h
-    }
-
-    #[test]
-    fn writes_from_other_sites_are_told_apart() {
-        let host = ("host", "cams.lan:8090");
-        assert!(same_origin(&headers(&[host]), false), "curl");
-        assert!(same_origin(
-            &headers(&[host, ("origin", "http://cams.lan:8090")]),
-            false
-        ));
-        assert!(!same_origin(
-            &headers(&[host, ("origin", "http://cams.lan:8090")]),
-            true
-        ));
-        assert!(!same_origin(
-            &headers(&[host, ("origin", "https://evil.example")]),
-            false
-        ));
-        assert!(!same_origin(&headers(&[host, ("origin", "null")]), false));
-        assert!(!same_origin(
-            &headers(&[host, ("sec-fetch-site", "cross-site")]),
-            false
-        ));
-        assert!(same_origin(
-            &headers(&[host, ("sec-fetch-site", "same-origin")]),
-            false
-        ));
     }
 
     #[test]

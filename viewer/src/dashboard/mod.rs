@@ -16,10 +16,11 @@ mod sources;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -40,6 +41,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ViewerConfig;
 use crate::link::live::Live;
 use metrics::Metrics;
+
+/// The dashboard's page, with the live tiles' script inline.
+static INDEX: LazyLock<String> = LazyLock::new(|| with_live_tiles(include_str!("index.html")));
+
+/// `page` with the live tiles' script where it has [`fanout::live::SCRIPT_MARK`].
+pub fn with_live_tiles(page: &str) -> String {
+    page.replace(
+        fanout::live::SCRIPT_MARK,
+        &fanout::live::script_tag("/api/live"),
+    )
+}
 
 /// How often the page gets the state.
 const EVENT_EVERY: Duration = Duration::from_secs(1);
@@ -162,12 +174,13 @@ pub async fn run(
 
 pub fn router(dashboard: Arc<Dashboard>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/", get(|| async { Html(INDEX.as_str()) }))
         .route("/events", get(events))
         .route("/api/state", get(state))
         .route("/metrics", get(metrics))
         .route("/api/rec", post(record))
         .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
+        .route("/api/live", get(live))
         .route("/recordings/{*path}", get(files::download))
         .merge(sources::routes())
         .route(
@@ -381,6 +394,30 @@ async fn stream(
     let reader = live.hub.add_local_reader(Protocol::Http);
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
     MjpegStream::from_reader(reader, peer.as_ref(), live.gone.clone()).into_response()
+}
+
+/// Every tile of a page over one WebSocket (docs/protocol.md, "The live
+/// WebSocket"); the login guard has run, and a page of another site is
+/// refused (WebSocket hijacking).
+async fn live(
+    State(d): Shared,
+    headers: axum::http::HeaderMap,
+    peer: Option<Extension<ConnectInfo<Peer>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    if !fanout::http::same_origin(&headers, d.access.tls) {
+        tracing::warn!(
+            "dashboard: refused a live WebSocket from {} for another site's page (Origin {:?})",
+            peer.as_ref()
+                .map(|p| p.addr.to_string())
+                .unwrap_or_default(),
+            headers.get(header::ORIGIN)
+        );
+        return error(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
+    }
+    let cameras: Arc<dyn fanout::live::Cameras> = Arc::clone(&d.live) as _;
+    fanout::live::upgrade(ws, cameras, peer, d.closing.clone())
 }
 
 /// A dashboard reachable from the network without users (or with users

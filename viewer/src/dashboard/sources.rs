@@ -26,12 +26,13 @@ const CALL_LIMIT: Duration = Duration::from_secs(10);
 /// Largest body passed on to a node.
 const BODY_LIMIT: usize = 16 * 1024;
 
+/// The Sources page, with the live tiles' script inline.
+static PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| super::with_live_tiles(include_str!("sources.html")));
+
 pub fn routes() -> Router<Arc<Dashboard>> {
     Router::new()
-        .route(
-            "/sources",
-            get(|| async { Html(include_str!("sources.html")) }),
-        )
+        .route("/sources", get(|| async { Html(PAGE.as_str()) }))
         .route("/api/sources", get(list))
         .route("/api/sources/{node}/cameras", post(add))
         .route(

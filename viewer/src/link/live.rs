@@ -145,6 +145,18 @@ impl Live {
     }
 }
 
+/// The dashboard's live WebSocket shows any camera by `node/camera`; its
+/// readers take no viewer slot (like the dashboard's MJPEG tiles).
+impl fanout::live::Cameras for Live {
+    fn hub(&self, key: &str) -> Option<Arc<Hub>> {
+        self.get(key).map(|camera| Arc::clone(&camera.hub))
+    }
+
+    fn reader(&self, hub: &Arc<Hub>) -> Result<fanout::Reader, String> {
+        Ok(hub.add_local_reader(fanout::Protocol::Http))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

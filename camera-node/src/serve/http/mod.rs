@@ -16,6 +16,7 @@ mod status;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -42,6 +43,8 @@ pub struct HttpServer {
     /// What the camera API's write calls must carry, when set.
     pub api_token: Option<String>,
     pub max_viewers: usize,
+    /// Served over HTTPS (a page's `Origin` says https).
+    pub tls: bool,
     /// Stops the server and ends the endless MJPEG bodies.
     pub closing: CancellationToken,
 }
@@ -65,6 +68,7 @@ pub fn router(server: Arc<HttpServer>) -> Router {
         .route("/", get(pages::index))
         .route("/cameras/{id}/stream.mjpg", get(stream))
         .route("/cameras/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/v1/live", get(live))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/stream", get(stream_urls))
         .route("/api/v1/relay", get(relay_plans))
@@ -197,6 +201,54 @@ async fn stream(
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
     // Ends with the node's shutdown or the camera's removal.
     MjpegStream::from_reader(reader, peer.as_ref(), entry.stop.clone()).into_response()
+}
+
+/// Every camera of the node's page over one WebSocket (docs/protocol.md,
+/// "The live WebSocket"). Each camera shown takes a viewer slot, as a
+/// stream would; another site's page is refused (WebSocket hijacking).
+async fn live(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    peer: Option<Extension<ConnectInfo<Peer>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    if !fanout::http::same_origin(&headers, s.tls) {
+        tracing::warn!(
+            "HTTP: refused a live WebSocket from {} for another site's page (Origin {:?})",
+            peer.as_ref()
+                .map(|p| p.addr.to_string())
+                .unwrap_or_default(),
+            headers.get(header::ORIGIN)
+        );
+        return error(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
+    }
+    let cameras = Arc::new(LiveCameras {
+        server: Arc::clone(&s),
+        node_prefix: format!("{}/", s.node.info().node_id),
+    });
+    fanout::live::upgrade(ws, cameras, peer, s.closing.clone())
+}
+
+/// The node's cameras for its live WebSocket, by id or `node/id`.
+struct LiveCameras {
+    server: Arc<HttpServer>,
+    node_prefix: String,
+}
+
+impl fanout::live::Cameras for LiveCameras {
+    fn hub(&self, key: &str) -> Option<Arc<fanout::Hub>> {
+        let id = key.strip_prefix(&self.node_prefix).unwrap_or(key);
+        self.server.node.hub(id)
+    }
+
+    fn reader(&self, hub: &Arc<fanout::Hub>) -> Result<fanout::Reader, String> {
+        let max = self.server.max_viewers;
+        hub.add_viewer(max, Protocol::Http).ok_or_else(|| {
+            tracing::warn!(camera = %hub.camera_id(), "refusing a live WebSocket viewer: {max} viewers already connected (max_viewers)");
+            format!("camera {} has {max} viewers already", hub.camera_id())
+        })
+    }
 }
 
 #[derive(Deserialize)]

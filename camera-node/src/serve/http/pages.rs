@@ -11,7 +11,8 @@ use shared::messages::PushStatus;
 use super::Shared;
 use fanout::{HubFigures, Protocol};
 
-/// Every camera live, with its links; plain HTML that reads on a phone.
+/// Every camera live (all over one WebSocket, `fanout::live`), with its
+/// links; plain HTML that reads on a phone.
 pub async fn index(State(s): Shared) -> Html<String> {
     let info = s.node.info();
     let mut tiles = String::new();
@@ -21,12 +22,13 @@ pub async fn index(State(s): Shared) -> Html<String> {
         let rtsp = cam.rtsp.as_deref().map(escape).unwrap_or_default();
         let _ = write!(
             tiles,
-            r#"<figure><img src="cameras/{id}/stream.mjpg" alt="{id} live" width="{w}" height="{h}">
+            r#"<figure data-camera="{node}/{id}"><canvas width="{w}" height="{h}" title="{id} live: click to enlarge, Escape to go back"></canvas><span class="live-info"></span>
 <figcaption><b>{id}</b>{state} {w}x{h} @ {fps} fps · <a href="cameras/{id}/snapshot.jpg">snapshot</a> · <a href="cameras/{id}/stream.mjpg">MJPEG</a> · <code>{rtsp}</code></figcaption></figure>
 "#,
             w = cam.width,
             h = cam.height,
             fps = cam.fps,
+            node = escape(&info.node_id),
         );
     }
     Html(format!(
@@ -34,15 +36,17 @@ pub async fn index(State(s): Shared) -> Html<String> {
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>camfleet {node}</title>
+<link rel="icon" href="data:,">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1rem; background: #111; color: #eee; }}
 a {{ color: #8cf; }} code {{ font-size: .85em; }}
-main {{ display: grid; gap: 1rem; grid-template-columns: repeat(auto-fit, minmax(min(100%, 420px), 1fr)); }}
-figure {{ margin: 0; }} img {{ width: 100%; height: auto; background: #000; }}
+main {{ display: grid; gap: .6rem; }}
+figure {{ margin: 0; }}
 </style></head>
 <body><h1>{node}</h1>
-<main>
+<main data-live-grid>
 {tiles}</main>
+{live}
 <section id="relay"></section>
 <script>
 // The relay tree of each camera, live: who takes it from whom.
@@ -82,6 +86,7 @@ relay(); setInterval(relay, 2000);
 "#,
         node = escape(&info.node_id),
         version = escape(&info.version),
+        live = fanout::live::script_tag("api/v1/live"),
     ))
 }
 
