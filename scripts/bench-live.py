@@ -114,9 +114,22 @@ def measure(mode, cams, secs, work, clip):
                      lambda: len(chrome.run(TILES)) == cams and all(
                          f > 0 for f, _ in chrome.run(TILES).values()), 30)
             else:
+                # The page from a server of its own on loopback, as the
+                # dashboard's tiles were (a data: page may not load
+                # loopback images).
                 imgs = "".join(f'<img width=320 src="{dash}/cameras/bench-{i}/cam0/stream.mjpg">'
                                for i in range(1, cams + 1))
-                chrome.go("data:text/html," + imgs)
+                os.makedirs(f"{work}/page", exist_ok=True)
+                with open(f"{work}/page/index.html", "w") as f:
+                    f.write(f"<!doctype html><title>tiles</title>{imgs}")
+                pport = free_port()
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "http.server", str(pport), "--bind", "127.0.0.1",
+                     "--directory", f"{work}/page"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                wait("the page server", lambda: urllib.request.urlopen(
+                    f"http://127.0.0.1:{pport}/", timeout=2).status == 200)
+                chrome.go(f"http://127.0.0.1:{pport}/")
                 wait("every image loaded", lambda: chrome.run(
                     "return [...document.images].every(i => i.naturalWidth > 0)"), 30)
             time.sleep(3)  # settle: tiles drawing at their rate

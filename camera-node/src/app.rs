@@ -134,6 +134,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         api_token: config.api_token.clone(),
         max_viewers: config.max_viewers,
         tls: tls.is_some(),
+        throttle: Default::default(),
         closing: servers_stop.clone(),
     };
     let task = http::run(http_listener, tls, Arc::new(web));

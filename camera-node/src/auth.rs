@@ -50,13 +50,7 @@ impl Users {
     }
 
     fn allows_basic(&self, encoded: &str) -> bool {
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
-            return false;
-        };
-        let Some((name, password)) = std::str::from_utf8(&decoded)
-            .ok()
-            .and_then(|s| s.split_once(':'))
-        else {
+        let Some((name, password)) = basic_pair(encoded) else {
             return false;
         };
         self.0
@@ -94,6 +88,27 @@ impl Users {
 }
 
 /// `key="value", key=value` pairs of a digest header.
+/// A Basic credential's name and password.
+fn basic_pair(encoded: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (name, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+/// The user name of an `Authorization` header (Basic, or Digest's
+/// `username`), for the log; never the password.
+pub fn basic_name(authorization: Option<&str>) -> Option<String> {
+    let (scheme, rest) = authorization?.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("basic") {
+        return basic_pair(rest).map(|(name, _)| name);
+    }
+    digest_fields(rest)
+        .into_iter()
+        .find_map(|(k, v)| (k == "username").then_some(v))
+}
+
 pub(crate) fn digest_fields(params: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = params.trim();

@@ -244,8 +244,21 @@ fn passwords_guard_http_and_rtsp_but_not_healthz_or_the_time() {
 
     let open = curl(&[&format!("{base}/api/v1/status")]);
     assert_eq!(open.status, 401);
+    // A wrong password is answered after the failure delay and logged
+    // with the peer and the name, never the password.
+    let asked = std::time::Instant::now();
     let wrong = curl(&["-u", "alice:guess", &format!("{base}/api/v1/status")]);
     assert_eq!(wrong.status, 401);
+    assert!(
+        asked.elapsed() >= SECS(1),
+        "answered in {:?}",
+        asked.elapsed()
+    );
+    node.wait_log(
+        "wrong password or token as \"alice\" from 127.0.0.1:",
+        SECS(5),
+    );
+    assert!(!node.log().contains("guess"), "no password in the log");
     let right = curl(&["-u", "alice:pa55", &format!("{base}/api/v1/status")]);
     assert_eq!(right.status, 200);
     assert_eq!(
@@ -360,4 +373,47 @@ fn the_node_page_draws_eight_cameras_over_one_socket() {
         node.log().contains("live WebSocket from 127.0.0.1"),
         "the node logs the page's socket"
     );
+}
+
+/// A wrong API token costs the failure delay and a log line, like a
+/// wrong password, even on a node without users; the right one is not
+/// delayed.
+#[test]
+fn a_wrong_api_token_waits_and_is_logged() {
+    let broker = Broker::start();
+    let node = Node::start(
+        &[
+            node_args(&broker.url(), "token-test", "test"),
+            vec!["--api-token", "s3cret-token-16-chars", "--bind", "127.0.0.1"],
+            words("--width 160 --height 120 --fps 5"),
+        ]
+        .concat(),
+    );
+    let base = node.http_base();
+    let call = |token: &str| {
+        let asked = std::time::Instant::now();
+        let reply = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"camera":"cam0","action":"start"}"#,
+            &format!("{base}/api/v1/control"),
+        ]);
+        (reply.status, asked.elapsed())
+    };
+    let (status, took) = call("guessed-token");
+    assert_eq!(status, 401);
+    assert!(took >= SECS(1), "a wrong token answered in {took:?}");
+    node.wait_log(
+        "wrong password or token as the API token from 127.0.0.1:",
+        SECS(5),
+    );
+    assert!(!node.log().contains("guessed-token"), "no token in the log");
+    let (status, took) = call("s3cret-token-16-chars");
+    assert_eq!(status, 200);
+    assert!(took < SECS(1), "the right token waited {took:?}");
 }

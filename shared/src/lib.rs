@@ -15,9 +15,11 @@
 //! - [`states`]: the states the payloads carry as words, as enums.
 //! - [`time`]: the wall clock in microseconds, and the NTP epoch.
 //! - [`backoff`]: the retry delay every long-lived peer uses.
+//! - [`auth_throttle`]: what a failed password, cookie or token costs.
 //! - [`process`]: logging and the two-stage shutdown signal of both binaries.
 //! - [`error`]: the error enums callers match on.
 
+pub mod auth_throttle;
 pub mod backoff;
 pub mod broker;
 pub mod config;

@@ -4,7 +4,7 @@
 //! the login form sets; a write from another site is refused; a dashboard
 //! on the network without users warns at start.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use testkit::demo::{Demo, USER};
 use testkit::viewers::*;
@@ -164,7 +164,7 @@ fn every_page_wants_a_login_and_writes_from_other_sites_are_refused() {
     assert!(header(&failed.text(), "location")
         .unwrap()
         .starts_with("/login?failed=1"));
-    assert!(demo.log().contains("failed login as \"alice\""));
+    assert!(demo.log().contains("failed login (form) as \"alice\""));
     assert!(!demo.log().contains("guess"), "no password in the log");
 
     // Logging out ends the session.
@@ -198,4 +198,101 @@ fn a_dashboard_on_the_network_without_users_warns_and_still_refuses_cross_site_w
     let state = curl(&[&format!("http://127.0.0.1:{port}/api/state")]);
     assert_eq!(state.status, 200, "open without users");
     assert!(state.json()["recording"].is_null() || state.json()["recording"]["state"] == "idle");
+}
+
+/// Every failed authentication, whatever the scheme, costs the failure
+/// delay and one log line; parallel guesses from one address wait in line
+/// (and cost more after ten), while a user at another address logs in at
+/// once.
+#[test]
+fn failed_logins_cost_the_same_whatever_the_scheme_and_guessers_wait_in_line() {
+    let demo = Demo::start_secure("1");
+    wait_for("the dashboard", SECS(30), || {
+        (bare(&demo, &[], "/api/state").status == 401).then_some(())
+    });
+    let timed = |args: &[&str], path: &str| {
+        let asked = Instant::now();
+        let reply = bare(&demo, args, path);
+        (reply.status, asked.elapsed())
+    };
+    let failures = [
+        (
+            "HTTP Basic",
+            timed(&["-u", "alice:guess-1"], "/api/state"),
+            401,
+        ),
+        (
+            "form",
+            timed(
+                &["-X", "POST", "--data", "name=alice&password=guess-2"],
+                "/login",
+            ),
+            303,
+        ),
+        (
+            "session cookie",
+            timed(&["-H", "Cookie: camfleet_session=forged"], "/api/state"),
+            401,
+        ),
+    ];
+    for (scheme, (status, took), want) in failures {
+        assert_eq!(status, want, "{scheme}");
+        assert!(
+            took >= SECS(1),
+            "a failed {scheme} login answered in {took:?}"
+        );
+        let line = format!("failed login ({scheme}) as ");
+        let lines = demo.log().matches(&line).count();
+        assert_eq!(lines, 1, "one line for the failed {scheme} login");
+    }
+    assert!(!demo.log().contains("guess-"), "no password in the log");
+
+    // Twenty guesses at once from 127.0.0.2; a user at 127.0.0.3.
+    let started = Instant::now();
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let args = [
+                "--interface".to_owned(),
+                "127.0.0.2".to_owned(),
+                "--max-time".to_owned(),
+                "120".to_owned(),
+                "-u".to_owned(),
+                format!("alice:parallel-{i}"),
+                "--cacert".to_owned(),
+                demo.curl_args[1].clone(),
+                format!("{}/api/state", demo.dashboard),
+            ];
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                curl(&args).status
+            })
+        })
+        .collect();
+    wait_for("the guesses waiting in line", SECS(10), || {
+        (demo.log().matches("from 127.0.0.2:").count() >= 2).then_some(())
+    });
+    let (status, took) = timed(
+        &[
+            "--interface",
+            "127.0.0.3",
+            "-u",
+            &format!("{}:{}", USER.0, USER.1),
+        ],
+        "/api/state",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        took < Duration::from_millis(800),
+        "the user at another address waited {took:?}"
+    );
+    for guess in guesses {
+        assert_eq!(guess.join().unwrap(), 401);
+    }
+    let took = started.elapsed();
+    eprintln!("20 parallel guesses from one address took {took:?}");
+    assert!(
+        took > SECS(20),
+        "20 guesses from one address took {took:?}: not one delay after another"
+    );
+    assert_eq!(demo.log().matches("from 127.0.0.2:").count(), 20);
 }

@@ -66,6 +66,21 @@ fn stalled_dashboard_streams_delay_neither_the_recorder_nor_a_relay_child() {
             page
         })
         .collect();
+    // A page beside them that reads and acknowledges: it keeps getting
+    // the camera at its rate (10 fps) while the others hang.
+    let mut reading = testkit::live::upgrade(&dashboard, "/api/live", &[])
+        .socket
+        .expect("a live WebSocket");
+    reading.show(&["pi-hub/cam0"]);
+    let reading = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut frames = 0;
+        while started.elapsed() < HOLD {
+            reading.frame().expect("frames on the page that reads");
+            frames += 1;
+        }
+        frames
+    });
     let mut child = FrameClient::connect(port);
     let first = child.next().seq;
     let rss_before = rss_kib(viewer.child.id());
@@ -78,6 +93,11 @@ fn stalled_dashboard_streams_delay_neither_the_recorder_nor_a_relay_child() {
         last = f.seq;
     }
     let rss_after = rss_kib(viewer.child.id());
+    let page_frames = reading.join().unwrap();
+    assert!(
+        page_frames as f64 >= 0.8 * 10.0 * HOLD.as_secs_f64(),
+        "the page that reads got {page_frames} frames in {HOLD:?} beside the stalled ones"
+    );
     eprintln!(
         "relay child: frames {first}..={last}; viewer RSS {rss_before} KiB -> {rss_after} KiB"
     );

@@ -2,7 +2,9 @@
 //! config file every page and API asks for a login: a browser gets the
 //! login page and then a session cookie (HttpOnly, SameSite=Strict, Secure
 //! under TLS); curl and scripts send HTTP Basic. Without users the
-//! dashboard is open, as on a workstation's loopback.
+//! dashboard is open, as on a workstation's loopback. A wrong password
+//! or a cookie of no session, whatever the scheme, waits in its address's
+//! turn and is logged (`shared::auth_throttle`).
 //!
 //! Whatever the users, a write (any method but GET and HEAD) from another
 //! site's page is refused: its `Origin` must be the dashboard's own (or
@@ -10,6 +12,7 @@
 //! on the LAN start recordings.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
+use shared::auth_throttle::{Attempt, AuthThrottle};
 
 use super::{error, Dashboard};
 use crate::config::User;
@@ -32,8 +36,6 @@ pub const COOKIE: &str = "camfleet_session";
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Sessions kept at most; the oldest goes first.
 pub const MAX_SESSIONS: usize = 1024;
-/// A failed login waits this long before it is answered.
-const FAILED_LOGIN_DELAY: Duration = Duration::from_secs(1);
 
 /// The users, the open sessions and whether the dashboard is on TLS.
 #[derive(Debug, Default)]
@@ -41,6 +43,8 @@ pub struct Access {
     users: Vec<User>,
     sessions: Mutex<HashMap<String, Session>>,
     pub tls: bool,
+    /// What each failed password or cookie costs its address.
+    throttle: AuthThrottle,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,7 @@ impl Access {
             users,
             sessions: Mutex::default(),
             tls,
+            throttle: AuthThrottle::default(),
         }
     }
 
@@ -126,16 +131,60 @@ impl Access {
     }
 
     /// The user a request speaks for: its session cookie or HTTP Basic.
-    async fn user_of(&self, headers: &HeaderMap) -> Option<String> {
-        if let Some(token) = session_token(headers) {
-            if let Some(user) = self.session_user(&token) {
-                return Some(user);
+    /// A password or cookie that does not match is a failure: it waits in
+    /// its address's turn ([`AuthThrottle`]) and is logged, whatever the
+    /// scheme.
+    async fn authenticate(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Auth {
+        let token = session_token(headers);
+        if let Some(user) = token.as_deref().and_then(|t| self.session_user(t)) {
+            tracing::trace!("dashboard: {user} by session");
+            return Auth::User;
+        }
+        let (scheme, name, password) = match basic(headers) {
+            Some((name, password)) => ("HTTP Basic", name, Some(password)),
+            None if token.is_some() => ("session cookie", "(no session)".to_owned(), None),
+            None => return Auth::Missing,
+        };
+        let check = || {
+            password
+                .as_deref()
+                .is_some_and(|password| tokio::task::block_in_place(|| self.check(&name, password)))
+        };
+        match self.throttle.attempt(peer.map(|p| p.ip()), check).await {
+            Attempt::Passed => Auth::User,
+            Attempt::Failed { waited, failures } => {
+                log_failure(scheme, &name, peer, waited, failures);
+                Auth::Refused
             }
         }
-        let (name, password) = basic(headers)?;
-        let checked = tokio::task::block_in_place(|| self.check(&name, &password));
-        checked.then_some(name)
     }
+}
+
+/// What a request's credentials come to.
+enum Auth {
+    /// A user's session or password.
+    User,
+    /// None given.
+    Missing,
+    /// Given and wrong (the failure has been paid for and logged).
+    Refused,
+}
+
+/// One line per failed authentication: the scheme, the name, the peer;
+/// never the password.
+fn log_failure(
+    scheme: &str,
+    name: &str,
+    peer: Option<SocketAddr>,
+    waited: Duration,
+    failures: u32,
+) {
+    let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
+    tracing::warn!(
+        "dashboard: failed login ({scheme}) as {name:?} from {peer}: failure {failures} in a row \
+         from this address, answered after {:.0} s",
+        waited.as_secs_f64()
+    );
 }
 
 /// The session cookie's value, if the request has one.
@@ -181,7 +230,10 @@ pub async fn guard(State(d): State<Arc<Dashboard>>, request: Request, next: Next
     if access.is_open() || request.uri().path() == "/login" {
         return next.run(request).await;
     }
-    if access.user_of(request.headers()).await.is_some() {
+    let peer = (request.extensions())
+        .get::<axum::extract::ConnectInfo<fanout::http::Peer>>()
+        .map(|c| c.0.addr);
+    if let Auth::User = access.authenticate(request.headers(), peer).await {
         return next.run(request).await;
     }
     let wants_page = safe
@@ -278,14 +330,10 @@ pub async fn login(
 ) -> Response {
     let access = &d.access;
     let next = local_path(form.next.as_deref()).to_owned();
-    let ok = tokio::task::block_in_place(|| access.check(&form.name, &form.password));
-    if !ok {
-        tracing::warn!(
-            "dashboard: failed login as {:?} from {}",
-            form.name,
-            peer.addr
-        );
-        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+    let check = || tokio::task::block_in_place(|| access.check(&form.name, &form.password));
+    let attempt = access.throttle.attempt(Some(peer.addr.ip()), check).await;
+    if let Attempt::Failed { waited, failures } = attempt {
+        log_failure("form", &form.name, Some(peer.addr), waited, failures);
         let to = format!("/login?failed=1&next={}", percent_encode(&next));
         return Redirect::to(&to).into_response();
     }

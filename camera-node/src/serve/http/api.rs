@@ -60,7 +60,7 @@ async fn writes_need_the_token(
 
 /// The token a request carries: `Authorization: Bearer T` or
 /// `X-Camfleet-Token: T`.
-fn token_of(headers: &HeaderMap) -> Option<&str> {
+pub fn token_of(headers: &HeaderMap) -> Option<&str> {
     if let Some(t) = headers.get("x-camfleet-token") {
         return t.to_str().ok();
     }
@@ -69,13 +69,12 @@ fn token_of(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
 }
 
-/// Whether the request carries the configured token (which then also
-/// stands for a user name and password).
-pub fn has_token(s: &HttpServer, request: &Request) -> bool {
-    match (&s.api_token, token_of(request.headers())) {
-        (Some(want), Some(got)) => same(want.as_bytes(), got.as_bytes()),
-        _ => false,
-    }
+/// Whether `got` is the configured token (which then also stands for a
+/// user name and password).
+pub fn is_the_token(s: &HttpServer, got: &str) -> bool {
+    s.api_token
+        .as_ref()
+        .is_some_and(|want| same(want.as_bytes(), got.as_bytes()))
 }
 
 /// A write call's check: the token, when one is configured.

@@ -27,12 +27,13 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Users, REALM};
+use crate::auth::{basic_name, Users, REALM};
 use crate::info::NodeState;
 use crate::relay::PublishedPlans;
 use fanout::http::Peer;
 use fanout::multipart::MjpegStream;
 use fanout::Protocol;
+use shared::auth_throttle::{Attempt, AuthThrottle};
 
 #[derive(Debug)]
 pub struct HttpServer {
@@ -45,6 +46,8 @@ pub struct HttpServer {
     pub max_viewers: usize,
     /// Served over HTTPS (a page's `Origin` says https).
     pub tls: bool,
+    /// What each wrong password or token costs its address.
+    pub throttle: AuthThrottle,
     /// Stops the server and ends the endless MJPEG bodies.
     pub closing: CancellationToken,
 }
@@ -96,18 +99,58 @@ pub fn router(server: Arc<HttpServer>) -> Router {
 
 type Shared = State<Arc<HttpServer>>;
 
+/// With HTTP users, every request but the open ones needs a user's Basic
+/// password or the API token. Any password or token presented that does
+/// not match (the token also where no users are set) waits in its
+/// address's turn and is logged (`shared::auth_throttle`, docs/security.md).
 async fn require_user(State(s): Shared, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if s.users.allows(authorization, request.method().as_str(), "") || api::has_token(&s, &request)
-    {
-        return next.run(request).await;
+    let authorization = (request.headers().get(header::AUTHORIZATION))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let token = (api::token_of(request.headers()))
+        .filter(|_| s.api_token.is_some())
+        .map(str::to_owned);
+    let method = request.method().as_str().to_owned();
+    let open = s.users.is_open();
+    let presented = token.is_some() || (!open && authorization.is_some());
+    if !presented {
+        return if open {
+            next.run(request).await
+        } else {
+            challenge()
+        };
     }
-    if authorization.is_some() {
-        tracing::warn!(path = %request.uri().path(), "HTTP: wrong user name or password");
+    let peer = (request.extensions())
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.addr);
+    let check = || match &token {
+        Some(token) => api::is_the_token(&s, token),
+        None => s.users.allows(authorization.as_deref(), &method, ""),
+    };
+    match s.throttle.attempt(peer.map(|p| p.ip()), check).await {
+        Attempt::Passed => next.run(request).await,
+        Attempt::Failed { waited, failures } => {
+            let who = match token {
+                Some(_) => "the API token".to_owned(),
+                None => format!(
+                    "{:?}",
+                    basic_name(authorization.as_deref()).unwrap_or_default()
+                ),
+            };
+            let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
+            tracing::warn!(
+                path = %request.uri().path(),
+                "HTTP: wrong password or token as {who} from {peer}: failure {failures} in a row \
+                 from this address, answered after {:.0} s",
+                waited.as_secs_f64()
+            );
+            challenge()
+        }
     }
+}
+
+/// 401 with the Basic challenge.
+fn challenge() -> Response {
     let mut response = error(StatusCode::UNAUTHORIZED, "user name and password required");
     let challenge = format!("Basic realm=\"{REALM}\"");
     if let Ok(v) = HeaderValue::from_str(&challenge) {
