@@ -384,7 +384,12 @@ fn a_wrong_api_token_waits_and_is_logged() {
     let node = Node::start(
         &[
             node_args(&broker.url(), "token-test", "test"),
-            vec!["--api-token", "s3cret-token-16-chars", "--bind", "127.0.0.1"],
+            vec![
+                "--api-token",
+                "s3cret-token-16-chars",
+                "--bind",
+                "127.0.0.1",
+            ],
             words("--width 160 --height 120 --fps 5"),
         ]
         .concat(),
