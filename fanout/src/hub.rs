@@ -71,7 +71,7 @@ impl Hub {
     }
 
     /// Changes with every frame pushed: for a task that waits on several
-    /// hubs at once (a live WebSocket, [`crate::live`]).
+    /// hubs at once (a page's live WebSocket).
     pub fn watch_pushed(&self) -> watch::Receiver<u64> {
         self.pushed.subscribe()
     }
