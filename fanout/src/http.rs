@@ -111,12 +111,15 @@ impl MeteredListener {
 
 /// A viewer's socket set up for streaming, its writes metered.
 fn meter(stream: TcpStream) -> MeteredStream {
-    socket::prepare_viewer(&stream);
+    let cap = socket::prepare_viewer(&stream);
     if let Err(e) = SockRef::from(&stream).set_tcp_user_timeout(Some(STALL_LIMIT)) {
         tracing::debug!("TCP_USER_TIMEOUT: {e}");
     }
     let socket = match stream.as_fd().try_clone_to_owned() {
-        Ok(fd) => Some(Arc::new(fd)),
+        Ok(fd) => Some(Arc::new(CappedSocket {
+            fd,
+            cap: std::sync::Mutex::new(cap),
+        })),
         Err(e) => {
             tracing::debug!("no second handle on the socket: {e}");
             None
@@ -255,7 +258,15 @@ pub struct Peer {
     pub addr: SocketAddr,
     pub meter: WriteMeter,
     /// The connection's socket, for its unsent cap.
-    socket: Option<Arc<OwnedFd>>,
+    socket: Option<Arc<CappedSocket>>,
+}
+
+/// A second handle on a connection's socket, with its unsent cap (one per
+/// connection, whichever request streams on it).
+#[derive(Debug)]
+struct CappedSocket {
+    fd: OwnedFd,
+    cap: std::sync::Mutex<UnsentCap>,
 }
 
 impl Connected<IncomingStream<'_, MeteredListener>> for Peer {
@@ -275,7 +286,6 @@ pub struct Pacer {
     /// `None` when served without a [`MeteredListener`] (tests through
     /// the router alone): then nothing waits.
     peer: Option<Peer>,
-    cap: UnsentCap,
     /// Bytes written before the body started (the response head), plus
     /// what the body has handed to hyper since.
     target: u64,
@@ -285,7 +295,6 @@ impl Pacer {
     pub fn new(peer: Option<&Peer>) -> Self {
         Pacer {
             peer: peer.cloned(),
-            cap: UnsentCap::default(),
             target: peer.map_or(0, |p| p.meter.written()),
         }
     }
@@ -294,7 +303,8 @@ impl Pacer {
     /// viewer that keeps up (or is `behind`).
     pub fn fit(&mut self, len: usize, behind: bool) {
         if let Some(socket) = self.peer.as_ref().and_then(|p| p.socket.as_ref()) {
-            self.cap.fit(socket.as_ref(), len, behind);
+            let mut cap = socket.cap.lock().expect("unsent cap");
+            cap.fit(&socket.fd, len, behind);
         }
     }
 
@@ -321,7 +331,7 @@ impl Pacer {
 pub struct MeteredStream {
     stream: TcpStream,
     meter: WriteMeter,
-    socket: Option<Arc<OwnedFd>>,
+    socket: Option<Arc<CappedSocket>>,
 }
 
 impl AsyncRead for MeteredStream {

@@ -22,20 +22,16 @@ pub const MAX_UNSENT: u32 = 1024 * 1024;
 /// is sent next is chosen as late as possible: the newest.
 pub const BEHIND_UNSENT: u32 = 4 * 1024;
 
-/// Prepares an accepted viewer connection: no Nagle delay (a frame's tail
-/// goes out at once) and unsent data capped at [`MIN_UNSENT`] until
-/// [`UnsentCap::fit`] sizes it to the frames. Failures are logged, not
-/// fatal: the viewer is still served, only with the kernel's buffering.
-pub fn prepare_viewer(stream: &impl AsFd) {
-    let socket = SockRef::from(stream);
-    if let Err(e) = socket.set_tcp_nodelay(true) {
+/// Prepares a connection that will carry frames: no Nagle delay (a
+/// frame's tail goes out at once) and its unsent data capped from now on
+/// (the only way to get an [`UnsentCap`], so no socket that carries frames
+/// can be missed). Failures are logged, not fatal: the viewer is still
+/// served, only with the kernel's buffering.
+pub fn prepare_viewer(stream: &impl AsFd) -> UnsentCap {
+    if let Err(e) = SockRef::from(stream).set_tcp_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");
     }
-    if let Err(e) = socket.set_tcp_notsent_lowat(MIN_UNSENT) {
-        tracing::warn!(
-            "cannot cap unsent data (TCP_NOTSENT_LOWAT): {e}; a slow viewer may get old frames"
-        );
-    }
+    UnsentCap::new(stream)
 }
 
 /// Keeps one socket's unsent cap at about one frame (the frame's size
@@ -52,15 +48,20 @@ pub struct UnsentCap {
     current: u32,
 }
 
-impl Default for UnsentCap {
-    fn default() -> Self {
+impl UnsentCap {
+    /// Caps `socket`'s unsent data at [`MIN_UNSENT`] now, until
+    /// [`UnsentCap::fit`] sizes it to the frames.
+    fn new(socket: &impl AsFd) -> Self {
+        if let Err(e) = SockRef::from(socket).set_tcp_notsent_lowat(MIN_UNSENT) {
+            tracing::warn!(
+                "cannot cap unsent data (TCP_NOTSENT_LOWAT): {e}; a slow viewer may get old frames"
+            );
+        }
         UnsentCap {
             current: MIN_UNSENT,
         }
     }
-}
 
-impl UnsentCap {
     /// Sizes the cap for a frame of `len` bytes about to be written to a
     /// viewer that keeps up (or is `behind`).
     pub fn fit(&mut self, socket: &impl AsFd, len: usize, behind: bool) {
@@ -98,7 +99,8 @@ mod tests {
     fn the_cap_follows_the_frame_size_with_hysteresis() {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let read = |s: &std::net::TcpListener| SockRef::from(s).tcp_notsent_lowat().unwrap();
-        let mut cap = UnsentCap::default();
+        let mut cap = prepare_viewer(&socket);
+        assert_eq!(read(&socket), MIN_UNSENT, "set when the cap is made");
         cap.fit(&socket, 95_000, false);
         assert_eq!((cap.current(), read(&socket)), (24 * 4096, 24 * 4096));
         cap.fit(&socket, 60_000, false); // more than half: unchanged

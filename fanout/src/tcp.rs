@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::figures::Protocol;
 use crate::hub::{Hub, Reader};
-use crate::socket::{self, UnsentCap};
+use crate::socket;
 
 /// A viewer that takes longer than this to accept one frame is dropped, so
 /// a vanished peer cannot hold a viewer slot (and a frame) forever.
@@ -66,8 +66,7 @@ pub async fn serve_viewer(
     reader: &mut Reader,
     cancel: &CancellationToken,
 ) -> std::io::Result<u64> {
-    socket::prepare_viewer(&stream);
-    let mut cap = UnsentCap::default();
+    let mut cap = socket::prepare_viewer(&stream);
     let mut sent = 0u64;
     let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
     let mut in_flight = None;

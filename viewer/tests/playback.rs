@@ -58,6 +58,19 @@ fn rfc3339(us: i64) -> String {
 
 /// The frame the dashboard serves at `at_us`: status, body, X-Frame-Time.
 fn frame_at(dashboard: &str, camera_path: &str, at_us: i64) -> (u16, Vec<u8>, Option<String>) {
+    let (status, body, headers) = frame_reply(dashboard, camera_path, at_us);
+    (status, body, header_of(&headers, "x-frame-time"))
+}
+
+fn header_of(headers: &str, name: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// The dashboard's reply at `at_us`: status, body, the head as text.
+fn frame_reply(dashboard: &str, camera_path: &str, at_us: i64) -> (u16, Vec<u8>, String) {
     let url = format!(
         "http://{dashboard}/api/sessions/{camera_path}/frame.jpg?at={}",
         rfc3339(at_us)
@@ -82,11 +95,7 @@ fn frame_at(dashboard: &str, camera_path: &str, at_us: i64) -> (u16, Vec<u8>, Op
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status from {url}: {headers}"));
-    let time = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("x-frame-time: "))
-        .map(|t| t.trim().to_owned());
-    (status, out.stdout, time)
+    (status, out.stdout, headers)
 }
 
 /// The frame number burned into a test-pattern JPEG at 320x240.
@@ -263,9 +272,15 @@ fn frames_at_instants_are_the_recorded_samples_across_a_segment_boundary_and_in_
         "just before the boundary is the first segment's last sample"
     );
 
-    // Before the first frame: nothing covers it.
-    let (status, _, _) = frame_at(&dashboard, &camera_path, samples[0].at_us - 5_000_000);
+    // Before the first frame: nothing covers it, and the reply says where
+    // the camera's first frame begins (a player goes on from there).
+    let (status, _, head) = frame_reply(&dashboard, &camera_path, samples[0].at_us - 5_000_000);
     assert_eq!(status, 404);
+    assert_eq!(
+        header_of(&head, "x-next-frame").as_deref(),
+        Some(rfc3339(samples[0].at_us).as_str()),
+        "{head}"
+    );
     // Bad names and times.
     let session = camera_path.split('/').next().unwrap();
     let base = format!("http://{dashboard}/api/sessions");

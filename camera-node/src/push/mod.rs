@@ -29,7 +29,6 @@ use crate::cameras::status::Status;
 use crate::rtp::RtpStream;
 use crate::serve::rtsp::{describe_sdp, send, RtspCamera, REPORT_EVERY};
 use crate::source::secrets::{check_text, redact};
-use fanout::socket::UnsentCap;
 use fanout::tcp::WRITE_STALL_LIMIT;
 use fanout::Protocol;
 
@@ -248,7 +247,7 @@ impl Push {
         let local = stream.local_addr()?.ip();
         // Nodelay, and unsent data capped: a server that takes frames
         // slowly gets the newest rather than a queue of old ones.
-        fanout::socket::prepare_viewer(&stream);
+        let mut cap = fanout::socket::prepare_viewer(&stream);
         let (read, mut write) = stream.into_split();
         let mut client = Client {
             read: BufReader::new(read),
@@ -308,7 +307,6 @@ impl Push {
             .context("no viewer slot")?;
         reader.name(&format!("push {}", self.url));
         let mut stream = RtpStream::new();
-        let mut cap = UnsentCap::default();
         let mut report = tokio::time::interval(REPORT_EVERY.min(Duration::from_secs(1)));
         let cname = format!("{}@{node_id}", camera.hub.camera_id());
         let skipped_before = reader.skipped();

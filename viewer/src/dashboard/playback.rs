@@ -23,14 +23,14 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::{error, Dashboard};
 use crate::playback::index::SampleRef;
-use crate::playback::{export, find, plain, read_sample, segments, spans, zip};
+use crate::playback::{export, find, next_after, plain, read_sample, segments, spans, zip};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct At {
@@ -252,6 +252,12 @@ fn rfc3339_us(us: i64) -> String {
 }
 
 /// `GET /api/sessions/<session>/<node>/<camera>/frame.jpg?at=<RFC 3339>`.
+/// What a frame request finds: the frame, or none and where the next is.
+enum Found {
+    Frame(Vec<u8>, SampleRef),
+    None { next_us: Option<i64> },
+}
+
 pub(super) async fn frame(
     State(d): State<Arc<Dashboard>>,
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
@@ -278,15 +284,17 @@ pub(super) async fn frame(
     };
     let cache = Arc::clone(&d.segments);
     let at_us = at.timestamp_micros();
-    let found = tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, SampleRef)>> {
+    let found = tokio::task::spawn_blocking(move || -> Result<Found> {
         let Some((path, sample)) = find(&cache, &dir, at_us)? else {
-            return Ok(None);
+            return Ok(Found::None {
+                next_us: next_after(&cache, &dir, at_us)?,
+            });
         };
-        Ok(Some((read_sample(&path, sample)?, sample)))
+        Ok(Found::Frame(read_sample(&path, sample)?, sample))
     })
     .await;
     match found {
-        Ok(Ok(Some((jpeg, sample)))) => {
+        Ok(Ok(Found::Frame(jpeg, sample))) => {
             let time = rfc3339_us;
             (
                 [
@@ -310,10 +318,23 @@ pub(super) async fn frame(
             )
                 .into_response()
         }
-        Ok(Ok(None)) => error(
-            StatusCode::NOT_FOUND,
-            format!("no frame of {node}/{camera} at {text}"),
-        ),
+        Ok(Ok(Found::None { next_us })) => {
+            let mut reply = error(
+                StatusCode::NOT_FOUND,
+                format!("no frame of {node}/{camera} at {text}"),
+            );
+            // Where the camera's next frame begins, if it has one.
+            if let Some(value) = next_us.and_then(|us| HeaderValue::from_str(&rfc3339_us(us)).ok())
+            {
+                let headers = reply.headers_mut();
+                headers.insert(HeaderName::from_static("x-next-frame"), value);
+                headers.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("x-next-frame"),
+                );
+            }
+            reply
+        }
         Ok(Err(e)) => {
             tracing::warn!("playback of {session}/{node}/{camera}: {e:#}");
             error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))

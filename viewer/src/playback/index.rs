@@ -44,6 +44,12 @@ impl SegmentIndex {
         let s = *self.samples.get(i.checked_sub(1)?)?;
         (at_us < s.at_us + s.duration_us.max(1)).then_some(s)
     }
+
+    /// The first sample that begins after `at_us`.
+    pub fn first_after(&self, at_us: i64) -> Option<SampleRef> {
+        let i = self.samples.partition_point(|s| s.at_us <= at_us);
+        self.samples.get(i).copied()
+    }
 }
 
 /// Indexes `path`, whose samples count from `origin_us` (the time its name

@@ -128,6 +128,20 @@ pub fn find(cache: &SegmentCache, dir: &Path, at_us: i64) -> Result<Option<(Path
     Ok(None)
 }
 
+/// When the camera in `dir` has its first frame after `at_us`, if it has
+/// one: a player that lands between two frames (where a segment ended a
+/// little before the next began) goes on from there.
+pub fn next_after(cache: &SegmentCache, dir: &Path, at_us: i64) -> Result<Option<i64>> {
+    let all = segments(dir);
+    let after = all.partition_point(|(origin, _)| *origin <= at_us);
+    for (origin, path) in &all[after.saturating_sub(1)..] {
+        if let Some(sample) = cache.index(path, *origin)?.first_after(at_us) {
+            return Ok(Some(sample.at_us));
+        }
+    }
+    Ok(None)
+}
+
 /// The JPEG of `sample` in the segment at `path`.
 pub(crate) fn read_sample(path: &Path, sample: SampleRef) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};

@@ -251,10 +251,8 @@ fn scan(recordings: &Path) -> Holdings {
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             holdings.total += size;
             let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let Some(stem) = name.strip_suffix(".mp4") else {
-                continue; // open segments, sensors.csv
-            };
-            if let Ok(start) = NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%SZ") {
+            // Not open segments, nor sensors.csv.
+            if let Some(start) = closed_segment_start(name) {
                 holdings.segments.push(Segment {
                     path: file.clone(),
                     session: session.clone(),
@@ -268,6 +266,18 @@ fn scan(recordings: &Path) -> Holdings {
         .segments
         .sort_by(|a, b| (a.start, &a.path).cmp(&(b.start, &b.path)));
     holdings
+}
+
+/// The start a closed segment's file name gives: `<start>.mp4`, or
+/// `<start>.mp4.<pid>.aside` (a segment the recorder moved aside to start
+/// one of another picture size under its name: as closed as any, and
+/// deleted by the same rules).
+fn closed_segment_start(name: &str) -> Option<NaiveDateTime> {
+    let stem = match name.strip_suffix(".aside") {
+        Some(aside) => aside.split_once(".mp4.")?.0,
+        None => name.strip_suffix(".mp4")?,
+    };
+    NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%SZ").ok()
 }
 
 fn dirs(path: &Path) -> Vec<PathBuf> {
@@ -297,7 +307,7 @@ fn files_below(path: &Path) -> Vec<PathBuf> {
 fn remove_if_empty(session: &Path) {
     let media = files_below(session).iter().any(|f| {
         let name = f.to_string_lossy();
-        name.ends_with(".mp4") || name.ends_with(".part")
+        name.ends_with(".mp4") || name.ends_with(".part") || name.ends_with(".aside")
     });
     if media {
         return;
@@ -458,6 +468,44 @@ mod tests {
         };
         tight.enforce(&dir, Utc::now(), &freed);
         assert!(!c.exists() && open.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_moved_aside_are_counted_and_deleted_by_the_same_rules() {
+        let dir = std::env::temp_dir().join(format!("camfleet-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kept = segment(&dir, "20261103T100000Z", "20261103T100100Z", 1000);
+        let aside = kept.with_file_name("20261103T100000Z.mp4.4242.aside");
+        std::fs::write(&aside, vec![0u8; 3000]).unwrap();
+        assert_eq!(
+            closed_segment_start("20261103T100000Z.mp4.4242.aside"),
+            closed_segment_start("20261103T100000Z.mp4")
+        );
+        assert_eq!(closed_segment_start("20261103T100000Z.mp4.part"), None);
+        assert_eq!(closed_segment_start("notes.aside"), None);
+        let freed = Freed::default();
+        Retention::default().enforce(&dir, Utc::now(), &freed);
+        assert_eq!(freed.holding.load(Ordering::Relaxed), 4000, "counted");
+        let budget = Retention {
+            max_size: Some(2000),
+            ..Retention::default()
+        };
+        budget.enforce(&dir, Utc::now(), &freed);
+        assert!(
+            !aside.exists() && kept.exists(),
+            "the older, aside, goes first"
+        );
+        assert_eq!(freed.bytes.load(Ordering::Relaxed), 3000);
+        // By age too: a week later both are past --keep-days 1.
+        let by_age = Retention {
+            keep_days: Some(1),
+            ..Retention::default()
+        };
+        std::fs::write(&aside, vec![0u8; 10]).unwrap();
+        let later = Utc::now() + chrono::Duration::days(365 * 2);
+        by_age.enforce(&dir, later, &freed);
+        assert!(!aside.exists() && !kept.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -19,7 +19,7 @@ use super::request::{
     camera_path, choose_transport, frame, session_id, Chosen, Framed, MAX_REQUEST,
 };
 use super::session::{
-    bind_udp_pair, Prepared, Session, SharedWriter, Transport as SessionTransport,
+    bind_udp_pair, ConnWriter, Prepared, Session, SharedWriter, Transport as SessionTransport,
 };
 use super::{RtspCamera, RtspServer};
 use crate::auth::REALM;
@@ -56,7 +56,7 @@ pub async fn serve(
     server: Arc<RtspServer>,
     cancel: CancellationToken,
 ) {
-    fanout::socket::prepare_viewer(&stream);
+    let cap = fanout::socket::prepare_viewer(&stream);
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(e) => return tracing::debug!("RTSP client vanished: {e}"),
@@ -67,7 +67,7 @@ pub async fn serve(
         peer,
         local,
         server: Arc::clone(&server),
-        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        writer: Arc::new(tokio::sync::Mutex::new(ConnWriter { half: writer, cap })),
         closing: cancel.child_token(),
         nonce: format!("{:016x}", random_u64()),
     };
@@ -157,7 +157,7 @@ impl Conn {
     async fn send(&self, reply: &Reply, cseq: Option<&str>) -> Result<(), String> {
         let bytes = reply.encode(cseq);
         let mut w = self.writer.lock().await;
-        match tokio::time::timeout(Duration::from_secs(10), w.write_all(&bytes)).await {
+        match tokio::time::timeout(Duration::from_secs(10), w.half.write_all(&bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("took over 10 s to accept a reply".into()),
@@ -439,7 +439,7 @@ pub(crate) fn describe_sdp(
 /// with unread input sends RST, which can destroy the reply before the
 /// client reads it. So: end our side, then discard input for a moment.
 async fn linger(writer: &SharedWriter, reader: &mut OwnedReadHalf) {
-    let _ = writer.lock().await.shutdown().await;
+    let _ = writer.lock().await.half.shutdown().await;
     let mut sink = vec![0u8; 16 * 1024];
     let discard = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(Duration::from_secs(2), discard).await;

@@ -24,7 +24,15 @@ pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// The write half of a client connection, shared by replies and the
 /// interleaved RTP of its sessions; each holds it for one whole message.
-pub type SharedWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+pub type SharedWriter = Arc<tokio::sync::Mutex<ConnWriter>>;
+
+/// An RTSP connection's writing half with its socket's unsent cap: one of
+/// each per connection, whichever of its sessions writes.
+#[derive(Debug)]
+pub struct ConnWriter {
+    pub half: OwnedWriteHalf,
+    pub cap: UnsentCap,
+}
 
 #[derive(Debug, Clone)]
 pub enum Transport {
@@ -164,7 +172,6 @@ impl Session {
         let out = Out {
             transport: self.transport.clone(),
             udp: UdpSender::default(),
-            cap: UnsentCap::default(),
         };
         let streaming = Streaming {
             server,
@@ -224,7 +231,6 @@ async fn stop_playing(state: &mut State) -> Option<Parts> {
 struct Out {
     transport: Transport,
     udp: UdpSender,
-    cap: UnsentCap,
 }
 
 struct Streaming {
@@ -296,11 +302,7 @@ impl Streaming {
         packets: &Packets,
         behind: bool,
     ) -> Result<(), ()> {
-        let Out {
-            transport,
-            udp,
-            cap,
-        } = &mut self.out;
+        let Out { transport, udp } = &mut self.out;
         match transport {
             Transport::Tcp {
                 writer,
@@ -309,10 +311,11 @@ impl Streaming {
             } => {
                 let framed = send::interleaved_headers(stream, packets, *channel);
                 let mut w = writer.lock().await;
-                let socket: &tokio::net::TcpStream = (*w).as_ref();
+                let ConnWriter { half, cap } = &mut *w;
+                let socket: &tokio::net::TcpStream = half.as_ref();
                 let len = framed.len() * send::FRAMED_LEN + packets.payload_bytes();
                 cap.fit(socket, len, behind);
-                let written = send::write_frame(&mut *w, &framed, packets);
+                let written = send::write_frame(half, &framed, packets);
                 finish_tcp(
                     tokio::time::timeout(WRITE_STALL_LIMIT, written).await,
                     conn_closing,
@@ -336,7 +339,7 @@ impl Streaming {
                 framed.extend_from_slice(&(packet.len() as u16).to_be_bytes());
                 framed.extend_from_slice(packet);
                 let mut w = writer.lock().await;
-                let written = w.write_all(&framed);
+                let written = w.half.write_all(&framed);
                 finish_tcp(
                     tokio::time::timeout(WRITE_STALL_LIMIT, written).await,
                     conn_closing,
