@@ -668,3 +668,56 @@ fn a_viewer_that_says_it_is_degraded_feeds_nobody() {
         retained_plan(&broker).filter(|p| p.viewers.len() == 4 && children_of(p, "aa-slow") > 0)
     });
 }
+
+/// Five viewers start at once beside a node that plans groups of two:
+/// whatever the moment each one's plan arrives (before, during or after its
+/// connection to the node), every viewer ends on the parent the newest plan
+/// names and the node feeds only the viewers the plan gives it. Twenty
+/// starts in a row: the race this guards against showed in some starts
+/// only (a plan that came while a viewer was still connecting was lost).
+#[test]
+fn five_viewers_started_at_once_end_where_the_plan_says_twenty_times() {
+    for round in 1..=20 {
+        let broker = Broker::start();
+        let node = relay_node(&broker, "160x120", "2");
+        let dirs: Vec<TempDir> = (1..=5)
+            .map(|i| TempDir::new(&format!("start-{round}-v{i}")))
+            .collect();
+        let viewers: Vec<Viewer> = (dirs.iter().enumerate())
+            .map(|(i, dir)| {
+                let id = format!("v{}", i + 1);
+                Viewer::start_as(&broker, &dir.0, &id, &["--relay", "127.0.0.1"])
+            })
+            .collect();
+        wait_for(
+            &format!("start {round}: a plan with all five viewers"),
+            SECS(30),
+            || retained_plan(&broker).filter(|p| p.viewers.len() == 5),
+        );
+        for i in 1..=5 {
+            let id = format!("v{i}");
+            let topic = format!("camfleet/viewer/{id}/recording");
+            wait_for(
+                &format!("start {round}: {id} on the parent the plan names"),
+                SECS(30),
+                || {
+                    let plan = retained_plan(&broker)?;
+                    let want = plan.viewers.get(&id)?.parent.clone();
+                    let state: shared::messages::RecordingState =
+                        serde_json::from_str(&broker.retained(&topic)?).ok()?;
+                    let link = state.links.first()?;
+                    (link.via == want && link.fps > 3.0).then_some(())
+                },
+            );
+        }
+        let plan = retained_plan(&broker).expect("the plan");
+        let heads = plan.viewers.values().filter(|e| e.parent.is_none()).count();
+        wait_for(
+            &format!("start {round}: the node feeding the {heads} the plan gives it"),
+            SECS(20),
+            || (node_tcp_viewers(&node) == heads as f64).then_some(()),
+        );
+        eprintln!("start {round}: every viewer on its planned parent, the node feeding {heads}");
+        drop(viewers);
+    }
+}

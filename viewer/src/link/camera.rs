@@ -193,3 +193,172 @@ async fn make_before_break(from: &str, to: &str) -> Option<TcpStream> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The link follows its plan whatever the moment the plan arrives:
+    //! before the link starts, while it is still connecting to the node
+    //! (forced: the node's accept queue is full, so the connection waits
+    //! for the SYN to be sent again), or once frames flow. Real sockets
+    //! stand in for the node and the relay.
+
+    use super::*;
+    use crate::link::delivery::tests::rig;
+    use shared::frame::{FrameHeader, HELLO};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpSocket};
+    use tokio::sync::mpsc;
+
+    /// Serves the frame protocol on every connection `listener` accepts
+    /// (a frame each 20 ms) and says which upstream took one.
+    fn upstream(
+        listener: TcpListener,
+        name: &'static str,
+        accepted: mpsc::UnboundedSender<&'static str>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = accepted.send(name);
+                tokio::spawn(async move {
+                    let _ = stream.write_all(HELLO).await;
+                    let jpeg = b"\xFF\xD8 a frame \xFF\xD9";
+                    for seq in 0.. {
+                        let header = FrameHeader {
+                            len: jpeg.len() as u32,
+                            seq,
+                            captured_at_us: shared::time::now_us(),
+                        };
+                        let sent = async {
+                            stream.write_all(&header.encode()).await?;
+                            stream.write_all(jpeg).await
+                        };
+                        if sent.await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+            }
+        })
+    }
+
+    fn to_relay(relay: &str, node: &str) -> Option<Route> {
+        Some(Route {
+            epoch: 1,
+            parent: Some("r1".into()),
+            parent_addr: relay.to_owned(),
+            backup: None,
+            backup_addr: node.to_owned(),
+        })
+    }
+
+    /// Whether this process has a connection to `port` still being made.
+    fn connecting_to(port: u16) -> bool {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|r| r.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&"02") // SYN_SENT
+        })
+    }
+
+    async fn until(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_plan_is_followed_whenever_it_arrives() {
+        for ordering in ["before", "during", "after"] {
+            let node_socket = TcpSocket::new_v4().unwrap();
+            node_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            // A backlog of 0 holds one connection that is not accepted.
+            let node_listener = node_socket.listen(0).unwrap();
+            let node = node_listener.local_addr().unwrap();
+            let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let relay = relay_listener.local_addr().unwrap().to_string();
+            let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+            let _relay = upstream(relay_listener, "relay", accepted_tx.clone());
+            let plan = to_relay(&relay, &node.to_string());
+            let (route_tx, route) = watch::channel(if ordering == "before" {
+                plan.clone()
+            } else {
+                None
+            });
+
+            // "during": the accept queue is full, so the link's connection
+            // hangs until the queue has room again.
+            let blocker = if ordering == "during" {
+                Some(TcpStream::connect(node).await.unwrap())
+            } else {
+                None
+            };
+            let r = rig(&format!("route-{ordering}"));
+            let stats = Arc::clone(&r.counters.link);
+            let link = CameraLink {
+                tcp: node.to_string(),
+                stats: Arc::clone(&stats),
+                route,
+            };
+            let cancel = CancellationToken::new();
+            let running = tokio::spawn(link.run(r.delivery, cancel.clone()));
+            let node_up = match ordering {
+                "during" => {
+                    until("the link connecting to the node", || {
+                        connecting_to(node.port())
+                    })
+                    .await;
+                    route_tx.send_replace(plan.clone());
+                    // Room in the queue: the blocker goes, the link's
+                    // connection is taken on the SYN's next try.
+                    let (held, _) = node_listener.accept().await.unwrap();
+                    drop((held, blocker));
+                    upstream(node_listener, "node", accepted_tx.clone())
+                }
+                _ => upstream(node_listener, "node", accepted_tx.clone()),
+            };
+            if ordering == "after" {
+                assert_eq!(accepted.recv().await, Some("node"));
+                until("frames from the node", || {
+                    stats.frames.load(Ordering::Relaxed) > 3
+                })
+                .await;
+                route_tx.send_replace(plan.clone());
+            }
+            until(&format!("{ordering}: the link on the relay"), || {
+                stats.via.lock().unwrap().as_deref() == Some("r1")
+            })
+            .await;
+            let on_relay = stats.frames.load(Ordering::Relaxed);
+            until(&format!("{ordering}: frames through the relay"), || {
+                stats.frames.load(Ordering::Relaxed) > on_relay + 3
+            })
+            .await;
+            let mut order = Vec::new();
+            while let Ok(name) = accepted.try_recv() {
+                order.push(name);
+            }
+            match ordering {
+                "before" => assert_eq!(order, ["relay"], "never the node"),
+                "during" => {
+                    // Which upstream's accept loop wakes first is theirs.
+                    order.sort_unstable();
+                    assert_eq!(order, ["node", "relay"], "on to the relay once connected");
+                }
+                _ => assert_eq!(order, ["relay"], "after the node seen above"),
+            }
+            cancel.cancel();
+            running.await.unwrap();
+            node_up.abort();
+        }
+    }
+}

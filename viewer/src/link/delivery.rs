@@ -212,7 +212,7 @@ impl Delivery {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::link::clock::NodeClock;
     use crate::link::live::Live;
@@ -237,16 +237,18 @@ mod tests {
         }
     }
 
-    struct Rig {
-        delivery: Delivery,
+    pub(crate) struct Rig {
+        pub(crate) delivery: Delivery,
         live: Arc<LiveCamera>,
-        counters: Arc<CameraCounters>,
+        pub(crate) counters: Arc<CameraCounters>,
         session: watch::Sender<Option<Session>>,
         events: tokio::sync::mpsc::Receiver<RecordEvent>,
         dir: std::path::PathBuf,
     }
 
-    fn rig(name: &str) -> Rig {
+    /// A delivery of camera `pi/cam0` that records nowhere until a session
+    /// is set (for the link's tests too).
+    pub(crate) fn rig(name: &str) -> Rig {
         let dir =
             std::env::temp_dir().join(format!("camfleet-delivery-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
