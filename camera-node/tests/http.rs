@@ -373,6 +373,17 @@ fn the_node_page_draws_eight_cameras_over_one_socket() {
         node.log().contains("live WebSocket from 127.0.0.1"),
         "the node logs the page's socket"
     );
+    // Another site's page may not open it (WebSocket hijacking).
+    let addr = base.trim_start_matches("http://");
+    let foreign = testkit::live::upgrade(addr, "/api/v1/live", &["Origin: http://evil.example"]);
+    assert_eq!(foreign.status, 403, "{}", foreign.head);
+    let own = format!("Origin: {base}");
+    let mut page = testkit::live::upgrade(addr, "/api/v1/live", &[&own])
+        .socket
+        .expect("the node's own page gets its socket");
+    page.show(&["cam3"]);
+    let frame = page.frame().expect("a frame of cam3 by its id alone");
+    assert_eq!(frame.camera, "cam3");
 }
 
 /// A wrong API token costs the failure delay and a log line, like a

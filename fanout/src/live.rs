@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -247,10 +248,14 @@ impl Window {
     }
 }
 
-/// Upgrades to a live WebSocket served by [`run`]. The caller has
-/// checked the request's login and `Origin`.
+/// Upgrades to a live WebSocket served by [`run`], or refuses (403) a
+/// page of another site (`headers`' `Origin` is not the server's own, on
+/// https when `tls`: cross-site WebSocket hijacking). The caller has
+/// checked the request's login.
 pub fn upgrade(
     ws: WebSocketUpgrade,
+    headers: &HeaderMap,
+    tls: bool,
     cameras: Arc<dyn Cameras>,
     peer: Option<Peer>,
     closing: CancellationToken,
@@ -259,6 +264,14 @@ pub fn upgrade(
         .as_ref()
         .map(|p| p.addr.to_string())
         .unwrap_or_default();
+    if !crate::http::same_origin(headers, tls) {
+        tracing::warn!(
+            "refused a live WebSocket from {who} for another site's page (Origin {:?})",
+            headers.get(header::ORIGIN)
+        );
+        let refused = serde_json::json!({ "error": "cross-origin WebSocket refused" });
+        return (StatusCode::FORBIDDEN, axum::Json(refused)).into_response();
+    }
     ws.max_message_size(MAX_REQUEST)
         .max_frame_size(MAX_REQUEST)
         .on_failed_upgrade(move |e| {

@@ -51,7 +51,9 @@ pub use node::{
     camera_args, fake_camera_script, invocations, node_args, node_base_args, node_base_args_on,
     node_binary, run_node, start_on_fake_camera, Node,
 };
-pub use web::{curl, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply};
+pub use web::{
+    curl, post_json, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply,
+};
 
 use std::io::Write;
 use std::net::TcpListener;

@@ -108,6 +108,19 @@ pub fn curl(args: &[&str]) -> HttpReply {
     }
 }
 
+/// `POST` of a JSON `body` to `url`, as the pages' buttons send it.
+pub fn post_json(url: &str, body: &str) -> HttpReply {
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        url,
+    ])
+}
+
 /// One part of a multipart MJPEG stream.
 #[derive(Debug)]
 pub struct Part {

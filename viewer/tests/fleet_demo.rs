@@ -94,15 +94,7 @@ fn the_demo_fleet_comes_up_on_the_embedded_broker_and_records_from_the_dashboard
     // Start from the dashboard: the command goes out on MQTT like mosquitto_pub's.
     let port = demo.broker_port;
     let (mut watcher, mut lines) = demo.watch("command/rec");
-    let started = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"action":"start"}"#,
-        &format!("{base}/api/rec"),
-    ]);
+    let started = post_json(&format!("{base}/api/rec"), r#"{"action":"start"}"#);
     assert_eq!(started.status, 202, "{}", started.text());
     assert!(
         lines.any(|l| l == "start"),

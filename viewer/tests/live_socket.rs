@@ -149,15 +149,10 @@ fn twelve_cameras_play_in_one_tab_over_one_connection() {
     });
 
     // A session to play back, then the player and Sources beside the live tab.
-    let rec = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"action":"start"}"#,
+    let rec = post_json(
         &format!("http://{dashboard}/api/rec"),
-    ]);
+        r#"{"action":"start"}"#,
+    );
     assert_eq!(rec.status, 202, "{}", rec.text());
     let session = wait_for("a session on disk", SECS(20), || {
         let session = std::fs::read_dir(&recordings.0)

@@ -406,18 +406,8 @@ async fn live(
     ws: WebSocketUpgrade,
 ) -> Response {
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    if !fanout::http::same_origin(&headers, d.access.tls) {
-        tracing::warn!(
-            "dashboard: refused a live WebSocket from {} for another site's page (Origin {:?})",
-            peer.as_ref()
-                .map(|p| p.addr.to_string())
-                .unwrap_or_default(),
-            headers.get(header::ORIGIN)
-        );
-        return error(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
-    }
     let cameras: Arc<dyn fanout::live::Cameras> = Arc::clone(&d.live) as _;
-    fanout::live::upgrade(ws, cameras, peer, d.closing.clone())
+    fanout::live::upgrade(ws, &headers, d.access.tls, cameras, peer, d.closing.clone())
 }
 
 /// A dashboard reachable from the network without users (or with users

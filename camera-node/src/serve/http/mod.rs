@@ -256,21 +256,11 @@ async fn live(
     ws: WebSocketUpgrade,
 ) -> Response {
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
-    if !fanout::http::same_origin(&headers, s.tls) {
-        tracing::warn!(
-            "HTTP: refused a live WebSocket from {} for another site's page (Origin {:?})",
-            peer.as_ref()
-                .map(|p| p.addr.to_string())
-                .unwrap_or_default(),
-            headers.get(header::ORIGIN)
-        );
-        return error(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
-    }
     let cameras = Arc::new(LiveCameras {
         server: Arc::clone(&s),
         node_prefix: format!("{}/", s.node.info().node_id),
     });
-    fanout::live::upgrade(ws, cameras, peer, s.closing.clone())
+    fanout::live::upgrade(ws, &headers, s.tls, cameras, peer, s.closing.clone())
 }
 
 /// The node's cameras for its live WebSocket, by id or `node/id`.
