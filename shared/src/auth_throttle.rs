@@ -66,6 +66,21 @@ pub enum Attempt {
     },
 }
 
+impl Attempt {
+    /// The end of a failure's log line: where from, how many in a row,
+    /// and what it cost (`None` for a success).
+    pub fn failure_text(&self, peer: Option<std::net::SocketAddr>) -> Option<String> {
+        let Attempt::Failed { waited, failures } = self else {
+            return None;
+        };
+        let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
+        Some(format!(
+            "from {peer}: failure {failures} in a row from this address, answered after {:.0} s",
+            waited.as_secs_f64()
+        ))
+    }
+}
+
 impl AuthThrottle {
     /// Runs `check` in `peer`'s turn (`None`: a peer whose address is not
     /// known, all such together); a failure waits its delay before

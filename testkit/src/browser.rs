@@ -126,11 +126,20 @@ impl Browser {
     /// What each `[data-camera]` tile of the page has drawn
     /// (`data-frames`), by camera.
     pub fn tile_frames(&self) -> std::collections::BTreeMap<String, u64> {
-        let drawn = self.run(
-            "return Object.fromEntries([...document.querySelectorAll('[data-camera]')]\
-             .map(t => [t.dataset.camera, Number(t.dataset.frames || 0)]))",
+        (self.tile_numbers(&["frames"]).into_iter())
+            .map(|(camera, n)| (camera, n[0]))
+            .collect()
+    }
+
+    /// Numeric `data-` attributes of each `[data-camera]` tile (their
+    /// dataset names: `frames`, `seq`, `ageMs`), 0 where absent, by camera.
+    pub fn tile_numbers(&self, fields: &[&str]) -> std::collections::BTreeMap<String, Vec<u64>> {
+        let script = format!(
+            "const fields = {}; return Object.fromEntries([...document.querySelectorAll('[data-camera]')]\
+             .map(t => [t.dataset.camera, fields.map(f => Number(t.dataset[f] || 0))]))",
+            serde_json::to_string(fields).unwrap()
         );
-        serde_json::from_value(drawn).expect("tiles by camera")
+        serde_json::from_value(self.run(&script)).expect("tiles by camera")
     }
 
     pub fn element(&self, css: &str) -> String {

@@ -58,6 +58,22 @@ pub fn config_with_user(path: &std::path::Path) {
     std::fs::write(path, &out.stdout).unwrap();
 }
 
+/// Waits until the viewer's `/api/state` (as `state` fetches it) lists
+/// `n` cameras, each with a frame under 2 s old.
+pub fn wait_fresh_cameras(n: usize, limit: Duration, mut state: impl FnMut() -> serde_json::Value) {
+    wait_for(
+        &format!("frames from {n} cameras in the viewer"),
+        limit,
+        || {
+            let state = state();
+            let cameras = state["cameras"].as_array()?.clone();
+            let fresh =
+                |c: &serde_json::Value| c["last_frame_age_s"].as_f64().is_some_and(|a| a < 2.0);
+            (cameras.len() == n && cameras.iter().all(fresh)).then_some(())
+        },
+    );
+}
+
 impl Demo {
     pub fn start(nodes: &str) -> Self {
         Self::start_with(nodes, &[])
@@ -146,13 +162,7 @@ impl Demo {
     pub fn wait_fleet(&self, nodes: usize) {
         let want = format!("{nodes}/{nodes} nodes online");
         wait_for(&want, SECS(60), || self.log().contains(&want).then_some(()));
-        wait_for("frames from every camera in the viewer", SECS(30), || {
-            let state = self.state();
-            let cameras = state["cameras"].as_array()?.clone();
-            let fresh =
-                |c: &serde_json::Value| c["last_frame_age_s"].as_f64().is_some_and(|a| a < 2.0);
-            (cameras.len() == nodes && cameras.iter().all(fresh)).then_some(())
-        });
+        wait_fresh_cameras(nodes, SECS(30), || self.state());
     }
 
     /// A line-buffered `mosquitto_sub -d` on `topic`, returned once the

@@ -31,12 +31,8 @@ fn fleet(broker: &Broker, n: usize) -> Vec<Node> {
 
 /// Waits until the viewer has fresh frames from `n` cameras.
 fn wait_cameras(dashboard: &str, n: usize) {
-    wait_for(&format!("{n} cameras in the viewer"), SECS(60), || {
-        let state = curl(&[&format!("http://{dashboard}/api/state")]).json();
-        let cameras = state["cameras"].as_array()?.clone();
-        let fresh = |c: &serde_json::Value| c["last_frame_age_s"].as_f64().is_some_and(|a| a < 2.0);
-        (cameras.len() == n && cameras.iter().all(fresh)).then_some(())
-    });
+    let state = || curl(&[&format!("http://{dashboard}/api/state")]).json();
+    testkit::demo::wait_fresh_cameras(n, SECS(60), state);
 }
 
 /// The connections to `port` that have carried a request (`ss -ti`: the
@@ -70,11 +66,9 @@ fn grown(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 
 /// Each tile's `data-frames` and `data-seq`.
 fn drawn_and_seq(browser: &Browser) -> BTreeMap<String, (u64, u64)> {
-    let v = browser.run(
-        "return Object.fromEntries([...document.querySelectorAll('[data-camera]')]\
-         .map(t => [t.dataset.camera, [Number(t.dataset.frames || 0), Number(t.dataset.seq || 0)]]))",
-    );
-    serde_json::from_value(v).unwrap()
+    (browser.tile_numbers(&["frames", "seq"]).into_iter())
+        .map(|(camera, n)| (camera, (n[0], n[1])))
+        .collect()
 }
 
 #[test]

@@ -134,57 +134,37 @@ impl Access {
     /// A password or cookie that does not match is a failure: it waits in
     /// its address's turn ([`AuthThrottle`]) and is logged, whatever the
     /// scheme.
-    async fn authenticate(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Auth {
+    async fn authenticate(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
         let token = session_token(headers);
-        if let Some(user) = token.as_deref().and_then(|t| self.session_user(t)) {
-            tracing::trace!("dashboard: {user} by session");
-            return Auth::User;
+        if token
+            .as_deref()
+            .and_then(|t| self.session_user(t))
+            .is_some()
+        {
+            return true;
         }
         let (scheme, name, password) = match basic(headers) {
             Some((name, password)) => ("HTTP Basic", name, Some(password)),
             None if token.is_some() => ("session cookie", "(no session)".to_owned(), None),
-            None => return Auth::Missing,
+            None => return false,
         };
         let check = || {
             password
                 .as_deref()
                 .is_some_and(|password| tokio::task::block_in_place(|| self.check(&name, password)))
         };
-        match self.throttle.attempt(peer.map(|p| p.ip()), check).await {
-            Attempt::Passed => Auth::User,
-            Attempt::Failed { waited, failures } => {
-                log_failure(scheme, &name, peer, waited, failures);
-                Auth::Refused
-            }
-        }
+        let attempt = self.throttle.attempt(peer.map(|p| p.ip()), check).await;
+        log_failure(scheme, &name, peer, attempt);
+        attempt == Attempt::Passed
     }
-}
-
-/// What a request's credentials come to.
-enum Auth {
-    /// A user's session or password.
-    User,
-    /// None given.
-    Missing,
-    /// Given and wrong (the failure has been paid for and logged).
-    Refused,
 }
 
 /// One line per failed authentication: the scheme, the name, the peer;
 /// never the password.
-fn log_failure(
-    scheme: &str,
-    name: &str,
-    peer: Option<SocketAddr>,
-    waited: Duration,
-    failures: u32,
-) {
-    let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
-    tracing::warn!(
-        "dashboard: failed login ({scheme}) as {name:?} from {peer}: failure {failures} in a row \
-         from this address, answered after {:.0} s",
-        waited.as_secs_f64()
-    );
+fn log_failure(scheme: &str, name: &str, peer: Option<SocketAddr>, attempt: Attempt) {
+    if let Some(text) = attempt.failure_text(peer) {
+        tracing::warn!("dashboard: failed login ({scheme}) as {name:?} {text}");
+    }
 }
 
 /// The session cookie's value, if the request has one.
@@ -233,7 +213,7 @@ pub async fn guard(State(d): State<Arc<Dashboard>>, request: Request, next: Next
     let peer = (request.extensions())
         .get::<axum::extract::ConnectInfo<fanout::http::Peer>>()
         .map(|c| c.0.addr);
-    if let Auth::User = access.authenticate(request.headers(), peer).await {
+    if access.authenticate(request.headers(), peer).await {
         return next.run(request).await;
     }
     let wants_page = safe
@@ -332,8 +312,8 @@ pub async fn login(
     let next = local_path(form.next.as_deref()).to_owned();
     let check = || tokio::task::block_in_place(|| access.check(&form.name, &form.password));
     let attempt = access.throttle.attempt(Some(peer.addr.ip()), check).await;
-    if let Attempt::Failed { waited, failures } = attempt {
-        log_failure("form", &form.name, Some(peer.addr), waited, failures);
+    log_failure("form", &form.name, Some(peer.addr), attempt);
+    if attempt != Attempt::Passed {
         let to = format!("/login?failed=1&next={}", percent_encode(&next));
         return Redirect::to(&to).into_response();
     }

@@ -33,7 +33,7 @@ use crate::relay::PublishedPlans;
 use fanout::http::Peer;
 use fanout::multipart::MjpegStream;
 use fanout::Protocol;
-use shared::auth_throttle::{Attempt, AuthThrottle};
+use shared::auth_throttle::AuthThrottle;
 
 #[derive(Debug)]
 pub struct HttpServer {
@@ -127,26 +127,19 @@ async fn require_user(State(s): Shared, request: Request, next: Next) -> Respons
         Some(token) => api::is_the_token(&s, token),
         None => s.users.allows(authorization.as_deref(), &method, ""),
     };
-    match s.throttle.attempt(peer.map(|p| p.ip()), check).await {
-        Attempt::Passed => next.run(request).await,
-        Attempt::Failed { waited, failures } => {
-            let who = match token {
-                Some(_) => "the API token".to_owned(),
-                None => format!(
-                    "{:?}",
-                    basic_name(authorization.as_deref()).unwrap_or_default()
-                ),
-            };
-            let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
-            tracing::warn!(
-                path = %request.uri().path(),
-                "HTTP: wrong password or token as {who} from {peer}: failure {failures} in a row \
-                 from this address, answered after {:.0} s",
-                waited.as_secs_f64()
-            );
-            challenge()
-        }
-    }
+    let attempt = s.throttle.attempt(peer.map(|p| p.ip()), check).await;
+    let Some(text) = attempt.failure_text(peer) else {
+        return next.run(request).await;
+    };
+    let who = match token {
+        Some(_) => "the API token".to_owned(),
+        None => format!(
+            "{:?}",
+            basic_name(authorization.as_deref()).unwrap_or_default()
+        ),
+    };
+    tracing::warn!(path = %request.uri().path(), "HTTP: wrong password or token as {who} {text}");
+    challenge()
 }
 
 /// 401 with the Basic challenge.

@@ -12,24 +12,30 @@
 //! proxy, the browser's own throttling). Cameras take turns, so a busy one
 //! cannot hold back the others. A page that stops acknowledging is cut
 //! off after [`STALL_LIMIT`].
+//!
+//! - [`message`]: what a page sends, and a frame message as it goes out.
+//! - [`window`]: how much a socket may have in flight.
 
-use std::collections::{BTreeMap, VecDeque};
+mod message;
+mod window;
+
+pub use message::{encode, Request, Want, HEADER_LEN, KIND_JPEG, MAX_REQUEST, MAX_SHOWN};
+pub use window::{Window, MAX_WINDOW, MIN_WINDOW, QUEUE_TIME};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::http::{Pacer, Peer, STALL_LIMIT};
-use crate::{Frame, Hub, Reader};
+use crate::{Hub, Reader};
 
 /// The browser side: draws the tiles of any page that has
 /// `[data-camera]` elements with a `<canvas>`.
@@ -46,30 +52,6 @@ pub fn script_tag(socket: &str) -> String {
     format!("<script data-socket=\"{socket}\">\n{SCRIPT}</script>")
 }
 
-/// The first byte of a binary message that carries a JPEG.
-pub const KIND_JPEG: u8 = 1;
-/// A frame message's fixed header: kind, key length, message number,
-/// sequence number, capture time.
-pub const HEADER_LEN: usize = 1 + 1 + 4 + 8 + 8;
-/// Most cameras one socket shows (a node carries up to 32; a fleet's
-/// dashboard a few times that).
-pub const MAX_SHOWN: usize = 256;
-/// Largest message a page may send (a `show` of [`MAX_SHOWN`] cameras
-/// with long names fits).
-pub const MAX_REQUEST: usize = 64 * 1024;
-/// The unacknowledged bytes a socket may have are what its link delivered
-/// in this long, so a picture waits at most about this long for the ones
-/// sent before it. A quarter of a second keeps a throttled phone well
-/// under a second behind while a LAN still carries dozens of tiles.
-pub const QUEUE_TIME: Duration = Duration::from_millis(250);
-/// The window of a socket whose rate is not known yet, or is low: a few
-/// 640x480 pictures. One frame may always go when nothing is in flight,
-/// however large.
-pub const MIN_WINDOW: usize = 64 * 1024;
-/// The largest window, whatever the link: about 40 1080p pictures.
-pub const MAX_WINDOW: usize = 8 * 1024 * 1024;
-/// The link's rate is what was acknowledged over this span.
-const RATE_SPAN: Duration = Duration::from_secs(1);
 /// How often cameras that were missing (or whose hub was replaced, a
 /// node that came back) are looked up again.
 const LOOKUP_EVERY: Duration = Duration::from_secs(1);
@@ -80,172 +62,6 @@ pub trait Cameras: Send + Sync {
     fn hub(&self, key: &str) -> Option<Arc<Hub>>;
     /// A reader of `hub` for one socket, or why not (the node's viewer cap).
     fn reader(&self, hub: &Arc<Hub>) -> Result<Reader, String>;
-}
-
-/// One message from the page.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    /// The cameras shown from now on (all others stop).
-    #[serde(default)]
-    pub show: Option<Vec<Want>>,
-    /// The page is done with this frame message (drawn or dropped).
-    #[serde(default)]
-    pub ack: Option<u32>,
-}
-
-/// A camera the page shows, at most `fps` frames a second (its full rate
-/// when absent).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Want {
-    pub camera: String,
-    #[serde(default)]
-    pub fps: Option<f64>,
-}
-
-impl Request {
-    /// Parses and checks one text message.
-    pub fn parse(text: &str) -> Result<Request, String> {
-        let expected = |e: &dyn std::fmt::Display| {
-            format!(
-                "expected {{\"show\":[{{\"camera\":\"...\",\"fps\":n}}]}} or {{\"ack\":n}}: {e}"
-            )
-        };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| expected(&e))?;
-        if !value.is_object() {
-            return Err(expected(&"not an object"));
-        }
-        let request: Request = serde_json::from_value(value).map_err(|e| expected(&e))?;
-        if let Some(show) = &request.show {
-            if show.len() > MAX_SHOWN {
-                return Err(format!("{} cameras: at most {MAX_SHOWN}", show.len()));
-            }
-            for want in show {
-                if want.camera.is_empty() || want.camera.len() > usize::from(u8::MAX) {
-                    return Err(format!(
-                        "camera {:?}: 1 to 255 bytes",
-                        want.camera.chars().take(40).collect::<String>()
-                    ));
-                }
-                if want.fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
-                    return Err(format!("camera {}: fps must be above 0", want.camera));
-                }
-            }
-        }
-        Ok(request)
-    }
-}
-
-/// A frame as the page receives it: the header (see docs/protocol.md), the
-/// key the page asked for, then the JPEG.
-pub fn encode(number: u32, key: &str, frame: &Frame) -> Bytes {
-    let key = &key.as_bytes()[..key.len().min(usize::from(u8::MAX))];
-    let mut message = BytesMut::with_capacity(HEADER_LEN + key.len() + frame.jpeg.len());
-    message.put_u8(KIND_JPEG);
-    message.put_u8(key.len() as u8);
-    message.put_u32(number);
-    message.put_u64(frame.seq);
-    message.put_u64(frame.captured_at_us);
-    message.put_slice(key);
-    message.put_slice(&frame.jpeg);
-    message.freeze()
-}
-
-/// What a socket has in flight: at most one frame per camera, and bytes
-/// within what its link delivers in [`QUEUE_TIME`] (pure: the caller
-/// passes the time).
-#[derive(Debug, Default)]
-pub struct Window {
-    unacked: BTreeMap<u32, InFlight>,
-    in_flight: usize,
-    /// Acknowledged bytes with their time, over [`RATE_SPAN`].
-    delivered: VecDeque<(Instant, usize)>,
-    delivered_bytes: usize,
-    next_number: u32,
-}
-
-#[derive(Debug)]
-struct InFlight {
-    camera: String,
-    bytes: usize,
-    sent_at: Instant,
-}
-
-impl Window {
-    /// The bytes that may be in flight now.
-    pub fn limit(&mut self, now: Instant) -> usize {
-        self.forget_before(now);
-        let rate = self.delivered_bytes as f64 / RATE_SPAN.as_secs_f64();
-        ((rate * QUEUE_TIME.as_secs_f64()) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
-    }
-
-    /// Whether `camera` may be sent a frame now.
-    pub fn allows(&mut self, camera: &str, now: Instant) -> bool {
-        let waiting = self.unacked.values().any(|f| f.camera == camera);
-        !waiting && (self.in_flight == 0 || self.in_flight < self.limit(now))
-    }
-
-    /// Notes a frame of `bytes` sent to `camera`; its message number.
-    pub fn sent(&mut self, camera: &str, bytes: usize, now: Instant) -> u32 {
-        let number = self.next_number;
-        self.next_number = self.next_number.wrapping_add(1);
-        self.in_flight += bytes;
-        self.unacked.insert(
-            number,
-            InFlight {
-                camera: camera.to_owned(),
-                bytes,
-                sent_at: now,
-            },
-        );
-        number
-    }
-
-    /// The page is done with message `number`; false when none was in flight.
-    pub fn ack(&mut self, number: u32, now: Instant) -> bool {
-        let Some(done) = self.unacked.remove(&number) else {
-            return false;
-        };
-        self.in_flight -= done.bytes;
-        self.delivered.push_back((now, done.bytes));
-        self.delivered_bytes += done.bytes;
-        self.forget_before(now);
-        true
-    }
-
-    /// A camera that is no longer shown: its frame in flight no longer
-    /// holds the others back.
-    pub fn forget(&mut self, camera: &str) {
-        let gone: Vec<u32> = (self.unacked.iter())
-            .filter(|(_, f)| f.camera == camera)
-            .map(|(n, _)| *n)
-            .collect();
-        for number in gone {
-            if let Some(f) = self.unacked.remove(&number) {
-                self.in_flight -= f.bytes;
-            }
-        }
-    }
-
-    /// When the oldest unacknowledged frame was sent.
-    pub fn oldest(&self) -> Option<Instant> {
-        self.unacked.values().map(|f| f.sent_at).min()
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
-    fn forget_before(&mut self, now: Instant) {
-        while let Some(&(at, bytes)) = self.delivered.front() {
-            if now.saturating_duration_since(at) <= RATE_SPAN {
-                break;
-            }
-            self.delivered.pop_front();
-            self.delivered_bytes -= bytes;
-        }
-    }
 }
 
 /// Upgrades to a live WebSocket served by [`run`], or refuses (403) a
@@ -561,103 +377,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_are_checked() {
-        let show =
-            Request::parse(r#"{"show":[{"camera":"pi-1/cam0"},{"camera":"pi-2/cam0","fps":2.5}]}"#)
-                .unwrap();
-        assert_eq!(
-            show.show.unwrap(),
-            vec![
-                Want {
-                    camera: "pi-1/cam0".into(),
-                    fps: None
-                },
-                Want {
-                    camera: "pi-2/cam0".into(),
-                    fps: Some(2.5)
-                },
-            ]
-        );
-        assert_eq!(Request::parse(r#"{"ack":7}"#).unwrap().ack, Some(7));
-        for bad in [
-            "",
-            "[]",
-            r#"{"shows":[]}"#,
-            r#"{"ack":-1}"#,
-            r#"{"show":[{"camera":""}]}"#,
-            r#"{"show":[{"camera":"a","fps":0}]}"#,
-            r#"{"show":[{"camera":"a","fps":-3}]}"#,
-        ] {
-            assert!(Request::parse(bad).is_err(), "{bad:?} accepted");
-        }
-        let long = format!(r#"{{"show":[{{"camera":"{}"}}]}}"#, "x".repeat(256));
-        assert!(Request::parse(&long).unwrap_err().contains("255"));
-        let many: Vec<String> = (0..=MAX_SHOWN)
-            .map(|i| format!(r#"{{"camera":"n/{i}"}}"#))
-            .collect();
-        let many = format!(r#"{{"show":[{}]}}"#, many.join(","));
-        assert!(Request::parse(&many).unwrap_err().contains("at most"));
-    }
-
-    #[test]
-    fn a_frame_message_is_header_key_jpeg() {
-        let frame = Frame {
-            seq: 0x0102_0304_0506_0708,
-            captured_at_us: 1_700_000_000_123_456,
-            read_at: Instant::now(),
-            jpeg: Bytes::from_static(b"\xFF\xD8jpeg\xFF\xD9"),
-        };
-        let message = encode(9, "pi-1/cam0", &frame);
-        assert_eq!(message[0], KIND_JPEG);
-        assert_eq!(message[1], 9);
-        assert_eq!(&message[2..6], &9u32.to_be_bytes());
-        assert_eq!(&message[6..14], &frame.seq.to_be_bytes());
-        assert_eq!(&message[14..22], &frame.captured_at_us.to_be_bytes());
-        assert_eq!(&message[22..31], b"pi-1/cam0");
-        assert_eq!(&message[31..], &frame.jpeg[..]);
-    }
-
-    #[test]
-    fn one_frame_per_camera_in_flight_and_bytes_within_the_window() {
-        let now = Instant::now();
-        let mut window = Window::default();
-        assert!(window.allows("a", now));
-        let a = window.sent("a", 200_000, now);
-        assert!(!window.allows("a", now), "a's frame is in flight");
-        assert!(!window.allows("b", now), "200 kB is past the first window");
-        assert!(window.ack(a, now));
-        assert!(!window.ack(a, now), "acked once");
-        assert!(window.allows("a", now) && window.allows("b", now));
-        let b = window.sent("b", 10_000, now);
-        assert!(window.allows("c", now), "10 kB is within the window");
-        window.forget("b");
-        assert_eq!(window.in_flight(), 0);
-        assert!(!window.ack(b, now), "forgotten with its camera");
-    }
-
-    #[test]
-    fn the_window_is_what_the_link_delivers_in_a_quarter_second() {
-        let start = Instant::now();
-        let mut window = Window::default();
-        assert_eq!(window.limit(start), MIN_WINDOW);
-        // 4 MB acknowledged within a second: 1 MB may be in flight.
-        for i in 0..40 {
-            let at = start + Duration::from_millis(i * 20);
-            let n = window.sent("a", 100_000, at);
-            window.ack(n, at);
-        }
-        let late = start + Duration::from_millis(800);
-        assert_eq!(window.limit(late), 1_000_000);
-        // A second later nothing was delivered: back to the smallest.
-        assert_eq!(window.limit(late + Duration::from_secs(2)), MIN_WINDOW);
-        assert_eq!(window.oldest(), None);
     }
 }

@@ -167,14 +167,19 @@
     });
   }
 
-  // The rate drawn over the last two seconds and the picture's age.
+  // The rate drawn over the last two seconds and the picture's age, in the
+  // info's own text node (a new child each time would wake the scan).
+  function say(t, text) {
+    if (!t.info.firstChild) t.info.append(document.createTextNode(""));
+    t.info.firstChild.data = text;
+  }
   setInterval(() => {
     for (const t of tiles.values()) {
       if (!t.info) continue;
-      if (t.captured === null) { t.info.textContent = "no picture yet"; continue; }
+      if (t.captured === null) { say(t, "no picture yet"); continue; }
       const age = (Date.now() - t.captured) / 1000;
       const fps = t.drawn.filter((at) => at > performance.now() - 2000).length / 2;
-      t.info.textContent = fps.toFixed(1) + " fps · " + (age < 10 ? age.toFixed(2) : age.toFixed(0)) + " s";
+      say(t, fps.toFixed(1) + " fps · " + (age < 10 ? age.toFixed(2) : age.toFixed(0)) + " s");
     }
   }, 500);
 
