@@ -222,7 +222,7 @@ async fn read_frames(stream: TcpStream, start: Instant, end: Instant) -> Result<
         }
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         fig.received += 1;
-        fig.bytes += frame.jpeg.len() as u64;
+        fig.bytes += frame.data.len() as u64;
         fig.first_seq.get_or_insert(frame.seq);
         fig.last_seq = frame.seq;
         fig.latencies_us

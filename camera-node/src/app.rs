@@ -40,6 +40,8 @@ const DEFAULT_CAPTURE: CaptureSettings = CaptureSettings {
     height: 720,
     fps: 30,
     quality: 80,
+    codec: shared::frame::Codec::Mjpeg,
+    h264: crate::source::H264Settings::DEFAULT,
 };
 
 /// Runs the node until `shutdown` is cancelled. Errors only when it cannot

@@ -1,5 +1,5 @@
-//! camfleet camera node: captures MJPEG from a camera, splits it into
-//! frames and fans them out to viewers (TCP frames, RTSP, HTTP); announces
+//! camfleet camera node: captures MJPEG or H.264 from a camera, splits it
+//! into frames and fans them out to viewers (TCP frames, RTSP, HTTP); announces
 //! itself on MQTT.
 //!
 //! # Layout
@@ -9,6 +9,7 @@
 //!   pattern, URLs and devices through ffmpeg), and [`source::secrets`]:
 //!   passwords kept out of logs, the API and MQTT.
 //! - [`mjpeg`]: splits an MJPEG byte stream into JPEG frames.
+//! - [`h264`]: splits an H.264 Annex B byte stream into access units.
 //! - [`cameras`]: the node's cameras, added and removed at runtime (the
 //!   camera API): each one's [`cameras::supervisor`] (runs a source,
 //!   restarts it with backoff and a watchdog) and [`cameras::status`], and
@@ -17,8 +18,10 @@
 //!   the hub every server reads from, is the `fanout` library's):
 //!   [`serve::rtsp`] (RTSP for players) and [`serve::http`] (index page,
 //!   MJPEG, snapshots, JSON API, metrics, health).
+//! - [`snapshot`]: an H.264 camera's newest picture decoded for `snapshot.jpg`.
 //! - [`push`]: what goes out: a camera pushed to an RTSP server.
-//! - [`rtp`]: RTP/JPEG (RFC 2435) and RTCP, for RTSP and the push.
+//! - [`rtp`]: RTP/JPEG (RFC 2435), RTP H.264 (RFC 6184) and RTCP, for RTSP
+//!   and the push.
 //! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
 //! - [`relay`]: the relay planner (who passes each camera to whom) and the
 //!   plans it published.
@@ -36,6 +39,7 @@ pub mod auth;
 pub mod cameras;
 pub mod clock;
 pub mod config;
+pub mod h264;
 pub mod info;
 pub mod mjpeg;
 pub mod net;
@@ -45,6 +49,7 @@ pub mod push;
 pub mod relay;
 pub mod rtp;
 pub mod serve;
+pub mod snapshot;
 pub mod source;
 
 pub use app::run;

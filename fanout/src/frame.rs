@@ -2,4 +2,4 @@
 //! viewer. The type is the wire's ([`shared::frame::Frame`]): a relay hands
 //! on what it read as it is.
 
-pub use shared::frame::Frame;
+pub use shared::frame::{Codec, Frame};

@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::figures::{Health, HubFigures, LatencyHistogram, Protocol};
+use crate::frame::Codec;
 use crate::frame::Frame;
-use crate::ring::Ring;
+use crate::ring::{Cursor, Ring};
 
 #[derive(Debug)]
 pub struct Hub {
@@ -86,13 +87,38 @@ impl Hub {
         self.ring().newest().cloned()
     }
 
-    /// The newest frame, waiting up to `wait` for one when there is none.
+    /// The newest keyframe and every frame after it: what a decoder needs
+    /// for the newest picture (for MJPEG the newest frame alone).
+    pub fn group(&self) -> Vec<Frame> {
+        let ring = self.ring();
+        let mut cursor = ring.join();
+        let mut group = Vec::new();
+        cursor.catch_up_until = u64::MAX;
+        while let Some(next) = ring.next(cursor) {
+            group.extend(next.frame);
+            cursor = next.cursor;
+        }
+        group
+    }
+
+    /// Frames between the camera's last two keyframes.
+    pub fn gop_frames(&self) -> Option<u64> {
+        self.ring().gop_frames()
+    }
+
+    /// The newest keyframe the ring holds (for MJPEG the newest frame):
+    /// an H.264 one carries the stream's SPS and PPS.
+    pub fn latest_key(&self) -> Option<Frame> {
+        self.ring().newest_key().cloned()
+    }
+
+    /// The newest keyframe, waiting up to `wait` for one when there is none.
     pub async fn first_frame(&self, wait: Duration) -> Option<Frame> {
         let mut pushed = self.pushed.subscribe();
         let deadline = Instant::now() + wait;
         loop {
             pushed.borrow_and_update();
-            if let Some(frame) = self.latest() {
+            if let Some(frame) = self.latest_key() {
                 return Some(frame);
             }
             tokio::time::timeout_at(deadline, pushed.changed())
@@ -105,14 +131,16 @@ impl Hub {
     /// Stamps a frame that has just been read in full from the camera
     /// (sequence number, capture time) and hands it to every viewer.
     /// Never blocks.
-    pub fn publish(&self, jpeg: Bytes) -> u64 {
+    pub fn publish(&self, codec: Codec, key: bool, data: Bytes) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let captured_at_us = shared::time::now_us();
         self.forward(Frame {
             seq,
             captured_at_us,
             read_at: Instant::now(),
-            jpeg,
+            codec,
+            key,
+            data,
         });
         seq
     }
@@ -120,7 +148,7 @@ impl Hub {
     /// Hands on a frame stamped elsewhere (a relay's upstream) as it is.
     pub fn forward(&self, frame: Frame) {
         self.bytes
-            .fetch_add(frame.jpeg.len() as u64, Ordering::Relaxed);
+            .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
         let end = {
             let mut ring = self.ring();
             ring.push(frame);
@@ -151,7 +179,7 @@ impl Hub {
     fn reader(self: &Arc<Self>, protocol: Protocol, slot: bool) -> Reader {
         self.viewers_by[protocol as usize].fetch_add(1, Ordering::AcqRel);
         let wake = self.pushed.subscribe();
-        let cursor = self.ring().newest_cursor();
+        let cursor = self.ring().join();
         Reader {
             id: self.next_reader.fetch_add(1, Ordering::Relaxed),
             named: None,
@@ -161,7 +189,8 @@ impl Hub {
             cursor,
             wake,
             skipped: 0,
-            behind: false,
+            jumped: false,
+            skip_pending: false,
             idle: 0,
         }
     }
@@ -242,13 +271,16 @@ pub struct Reader {
     protocol: Protocol,
     /// Holds one of the hub's viewer slots (see [`Hub::add_local_reader`]).
     slot: bool,
-    cursor: u64,
+    /// Where it is in the ring. `behind`: fell behind and has not caught
+    /// up since; takes the newest keyframe each time until it has found
+    /// none waiting [`CAUGHT_UP_AFTER`] times in a row.
+    cursor: Cursor,
     wake: watch::Receiver<u64>,
     skipped: u64,
-    /// Fell behind and has not caught up since: takes the newest frame
-    /// each time until it has found none waiting [`CAUGHT_UP_AFTER`]
-    /// times in a row.
-    behind: bool,
+    /// The last frame came after frames skipped.
+    jumped: bool,
+    /// Frames were skipped since the last frame returned.
+    skip_pending: bool,
     /// Times in a row this reader found no frame waiting.
     idle: u8,
 }
@@ -285,20 +317,27 @@ impl Reader {
 
     /// [`Reader::next`] without waiting.
     pub fn try_next(&mut self) -> Option<Frame> {
-        let Some(next) = self.hub.ring().next(self.cursor, self.behind) else {
+        let Some(next) = self.hub.ring().next(self.cursor) else {
             self.idle = self.idle.saturating_add(1);
             if self.idle >= CAUGHT_UP_AFTER {
-                self.behind = false;
+                self.cursor.behind = false;
             }
             return None;
         };
+        self.take(next)
+    }
+
+    fn take(&mut self, next: crate::ring::Next) -> Option<Frame> {
         self.cursor = next.cursor;
         if next.skipped > 0 {
-            self.behind = true;
+            self.cursor.behind = true;
             self.idle = 0;
+            self.skip_pending = true;
             self.count_skipped(next.skipped);
         }
-        Some(next.frame)
+        let frame = next.frame?;
+        self.jumped = std::mem::take(&mut self.skip_pending);
+        Some(frame)
     }
 
     /// The newest frame this reader has not had, without waiting; the ones
@@ -306,10 +345,14 @@ impl Reader {
     /// that sends a picture only when its client asks for one (a live
     /// WebSocket's tile), for which every older frame is a backlog.
     pub fn try_newest(&mut self) -> Option<Frame> {
-        let next = self.hub.ring().next(self.cursor, true)?;
-        self.cursor = next.cursor;
-        self.count_skipped(next.skipped);
-        Some(next.frame)
+        let next = self.hub.ring().next(Cursor {
+            behind: true,
+            ..self.cursor
+        })?;
+        let behind = self.cursor.behind;
+        let frame = self.take(next);
+        self.cursor.behind = behind;
+        frame
     }
 
     fn count_skipped(&mut self, frames: u64) {
@@ -323,15 +366,27 @@ impl Reader {
         self.hub.dropped_by[self.protocol as usize].fetch_add(frames, Ordering::Relaxed);
     }
 
-    /// Starts again from the newest frame without counting what lies
+    /// Starts again as a reader that joins now, without counting what lies
     /// between as drops (an RTSP session that plays after a pause).
     pub fn seek_newest(&mut self) {
-        self.cursor = self.hub.ring().newest_cursor();
+        self.cursor = self.hub.ring().join();
     }
 
     /// Whether this viewer fell behind and has not caught up since.
     pub fn is_behind(&self) -> bool {
-        self.behind
+        self.cursor.behind
+    }
+
+    /// Whether frames were skipped right before the last frame returned
+    /// (it is a keyframe: a decoder starts again from it).
+    pub fn after_skip(&self) -> bool {
+        self.jumped
+    }
+
+    /// Whether the next frame is part of a joiner's replay of the keyframe
+    /// group (older than live; for decoding, not for showing).
+    pub fn catching_up(&self) -> bool {
+        self.cursor.index < self.cursor.catch_up_until
     }
 
     /// Lists this viewer under `name` (its peer address) in
@@ -381,12 +436,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn every_reader_gets_every_frame_of_a_burst() {
         let hub = Hub::new("cam0");
-        hub.publish(jpeg(0));
+        hub.publish(Codec::Mjpeg, true, jpeg(0));
         let mut readers: Vec<Reader> = (0..8)
             .map(|_| hub.add_viewer(8, Protocol::Tcp).unwrap())
             .collect();
         for i in 1..=3 {
-            hub.publish(jpeg(i));
+            hub.publish(Codec::Mjpeg, true, jpeg(i));
         }
         for reader in &mut readers {
             let mut seqs = Vec::new();
@@ -402,11 +457,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_falls_behind_gets_the_newest_and_the_skip_is_counted() {
         let hub = Hub::new("cam0");
-        hub.publish(jpeg(0));
+        hub.publish(Codec::Mjpeg, true, jpeg(0));
         let mut slow = hub.add_viewer(8, Protocol::Http).unwrap();
         assert_eq!(slow.next().await.seq, 0);
         for i in 1..=5 {
-            hub.publish(jpeg(i));
+            hub.publish(Codec::Mjpeg, true, jpeg(i));
             tokio::time::advance(STALE_AFTER / 4).await;
         }
         // Frames 1 and 2 are past the limit now: the reader jumps to 5.
@@ -414,21 +469,21 @@ mod tests {
         assert_eq!(slow.skipped(), 4);
         assert_eq!(hub.snapshot().dropped_by, [0, 0, 4]);
         // Behind, it takes the newest of fresh frames too...
-        hub.publish(jpeg(6));
-        hub.publish(jpeg(7));
+        hub.publish(Codec::Mjpeg, true, jpeg(6));
+        hub.publish(Codec::Mjpeg, true, jpeg(7));
         assert_eq!(slow.next().await.seq, 7);
         // ...until it finds nothing waiting, a few times in a row...
         for i in 8..7 + CAUGHT_UP_AFTER {
             assert!(slow.try_next().is_none());
             assert!(slow.is_behind());
-            hub.publish(jpeg(i));
+            hub.publish(Codec::Mjpeg, true, jpeg(i));
             assert_eq!(slow.next().await.seq, u64::from(i));
         }
         assert!(slow.try_next().is_none());
         assert!(!slow.is_behind());
         // ...then every frame again, in order.
-        hub.publish(jpeg(10));
-        hub.publish(jpeg(11));
+        hub.publish(Codec::Mjpeg, true, jpeg(10));
+        hub.publish(Codec::Mjpeg, true, jpeg(11));
         assert_eq!(slow.next().await.seq, 10);
         assert_eq!(slow.next().await.seq, 11);
         assert_eq!(slow.skipped(), 5);
@@ -440,7 +495,7 @@ mod tests {
         let mut reader = hub.add_viewer(1, Protocol::Rtsp).unwrap();
         let waiting = tokio::spawn(async move { reader.next().await.seq });
         tokio::task::yield_now().await;
-        hub.publish(jpeg(0));
+        hub.publish(Codec::Mjpeg, true, jpeg(0));
         assert_eq!(waiting.await.unwrap(), 0);
     }
 

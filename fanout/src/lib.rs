@@ -31,5 +31,5 @@ pub mod socket;
 pub mod tcp;
 
 pub use figures::{Health, HubFigures, LatencyCounts, LatencyHistogram, Protocol};
-pub use frame::Frame;
+pub use frame::{Codec, Frame};
 pub use hub::{Hub, Reader};

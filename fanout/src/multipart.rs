@@ -107,7 +107,7 @@ impl MjpegStream {
         let frames = stream::unfold(reader, |mut reader| async move {
             let frame = reader.next().await;
             let part = Part {
-                jpeg: frame.jpeg,
+                jpeg: frame.data,
                 captured_at_us: Some(frame.captured_at_us),
                 behind: reader.is_behind(),
             };

@@ -1,12 +1,17 @@
-//! TCP frame protocol v1 server (DESIGN.md): the hello, then a header and
-//! a JPEG per frame, each viewer at its own pace through its [`Reader`].
+//! TCP frame protocol server: v1 (DESIGN.md) for an MJPEG camera, the
+//! hello then a header and a JPEG per frame; v2 (docs/protocol.md) for an
+//! H.264 camera, the codec configuration then access units. Each viewer
+//! goes at its own pace through its [`Reader`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
+use shared::frame::{
+    flags, kind, Codec, FrameHeader, MessageHeader, HEADER_LEN_V2, HELLO, HELLO_V2,
+};
+use shared::h264::Params;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::figures::Protocol;
+use crate::frame::Frame;
 use crate::hub::{Hub, Reader};
 use crate::socket;
 
@@ -68,8 +74,27 @@ pub async fn serve_viewer(
 ) -> std::io::Result<u64> {
     let mut cap = socket::prepare_viewer(&stream);
     let mut sent = 0u64;
-    let mut pending = Bytes::from_static(HELLO).chain(Bytes::new());
+    // The hello says the codec: the newest frame's, or the first one's.
     let mut in_flight = None;
+    let codec = match reader.hub().latest() {
+        Some(frame) => frame.codec,
+        None => {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => return Ok(0),
+                frame = reader.next() => frame,
+            };
+            let codec = first.codec;
+            in_flight = Some(first);
+            codec
+        }
+    };
+    let mut conn = Connection::new(codec);
+    let mut pending = Bytes::from_static(conn.hello()).chain(Bytes::new().chain(Bytes::new()));
+    if let Some(frame) = &in_flight {
+        let head = conn.head(frame, reader)?;
+        pending =
+            Bytes::from_static(conn.hello()).chain(Bytes::from(head).chain(frame.data.clone()));
+    }
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(sent),
@@ -85,14 +110,91 @@ pub async fn serve_viewer(
             _ = cancel.cancelled() => return Ok(sent),
             frame = reader.next() => frame,
         };
-        let header = FrameHeader {
-            len: frame.jpeg.len() as u32,
+        let head = conn.head(&frame, reader)?;
+        cap.fit(&stream, head.len() + frame.data.len(), reader.is_behind());
+        pending = Bytes::new().chain(Bytes::from(head).chain(frame.data.clone()));
+        in_flight = Some(frame);
+    }
+}
+
+/// One viewer's protocol: v1 for an MJPEG camera, v2 for an H.264 one,
+/// and what it has told the viewer of the codec configuration.
+#[derive(Debug)]
+struct Connection {
+    codec: Codec,
+    config_sent: Option<Params>,
+}
+
+impl Connection {
+    fn new(codec: Codec) -> Self {
+        Connection {
+            codec,
+            config_sent: None,
+        }
+    }
+
+    fn hello(&self) -> &'static [u8] {
+        match self.codec {
+            Codec::Mjpeg => HELLO,
+            Codec::H264 => HELLO_V2,
+        }
+    }
+
+    /// What goes before `frame`'s payload: for v1 its header; for v2 a
+    /// configuration message when a keyframe's SPS/PPS are new to this
+    /// viewer, then the frame's header. The payload itself is the shared
+    /// `Bytes`, never copied per viewer.
+    fn head(&mut self, frame: &Frame, reader: &Reader) -> std::io::Result<Vec<u8>> {
+        if frame.codec != self.codec {
+            return Err(std::io::Error::other(format!(
+                "the camera changed from {} to {}; reconnect",
+                self.codec, frame.codec
+            )));
+        }
+        if self.codec == Codec::Mjpeg {
+            let header = FrameHeader {
+                len: frame.data.len() as u32,
+                seq: frame.seq,
+                captured_at_us: frame.captured_at_us,
+            };
+            return Ok(header.encode().to_vec());
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN_V2);
+        let mut flag = 0;
+        if frame.key {
+            flag |= flags::KEY;
+            if let Ok(params) = Params::of_keyframe(&frame.data) {
+                if self.config_sent.as_ref() != Some(&params) {
+                    let record = params.avc_config_record();
+                    let header = MessageHeader {
+                        len: record.len() as u32,
+                        kind: kind::CONFIG,
+                        flags: 0,
+                        seq: frame.seq,
+                        captured_at_us: frame.captured_at_us,
+                    };
+                    out.extend_from_slice(&header.encode());
+                    out.extend_from_slice(&record);
+                    flag |= flags::CONFIG;
+                    self.config_sent = Some(params);
+                }
+            }
+        }
+        if reader.after_skip() {
+            flag |= flags::DISCONTINUITY;
+        }
+        if reader.catching_up() {
+            flag |= flags::CATCH_UP;
+        }
+        let header = MessageHeader {
+            len: frame.data.len() as u32,
+            kind: kind::H264,
+            flags: flag,
             seq: frame.seq,
             captured_at_us: frame.captured_at_us,
         };
-        cap.fit(&stream, HEADER_LEN + frame.jpeg.len(), reader.is_behind());
-        pending = Bytes::copy_from_slice(&header.encode()).chain(frame.jpeg.clone());
-        in_flight = Some(frame);
+        out.extend_from_slice(&header.encode());
+        Ok(out)
     }
 }
 

@@ -2,11 +2,13 @@
 
 use thiserror::Error;
 
-/// A broken TCP frame stream (protocol v1).
+/// A broken TCP frame stream (protocol v1 or v2).
 #[derive(Debug, Error)]
 pub enum FrameError {
-    #[error("the peer did not greet with CAMFLEET/1 (got {0:?})")]
+    #[error("the peer did not greet with CAMFLEET/1 or CAMFLEET/2 (got {0:?})")]
     BadHello(String),
+    #[error("a malformed v2 message: {0}")]
+    BadHeader(String),
     #[error("frame of {len} bytes is over the {max} byte cap")]
     TooLarge { len: usize, max: usize },
     #[error("frame {seq} does not hold a JPEG (no SOI marker)")]

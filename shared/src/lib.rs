@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`topics`]: every MQTT topic string, and nowhere else.
 //! - [`messages`]: the JSON payloads (NodeInfo, stats, record commands).
-//! - [`frame`]: the TCP frame protocol v1 (hello, 20-byte header, length cap).
+//! - [`frame`]: the frame type and the TCP frame protocols v1 (JPEG) and v2 (H.264).
+//! - [`h264`]: parameter sets, `avcC`, codec strings, AVCC and Annex B.
 //! - [`jpeg`]: a JPEG's width and height from its frame header.
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`config`]: the settings both binaries have (broker, id, prefix,
@@ -25,6 +26,7 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod h264;
 pub mod jpeg;
 pub mod messages;
 pub mod mqtt;

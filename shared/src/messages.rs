@@ -48,13 +48,21 @@ pub struct CameraInfo {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// `mjpeg` or `h264`.
     pub codec: String,
-    /// `host:port` of the TCP frame protocol v1.
+    /// H.264: the RFC 6381 codec string (`avc1.4D4029`), for browsers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec_string: Option<String>,
+    /// H.264: frames from one keyframe to the next, as the stream has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop_frames: Option<u64>,
+    /// `host:port` of the TCP frame protocol (v1 for MJPEG, v2 for H.264).
     pub tcp: String,
     /// RTSP URL, present once the node serves RTSP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp: Option<String>,
-    /// HTTP multipart MJPEG URL, present once the node serves HTTP.
+    /// HTTP multipart MJPEG URL, present once the node serves HTTP (MJPEG
+    /// cameras only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
     /// False while capture is stopped on purpose.

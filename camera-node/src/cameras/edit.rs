@@ -13,6 +13,7 @@ use crate::push::{Push, PushUrl};
 use crate::source::secrets::{check_text, MAX_SOURCE_LEN};
 use crate::source::url;
 use crate::source::{CaptureSettings, Output, SourceSpec};
+use shared::frame::Codec;
 
 /// Cameras a node runs at most (the config file's and the API's).
 pub const MAX_CAMERAS: usize = 32;
@@ -31,6 +32,8 @@ pub struct NewCamera {
     pub height: Option<u32>,
     pub fps: Option<u32>,
     pub quality: Option<u8>,
+    /// `mjpeg` or `h264`; absent: MJPEG, or an H.264 input copied.
+    pub codec: Option<Codec>,
     pub tcp_port: Option<u16>,
     pub enabled: Option<bool>,
     /// RTSP servers to push it to.
@@ -48,6 +51,7 @@ pub struct CameraPatch {
     pub height: Option<u32>,
     pub fps: Option<u32>,
     pub quality: Option<u8>,
+    pub codec: Option<Codec>,
     pub enabled: Option<bool>,
 }
 
@@ -114,7 +118,17 @@ impl Cameras {
                 format!("this node runs {MAX_CAMERAS} cameras already"),
             ));
         }
-        let config = self.camera_config(id, source, new.width, new.height, new.fps, new.quality)?;
+        let config = self.camera_config(
+            id,
+            source,
+            Output {
+                width: new.width,
+                height: new.height,
+                fps: new.fps,
+                quality: new.quality.unwrap_or(0),
+                codec: new.codec,
+            },
+        )?;
         let listener = self.listener(new.tcp_port).await?;
         let pushes = new
             .pushes
@@ -175,7 +189,8 @@ impl Cameras {
             || patch.width.is_some()
             || patch.height.is_some()
             || patch.fps.is_some()
-            || patch.quality.is_some();
+            || patch.quality.is_some()
+            || patch.codec.is_some();
         if changes_source {
             if entry.origin == Origin::Config {
                 return Err(refused(
@@ -191,10 +206,13 @@ impl Cameras {
             let config = self.camera_config(
                 id.to_owned(),
                 source,
-                patch.width.or(old.output.width),
-                patch.height.or(old.output.height),
-                patch.fps.or(old.output.fps),
-                patch.quality.or(Some(old.output.quality)),
+                Output {
+                    width: patch.width.or(old.output.width),
+                    height: patch.height.or(old.output.height),
+                    fps: patch.fps.or(old.output.fps),
+                    quality: patch.quality.unwrap_or(old.output.quality),
+                    codec: patch.codec.or(old.output.codec),
+                },
             )?;
             let mut supervisor = entry.supervisor.lock().await;
             if let Some((token, handle)) = supervisor.take() {
@@ -240,11 +258,16 @@ impl Cameras {
         &self,
         id: String,
         source: SourceSpec,
-        width: Option<u32>,
-        height: Option<u32>,
-        fps: Option<u32>,
-        quality: Option<u8>,
+        asked: Output,
     ) -> Result<CameraConfig, Refused> {
+        let Output {
+            width,
+            height,
+            fps,
+            quality,
+            codec,
+        } = asked;
+        let quality = (quality > 0).then_some(quality);
         let check = |key: &str, v: Option<u32>, min: u32, max: u32| match v {
             Some(v) if !(min..=max).contains(&v) => Err(refused(
                 400,
@@ -262,6 +285,7 @@ impl Cameras {
             height,
             fps,
             quality: quality.unwrap_or(d.quality),
+            codec,
         };
         Ok(CameraConfig {
             id,
@@ -271,6 +295,8 @@ impl Cameras {
                 height: height.unwrap_or(d.height),
                 fps: fps.unwrap_or(d.fps),
                 quality: output.quality,
+                codec: codec.unwrap_or(d.codec),
+                h264: d.h264,
             },
             tcp_port: 0,
             output,

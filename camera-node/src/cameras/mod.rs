@@ -35,7 +35,9 @@ use crate::push::{Push, PushUrl, PushView};
 use crate::serve::rtsp::{RtspCamera, RtspServer};
 use crate::source::secrets::redact;
 use crate::source::{CaptureSettings, Output, SourceSpec};
+use fanout::Codec;
 use fanout::{tcp, Hub};
+use shared::h264::Params;
 
 use self::status::{RunState, Status, StatusView};
 use self::store::Store;
@@ -75,6 +77,8 @@ pub struct Entry {
     pushes: std::sync::Mutex<Vec<(Origin, Arc<Push>)>>,
     /// Frames and kbit/s over the last [`RATE_EVERY`].
     rates: std::sync::Mutex<(f64, f64)>,
+    /// `snapshot.jpg` decoded, for an H.264 camera.
+    pub snapshot: crate::snapshot::Snapshot,
 }
 
 /// How often a camera's frame rate and bit rate are measured.
@@ -252,6 +256,7 @@ impl Cameras {
             supervisor: tokio::sync::Mutex::new(None),
             pushes: std::sync::Mutex::default(),
             rates: std::sync::Mutex::default(),
+            snapshot: crate::snapshot::Snapshot::default(),
         });
         self.env.servers.spawn(measure_rates(Arc::clone(&entry)));
         tracing::info!(camera = %config.id, "serving {} on TCP port {port} (source {})", config.id, config.source);
@@ -376,24 +381,35 @@ impl Cameras {
 
     fn camera_info(&self, e: &Entry) -> CameraInfo {
         let config = e.config();
-        let (width, height) = e
-            .hub
-            .latest()
-            .and_then(|f| shared::jpeg::dimensions(&f.jpeg))
-            .map(|(w, h)| (u32::from(w), u32::from(h)))
-            .unwrap_or((config.capture.width, config.capture.height));
+        let key = e.hub.latest_key();
+        let codec = key.as_ref().map_or(config.capture.codec, |f| f.codec);
+        let params = key
+            .as_ref()
+            .filter(|f| f.codec == Codec::H264)
+            .and_then(|f| Params::of_keyframe(&f.data).ok());
+        let size = match (&key, &params) {
+            (_, Some(p)) => Some((p.info.width, p.info.height)),
+            (Some(f), None) => {
+                shared::jpeg::dimensions(&f.data).map(|(w, h)| (u32::from(w), u32::from(h)))
+            }
+            (None, None) => None,
+        };
+        let (width, height) = size.unwrap_or((config.capture.width, config.capture.height));
         CameraInfo {
             id: e.id.clone(),
             width,
             height,
             fps: config.capture.fps,
-            codec: "mjpeg".into(),
+            codec: codec.as_str().into(),
+            codec_string: params.as_ref().map(|p| p.info.codec_string()),
+            gop_frames: match codec {
+                Codec::H264 => e.hub.gop_frames(),
+                Codec::Mjpeg => None,
+            },
             tcp: host_port(&self.env.host, e.tcp_port),
             rtsp: Some(format!("{}/{}", self.env.rtsp_base, e.id)),
-            http: Some(format!(
-                "{}/cameras/{}/stream.mjpg",
-                self.env.http_base, e.id
-            )),
+            http: (codec == Codec::Mjpeg)
+                .then(|| format!("{}/cameras/{}/stream.mjpg", self.env.http_base, e.id)),
             enabled: e.hub.is_enabled(),
         }
     }

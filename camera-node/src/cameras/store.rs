@@ -153,10 +153,8 @@ impl Cameras {
                 if self.get(&cam.id).is_some() {
                     return Err(refused(409, "a config file camera has its id now"));
                 }
-                let o = cam.output.unwrap_or_default();
-                let quality = (o.quality > 0).then_some(o.quality);
                 let config =
-                    self.camera_config(cam.id.clone(), source, o.width, o.height, o.fps, quality)?;
+                    self.camera_config(cam.id.clone(), source, cam.output.unwrap_or_default())?;
                 let listener = match self.listener(Some(cam.tcp_port)).await {
                     Ok(l) => l,
                     Err(e) => {

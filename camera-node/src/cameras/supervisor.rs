@@ -191,9 +191,9 @@ impl Camera {
             };
             match next {
                 Err(e) => break Err(e),
-                Ok(jpeg) => {
-                    let len = jpeg.len();
-                    self.hub.publish(jpeg);
+                Ok(picture) => {
+                    let len = picture.data.len();
+                    self.hub.publish(picture.codec, picture.key, picture.data);
                     if frames == 0 {
                         self.status
                             .note(&format!("first frame from {} ({len} bytes)", c.source));

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use shared::frame::Codec;
 use shared::relay::Topology;
+
+use crate::source::H264Profile;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +54,29 @@ pub struct Cli {
     /// JPEG quality 1-100 [default: 80]
     #[arg(long, env = "CAMFLEET_QUALITY", value_name = "Q")]
     pub quality: Option<u8>,
+    /// What the camera sends: mjpeg, or h264 from the Pi's encoder (the
+    /// test pattern's own; a URL source's H.264 is copied unless mjpeg is
+    /// asked for) [default: mjpeg]
+    #[arg(long, env = "CAMFLEET_CODEC", value_name = "mjpeg|h264")]
+    pub codec: Option<Codec>,
+    /// H.264: seconds between keyframes, the longest a joining viewer
+    /// waits [default: 1]
+    #[arg(long, env = "CAMFLEET_KEYFRAME_SECONDS", value_name = "S")]
+    pub keyframe_seconds: Option<u32>,
+    /// H.264: bits per second; 0 picks by size (5 Mbit/s at 1080p30) [default: 0]
+    #[arg(long, env = "CAMFLEET_BITRATE", value_name = "BPS")]
+    pub bitrate: Option<u32>,
+    /// H.264: baseline, main or high [default: main]
+    #[arg(long, env = "CAMFLEET_H264_PROFILE", value_name = "PROFILE")]
+    pub h264_profile: Option<H264Profile>,
+    /// H.264: 4, 4.1 or 4.2 (the Pi 4's encoder: 4.1 up to 1080p30) [default: 4.1]
+    #[arg(long, env = "CAMFLEET_H264_LEVEL", value_name = "LEVEL")]
+    pub h264_level: Option<String>,
+    /// H.264: give rpicam-vid the software encoder's flags (--libav-format
+    /// h264 --low-latency), as on a Pi 5; default: when /proc/device-tree/model
+    /// says Raspberry Pi 5
+    #[arg(long, env = "CAMFLEET_RPICAM_LIBAV", value_name = "BOOL")]
+    pub rpicam_libav: Option<bool>,
     /// TCP frame protocol port of cam0, +1 per further camera; 0 = any free port [default: 8000]
     #[arg(long, env = "CAMFLEET_TCP_PORT", value_name = "P")]
     pub tcp_port: Option<u16>,

@@ -13,7 +13,8 @@ use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
-use crate::source::{CaptureSettings, Output, SourceSpec};
+use crate::source::{CaptureSettings, H264Profile, H264Settings, Output, SourceSpec};
+use shared::frame::Codec;
 
 mod cli;
 
@@ -61,6 +62,8 @@ pub struct FileConfig {
     pub height: Option<u32>,
     pub fps: Option<u32>,
     pub quality: Option<u8>,
+    #[serde(flatten)]
+    pub h264: FileH264,
     /// `[[camera]]` tables; one camera from the defaults when absent.
     #[serde(default, rename = "camera")]
     pub cameras: Vec<FileCamera>,
@@ -85,10 +88,23 @@ pub struct FileCamera {
     pub height: Option<u32>,
     pub fps: Option<u32>,
     pub quality: Option<u8>,
+    #[serde(flatten)]
+    pub h264: FileH264,
     pub tcp_port: Option<u16>,
     /// RTSP servers to push the camera to (`rtsp://[user:pass@]host:port/path`).
     #[serde(default)]
     pub push: Vec<String>,
+}
+
+/// The codec keys of the file and of each `[[camera]]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct FileH264 {
+    pub codec: Option<Codec>,
+    pub keyframe_seconds: Option<u32>,
+    pub bitrate: Option<u32>,
+    pub h264_profile: Option<H264Profile>,
+    pub h264_level: Option<String>,
+    pub rpicam_libav: Option<bool>,
 }
 
 /// Settings after merging, checked.
@@ -242,6 +258,7 @@ impl NodeConfig {
             height: file.height,
             fps: file.fps,
             quality: file.quality,
+            h264: file.h264.clone(),
             tcp_port: None,
             push: Vec::new(),
         };
@@ -338,12 +355,48 @@ fn merge_cameras(
                 .or(cam.quality)
                 .or(defaults.quality)
                 .unwrap_or(80),
+            codec: None,
         };
+        let (own, all) = (&cam.h264, &defaults.h264);
+        let codec = cli.codec.or(own.codec).or(all.codec);
+        let output = Output { codec, ..output };
+        let level = cli
+            .h264_level
+            .clone()
+            .or(own.h264_level.clone())
+            .or(all.h264_level.clone());
+        let h264 = H264Settings {
+            keyframe_seconds: cli
+                .keyframe_seconds
+                .or(own.keyframe_seconds)
+                .or(all.keyframe_seconds)
+                .unwrap_or(1),
+            bitrate: cli.bitrate.or(own.bitrate).or(all.bitrate).unwrap_or(0),
+            profile: cli
+                .h264_profile
+                .or(own.h264_profile)
+                .or(all.h264_profile)
+                .unwrap_or(H264Profile::Main),
+            level: match level.as_deref() {
+                None => 41,
+                Some("4" | "4.0") => 40,
+                Some("4.1") => 41,
+                Some("4.2") => 42,
+                Some(other) => bail!("{}: {other:?} is not 4, 4.1 or 4.2", key("h264_level")),
+            },
+            libav: cli.rpicam_libav.or(own.rpicam_libav).or(all.rpicam_libav),
+        };
+        check_range(&key("keyframe_seconds"), h264.keyframe_seconds, 1, 60)?;
+        if h264.bitrate != 0 {
+            check_range(&key("bitrate"), h264.bitrate, 100_000, 50_000_000)?;
+        }
         let capture = CaptureSettings {
             width: output.width.unwrap_or(1280),
             height: output.height.unwrap_or(720),
             fps: output.fps.unwrap_or(30),
             quality: output.quality,
+            codec: codec.unwrap_or_default(),
+            h264,
         };
         check_range(&key("width"), capture.width, 16, 8192)?;
         check_range(&key("height"), capture.height, 16, 8192)?;

@@ -235,10 +235,7 @@ impl Push {
             .first_frame(FIRST_FRAME_LIMIT)
             .await
             .context("the camera has no frame to push")?;
-        let scan = camera
-            .check(&first.jpeg)
-            .map_err(|e| anyhow!("RTP/JPEG cannot carry this camera: {e}"))?;
-        let size = (scan.width, scan.height);
+        let media = camera.media(&first).map_err(|e| anyhow!("{e}"))?;
         let address = (self.url.host.as_str(), self.url.port);
         let stream = tokio::time::timeout(REQUEST_LIMIT, TcpStream::connect(address))
             .await
@@ -255,7 +252,7 @@ impl Push {
             url: &self.url,
             auth: None,
         };
-        let sdp = describe_sdp(node_id, camera, local, size);
+        let sdp = describe_sdp(node_id, camera, local, &media);
         let target = self.url.target.clone();
         client
             .call(

@@ -310,9 +310,10 @@ pub(crate) mod tests {
             height,
             fps: 100,
             quality: 80,
+            ..CaptureSettings::default()
         };
         let mut pattern = TestPattern::new(settings).await.unwrap();
-        pattern.next_frame().await.unwrap().to_vec()
+        pattern.next_frame().await.unwrap().data.to_vec()
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! checks the round trip in tests and fuzzing.
 
 pub mod depacketise;
+pub mod h264;
 pub mod jpeg;
 
 use std::hash::{BuildHasher, RandomState};
@@ -16,6 +17,8 @@ use self::jpeg::JpegScan;
 
 /// RFC 3551's static payload type for JPEG.
 pub const PAYLOAD_TYPE: u8 = 26;
+/// The dynamic payload type the SDP gives H.264 (RFC 6184).
+pub const H264_PAYLOAD_TYPE: u8 = 96;
 pub const CLOCK_RATE: u32 = 90_000;
 /// The largest RTP packet sent (header included): fits a 1500-byte
 /// Ethernet MTU with IP and UDP headers and room for tunnels.
@@ -81,13 +84,14 @@ impl RtpStream {
     /// the marker bit. Counts the packet for the sender reports.
     pub fn header(
         &mut self,
+        payload_type: u8,
         captured_at_us: u64,
         last: bool,
         payload_len: usize,
     ) -> [u8; RTP_HEADER] {
         let mut header = [0u8; RTP_HEADER];
         header[0] = 0x80;
-        header[1] = PAYLOAD_TYPE | if last { 0x80 } else { 0 };
+        header[1] = payload_type | if last { 0x80 } else { 0 };
         header[2..4].copy_from_slice(&self.next_seq.to_be_bytes());
         header[4..8].copy_from_slice(&self.timestamp(captured_at_us).to_be_bytes());
         header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
@@ -113,7 +117,12 @@ impl RtpStream {
             let [head, data] = packets.payload(i);
             let last = i + 1 == packets.len();
             headers.clear();
-            headers.extend_from_slice(&self.header(captured_at_us, last, head.len() + data.len()));
+            headers.extend_from_slice(&self.header(
+                packets.payload_type,
+                captured_at_us,
+                last,
+                head.len() + data.len(),
+            ));
             headers.extend_from_slice(head);
             packet(&headers, data);
         }
@@ -146,17 +155,23 @@ impl RtpStream {
     }
 }
 
-/// One frame cut into RTP/JPEG payloads once, for every session to send
-/// with its own RTP headers: per packet the payload headers (RFC 2435
-/// 3.1: the JPEG header, the restart header, the tables in the first) and
-/// a slice of the frame's scan data, which is shared, not copied. With its
-/// RTP header every packet but the last is exactly [`MAX_PACKET`] bytes,
-/// as UDP segmentation offload needs.
+/// One frame cut into RTP payloads once, for every session to send with
+/// its own RTP headers: per packet the payload headers and a slice of the
+/// frame's data, which is shared, not copied. For RTP/JPEG (RFC 2435 3.1)
+/// the headers are the JPEG header, the restart header and the tables in
+/// the first, the data the scan; with its RTP header every packet but the
+/// last is exactly [`MAX_PACKET`] bytes, as UDP segmentation offload needs.
+/// For H.264 ([`h264`]) the headers are FU-A's two bytes, the data the NAL
+/// units.
 #[derive(Debug)]
 pub struct Packets {
     /// The frame's sequence number (which frame these are, for caching).
     pub seq: u64,
     pub captured_at_us: u64,
+    pub payload_type: u8,
+    /// Every packet but the last is [`MAX_PACKET`] bytes (what segmentation
+    /// offload needs); not so for H.264, whose NAL units are sent whole.
+    pub uniform: bool,
     scan: Bytes,
     heads: Vec<u8>,
     /// Per packet: its range of `heads` and its range of `scan`.
@@ -204,6 +219,8 @@ impl Packets {
         Packets {
             seq,
             captured_at_us,
+            payload_type: PAYLOAD_TYPE,
+            uniform: true,
             scan,
             heads,
             parts,

@@ -5,6 +5,7 @@
 //! (`cameras/supervisor.rs`).
 
 mod file;
+pub mod h264_pattern;
 pub mod pattern;
 mod process;
 pub mod secrets;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use shared::frame::Codec;
 
 use crate::cameras::status::Status;
 use url::UrlSource;
@@ -114,6 +116,121 @@ pub struct CaptureSettings {
     pub fps: u32,
     /// JPEG quality, 1 to 100.
     pub quality: u8,
+    /// What the camera sends: MJPEG, or H.264 from the encoder.
+    pub codec: Codec,
+    pub h264: H264Settings,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            quality: 80,
+            codec: Codec::Mjpeg,
+            h264: H264Settings::DEFAULT,
+        }
+    }
+}
+
+/// The H.264 encoder's settings (rpicam-vid's `--intra`, `--bitrate`,
+/// `--profile`, `--level`; the test pattern uses the keyframe interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct H264Settings {
+    /// Seconds between keyframes: how long a viewer that joins or falls
+    /// behind waits at most, and how finely recordings can be cut.
+    pub keyframe_seconds: u32,
+    /// Bits a second; 0 picks one by picture size ([`H264Settings::bitrate_for`]).
+    pub bitrate: u32,
+    pub profile: H264Profile,
+    /// Level times ten (40 = 4.0, 41, 42): the Pi 4's encoder refuses
+    /// what its level cannot carry.
+    pub level: u8,
+    /// rpicam-vid's software encoder (Pi 5): `None` tells it from the
+    /// board's model.
+    pub libav: Option<bool>,
+}
+
+impl H264Settings {
+    pub const DEFAULT: H264Settings = H264Settings {
+        keyframe_seconds: 1,
+        bitrate: 0,
+        profile: H264Profile::Main,
+        level: 41,
+        libav: None,
+    };
+
+    /// The bitrate to ask for: the setting, else about 0.1 bit a pixel a
+    /// frame (5 Mbit/s for 1080p30, 2.8 for 720p30), as surveillance
+    /// cameras and mediamtx's default do.
+    pub fn bitrate_for(&self, width: u32, height: u32, fps: u32) -> u32 {
+        match self.bitrate {
+            0 => ((u64::from(width) * u64::from(height) * u64::from(fps)) / 12)
+                .clamp(250_000, 25_000_000) as u32,
+            b => b,
+        }
+    }
+}
+
+impl Default for H264Settings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The H.264 profiles the Pi's hardware encoder accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum H264Profile {
+    Baseline,
+    Main,
+    High,
+}
+
+impl H264Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            H264Profile::Baseline => "baseline",
+            H264Profile::Main => "main",
+            H264Profile::High => "high",
+        }
+    }
+}
+
+impl FromStr for H264Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "baseline" => Ok(H264Profile::Baseline),
+            "main" => Ok(H264Profile::Main),
+            "high" => Ok(H264Profile::High),
+            other => Err(format!(
+                "{other:?} is not a profile; use baseline, main or high"
+            )),
+        }
+    }
+}
+
+/// One picture from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picture {
+    pub codec: Codec,
+    /// Decodable on its own (every JPEG; an H.264 IDR with its SPS/PPS).
+    pub key: bool,
+    /// A JPEG, or an H.264 access unit in AVCC.
+    pub data: Bytes,
+}
+
+impl Picture {
+    pub fn jpeg(data: Bytes) -> Picture {
+        Picture {
+            codec: Codec::Mjpeg,
+            key: true,
+            data,
+        }
+    }
 }
 
 /// What a URL source's conversion produces; `None` keeps the input's.
@@ -124,11 +241,15 @@ pub struct Output {
     pub fps: Option<u32>,
     /// JPEG quality 1-100.
     pub quality: u8,
+    /// The codec asked for: `None` copies MJPEG and H.264 inputs and
+    /// converts others to MJPEG; MJPEG or H.264 converts what is not that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Codec>,
 }
 
 /// One open run of a camera.
 pub enum Source {
-    Process(process::ProcessSource),
+    Process(Box<process::ProcessSource>),
     File(file::FileSource),
     Test(pattern::TestPattern),
 }
@@ -144,19 +265,20 @@ impl Source {
     ) -> Result<Source> {
         Ok(match spec {
             SourceSpec::Rpicam => {
-                Source::Process(process::ProcessSource::rpicam(settings, status)?)
+                Source::Process(Box::new(process::ProcessSource::rpicam(settings, status)?))
             }
-            SourceSpec::Cmd(cmd) => Source::Process(process::ProcessSource::shell(cmd, status)?),
+            SourceSpec::Cmd(cmd) => {
+                Source::Process(Box::new(process::ProcessSource::shell(cmd, status)?))
+            }
             SourceSpec::Url(u) => {
-                let copy = match u.worth_probing() {
+                let plan = match u.worth_probing() {
                     true => probe(u, &output, status).await?,
-                    false => false,
+                    false => url::Plan::unprobed(u, output.codec),
                 };
-                status.set_input(match copy {
-                    true => format!("{} input copied (already MJPEG)", u.scheme.name()),
-                    false => format!("{} input converted to MJPEG", u.scheme.name()),
-                });
-                Source::Process(process::ProcessSource::ffmpeg(u, &output, copy, status)?)
+                status.set_input(plan.describe(u.scheme.name()));
+                Source::Process(Box::new(process::ProcessSource::ffmpeg(
+                    u, &output, plan, status,
+                )?))
             }
             SourceSpec::File(path) => {
                 Source::File(file::FileSource::open(path, settings.fps).await?)
@@ -165,12 +287,12 @@ impl Source {
         })
     }
 
-    /// The next whole JPEG. An error ends this run (the process exited, the
-    /// file vanished); damaged input is logged and skipped inside.
-    pub async fn next_frame(&mut self) -> Result<Bytes> {
+    /// The next whole picture. An error ends this run (the process exited,
+    /// the file vanished); damaged input is logged and skipped inside.
+    pub async fn next_frame(&mut self) -> Result<Picture> {
         match self {
             Source::Process(p) => p.next_frame().await,
-            Source::File(f) => f.next_frame().await,
+            Source::File(f) => f.next_frame().await.map(Picture::jpeg),
             Source::Test(t) => t.next_frame().await,
         }
     }
@@ -184,7 +306,7 @@ impl Source {
 }
 
 /// Asks `ffprobe` what `u` carries: whether it can be copied to `output`.
-async fn probe(u: &UrlSource, output: &Output, status: &Status) -> Result<bool> {
+async fn probe(u: &UrlSource, output: &Output, status: &Status) -> Result<url::Plan> {
     let mut cmd = tokio::process::Command::new("ffprobe");
     cmd.args(u.probe_args())
         .stdin(std::process::Stdio::null())
@@ -205,7 +327,7 @@ async fn probe(u: &UrlSource, output: &Output, status: &Status) -> Result<bool> 
         anyhow::bail!("ffprobe cannot read the input ({})", answer.status);
     }
     let probed = url::parse_probe(&answer.stdout).map_err(anyhow::Error::msg)?;
-    let copy = url::can_copy(&probed, output);
+    let plan = url::Plan::of(&probed, output);
     status.note(&format!(
         "input: {} {}x{}{}; {}",
         probed.codec,
@@ -215,9 +337,9 @@ async fn probe(u: &UrlSource, output: &Output, status: &Status) -> Result<bool> 
             .fps
             .map(|f| format!(" at {f} fps"))
             .unwrap_or_default(),
-        if copy { "copied" } else { "converted to MJPEG" }
+        plan.describe("it is")
     ));
-    Ok(copy)
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use bytes::{Bytes, BytesMut};
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
-use super::CaptureSettings;
+use super::h264_pattern::{self, Yuv};
+use super::{CaptureSettings, Picture};
+use shared::frame::Codec;
 
 /// Frames in the loop at most; one second at up to 30 fps.
 const MAX_LOOP: u32 = 30;
@@ -26,6 +28,8 @@ const MCU: u32 = 16;
 pub struct TestPattern {
     settings: CaptureSettings,
     frames: Vec<Segmented>,
+    /// With `--codec h264`: the base loop as pictures, and the encoder.
+    h264: Option<(Vec<Yuv>, h264_pattern::Encoder)>,
     next: usize,
     /// Frames made since this source started.
     count: u64,
@@ -98,6 +102,9 @@ pub fn read_frame_number(luma: &[u8], width: u32, height: u32) -> Option<u64> {
 
 impl TestPattern {
     pub async fn new(s: CaptureSettings) -> Result<Self> {
+        if s.codec == Codec::H264 {
+            return Self::h264(s).await;
+        }
         let started = Instant::now();
         let frames = tokio::task::spawn_blocking(move || render_loop(s))
             .await
@@ -111,28 +118,79 @@ impl TestPattern {
             bytes / 1024,
             started.elapsed().as_millis()
         );
-        let mut ticks = interval(Duration::from_secs_f64(1.0 / f64::from(s.fps.max(1))));
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         Ok(TestPattern {
             settings: s,
             frames,
+            h264: None,
             next: 0,
             count: 0,
-            ticks,
+            ticks: ticks_of(s.fps),
         })
     }
 
-    pub async fn next_frame(&mut self) -> Result<Bytes> {
+    /// The pattern as H.264: the base loop converted once, each frame's
+    /// band drawn on it, then encoded (see `h264_pattern`).
+    async fn h264(s: CaptureSettings) -> Result<Self> {
+        let (w, h) = (s.width as usize, s.height as usize);
+        let base = tokio::task::spawn_blocking(move || {
+            let n = s.fps.clamp(1, MAX_LOOP);
+            (0..n)
+                .map(|i| Yuv::from_rgb(&render(s.width, s.height, i, n), w, h))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .context("test pattern task failed")?;
+        let every = s.fps.max(1) * s.h264.keyframe_seconds.max(1);
+        tracing::info!(
+            "test pattern: H.264 {}x{} at {} fps, a keyframe every {every} frames",
+            s.width,
+            s.height,
+            s.fps
+        );
+        Ok(TestPattern {
+            settings: s,
+            frames: Vec::new(),
+            h264: Some((
+                base,
+                h264_pattern::Encoder::new(s.width, s.height, s.fps, every),
+            )),
+            next: 0,
+            count: 0,
+            ticks: ticks_of(s.fps),
+        })
+    }
+
+    pub async fn next_frame(&mut self) -> Result<Picture> {
         self.ticks.tick().await;
         let label = format!(
             "{:06} {}",
             self.count,
             chrono::Utc::now().format("%H:%M:%S%.3f")
         );
-        let frame = self.compose(&label)?;
-        self.next = (self.next + 1) % self.frames.len();
+        let picture = match &mut self.h264 {
+            Some((base, encoder)) => {
+                let s = &self.settings;
+                let band = Band::of(s.height);
+                let mut rgb = vec![0u8; s.width as usize * band.height * 3];
+                draw_text(&mut rgb, s.width as usize, band.scale, band.top, &label);
+                let top = Yuv::from_rgb(&rgb, s.width as usize, band.height);
+                let yuv = base[self.next].with_top(&top, band.rows);
+                self.next = (self.next + 1) % base.len();
+                let (data, key) = encoder.encode(yuv);
+                Picture {
+                    codec: Codec::H264,
+                    key,
+                    data,
+                }
+            }
+            None => {
+                let frame = self.compose(&label)?;
+                self.next = (self.next + 1) % self.frames.len();
+                Picture::jpeg(frame)
+            }
+        };
         self.count += 1;
-        Ok(frame)
+        Ok(picture)
     }
 
     /// The current base frame with `label` in the band on top.
@@ -167,6 +225,12 @@ impl TestPattern {
         }
         Ok(out.freeze())
     }
+}
+
+fn ticks_of(fps: u32) -> Interval {
+    let mut ticks = interval(Duration::from_secs_f64(1.0 / f64::from(fps.max(1))));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticks
 }
 
 /// A baseline JPEG cut at its restart markers: everything up to the scan
@@ -342,11 +406,13 @@ mod tests {
             height,
             fps: 5,
             quality: 80,
+            ..CaptureSettings::default()
         };
         let ticks = interval(Duration::from_secs(1));
         TestPattern {
             settings: s,
             frames: render_loop(s).unwrap(),
+            h264: None,
             next: 0,
             count: 0,
             ticks,

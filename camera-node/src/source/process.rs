@@ -13,17 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::Instrument;
 
-use super::url::UrlSource;
-use super::{CaptureSettings, Output};
+use super::url::{Plan, UrlSource};
+use super::{CaptureSettings, Output, Picture};
 use crate::cameras::status::Status;
-use crate::mjpeg::Splitter;
+use crate::{h264, mjpeg};
+use shared::frame::Codec;
 
 /// How long a camera process may take to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -66,8 +66,23 @@ pub struct ProcessSource {
     child: Child,
     stdout: ChildStdout,
     pgid: i32,
-    splitter: Splitter,
+    splitter: Splitting,
 }
+
+/// How the program's output is cut into pictures: as the camera was told
+/// to write it, or (a `cmd:` source) as its first bytes say.
+enum Splitting {
+    Sniff(Vec<u8>),
+    Mjpeg(mjpeg::Splitter),
+    H264(h264::Splitter),
+}
+
+/// Bytes of a `cmd:` source's output looked at before its codec is
+/// decided (a start code and a NAL header), unless it starts like a JPEG.
+const SNIFF_BYTES: usize = 5;
+
+/// The board's model, as the kernel names it ("Raspberry Pi 5 Model B Rev 1.0").
+const DEVICE_MODEL: &str = "/proc/device-tree/model";
 
 impl ProcessSource {
     /// `rpicam-vid` with the contract's flags, or `libcamera-vid` (older Pi OS).
@@ -76,18 +91,18 @@ impl ProcessSource {
             .into_iter()
             .find_map(find_in_path)
             .context("neither rpicam-vid nor libcamera-vid is on PATH (on Pi OS: sudo apt install rpicam-apps)")?;
+        let libav = s.h264.libav.unwrap_or_else(|| {
+            std::fs::read_to_string(DEVICE_MODEL).is_ok_and(|m| m.contains("Raspberry Pi 5"))
+        });
         let mut cmd = Command::new(&program);
-        cmd.args(["-t", "0", "-n", "--codec", "mjpeg", "--flush"])
-            .args(["-q", &s.quality.to_string()])
-            .args([
-                "--width",
-                &s.width.to_string(),
-                "--height",
-                &s.height.to_string(),
-            ])
-            .args(["--framerate", &s.fps.to_string(), "-o", "-"]);
+        cmd.args(rpicam_args(&s, libav));
         let name = program.display().to_string();
-        Self::spawn(cmd, name, Signal::SIGTERM, status)
+        let mut source = Self::spawn(cmd, name, Signal::SIGTERM, status)?;
+        source.splitter = match s.codec {
+            Codec::Mjpeg => Splitting::Mjpeg(mjpeg::Splitter::default()),
+            Codec::H264 => Splitting::H264(h264::Splitter::new()),
+        };
+        Ok(source)
     }
 
     /// A `cmd:` source, run by `sh -c` so pipes and quoting work as typed.
@@ -106,13 +121,18 @@ impl ProcessSource {
     pub fn ffmpeg(
         source: &UrlSource,
         out: &Output,
-        copy: bool,
+        plan: Plan,
         status: &Arc<Status>,
     ) -> Result<Self> {
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(source.ffmpeg_args(out, copy));
-        Self::spawn(cmd, "ffmpeg".into(), Signal::SIGINT, status)
-            .map_err(|e| e.context("is ffmpeg installed? (sudo apt install ffmpeg)"))
+        cmd.args(source.ffmpeg_args(out, plan));
+        let mut source = Self::spawn(cmd, "ffmpeg".into(), Signal::SIGINT, status)
+            .map_err(|e| e.context("is ffmpeg installed? (sudo apt install ffmpeg)"))?;
+        source.splitter = match plan.codec() {
+            Codec::Mjpeg => Splitting::Mjpeg(mjpeg::Splitter::default()),
+            Codec::H264 => Splitting::H264(h264::Splitter::new()),
+        };
+        Ok(source)
     }
 
     fn spawn(
@@ -153,25 +173,29 @@ impl ProcessSource {
             child,
             stdout,
             pgid: pid,
-            splitter: Splitter::default(),
+            splitter: Splitting::Sniff(Vec::new()),
         })
     }
 
-    pub async fn next_frame(&mut self) -> Result<Bytes> {
+    pub async fn next_frame(&mut self) -> Result<Picture> {
         loop {
-            while let Some(split) = self.splitter.next_frame() {
-                match split {
-                    Ok(frame) => return Ok(frame),
-                    Err(warning) => {
-                        tracing::warn!("camera stream: {warning}")
-                    }
-                }
+            if let Some(picture) = self.splitter.next(&self.program) {
+                return Ok(picture);
             }
-            let n = self
-                .stdout
-                .read_buf(self.splitter.read_buf())
-                .await
-                .with_context(|| format!("reading from {}", self.program))?;
+            let read = match &mut self.splitter {
+                Splitting::Sniff(seen) => {
+                    let mut byte = [0u8; 1];
+                    let n = self.stdout.read(&mut byte).await;
+                    if let Ok(1) = n {
+                        seen.push(byte[0]);
+                        self.splitter.decide();
+                    }
+                    n
+                }
+                Splitting::Mjpeg(s) => self.stdout.read_buf(s.read_buf()).await,
+                Splitting::H264(s) => self.stdout.read_buf(s.read_buf()).await,
+            };
+            let n = read.with_context(|| format!("reading from {}", self.program))?;
             if n == 0 {
                 let status = tokio::time::timeout(TERM_GRACE, self.child.wait()).await;
                 match status {
@@ -197,6 +221,110 @@ impl ProcessSource {
         let _ = self.child.wait().await;
         unregister(self.pgid);
     }
+}
+
+impl Splitting {
+    /// The next picture, logging what the splitter dropped on the way.
+    fn next(&mut self, program: &str) -> Option<Picture> {
+        match self {
+            Splitting::Sniff(_) => None,
+            Splitting::Mjpeg(s) => loop {
+                match s.next_frame()? {
+                    Ok(frame) => return Some(Picture::jpeg(frame)),
+                    Err(warning) => tracing::warn!("camera stream: {warning}"),
+                }
+            },
+            Splitting::H264(s) => loop {
+                match s.next_unit()? {
+                    Ok(au) => {
+                        return Some(Picture {
+                            codec: Codec::H264,
+                            key: au.key,
+                            data: au.data,
+                        })
+                    }
+                    Err(h264::Warning::NewParams {
+                        width,
+                        height,
+                        codec,
+                    }) => tracing::info!("{program}: H.264 {width}x{height} ({codec})"),
+                    Err(warning @ h264::Warning::BFrames) => {
+                        tracing::error!("camera stream: {warning}")
+                    }
+                    Err(warning) => tracing::warn!("camera stream: {warning}"),
+                }
+            },
+        }
+    }
+
+    /// Once enough of a `cmd:` source's output is seen: H.264 when it
+    /// starts with a start code and a NAL unit, else MJPEG (whose splitter
+    /// skips and reports anything before the first JPEG).
+    fn decide(&mut self) {
+        let Splitting::Sniff(seen) = self else {
+            return;
+        };
+        if seen.len() < SNIFF_BYTES && seen.first() != Some(&0xFF) {
+            return;
+        }
+        let seen = std::mem::take(seen);
+        *self = if h264::looks_like_annex_b(&seen) {
+            tracing::info!("the camera writes H.264 (Annex B)");
+            let mut s = h264::Splitter::new();
+            s.push(&seen);
+            Splitting::H264(s)
+        } else {
+            let mut s = mjpeg::Splitter::default();
+            s.push(&seen);
+            Splitting::Mjpeg(s)
+        };
+    }
+}
+
+/// rpicam-vid's flags: the contract's for MJPEG; for H.264 the hardware
+/// encoder's settings with SPS/PPS before every keyframe, and on a Pi 5
+/// (software encoder) the flags that make it write raw H.264 to a pipe
+/// without B-frames.
+fn rpicam_args(s: &CaptureSettings, libav: bool) -> Vec<String> {
+    let mut args: Vec<String> = ["-t", "0", "-n"].map(String::from).to_vec();
+    match s.codec {
+        Codec::Mjpeg => {
+            args.extend(["--codec", "mjpeg", "--flush"].map(String::from));
+            args.extend(["-q".into(), s.quality.to_string()]);
+        }
+        Codec::H264 => {
+            let h = &s.h264;
+            args.extend(["--codec", "h264", "--inline", "--flush"].map(String::from));
+            args.extend([
+                "--intra".into(),
+                (s.fps * h.keyframe_seconds.max(1)).to_string(),
+            ]);
+            args.extend(["--profile".into(), h.profile.as_str().into()]);
+            args.extend([
+                "--level".into(),
+                match h.level {
+                    40 => "4".into(),
+                    l => format!("{}.{}", l / 10, l % 10),
+                },
+            ]);
+            args.extend([
+                "--bitrate".into(),
+                h.bitrate_for(s.width, s.height, s.fps).to_string(),
+            ]);
+            if libav {
+                args.extend(["--libav-format", "h264", "--low-latency"].map(String::from));
+            }
+        }
+    }
+    args.extend(["--width".into(), s.width.to_string()]);
+    args.extend(["--height".into(), s.height.to_string()]);
+    args.extend([
+        "--framerate".into(),
+        s.fps.to_string(),
+        "-o".into(),
+        "-".into(),
+    ]);
+    args
 }
 
 impl Drop for ProcessSource {

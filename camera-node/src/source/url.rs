@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shared::frame::Codec;
 
 use super::secrets::{check_text, password_span, redact};
 use super::Output;
@@ -200,9 +201,9 @@ impl UrlSource {
         }
     }
 
-    /// ffmpeg's arguments: MJPEG on stdout, copied when `copy` (the input
-    /// is MJPEG already), else converted to `out`.
-    pub fn ffmpeg_args(&self, out: &Output, copy: bool) -> Vec<String> {
+    /// ffmpeg's arguments: MJPEG or H.264 Annex B on stdout, copied or
+    /// converted to `out` as `plan` says.
+    pub fn ffmpeg_args(&self, out: &Output, plan: Plan) -> Vec<String> {
         let mut args = strings(&["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"]);
         if matches!(
             self.scheme,
@@ -230,18 +231,108 @@ impl UrlSource {
         }
         args.extend(["-i".into(), self.input()]);
         args.extend(strings(&["-map", "0:v:0", "-an", "-sn", "-dn"]));
-        if copy {
-            args.extend(strings(&["-c:v", "copy"]));
-        } else {
-            args.extend(["-vf".into(), filters(out)]);
-            // Standard Huffman tables: RTP/JPEG (RFC 2435) carries no others.
-            args.extend(strings(&[
-                "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-huffman", "default",
-            ]));
-            args.extend(["-q:v".into(), qscale(out.quality).to_string()]);
+        match plan {
+            Plan::Copy(Codec::Mjpeg) => args.extend(strings(&["-c:v", "copy", "-f", "mjpeg"])),
+            Plan::Copy(Codec::H264) => {
+                args.extend(strings(&["-c:v", "copy"]));
+                if matches!(self.scheme, Scheme::Rtsp | Scheme::Http) {
+                    // Parameter sets that came only in the SDP go in band,
+                    // before each keyframe. (RTMP's avcC is turned into
+                    // Annex B with them by the h264 muxer itself.)
+                    args.extend(strings(&["-bsf:v", "dump_extra=freq=keyframe"]));
+                }
+                args.extend(strings(&["-f", "h264"]));
+            }
+            Plan::Convert(Codec::Mjpeg) => {
+                args.extend(["-vf".into(), filters(out)]);
+                // Standard Huffman tables: RTP/JPEG (RFC 2435) carries no others.
+                args.extend(strings(&[
+                    "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-huffman", "default",
+                ]));
+                args.extend(["-q:v".into(), qscale(out.quality).to_string()]);
+                args.extend(strings(&["-f", "mjpeg"]));
+            }
+            Plan::Convert(Codec::H264) => {
+                args.extend(["-vf".into(), filters(out)]);
+                // What a live viewer needs: no B-frames, a keyframe a
+                // second with its parameter sets, no encoder delay.
+                args.extend(strings(&[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-tune",
+                    "zerolatency",
+                    "-bf",
+                    "0",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-force_key_frames",
+                    "expr:gte(t,n_forced*1)",
+                    "-x264-params",
+                    "repeat-headers=1",
+                    "-f",
+                    "h264",
+                ]));
+            }
         }
-        args.extend(strings(&["-f", "mjpeg", "-"]));
+        args.push("-".into());
         args
+    }
+}
+
+/// What ffmpeg does with a URL source's video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Passed on as it came (demuxed only).
+    Copy(Codec),
+    /// Decoded and encoded to this.
+    Convert(Codec),
+}
+
+impl Plan {
+    /// For an input that is not probed (RTMP, SRT: H.264 in practice; a
+    /// device: raw pictures): copy H.264 unless MJPEG is asked for.
+    pub fn unprobed(source: &UrlSource, want: Option<Codec>) -> Plan {
+        match (source.scheme, want) {
+            (Scheme::Device, want) => Plan::Convert(want.unwrap_or_default()),
+            (_, None | Some(Codec::H264)) => Plan::Copy(Codec::H264),
+            (_, Some(Codec::Mjpeg)) => Plan::Convert(Codec::Mjpeg),
+        }
+    }
+
+    /// For a probed input: copied when it is what `out` asks for (MJPEG or
+    /// H.264 when no codec is asked for) at the size and rate asked for;
+    /// else converted, to MJPEG unless H.264 is asked for.
+    pub fn of(probed: &Probed, out: &Output) -> Plan {
+        let same_size = out.width.is_none_or(|w| w == probed.width)
+            && out.height.is_none_or(|h| h == probed.height)
+            && out.fps.is_none_or(|f| Some(f) == probed.fps);
+        let input = match probed.codec.as_str() {
+            "mjpeg" => Some(Codec::Mjpeg),
+            "h264" => Some(Codec::H264),
+            _ => None,
+        };
+        match (input, out.codec) {
+            (Some(have), want) if same_size && want.is_none_or(|w| w == have) => Plan::Copy(have),
+            (_, want) => Plan::Convert(want.unwrap_or_default()),
+        }
+    }
+
+    pub fn codec(self) -> Codec {
+        match self {
+            Plan::Copy(c) | Plan::Convert(c) => c,
+        }
+    }
+
+    /// For the camera's state: `<what> copied (H.264)` or `converted to MJPEG`.
+    pub fn describe(self, what: &str) -> String {
+        match self {
+            Plan::Copy(Codec::H264) => format!("{what} input copied (H.264, not re-encoded)"),
+            Plan::Copy(Codec::Mjpeg) => format!("{what} input copied (already MJPEG)"),
+            Plan::Convert(Codec::H264) => format!("{what} input converted to H.264"),
+            Plan::Convert(Codec::Mjpeg) => format!("{what} input converted to MJPEG"),
+        }
     }
 }
 
@@ -256,14 +347,6 @@ impl fmt::Display for UrlSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&redact(&self.text))
     }
-}
-
-/// Whether `text` (an input's first video stream) can be copied to `out`.
-pub fn can_copy(probed: &Probed, out: &Output) -> bool {
-    probed.codec == "mjpeg"
-        && out.width.is_none_or(|w| w == probed.width)
-        && out.height.is_none_or(|h| h == probed.height)
-        && out.fps.is_none_or(|f| Some(f) == probed.fps)
 }
 
 /// Reads `ffprobe -of json` output.
@@ -375,12 +458,12 @@ mod tests {
     fn listen_urls_become_ffmpeg_listeners() {
         let s = parse("rtmp-listen://127.0.0.1/live/key").unwrap();
         assert!(s.waits_for_publisher());
-        let args = s.ffmpeg_args(&Output::default(), false);
+        let args = s.ffmpeg_args(&Output::default(), Plan::Convert(Codec::Mjpeg));
         let i = args.iter().position(|a| a == "-i").unwrap();
         assert_eq!(args[i + 1], "rtmp://127.0.0.1:1935/live/key");
         assert!(args.windows(2).any(|w| w == ["-listen", "1"]));
         let s = parse("rtmp-listen://0.0.0.0:19350/a/b").unwrap();
-        let args = s.ffmpeg_args(&Output::default(), false);
+        let args = s.ffmpeg_args(&Output::default(), Plan::Convert(Codec::Mjpeg));
         assert!(args.contains(&"rtmp://0.0.0.0:19350/a/b".to_owned()));
     }
 
@@ -392,17 +475,22 @@ mod tests {
             height: Some(360),
             fps: Some(15),
             quality: 100,
+            codec: None,
         };
-        let args = s.ffmpeg_args(&out, false);
+        let args = s.ffmpeg_args(&out, Plan::Convert(Codec::Mjpeg));
         assert!(args
             .windows(2)
             .any(|w| w == ["-vf", "scale=640:360,fps=15"]));
         assert!(args.windows(2).any(|w| w == ["-q:v", "2"]));
         assert!(args.windows(2).any(|w| w == ["-rtsp_transport", "tcp"]));
-        let copy = s.ffmpeg_args(&out, true);
+        let copy = s.ffmpeg_args(&out, Plan::Copy(Codec::Mjpeg));
         assert!(copy.windows(2).any(|w| w == ["-c:v", "copy"]));
         assert!(!copy.contains(&"-vf".to_owned()));
-        let plain = s.ffmpeg_args(&Output::default(), false);
+        let h264 = s.ffmpeg_args(&out, Plan::Copy(Codec::H264));
+        assert!(h264.windows(2).any(|w| w == ["-c:v", "copy"]));
+        assert!(h264.windows(2).any(|w| w == ["-f", "h264"]));
+        assert!(!h264.contains(&"-vf".to_owned()));
+        let plain = s.ffmpeg_args(&Output::default(), Plan::Convert(Codec::Mjpeg));
         let vf = &plain[plain.iter().position(|a| a == "-vf").unwrap() + 1];
         assert!(vf.contains("min(iw,1920)"), "{vf}");
         assert_eq!(qscale(1), 31);
@@ -415,17 +503,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.fps, Some(30));
-        assert!(can_copy(&p, &Output::default()));
+        assert_eq!(Plan::of(&p, &Output::default()), Plan::Copy(Codec::Mjpeg));
         let smaller = Output {
             width: Some(320),
             ..Output::default()
         };
-        assert!(!can_copy(&p, &smaller));
+        assert_eq!(Plan::of(&p, &smaller), Plan::Convert(Codec::Mjpeg));
         let h264 = Probed {
             codec: "h264".into(),
+            ..p.clone()
+        };
+        assert_eq!(Plan::of(&h264, &Output::default()), Plan::Copy(Codec::H264));
+        let mjpeg = Output {
+            codec: Some(Codec::Mjpeg),
+            ..Output::default()
+        };
+        assert_eq!(Plan::of(&h264, &mjpeg), Plan::Convert(Codec::Mjpeg));
+        let hevc = Probed {
+            codec: "hevc".into(),
             ..p
         };
-        assert!(!can_copy(&h264, &Output::default()));
+        assert_eq!(
+            Plan::of(&hevc, &Output::default()),
+            Plan::Convert(Codec::Mjpeg)
+        );
         assert!(parse_probe(br#"{"streams":[]}"#).is_err());
         assert!(parse_probe(b"garbage").is_err());
     }

@@ -77,14 +77,14 @@ impl Request {
 /// key the page asked for, then the JPEG.
 pub fn encode(number: u32, key: &str, frame: &Frame) -> Bytes {
     let key = &key.as_bytes()[..key.len().min(usize::from(u8::MAX))];
-    let mut message = BytesMut::with_capacity(HEADER_LEN + key.len() + frame.jpeg.len());
+    let mut message = BytesMut::with_capacity(HEADER_LEN + key.len() + frame.data.len());
     message.put_u8(KIND_JPEG);
     message.put_u8(key.len() as u8);
     message.put_u32(number);
     message.put_u64(frame.seq);
     message.put_u64(frame.captured_at_us);
     message.put_slice(key);
-    message.put_slice(&frame.jpeg);
+    message.put_slice(&frame.data);
     message.freeze()
 }
 
@@ -135,10 +135,12 @@ mod tests {
     #[test]
     fn a_frame_message_is_header_key_jpeg() {
         let frame = Frame {
+            codec: crate::frame::Codec::Mjpeg,
+            key: true,
             seq: 0x0102_0304_0506_0708,
             captured_at_us: 1_700_000_000_123_456,
             read_at: Instant::now(),
-            jpeg: Bytes::from_static(b"\xFF\xD8jpeg\xFF\xD9"),
+            data: Bytes::from_static(b"\xFF\xD8jpeg\xFF\xD9"),
         };
         let message = encode(9, "pi-1/cam0", &frame);
         assert_eq!(message[0], KIND_JPEG);
@@ -147,6 +149,6 @@ mod tests {
         assert_eq!(&message[6..14], &frame.seq.to_be_bytes());
         assert_eq!(&message[14..22], &frame.captured_at_us.to_be_bytes());
         assert_eq!(&message[22..31], b"pi-1/cam0");
-        assert_eq!(&message[31..], &frame.jpeg[..]);
+        assert_eq!(&message[31..], &frame.data[..]);
     }
 }

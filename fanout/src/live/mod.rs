@@ -221,9 +221,14 @@ impl Session {
                 let Some(frame) = shown.reader.as_mut().and_then(Reader::try_newest) else {
                     continue;
                 };
+                if frame.codec != crate::frame::Codec::Mjpeg {
+                    // H.264 tiles are the viewer's (fMP4 over this socket);
+                    // the node's page shows them as snapshots.
+                    continue;
+                }
                 shown.last_sent = Some(now);
                 let key = shown.want.camera.clone();
-                let len = HEADER_LEN + key.len() + frame.jpeg.len();
+                let len = HEADER_LEN + key.len() + frame.data.len();
                 let number = self.window.sent(&key, len, now);
                 self.pacer.fit(len, false);
                 let message = Message::Binary(encode(number, &key, &frame));

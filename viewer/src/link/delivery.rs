@@ -89,10 +89,16 @@ impl Delivery {
 
     /// One frame read: counted, passed on, recorded while a session is on.
     pub async fn on_frame(&mut self, frame: Frame) -> Result<()> {
+        if frame.codec != fanout::Codec::Mjpeg {
+            anyhow::bail!(
+                "the camera sends {} (TCP frame protocol v2); this viewer records and shows MJPEG cameras only: run the node with --codec mjpeg",
+                frame.codec
+            );
+        }
         let stats = &self.counters.link;
         stats.frames.fetch_add(1, Ordering::Relaxed);
         if std::mem::take(&mut self.first) {
-            tracing::info!(seq = frame.seq, bytes = frame.jpeg.len(), "first frame");
+            tracing::info!(seq = frame.seq, bytes = frame.data.len(), "first frame");
         }
         // Gaps count across reconnects and relay switches too: a frame
         // not received from any parent is missed.
@@ -111,7 +117,7 @@ impl Delivery {
         if self.passed.admit(frame.seq, frame.captured_at_us) {
             self.live.publish(frame.clone());
         }
-        self.follow_session(&frame.jpeg).await?;
+        self.follow_session(&frame.data).await?;
         self.record(frame).await;
         Ok(())
     }
@@ -165,7 +171,7 @@ impl Delivery {
             .record(RecFrame {
                 captured_at_us: self.timeline.place(frame.captured_at_us).await,
                 node_us: frame.captured_at_us,
-                jpeg: frame.jpeg,
+                jpeg: frame.data,
             })
             .await;
     }
@@ -233,7 +239,9 @@ pub(crate) mod tests {
             seq,
             captured_at_us,
             read_at: tokio::time::Instant::now(),
-            jpeg: Bytes::from_static(b"\xFF\xD8 a frame \xFF\xD9"),
+            codec: fanout::Codec::Mjpeg,
+            key: true,
+            data: Bytes::from_static(b"\xFF\xD8 a frame \xFF\xD9"),
         }
     }
 

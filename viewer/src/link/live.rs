@@ -84,7 +84,7 @@ impl LiveCamera {
         let frame = self.hub.latest()?;
         Some(Tile {
             seq: frame.seq,
-            jpeg: frame.jpeg,
+            jpeg: frame.data,
             at: frame.read_at,
             fps: self.fps(),
             recording: self.is_recording(),
@@ -167,7 +167,9 @@ mod tests {
             seq,
             captured_at_us: 1_000 + seq,
             read_at,
-            jpeg: Bytes::from_static(b"\xFF\xD8\xFF\xD9"),
+            codec: fanout::Codec::Mjpeg,
+            key: true,
+            data: Bytes::from_static(b"\xFF\xD8\xFF\xD9"),
         }
     }
 

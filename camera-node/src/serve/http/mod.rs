@@ -32,7 +32,7 @@ use crate::info::NodeState;
 use crate::relay::PublishedPlans;
 use fanout::http::Peer;
 use fanout::multipart::MjpegStream;
-use fanout::Protocol;
+use fanout::{Codec, Protocol};
 use shared::auth_throttle::AuthThrottle;
 
 #[derive(Debug)]
@@ -200,22 +200,27 @@ async fn healthz(State(s): Shared) -> Response {
 }
 
 async fn snapshot(State(s): Shared, Path(id): Path<String>) -> Response {
-    let Some(hub) = s.node.hub(&id) else {
+    let Some(entry) = s.node.cameras.get(&id) else {
         return unknown_camera(&s, &id);
     };
-    match hub.latest() {
-        Some(frame) => (
+    let jpeg = match entry.hub.latest() {
+        None => Err(format!("camera {id} has no frame yet")),
+        Some(frame) if frame.codec == Codec::Mjpeg => Ok(frame.data),
+        Some(_) => entry.snapshot.jpeg(&entry.hub).await.map_err(|e| {
+            tracing::warn!(camera = %id, "snapshot: {e:#}");
+            format!("camera {id}: {e:#}")
+        }),
+    };
+    match jpeg {
+        Ok(jpeg) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            frame.jpeg,
+            jpeg,
         )
             .into_response(),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("camera {id} has no frame yet"),
-        ),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
@@ -227,6 +232,24 @@ async fn stream(
     let Some(entry) = s.node.cameras.get(&id) else {
         return unknown_camera(&s, &id);
     };
+    let codec = entry
+        .hub
+        .latest()
+        .map_or(entry.config().capture.codec, |f| f.codec);
+    if codec == Codec::H264 {
+        let rtsp = s
+            .node
+            .info()
+            .cameras
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.rtsp.clone())
+            .unwrap_or_else(|| format!("rtsp://<node>:8554/{id}"));
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("camera {id} is H.264, which multipart MJPEG cannot carry; play {rtsp} (or read its snapshot.jpg)"),
+        );
+    }
     let Some(reader) = entry.hub.add_viewer(s.max_viewers, Protocol::Http) else {
         tracing::warn!(camera = %id, "refusing HTTP viewer: {} viewers already connected (max_viewers)", s.max_viewers);
         return error(

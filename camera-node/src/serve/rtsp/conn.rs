@@ -25,7 +25,7 @@ use super::{RtspCamera, RtspServer};
 use crate::auth::REALM;
 use fanout::{Frame, Hub, Protocol};
 
-use crate::rtp::{random_u64, PAYLOAD_TYPE};
+use crate::rtp::{random_u64, H264_PAYLOAD_TYPE, PAYLOAD_TYPE};
 
 /// How long DESCRIBE and PLAY wait for a camera's first frame.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
@@ -230,15 +230,10 @@ impl Conn {
     async fn describe(&self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
         let (camera, base) = self.camera(request)?;
         let first = first_frame(&camera.hub).await?;
-        let scan = camera
-            .check(&first.jpeg)
+        let media = camera
+            .media(&first)
             .map_err(|e| Reply::error(415, format!("camera {}: {e}", camera.hub.camera_id())))?;
-        let sdp = describe_sdp(
-            &self.server.node_id,
-            &camera,
-            self.local.ip(),
-            (scan.width, scan.height),
-        );
+        let sdp = describe_sdp(&self.server.node_id, &camera, self.local.ip(), &media);
         Ok(Reply::ok()
             .header("Content-Base", base)
             .body("application/sdp", sdp))
@@ -407,7 +402,7 @@ pub(crate) fn describe_sdp(
     node: &str,
     camera: &RtspCamera,
     local: std::net::IpAddr,
-    size: (u16, u16),
+    media: &super::Media,
 ) -> Vec<u8> {
     use sdp_types::{Attribute, Connection, Media, MediaType, Origin, Time, TransportProto};
     let mut sdp = sdp_types::Session::new(
@@ -422,14 +417,27 @@ pub(crate) fn describe_sdp(
     sdp.attributes.push(Attribute::with_value("control", "*"));
     sdp.attributes
         .push(Attribute::with_value("range", "npt=now-"));
-    let mut media = Media::new(MediaType::Video, 0, TransportProto::RtpAvp, PAYLOAD_TYPE);
-    media.attributes = vec![
-        Attribute::with_value("rtpmap", format!("{PAYLOAD_TYPE} JPEG/90000")),
-        Attribute::with_value("control", "trackID=0"),
-        Attribute::with_value("framerate", camera.fps),
-        Attribute::with_value("x-dimensions", format!("{},{}", size.0, size.1)),
-    ];
-    sdp.medias.push(media);
+    let (pt, mut attributes) = match media {
+        super::Media::Jpeg { width, height } => (
+            PAYLOAD_TYPE,
+            vec![
+                Attribute::with_value("rtpmap", format!("{PAYLOAD_TYPE} JPEG/90000")),
+                Attribute::with_value("x-dimensions", format!("{width},{height}")),
+            ],
+        ),
+        super::Media::H264(params) => (
+            H264_PAYLOAD_TYPE,
+            vec![
+                Attribute::with_value("rtpmap", format!("{H264_PAYLOAD_TYPE} H264/90000")),
+                Attribute::with_value("fmtp", crate::rtp::h264::fmtp(params)),
+            ],
+        ),
+    };
+    attributes.push(Attribute::with_value("control", "trackID=0"));
+    attributes.push(Attribute::with_value("framerate", camera.fps));
+    let mut m = Media::new(MediaType::Video, 0, TransportProto::RtpAvp, pt);
+    m.attributes = attributes;
+    sdp.medias.push(m);
     let mut out = Vec::new();
     sdp.write(&mut out).expect("writing to a Vec cannot fail");
     out

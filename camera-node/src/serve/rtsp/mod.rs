@@ -32,6 +32,8 @@ use fanout::{Frame, Hub};
 
 use crate::rtp::jpeg::{self, JpegScan, Unsupported};
 use crate::rtp::Packets;
+use fanout::Codec;
+use shared::h264::Params;
 
 // A push (push/) announces the same SDP and reports as often.
 pub(crate) use self::conn::describe_sdp;
@@ -51,6 +53,13 @@ pub struct RtspCamera {
     refused: AtomicBool,
     /// The payloads of the last few frames, cut once for every session.
     packets: Mutex<VecDeque<Arc<Packets>>>,
+}
+
+/// The stream an SDP describes.
+#[derive(Debug, Clone)]
+pub enum Media {
+    Jpeg { width: u16, height: u16 },
+    H264(Params),
 }
 
 /// Frames whose payloads are kept: sessions that fall a frame or two
@@ -75,13 +84,18 @@ impl RtspCamera {
         if let Some(found) = self.packets.lock().expect("packets lock").iter().find(same) {
             return Ok(Arc::clone(found));
         }
-        let scan = self.check(&frame.jpeg)?;
-        let packets = Arc::new(Packets::build(
-            &scan,
-            frame.jpeg.slice_ref(scan.scan),
-            frame.seq,
-            frame.captured_at_us,
-        ));
+        let packets = Arc::new(match frame.codec {
+            Codec::Mjpeg => {
+                let scan = self.check(&frame.data)?;
+                Packets::build(
+                    &scan,
+                    frame.data.slice_ref(scan.scan),
+                    frame.seq,
+                    frame.captured_at_us,
+                )
+            }
+            Codec::H264 => Packets::h264(&frame.data, frame.seq, frame.captured_at_us),
+        });
         let mut kept = self.packets.lock().expect("packets lock");
         if !kept.iter().any(|p| same(&p)) {
             if kept.len() == PACKETS_KEPT {
@@ -90,6 +104,23 @@ impl RtspCamera {
             kept.push_back(Arc::clone(&packets));
         }
         Ok(packets)
+    }
+
+    /// What the SDP says of the camera's stream, from a keyframe: the
+    /// picture size (JPEG) or the parameter sets (H.264).
+    pub fn media(&self, key: &Frame) -> Result<Media, String> {
+        match key.codec {
+            Codec::Mjpeg => self
+                .check(&key.data)
+                .map(|scan| Media::Jpeg {
+                    width: scan.width,
+                    height: scan.height,
+                })
+                .map_err(|e| format!("RTP/JPEG cannot carry this camera: {e}")),
+            Codec::H264 => Params::of_keyframe(&key.data)
+                .map(Media::H264)
+                .map_err(|e| format!("the camera's keyframe: {e}")),
+        }
     }
 
     /// What RTP/JPEG needs from a frame; the first refusal in a row is logged.

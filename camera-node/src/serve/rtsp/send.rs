@@ -37,6 +37,7 @@ pub fn interleaved_headers(stream: &mut RtpStream, packets: &Packets, channel: u
             framed[1] = channel;
             framed[2..4].copy_from_slice(&((RTP_HEADER + payload) as u16).to_be_bytes());
             framed[4..].copy_from_slice(&stream.header(
+                packets.payload_type,
                 packets.captured_at_us,
                 i + 1 == count,
                 payload,
@@ -94,6 +95,7 @@ impl UdpSender {
         let headers: Vec<[u8; RTP_HEADER]> = (0..count)
             .map(|i| {
                 stream.header(
+                    packets.payload_type,
                     packets.captured_at_us,
                     i + 1 == count,
                     packets.payload_len(i),
@@ -103,7 +105,7 @@ impl UdpSender {
         let mut start = 0;
         while start < count {
             let end = count.min(start + GSO_BATCH);
-            let sent = if self.no_gso || end - start == 1 {
+            let sent = if self.no_gso || end - start == 1 || !packets.uniform {
                 self.send_each(socket, &headers, packets, start..end).await
             } else {
                 let slices = gather(&headers, packets, start..end);
