@@ -48,8 +48,8 @@ mod web;
 pub use broker::{mosquitto_sub, Broker, Watcher};
 pub use client::{FrameClient, Received};
 pub use node::{
-    camera_args, fake_camera_script, invocations, node_args, node_base_args, node_base_args_on,
-    node_binary, run_node, start_on_fake_camera, Node,
+    camera_args, fake_camera_script, fake_h264_camera_script, invocations, node_args,
+    node_base_args, node_base_args_on, node_binary, run_node, start_on_fake_camera, Node,
 };
 pub use web::{
     curl, post_json, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply,

@@ -208,6 +208,42 @@ exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x240:r
     );
 }
 
+/// A stand-in for rpicam-vid with `--codec h264`: records its flags, then
+/// writes what the Pi 4's hardware encoder writes (Annex B, no AUDs,
+/// SPS/PPS before every keyframe as `--inline` asks, no B-frames, a
+/// keyframe every `--intra` frames) at the size and rate asked for; with
+/// `FAKE_PI5=1` in its environment it is a Pi 5's software encoder, which
+/// writes B-frames unless given `--low-latency`.
+pub fn fake_h264_camera_script(dir: &TempDir, name: &str) {
+    require("ffmpeg", "ffmpeg");
+    let log = dir.path("invocations");
+    dir.script(
+        name,
+        &format!(
+            r#"#!/bin/sh
+echo "$$ $*" >> '{log}'
+args=" $* "
+for want in "-t 0" "-n" "--codec h264" "--inline" "--flush" "-o -"; do
+  case "$args" in *" $want "*) ;; *) echo "fake {name}: missing '$want' in:$args" >&2; exit 3;; esac
+done
+w=640; h=480; fps=30; intra=60
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --width) w=$2; shift;; --height) h=$2; shift;; --framerate) fps=$2; shift;; --intra) intra=$2; shift;;
+  esac
+  shift
+done
+case "$args" in
+  *" --low-latency "*) tune="-preset ultrafast -tune zerolatency -bf 0";;
+  *) if [ "$FAKE_PI5" = 1 ]; then tune="-preset superfast -bf 2"; else tune="-preset ultrafast -tune zerolatency -bf 0"; fi;;
+esac
+exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=${{w}}x${{h}}:rate=$fps   -c:v libx264 $tune -g $intra -keyint_min $intra -sc_threshold 0 -pix_fmt yuv420p   -x264-params repeat-headers=1:aud=0 -f h264 -
+"#,
+            log = log.display()
+        ),
+    );
+}
+
 /// A node on `--source rpicam` with a fake `program` first on PATH; the
 /// directory holds the fake's `invocations` log.
 pub fn start_on_fake_camera(url: &str, node_id: &str, program: &str) -> (Node, TempDir) {

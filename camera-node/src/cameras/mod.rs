@@ -414,15 +414,26 @@ impl Cameras {
         }
     }
 
-    /// Keeps NodeInfo in step with the cameras (a converted stream's
-    /// picture size is known from its first frame) until `cancel`.
+    /// Keeps NodeInfo in step with the cameras until `cancel`: at each
+    /// change, and every [`RATE_EVERY`] for what the stream itself tells (a
+    /// converted stream's picture size from its first frame, an H.264
+    /// stream's group length from its second keyframe). NodeInfo is
+    /// republished only when it changed.
     pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
         let mut changed = self.watch();
-        while cancel
-            .run_until_cancelled(changed.changed())
-            .await
-            .is_some_and(|r| r.is_ok())
-        {
+        let mut tick = tokio::time::interval(RATE_EVERY);
+        loop {
+            let woke = cancel
+                .run_until_cancelled(async {
+                    tokio::select! {
+                        r = changed.changed() => r.is_ok(),
+                        _ = tick.tick() => true,
+                    }
+                })
+                .await;
+            if woke != Some(true) {
+                break;
+            }
             self.refresh_info();
         }
     }

@@ -241,7 +241,9 @@ impl UrlSource {
                     // Annex B with them by the h264 muxer itself.)
                     args.extend(strings(&["-bsf:v", "dump_extra=freq=keyframe"]));
                 }
-                args.extend(strings(&["-f", "h264"]));
+                // Each picture to the pipe as it comes, not 32 KiB at a
+                // time: the node stamps a picture when it has read it.
+                args.extend(strings(&["-flush_packets", "1", "-f", "h264"]));
             }
             Plan::Convert(Codec::Mjpeg) => {
                 args.extend(["-vf".into(), filters(out)]);
@@ -271,6 +273,8 @@ impl UrlSource {
                     "expr:gte(t,n_forced*1)",
                     "-x264-params",
                     "repeat-headers=1",
+                    "-flush_packets",
+                    "1",
                     "-f",
                     "h264",
                 ]));
@@ -292,12 +296,15 @@ pub enum Plan {
 
 impl Plan {
     /// For an input that is not probed (RTMP, SRT: H.264 in practice; a
-    /// device: raw pictures): copy H.264 unless MJPEG is asked for.
-    pub fn unprobed(source: &UrlSource, want: Option<Codec>) -> Plan {
-        match (source.scheme, want) {
+    /// device: raw pictures): H.264 copied unless MJPEG, or a size or rate,
+    /// is asked for.
+    pub fn unprobed(source: &UrlSource, out: &Output) -> Plan {
+        let resized = out.width.is_some() || out.height.is_some() || out.fps.is_some();
+        match (source.scheme, out.codec) {
             (Scheme::Device, want) => Plan::Convert(want.unwrap_or_default()),
-            (_, None | Some(Codec::H264)) => Plan::Copy(Codec::H264),
-            (_, Some(Codec::Mjpeg)) => Plan::Convert(Codec::Mjpeg),
+            (_, None) if !resized => Plan::Copy(Codec::H264),
+            (_, Some(Codec::H264)) if !resized => Plan::Copy(Codec::H264),
+            (_, want) => Plan::Convert(want.unwrap_or_default()),
         }
     }
 

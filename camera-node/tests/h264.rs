@@ -1,0 +1,586 @@
+//! H.264 through the node as players and viewers meet it: the test
+//! pattern encoded in process and the rpicam-vid stand-in, served over
+//! RTSP (ffmpeg and GStreamer, TCP and UDP) and the TCP frame protocol v2,
+//! every frame decoded and its burned-in number checked; an MJPEG camera
+//! beside it keeps speaking v1.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use camera_node::source::pattern::read_frame_number;
+use shared::frame::{Codec, Frame, FrameDecoder, HELLO, HELLO_V2};
+use testkit::*;
+use tokio_util::codec::Decoder;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+const W: u32 = 320;
+const H: u32 = 240;
+const FPS: u32 = 15;
+
+/// A node with an H.264 test pattern (`h264`, a keyframe a second) and an
+/// MJPEG one (`mjpeg`) side by side.
+fn mixed_node(broker: &Broker) -> (Node, TempDir) {
+    let dir = TempDir::new("h264");
+    let config = dir.path("node.toml");
+    write(
+        &config,
+        &format!(
+            "[[camera]]\nid = 'h264'\nsource = 'test'\ncodec = 'h264'\nwidth = {W}\nheight = {H}\nfps = {FPS}\n\n\
+             [[camera]]\nid = 'mjpeg'\nsource = 'test'\nwidth = {W}\nheight = {H}\nfps = {FPS}\n"
+        ),
+    );
+    let url = broker.url();
+    let node = Node::start(
+        &[
+            vec!["--config", config.to_str().unwrap()],
+            node_base_args(&url, "h264-test"),
+        ]
+        .concat(),
+    );
+    node.wait_log("first frame", SECS(20));
+    (node, dir)
+}
+
+/// Grey pictures of `W`x`H` to the burned-in frame numbers they show.
+fn numbers(grey: &[u8]) -> Vec<u64> {
+    grey.chunks_exact((W * H) as usize)
+        .map(|picture| read_frame_number(picture, W, H).expect("a test-pattern picture"))
+        .collect()
+}
+
+fn assert_in_order(numbers: &[u64], what: &str) {
+    assert!(
+        numbers.len() > 10,
+        "{what}: only {} pictures",
+        numbers.len()
+    );
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "{what}: frame {} follows {}",
+            pair[1],
+            pair[0]
+        );
+    }
+}
+
+/// Plays `secs` seconds of `url` with ffmpeg over `transport`: the decoded
+/// pictures' numbers, and what ffmpeg said at level error.
+fn ffmpeg_numbers(url: &str, transport: &str, secs: u32) -> (Vec<u64>, String) {
+    require("ffmpeg", "ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", transport, "-i", url])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        numbers(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ffprobe_ffmpeg_and_gstreamer_decode_every_h264_frame_in_order_over_tcp_and_udp() {
+    require("ffprobe", "ffmpeg");
+    require(
+        "gst-launch-1.0",
+        "gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-libav",
+    );
+    let broker = Broker::start();
+    let (node, _dir) = mixed_node(&broker);
+    let url = format!("{}/h264", node.rtsp_base());
+    let probe = run_ok(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "csv=p=0",
+        &url,
+    ]));
+    assert_eq!(probe.trim(), format!("h264,{W},{H}"));
+    for transport in ["tcp", "udp"] {
+        let (seen, errors) = ffmpeg_numbers(&url, transport, 5);
+        assert!(
+            errors.is_empty(),
+            "ffmpeg over {transport} reported: {errors}"
+        );
+        assert_in_order(&seen, &format!("ffmpeg over {transport}"));
+        // It joined mid-group, yet its first picture is a keyframe (the
+        // pattern's keyframes are frames 0, 15, 30...) and decoded.
+        assert_eq!(
+            seen[0] % u64::from(FPS),
+            0,
+            "the first picture is a keyframe: {seen:?}"
+        );
+        assert!(
+            seen.len() >= 5 * FPS as usize - 2,
+            "{} pictures in 5 s",
+            seen.len()
+        );
+    }
+    for protocol in ["tcp", "udp"] {
+        let out = Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "rtspsrc",
+                &format!("location={url}"),
+                &format!("protocols={protocol}"),
+            ])
+            .args(["!", "rtph264depay", "!", "avdec_h264", "!", "videoconvert"])
+            .args([
+                "!",
+                "video/x-raw,format=GRAY8",
+                "!",
+                "identity",
+                "eos-after=45",
+                "!",
+                "fdsink",
+                "fd=1",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run gst-launch-1.0");
+        assert!(
+            out.status.success(),
+            "GStreamer over {protocol}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = numbers(&out.stdout);
+        // identity ends the stream in place of its 45th buffer.
+        assert!(
+            seen.len() >= 44,
+            "GStreamer over {protocol}: {} pictures",
+            seen.len()
+        );
+        assert_in_order(&seen, &format!("GStreamer over {protocol}"));
+    }
+    let info = wait_for("NodeInfo with the group length", SECS(10), || {
+        let info = broker.node_info("h264-test");
+        let known = info.cameras.iter().any(|c| c.gop_frames.is_some());
+        known.then_some(info)
+    });
+    let camera = info.cameras.iter().find(|c| c.id == "h264").unwrap();
+    assert_eq!(camera.codec, "h264");
+    assert_eq!(camera.codec_string.as_deref(), Some("avc1.42C01F"));
+    assert_eq!(camera.gop_frames, Some(u64::from(FPS)));
+    assert_eq!(
+        camera.http, None,
+        "no multipart MJPEG URL for an H.264 camera"
+    );
+    assert!(!node.log().contains("panicked"));
+}
+
+/// Reads a TCP frame stream for `limit` (or `count` frames).
+fn read_frames(port: u16, count: usize, limit: Duration) -> (Vec<u8>, Vec<Frame>, FrameDecoder) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(SECS(10))).unwrap();
+    let mut hello = [0u8; 11];
+    stream.read_exact(&mut hello).unwrap();
+    let mut buf = BytesMut::from(&hello[..]);
+    let mut decoder = FrameDecoder::new();
+    let mut frames = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while frames.len() < count && Instant::now() < deadline {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "the node closed the stream");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+            frames.push(frame);
+        }
+    }
+    (hello.to_vec(), frames, decoder)
+}
+
+#[test]
+fn the_v2_stream_decodes_with_contiguous_numbers_and_the_mjpeg_camera_keeps_v1() {
+    require("ffmpeg", "ffmpeg");
+    let broker = Broker::start();
+    let (node, _dir) = mixed_node(&broker);
+    let (hello, frames, decoder) = read_frames(node.tcp_port("h264"), 45, SECS(20));
+    assert_eq!(&hello[..], HELLO_V2);
+    assert_eq!(frames.len(), 45);
+    assert!(frames[0].key, "a v2 stream starts at a keyframe");
+    assert!(
+        decoder.params().is_some(),
+        "the codec configuration came first"
+    );
+    assert!(frames.iter().all(|f| f.codec == Codec::H264));
+    for pair in frames.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "sequence numbers are contiguous"
+        );
+    }
+    let keys = frames.iter().filter(|f| f.key).count();
+    assert!(
+        (3..=4).contains(&keys),
+        "{keys} keyframes in 3 s at one a second"
+    );
+    // Re-wrapped as Annex B, ffmpeg decodes every frame.
+    let mut annex_b = Vec::new();
+    for f in &frames {
+        shared::h264::to_annex_b(&f.data, &mut annex_b);
+    }
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ffmpeg.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
+    let out = ffmpeg.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = numbers(&out.stdout);
+    assert_eq!(seen.len(), 45);
+    assert_in_order(&seen, "the v2 stream");
+
+    // The MJPEG camera on the same node: v1 byte for byte, JPEGs.
+    let (hello, frames, decoder) = read_frames(node.tcp_port("mjpeg"), 5, SECS(10));
+    assert_eq!(&hello[..], HELLO);
+    assert_eq!(decoder.version(), Some(1));
+    assert!(frames
+        .iter()
+        .all(|f| f.codec == Codec::Mjpeg && f.data.starts_with(&[0xFF, 0xD8])));
+}
+
+#[test]
+fn an_h264_camera_answers_snapshots_and_refuses_multipart_by_name() {
+    let broker = Broker::start();
+    let (node, _dir) = mixed_node(&broker);
+    let base = node.http_base();
+    let snapshot = Command::new("curl")
+        .args(["-s", "-f", &format!("{base}/cameras/h264/snapshot.jpg")])
+        .output()
+        .unwrap();
+    assert!(snapshot.status.success());
+    assert_eq!(jpeg_size(&snapshot.stdout), (W, H));
+    let luma = image::load_from_memory(&snapshot.stdout)
+        .unwrap()
+        .to_luma8();
+    assert!(
+        read_frame_number(&luma, W, H).is_some(),
+        "the snapshot is a decoded picture"
+    );
+    let refused = run_ok(Command::new("curl").args([
+        "-s",
+        "-w",
+        " %{http_code}",
+        &format!("{base}/cameras/h264/stream.mjpg"),
+    ]));
+    assert!(refused.ends_with(" 415"), "{refused}");
+    assert!(
+        refused.contains("rtsp://") && refused.contains("/h264"),
+        "{refused}"
+    );
+}
+
+/// A node on the rpicam-vid stand-in for H.264.
+fn node_on_fake_h264_camera(broker: &Broker, pi5: bool, extra: &[&str]) -> (Node, TempDir) {
+    let bin = TempDir::new("fakecam");
+    fake_h264_camera_script(&bin, "rpicam-vid");
+    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
+    let url = broker.url();
+    let args = [
+        node_args(&url, "pi-h264", "rpicam"),
+        words("--codec h264 --width 640 --height 480 --fps 15 --keyframe-seconds 2"),
+        extra.to_vec(),
+    ]
+    .concat();
+    let pi5 = if pi5 { "1" } else { "0" };
+    let node = Node::start_with_env(&args, &[("PATH", &path), ("FAKE_PI5", pi5)]);
+    node.wait_log("first frame", SECS(30));
+    (node, bin)
+}
+
+#[test]
+fn rpicam_gets_the_encoders_flags_and_its_h264_plays() {
+    require("ffprobe", "ffmpeg");
+    let broker = Broker::start();
+    let (node, bin) = node_on_fake_h264_camera(&broker, false, &["--bitrate", "3000000"]);
+    let asked = invocations(&bin).join("\n");
+    for flag in [
+        "--codec h264",
+        "--inline",
+        "--flush",
+        "--intra 30",
+        "--profile main",
+        "--level 4.1",
+        "--bitrate 3000000",
+        "--width 640",
+        "--height 480",
+        "--framerate 15",
+        "-o -",
+    ] {
+        assert!(
+            asked.contains(flag),
+            "rpicam-vid was not given {flag:?}: {asked}"
+        );
+    }
+    assert!(!asked.contains("--low-latency"), "not a Pi 5: {asked}");
+    let url = format!("{}/cam0", node.rtsp_base());
+    let probe = run_ok(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "csv=p=0",
+        &url,
+    ]));
+    assert_eq!(probe.trim(), "h264,640,480");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &url,
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gop = wait_for("NodeInfo with the group length", SECS(10), || {
+        broker.node_info("pi-h264").cameras[0].gop_frames
+    });
+    assert_eq!(gop, 30);
+    assert!(!node.log().contains("B-frames"), "{}", node.log());
+}
+
+#[test]
+fn a_pi_5_without_its_flags_is_told_of_b_frames_and_with_them_is_not() {
+    let broker = Broker::start();
+    // As on a board whose model the node did not take for a Pi 5.
+    let (node, bin) = node_on_fake_h264_camera(&broker, true, &["--rpicam-libav", "false"]);
+    node.wait_log("B-frames", SECS(20));
+    assert!(
+        node.log().contains("--low-latency"),
+        "the warning names the flag: {}",
+        node.log()
+    );
+    assert!(!invocations(&bin).join(" ").contains("--low-latency"));
+    drop(node);
+    let (node, bin) = node_on_fake_h264_camera(&broker, true, &["--rpicam-libav", "true"]);
+    let asked = invocations(&bin).join("\n");
+    assert!(
+        asked.contains("--libav-format h264") && asked.contains("--low-latency"),
+        "{asked}"
+    );
+    let frames_before = node.log().matches("first frame").count();
+    assert!(frames_before >= 1);
+    // Give it as long as the first node took to warn: a second of pictures.
+    let url = format!("{}/cam0", node.rtsp_base());
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &url,
+            "-t",
+            "2",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!node.log().contains("B-frames"), "{}", node.log());
+}
+
+/// What ffprobe says of a URL's first video stream: codec, profile, size.
+fn probe_stream(url: &str) -> String {
+    run_ok(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=codec_name,profile,width,height",
+        "-of",
+        "csv=p=0",
+        url,
+    ]))
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn an_rtmp_drone_is_copied_not_converted_and_pushed_on_as_it_came() {
+    use serde_json::json;
+    use testkit::api::{add, api, view, wait_state};
+    use testkit::rtmp::{drone, stop, Nginx};
+    require("ffprobe", "ffmpeg");
+    let broker = Broker::start();
+    let nginx = Nginx::start(false);
+    let url = format!("rtmp://127.0.0.1:{}/live/d1", nginx.port);
+    let publisher = drone(&url);
+    let published = wait_for("the drone's stream on the RTMP server", SECS(20), || {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!text.is_empty()).then_some(text)
+    });
+    let node = Node::start(&node_args(&broker.url(), "drone-node", "test"));
+    node.wait_log("first frame", SECS(20));
+    add(&node, json!({"id": "drone", "source": url}));
+    let state = wait_state(&node, "drone", &["running"], SECS(30));
+    assert!(
+        state["input"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("copied (H.264"),
+        "{state}"
+    );
+    // The node serves the publisher's own stream: same codec, profile, size.
+    assert_eq!(
+        probe_stream(&format!("{}/drone", node.rtsp_base())),
+        published
+    );
+    // Demuxing costs next to nothing: the converter's share of a core.
+    let cpu = wait_for("a CPU reading of the converter", SECS(20), || {
+        std::thread::sleep(Duration::from_millis(500));
+        view(&node, "drone")["converter"]["cpu_percent"].as_f64()
+    });
+    let mut readings = vec![cpu];
+    for _ in 0..3 {
+        std::thread::sleep(SECS(1));
+        readings.extend(view(&node, "drone")["converter"]["cpu_percent"].as_f64());
+    }
+    let steady = readings[readings.len() - 1];
+    assert!(
+        steady < 5.0,
+        "the copying ffmpeg used {steady:.1}% of a core ({readings:?})"
+    );
+
+    // Pushed on to an RTSP server as it came: ffmpeg listening, H.264 received.
+    let port = free_port();
+    let dir = TempDir::new("push");
+    let received = dir.path("received.mkv");
+    let server = Command::new("ffmpeg")
+        .args(words(
+            "-hide_banner -loglevel error -rtsp_flags listen -rtsp_transport tcp -i",
+        ))
+        .arg(format!("rtsp://127.0.0.1:{port}/x"))
+        .args(words("-t 3 -c copy -y"))
+        .arg(&received)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = format!(":{port:04X} 00000000:0000 0A");
+    wait_for("the RTSP server listening", SECS(10), || {
+        std::fs::read_to_string("/proc/net/tcp")
+            .ok()?
+            .contains(&want)
+            .then_some(())
+    });
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/drone/pushes",
+        Some(json!({"url": format!("rtsp://127.0.0.1:{port}/x")})),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the receiving ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&received),
+    );
+    assert_eq!(
+        got.trim(),
+        published,
+        "the server received the drone's H.264"
+    );
+    // Decoded to raw pictures: a muxer without timestamps (the null muxer
+    // rounds times to frame slots, and a copied stream's pictures are
+    // stamped when the node reads them, with the input's jitter).
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&received)
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-y", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    stop(publisher);
+}
