@@ -4,7 +4,7 @@
 //! protocol, HTTP multipart and RTSP interleaved.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -140,54 +140,6 @@ fn metric(node: &Node, name: &str, protocol: &str) -> f64 {
         .find(|l| l.starts_with(name) && l.contains(&label))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} for {protocol} in /metrics:\n{text}"))
-}
-
-/// A socket with a small receive buffer that reads at most `rate` bytes a
-/// second: a viewer on a slow link.
-struct SlowLink {
-    stream: TcpStream,
-    rate: f64,
-    started: Instant,
-    taken: u64,
-}
-
-impl SlowLink {
-    /// The receive buffer of the viewer in the issue: 32 KiB.
-    const RECEIVE_BUFFER: usize = 32 * 1024;
-    const CHUNK: usize = 4096;
-
-    fn connect(addr: SocketAddr, rate: f64) -> Self {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a socket");
-        socket
-            .set_recv_buffer_size(Self::RECEIVE_BUFFER)
-            .expect("SO_RCVBUF");
-        socket.connect(&addr.into()).expect("connect");
-        let stream: TcpStream = socket.into();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        SlowLink {
-            stream,
-            rate,
-            started: Instant::now(),
-            taken: 0,
-        }
-    }
-}
-
-impl Read for SlowLink {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // Pacing a reader's byte rate, not waiting for anything.
-        let due = self.started + Duration::from_secs_f64(self.taken as f64 / self.rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let len = buf.len().min(Self::CHUNK);
-        let n = self.stream.read(&mut buf[..len])?;
-        self.taken += n as u64;
-        Ok(n)
-    }
 }
 
 /// A frame as a slow viewer got it.

@@ -584,3 +584,124 @@ fn an_rtmp_drone_is_copied_not_converted_and_pushed_on_as_it_came() {
     );
     stop(publisher);
 }
+
+/// `camfleet_frames_dropped_total` of a protocol, from /metrics.
+fn dropped(node: &Node, protocol: &str) -> f64 {
+    let text = run_ok(Command::new("curl").args(["-s", &format!("{}/metrics", node.http_base())]));
+    text.lines()
+        .filter(|l| {
+            l.starts_with("camfleet_frames_dropped_total")
+                && l.contains(&format!("protocol=\"{protocol}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_slow_v2_reader_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
+    require("ffmpeg", "ffmpeg");
+    let broker = Broker::start();
+    // The rpicam stand-in: x264's sizes, a keyframe a second.
+    let (node, _bin) = node_on_fake_h264_camera(&broker, false, &[]);
+    let port = node.tcp_port("cam0");
+    // A reader that keeps up measures the byte rate, and keeps reading.
+    let (_, sample, _) = read_frames(port, 30, SECS(10));
+    let span_s = (sample.last().unwrap().captured_at_us - sample[0].captured_at_us) as f64 / 1e6;
+    let bytes: usize = sample.iter().skip(1).map(|f| f.data.len() + 32).sum();
+    let rate = bytes as f64 / span_s;
+    let key_bytes = sample
+        .iter()
+        .filter(|f| f.key)
+        .map(|f| f.data.len())
+        .max()
+        .unwrap() as f64;
+    let fast = std::thread::spawn(move || read_frames(port, 150, SECS(14)).1);
+    let before = dropped(&node, "tcp");
+
+    let mut link = SlowLink::connect(format!("127.0.0.1:{port}").parse().unwrap(), rate / 3.0);
+    let mut buf = BytesMut::new();
+    let mut decoder = FrameDecoder::new();
+    let mut got: Vec<(Frame, u64)> = Vec::new();
+    let until = Instant::now() + SECS(12);
+    let mut chunk = vec![0u8; SlowLink::CHUNK];
+    while Instant::now() < until {
+        let n = link.read(&mut chunk).unwrap();
+        assert!(n > 0, "the node closed the slow reader");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+            got.push((frame, now_us()));
+        }
+    }
+    assert!(got.len() > 20, "the slow reader got {} frames", got.len());
+    assert!(got[0].0.key);
+    // It only ever skipped to a keyframe, and it did skip.
+    let mut skips = 0;
+    for pair in got.windows(2) {
+        if pair[1].0.seq != pair[0].0.seq + 1 {
+            skips += 1;
+            assert!(
+                pair[1].0.key,
+                "frame {} after a skip is no keyframe",
+                pair[1].0.seq
+            );
+        }
+    }
+    assert!(skips > 0, "a reader at a third of the rate must skip");
+    // Never more than a keyframe interval (1 s), half a second and one
+    // keyframe's transfer behind, once settled.
+    let settle = got[0].1 + 3_000_000;
+    let limit = 1.5 + key_bytes / (rate / 3.0);
+    let oldest = got
+        .iter()
+        .filter(|(_, at)| *at > settle)
+        .map(|(f, at)| (*at as f64 - f.captured_at_us as f64) / 1e6)
+        .fold(0.0, f64::max);
+    assert!(
+        oldest <= limit,
+        "a frame {oldest:.2} s old (limit {limit:.2} s)"
+    );
+    assert!(dropped(&node, "tcp") > before, "the drops are counted");
+    // Every frame it got decodes.
+    let mut annex_b = Vec::new();
+    for (f, _) in &got {
+        shared::h264::to_annex_b(&f.data, &mut annex_b);
+    }
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ffmpeg.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
+    let out = ffmpeg.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.len(),
+        got.len() * 640 * 480,
+        "every frame decoded"
+    );
+    // The reader that keeps up got every frame meanwhile.
+    let fast = fast.join().unwrap();
+    assert!(fast.len() >= 140, "{} frames", fast.len());
+    for pair in fast.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "the fast reader missed frames"
+        );
+    }
+    eprintln!(
+        "slow v2 reader: {} frames, {skips} skips, oldest {oldest:.2} s (limit {limit:.2} s), stream {:.0} KB/s",
+        got.len(),
+        rate / 1000.0
+    );
+}

@@ -1,8 +1,8 @@
 //! A viewer reading TCP frame protocol v1 the way a third-party client would.
 
 use std::io::Read;
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use shared::frame::{FrameHeader, HEADER_LEN, HELLO};
 
@@ -76,5 +76,53 @@ impl FrameClient {
 
     pub fn raw(&mut self) -> &mut TcpStream {
         &mut self.stream
+    }
+}
+
+/// A socket with a small receive buffer that reads at most `rate` bytes a
+/// second: a viewer on a slow link.
+pub struct SlowLink {
+    pub stream: TcpStream,
+    rate: f64,
+    started: Instant,
+    taken: u64,
+}
+
+impl SlowLink {
+    /// The receive buffer of the viewer in the issue: 32 KiB.
+    pub const RECEIVE_BUFFER: usize = 32 * 1024;
+    pub const CHUNK: usize = 4096;
+
+    pub fn connect(addr: SocketAddr, rate: f64) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket");
+        socket
+            .set_recv_buffer_size(Self::RECEIVE_BUFFER)
+            .expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        SlowLink {
+            stream,
+            rate,
+            started: Instant::now(),
+            taken: 0,
+        }
+    }
+}
+
+impl Read for SlowLink {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Pacing a reader's byte rate, not waiting for anything.
+        let due = self.started + Duration::from_secs_f64(self.taken as f64 / self.rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let len = buf.len().min(Self::CHUNK);
+        let n = self.stream.read(&mut buf[..len])?;
+        self.taken += n as u64;
+        Ok(n)
     }
 }

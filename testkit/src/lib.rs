@@ -46,7 +46,7 @@ pub mod viewers;
 mod web;
 
 pub use broker::{mosquitto_sub, Broker, Watcher};
-pub use client::{FrameClient, Received};
+pub use client::{FrameClient, Received, SlowLink};
 pub use node::{
     camera_args, fake_camera_script, fake_h264_camera_script, invocations, node_args,
     node_base_args, node_base_args_on, node_binary, run_node, start_on_fake_camera, Node,
