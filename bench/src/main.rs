@@ -52,6 +52,11 @@ struct Args {
     /// Relay group size for `relay` (the node's --relay-max-member).
     #[arg(long, default_value_t = 3)]
     relay_max_member: usize,
+    /// The camera's codec: mjpeg (ffmpeg -q:v 5) or h264 (x264 as a Pi 4
+    /// encoder would be set: no B-frames, a keyframe a second, the node's
+    /// default bitrate of width x height x fps / 12).
+    #[arg(long, default_value = "mjpeg")]
+    codec: String,
 }
 
 /// What one viewer saw in the measured window.
@@ -261,8 +266,16 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let encode = match args.codec.as_str() {
+            "h264" => format!(
+                "-c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g {} -b:v {} -x264-params repeat-headers=1 -f h264",
+                args.fps,
+                u64::from(args.width) * u64::from(args.height) * u64::from(args.fps) / 12
+            ),
+            _ => "-f mjpeg -q:v 5 -huffman default".to_owned(),
+        };
         let source = format!(
-            "cmd:exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size={}x{}:rate={} -f mjpeg -q:v 5 -huffman default -",
+            "cmd:exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size={}x{}:rate={} {encode} -",
             args.width, args.height, args.fps
         );
         let broker_url = format!("mqtt://127.0.0.1:{broker_port}");

@@ -482,6 +482,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_truncated_unit_is_passed_on_and_b_frames_are_told_once() {
+        let (sps, pps) = params();
+        let mut s = Splitter::new();
+        // An IDR slice cut after its header byte, then the stream goes on.
+        s.push(&annex_b(&[&sps, &pps, &[0x65], P0, &sps, &pps, IDR, P0]));
+        let (units, warnings) = split(&mut s);
+        assert_eq!(units.iter().filter(|u| u.key).count(), 2, "{warnings:?}");
+        // A B slice (slice_type 1: first_mb 1, type 010) is told once.
+        const B: &[u8] = &[0x01, 0xA4, 0x02];
+        s.push(&annex_b(&[B, P0, B, P0, IDR]));
+        let (_, warnings) = split(&mut s);
+        assert_eq!(
+            warnings.iter().filter(|w| **w == Warning::BFrames).count(),
+            1,
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
     fn a_stream_that_changes_size_says_so() {
         let (sps, pps) = params();
         let big = crate::source::h264_pattern::sps_nal(128, 96, 30);

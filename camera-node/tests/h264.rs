@@ -705,3 +705,179 @@ fn a_slow_v2_reader_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
         rate / 1000.0
     );
 }
+
+/// Pictures of an RTP H.264 session (RFC 6184 mode 1), rebuilt from its
+/// packets: each with its RTP time, when its last packet came, its NAL units.
+#[derive(Default)]
+struct Depacketised {
+    pictures: Vec<(u32, u64, Vec<Vec<u8>>)>,
+    current: Vec<Vec<u8>>,
+    /// The newest sender report: NTP time (µs since the Unix epoch) and RTP time.
+    report: Option<(u64, u32)>,
+}
+
+impl Depacketised {
+    fn rtp(&mut self, packet: &[u8]) {
+        let ts = u32::from_be_bytes(packet[4..8].try_into().unwrap());
+        let payload = &packet[12..];
+        match payload[0] & 0x1F {
+            28 => {
+                if payload[1] & 0x80 != 0 {
+                    self.current
+                        .push(vec![payload[0] & 0xE0 | payload[1] & 0x1F]);
+                }
+                self.current
+                    .last_mut()
+                    .expect("an FU-A start")
+                    .extend_from_slice(&payload[2..]);
+            }
+            _ => self.current.push(payload.to_vec()),
+        }
+        if packet[1] & 0x80 != 0 {
+            self.pictures
+                .push((ts, now_us(), std::mem::take(&mut self.current)));
+        }
+    }
+
+    fn rtcp(&mut self, packet: &[u8]) {
+        if packet.get(1) == Some(&200) && packet.len() >= 20 {
+            let seconds = u64::from(u32::from_be_bytes(packet[8..12].try_into().unwrap()));
+            let fraction = u64::from(u32::from_be_bytes(packet[12..16].try_into().unwrap()));
+            let us = (seconds - 2_208_988_800) * 1_000_000 + (fraction * 1_000_000 >> 32);
+            self.report = Some((us, u32::from_be_bytes(packet[16..20].try_into().unwrap())));
+        }
+    }
+
+    /// A picture's capture time from the sender report.
+    fn captured_at_us(&self, ts: u32) -> Option<f64> {
+        let (us, rtp) = self.report?;
+        Some(us as f64 + f64::from(ts.wrapping_sub(rtp) as i32) / 0.09)
+    }
+}
+
+#[test]
+fn a_slow_rtsp_client_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
+    require("ffmpeg", "ffmpeg");
+    let broker = Broker::start();
+    let (node, _bin) = node_on_fake_h264_camera(&broker, false, &[]);
+    let port = node.tcp_port("cam0");
+    let (_, sample, _) = read_frames(port, 30, SECS(10));
+    let span_s = (sample.last().unwrap().captured_at_us - sample[0].captured_at_us) as f64 / 1e6;
+    let bytes: usize = sample.iter().skip(1).map(|f| f.data.len()).sum();
+    let rate = bytes as f64 / span_s;
+    let key_bytes = sample
+        .iter()
+        .filter(|f| f.key)
+        .map(|f| f.data.len())
+        .max()
+        .unwrap() as f64;
+    let fast = std::thread::spawn(move || read_frames(port, 150, SECS(14)).1);
+    let before = dropped(&node, "rtsp");
+
+    let base = node.rtsp_base();
+    let url = format!("{base}/cam0");
+    let mut client = RtspClient::connect_slow(&base, rate / 3.0);
+    assert_eq!(
+        client
+            .request("DESCRIBE", &url, &[("Accept", "application/sdp")])
+            .status,
+        200
+    );
+    let setup = client.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    let session = setup.session();
+    assert_eq!(
+        client
+            .request("PLAY", &url, &[("Session", &session)])
+            .status,
+        200
+    );
+    let mut got = Depacketised::default();
+    let until = Instant::now() + SECS(12);
+    while Instant::now() < until {
+        let Some((channel, packet)) = client.packet(SECS(5)) else {
+            panic!("no packet for 5 s");
+        };
+        match channel {
+            0 => got.rtp(&packet),
+            _ => got.rtcp(&packet),
+        }
+    }
+    let pictures = &got.pictures;
+    assert!(
+        pictures.len() > 20,
+        "the slow client got {} pictures",
+        pictures.len()
+    );
+    let is_key = |nals: &Vec<Vec<u8>>| nals.iter().any(|n| n[0] & 0x1F == 5);
+    assert!(is_key(&pictures[0].2), "PLAY starts at a keyframe");
+    // A gap of more than one and a half frame intervals is a skip: a keyframe follows.
+    let interval = 90_000 / 15;
+    let mut skips = 0;
+    for pair in pictures.windows(2) {
+        if pair[1].0.wrapping_sub(pair[0].0) > interval * 3 / 2 {
+            skips += 1;
+            assert!(is_key(&pair[1].2), "a picture after a skip is no keyframe");
+        }
+    }
+    assert!(skips > 0, "a client at a third of the rate must skip");
+    let settle = pictures[0].1 + 3_000_000;
+    let limit = 1.5 + key_bytes / (rate / 3.0);
+    let oldest = pictures
+        .iter()
+        .filter(|p| p.1 > settle)
+        .filter_map(|p| Some((p.1 as f64 - got.captured_at_us(p.0)?) / 1e6))
+        .fold(0.0, f64::max);
+    assert!(got.report.is_some(), "sender reports came");
+    assert!(
+        oldest <= limit,
+        "a picture {oldest:.2} s old (limit {limit:.2} s)"
+    );
+    assert!(dropped(&node, "rtsp") > before, "the drops are counted");
+    let mut annex_b = Vec::new();
+    for (_, _, nals) in pictures {
+        for n in nals {
+            annex_b.extend_from_slice(&[0, 0, 0, 1]);
+            annex_b.extend_from_slice(n);
+        }
+    }
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ffmpeg.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
+    let out = ffmpeg.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.len(),
+        pictures.len() * 640 * 480,
+        "every picture decoded"
+    );
+    let fast = fast.join().unwrap();
+    assert!(fast.len() >= 140, "{} frames", fast.len());
+    for pair in fast.windows(2) {
+        assert_eq!(
+            pair[1].seq,
+            pair[0].seq + 1,
+            "the fast reader missed frames"
+        );
+    }
+    eprintln!(
+        "slow RTSP client: {} pictures, {skips} skips, oldest {oldest:.2} s (limit {limit:.2} s)",
+        pictures.len()
+    );
+}

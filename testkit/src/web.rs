@@ -211,6 +211,8 @@ impl RtspReply {
 /// A raw RTSP client: requests with CSeq, replies, interleaved packets.
 pub struct RtspClient {
     stream: TcpStream,
+    /// A slow link's pacing: bytes a second, since when, bytes taken.
+    pace: Option<(f64, Instant, u64)>,
     buf: Vec<u8>,
     cseq: u32,
     /// Interleaved packets (channel, data) read while waiting for replies.
@@ -228,6 +230,27 @@ impl RtspClient {
             .unwrap();
         RtspClient {
             stream,
+            pace: None,
+            buf: Vec::new(),
+            cseq: 0,
+            packets: VecDeque::new(),
+        }
+    }
+
+    /// A client on a slow link: a 32 KiB receive buffer, reading at most
+    /// `rate` bytes a second ([`crate::SlowLink`]).
+    pub fn connect_slow(base: &str, rate: f64) -> Self {
+        let addr = base
+            .trim_start_matches("rtsp://")
+            .parse()
+            .expect("host:port");
+        let link = crate::SlowLink::connect(addr, rate);
+        link.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        RtspClient {
+            stream: link.stream,
+            pace: Some((rate, Instant::now(), 0)),
             buf: Vec::new(),
             cseq: 0,
             packets: VecDeque::new(),
@@ -303,9 +326,21 @@ impl RtspClient {
     /// Reads what is there; false when the connection ended.
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
+        let mut len = chunk.len();
+        if let Some((rate, since, taken)) = self.pace {
+            // Pacing a reader's byte rate, not waiting for anything.
+            let due = since + Duration::from_secs_f64(taken as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            len = crate::SlowLink::CHUNK;
+        }
+        match self.stream.read(&mut chunk[..len]) {
             Ok(0) => false,
             Ok(n) => {
+                if let Some((_, _, taken)) = &mut self.pace {
+                    *taken += n as u64;
+                }
                 self.buf.extend_from_slice(&chunk[..n]);
                 true
             }
