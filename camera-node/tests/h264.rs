@@ -44,6 +44,46 @@ fn mixed_node(broker: &Broker) -> (Node, TempDir) {
     (node, dir)
 }
 
+/// ffprobe's `entries` of a URL's first video stream (RTSP over TCP).
+fn probe(url: &str, entries: &str) -> String {
+    run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args([
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                &format!("stream={entries}"),
+                "-of",
+                "csv=p=0",
+                url,
+            ]),
+    )
+}
+
+/// An Annex B stream decoded by ffmpeg to grey raw pictures; the test
+/// fails when ffmpeg reports any error.
+fn decode_annex_b(annex_b: Vec<u8>) -> Vec<u8> {
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "h264", "-i", "-"])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ffmpeg.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
+    let out = ffmpeg.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.is_empty(),
+        "ffmpeg: {errors}"
+    );
+    out.stdout
+}
+
 /// Grey pictures of `W`x`H` to the burned-in frame numbers they show.
 fn numbers(grey: &[u8]) -> Vec<u64> {
     grey.chunks_exact((W * H) as usize)
@@ -107,19 +147,7 @@ fn ffprobe_ffmpeg_and_gstreamer_decode_every_h264_frame_in_order_over_tcp_and_ud
     let broker = Broker::start();
     let (node, _dir) = mixed_node(&broker);
     let url = format!("{}/h264", node.rtsp_base());
-    let probe = run_ok(Command::new("ffprobe").args([
-        "-v",
-        "error",
-        "-rtsp_transport",
-        "tcp",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=codec_name,width,height",
-        "-of",
-        "csv=p=0",
-        &url,
-    ]));
+    let probe = probe(&url, "codec_name,width,height");
     assert_eq!(probe.trim(), format!("h264,{W},{H}"));
     for transport in ["tcp", "udp"] {
         let (seen, errors) = ffmpeg_numbers(&url, transport, 5);
@@ -246,25 +274,8 @@ fn the_v2_stream_decodes_with_contiguous_numbers_and_the_mjpeg_camera_keeps_v1()
     for f in &frames {
         shared::h264::to_annex_b(&f.data, &mut annex_b);
     }
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args([
-            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ffmpeg.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
-    let out = ffmpeg.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.stderr.is_empty(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen = numbers(&out.stdout);
+    let decoded = decode_annex_b(annex_b);
+    let seen = numbers(&decoded);
     assert_eq!(seen.len(), 45);
     assert_in_order(&seen, "the v2 stream");
 
@@ -352,19 +363,7 @@ fn rpicam_gets_the_encoders_flags_and_its_h264_plays() {
     }
     assert!(!asked.contains("--low-latency"), "not a Pi 5: {asked}");
     let url = format!("{}/cam0", node.rtsp_base());
-    let probe = run_ok(Command::new("ffprobe").args([
-        "-v",
-        "error",
-        "-rtsp_transport",
-        "tcp",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=codec_name,width,height",
-        "-of",
-        "csv=p=0",
-        &url,
-    ]));
+    let probe = probe(&url, "codec_name,width,height");
     assert_eq!(probe.trim(), "h264,640,480");
     let out = Command::new("ffmpeg")
         .args([
@@ -443,21 +442,9 @@ fn a_pi_5_without_its_flags_is_told_of_b_frames_and_with_them_is_not() {
 
 /// What ffprobe says of a URL's first video stream: codec, profile, size.
 fn probe_stream(url: &str) -> String {
-    run_ok(Command::new("ffprobe").args([
-        "-v",
-        "error",
-        "-rtsp_transport",
-        "tcp",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=codec_name,profile,width,height",
-        "-of",
-        "csv=p=0",
-        url,
-    ]))
-    .trim()
-    .to_owned()
+    probe(url, "codec_name,profile,width,height")
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -597,26 +584,64 @@ fn dropped(node: &Node, protocol: &str) -> f64 {
         .sum()
 }
 
+/// The setting of the slow-reader tests: the rpicam stand-in (x264's
+/// sizes, a keyframe a second), its byte rate and largest keyframe as a
+/// reader that keeps up measured them, and such a reader running beside.
+struct SlowCase {
+    node: Node,
+    _bin: TempDir,
+    _broker: Broker,
+    rate: f64,
+    key_bytes: f64,
+    fast: std::thread::JoinHandle<Vec<Frame>>,
+}
+
+impl SlowCase {
+    fn start() -> Self {
+        require("ffmpeg", "ffmpeg");
+        let broker = Broker::start();
+        let (node, bin) = node_on_fake_h264_camera(&broker, false, &[]);
+        let port = node.tcp_port("cam0");
+        let (_, sample, _) = read_frames(port, 30, SECS(10));
+        let span_s =
+            (sample.last().unwrap().captured_at_us - sample[0].captured_at_us) as f64 / 1e6;
+        let bytes: usize = sample.iter().skip(1).map(|f| f.data.len() + 32).sum();
+        let key_bytes = sample.iter().filter(|f| f.key).map(|f| f.data.len()).max();
+        SlowCase {
+            node,
+            _bin: bin,
+            _broker: broker,
+            rate: bytes as f64 / span_s,
+            key_bytes: key_bytes.unwrap() as f64,
+            fast: std::thread::spawn(move || read_frames(port, 150, SECS(14)).1),
+        }
+    }
+
+    /// How far behind a reader at a third of the rate may be, once
+    /// settled: a keyframe interval (1 s), half a second, and one
+    /// keyframe's transfer.
+    fn limit_s(&self) -> f64 {
+        1.5 + self.key_bytes / (self.rate / 3.0)
+    }
+
+    fn the_fast_reader_got_every_frame(self) {
+        let fast = self.fast.join().unwrap();
+        assert!(fast.len() >= 140, "{} frames", fast.len());
+        for pair in fast.windows(2) {
+            assert_eq!(
+                pair[1].seq,
+                pair[0].seq + 1,
+                "the fast reader missed frames"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_slow_v2_reader_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
-    require("ffmpeg", "ffmpeg");
-    let broker = Broker::start();
-    // The rpicam stand-in: x264's sizes, a keyframe a second.
-    let (node, _bin) = node_on_fake_h264_camera(&broker, false, &[]);
-    let port = node.tcp_port("cam0");
-    // A reader that keeps up measures the byte rate, and keeps reading.
-    let (_, sample, _) = read_frames(port, 30, SECS(10));
-    let span_s = (sample.last().unwrap().captured_at_us - sample[0].captured_at_us) as f64 / 1e6;
-    let bytes: usize = sample.iter().skip(1).map(|f| f.data.len() + 32).sum();
-    let rate = bytes as f64 / span_s;
-    let key_bytes = sample
-        .iter()
-        .filter(|f| f.key)
-        .map(|f| f.data.len())
-        .max()
-        .unwrap() as f64;
-    let fast = std::thread::spawn(move || read_frames(port, 150, SECS(14)).1);
-    let before = dropped(&node, "tcp");
+    let case = SlowCase::start();
+    let (node, port, rate) = (&case.node, case.node.tcp_port("cam0"), case.rate);
+    let before = dropped(node, "tcp");
 
     let mut link = SlowLink::connect(format!("127.0.0.1:{port}").parse().unwrap(), rate / 3.0);
     let mut buf = BytesMut::new();
@@ -650,7 +675,7 @@ fn a_slow_v2_reader_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
     // Never more than a keyframe interval (1 s), half a second and one
     // keyframe's transfer behind, once settled.
     let settle = got[0].1 + 3_000_000;
-    let limit = 1.5 + key_bytes / (rate / 3.0);
+    let limit = case.limit_s();
     let oldest = got
         .iter()
         .filter(|(_, at)| *at > settle)
@@ -660,45 +685,16 @@ fn a_slow_v2_reader_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
         oldest <= limit,
         "a frame {oldest:.2} s old (limit {limit:.2} s)"
     );
-    assert!(dropped(&node, "tcp") > before, "the drops are counted");
+    assert!(dropped(node, "tcp") > before, "the drops are counted");
     // Every frame it got decodes.
     let mut annex_b = Vec::new();
     for (f, _) in &got {
         shared::h264::to_annex_b(&f.data, &mut annex_b);
     }
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args([
-            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ffmpeg.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
-    let out = ffmpeg.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.stderr.is_empty(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        out.stdout.len(),
-        got.len() * 640 * 480,
-        "every frame decoded"
-    );
+    let decoded = decode_annex_b(annex_b);
+    assert_eq!(decoded.len(), got.len() * 640 * 480, "every frame decoded");
     // The reader that keeps up got every frame meanwhile.
-    let fast = fast.join().unwrap();
-    assert!(fast.len() >= 140, "{} frames", fast.len());
-    for pair in fast.windows(2) {
-        assert_eq!(
-            pair[1].seq,
-            pair[0].seq + 1,
-            "the fast reader missed frames"
-        );
-    }
+    case.the_fast_reader_got_every_frame();
     eprintln!(
         "slow v2 reader: {} frames, {skips} skips, oldest {oldest:.2} s (limit {limit:.2} s), stream {:.0} KB/s",
         got.len(),
@@ -757,22 +753,9 @@ impl Depacketised {
 
 #[test]
 fn a_slow_rtsp_client_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() {
-    require("ffmpeg", "ffmpeg");
-    let broker = Broker::start();
-    let (node, _bin) = node_on_fake_h264_camera(&broker, false, &[]);
-    let port = node.tcp_port("cam0");
-    let (_, sample, _) = read_frames(port, 30, SECS(10));
-    let span_s = (sample.last().unwrap().captured_at_us - sample[0].captured_at_us) as f64 / 1e6;
-    let bytes: usize = sample.iter().skip(1).map(|f| f.data.len()).sum();
-    let rate = bytes as f64 / span_s;
-    let key_bytes = sample
-        .iter()
-        .filter(|f| f.key)
-        .map(|f| f.data.len())
-        .max()
-        .unwrap() as f64;
-    let fast = std::thread::spawn(move || read_frames(port, 150, SECS(14)).1);
-    let before = dropped(&node, "rtsp");
+    let case = SlowCase::start();
+    let (node, rate) = (&case.node, case.rate);
+    let before = dropped(node, "rtsp");
 
     let base = node.rtsp_base();
     let url = format!("{base}/cam0");
@@ -825,7 +808,7 @@ fn a_slow_rtsp_client_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() 
     }
     assert!(skips > 0, "a client at a third of the rate must skip");
     let settle = pictures[0].1 + 3_000_000;
-    let limit = 1.5 + key_bytes / (rate / 3.0);
+    let limit = case.limit_s();
     let oldest = pictures
         .iter()
         .filter(|p| p.1 > settle)
@@ -836,7 +819,7 @@ fn a_slow_rtsp_client_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() 
         oldest <= limit,
         "a picture {oldest:.2} s old (limit {limit:.2} s)"
     );
-    assert!(dropped(&node, "rtsp") > before, "the drops are counted");
+    assert!(dropped(node, "rtsp") > before, "the drops are counted");
     let mut annex_b = Vec::new();
     for (_, _, nals) in pictures {
         for n in nals {
@@ -844,38 +827,13 @@ fn a_slow_rtsp_client_skips_to_keyframes_decodes_all_it_gets_and_slows_no_one() 
             annex_b.extend_from_slice(n);
         }
     }
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args([
-            "-v", "error", "-f", "h264", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = ffmpeg.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || stdin.write_all(&annex_b).unwrap());
-    let out = ffmpeg.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.stderr.is_empty(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let decoded = decode_annex_b(annex_b);
     assert_eq!(
-        out.stdout.len(),
+        decoded.len(),
         pictures.len() * 640 * 480,
         "every picture decoded"
     );
-    let fast = fast.join().unwrap();
-    assert!(fast.len() >= 140, "{} frames", fast.len());
-    for pair in fast.windows(2) {
-        assert_eq!(
-            pair[1].seq,
-            pair[0].seq + 1,
-            "the fast reader missed frames"
-        );
-    }
+    case.the_fast_reader_got_every_frame();
     eprintln!(
         "slow RTSP client: {} pictures, {skips} skips, oldest {oldest:.2} s (limit {limit:.2} s)",
         pictures.len()
