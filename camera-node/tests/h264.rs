@@ -739,7 +739,7 @@ impl Depacketised {
         if packet.get(1) == Some(&200) && packet.len() >= 20 {
             let seconds = u64::from(u32::from_be_bytes(packet[8..12].try_into().unwrap()));
             let fraction = u64::from(u32::from_be_bytes(packet[12..16].try_into().unwrap()));
-            let us = (seconds - 2_208_988_800) * 1_000_000 + (fraction * 1_000_000 >> 32);
+            let us = (seconds - 2_208_988_800) * 1_000_000 + ((fraction * 1_000_000) >> 32);
             self.report = Some((us, u32::from_be_bytes(packet[16..20].try_into().unwrap())));
         }
     }
