@@ -293,6 +293,15 @@ fn an_h264_camera_answers_snapshots_and_refuses_multipart_by_name() {
     let broker = Broker::start();
     let (node, _dir) = mixed_node(&broker);
     let base = node.http_base();
+    let page = run_ok(Command::new("curl").args(["-s", "-f", &format!("{base}/")]));
+    assert!(
+        page.contains(r#"data-snapshot="h264""#),
+        "the H.264 camera's tile is its snapshot"
+    );
+    assert!(
+        page.contains(r#"data-camera="h264-test/mjpeg""#),
+        "the MJPEG camera stays live"
+    );
     let snapshot = Command::new("curl")
         .args(["-s", "-f", &format!("{base}/cameras/h264/snapshot.jpg")])
         .output()

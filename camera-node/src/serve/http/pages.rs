@@ -20,6 +20,21 @@ pub async fn index(State(s): Shared) -> Html<String> {
         let id = escape(&cam.id);
         let state = if cam.enabled { "" } else { " (stopped)" };
         let rtsp = cam.rtsp.as_deref().map(escape).unwrap_or_default();
+        if cam.codec == "h264" {
+            // Live H.264 in a browser is the viewer's (fMP4 over its live
+            // socket); here a picture decoded each second.
+            let _ = write!(
+                tiles,
+                r#"<figure data-snapshot="{id}"><img src="cameras/{id}/snapshot.jpg" width="{w}" height="{h}" alt="{id}" style="max-width:100%;height:auto">
+<figcaption><b>{id}</b>{state} {w}x{h} @ {fps} fps H.264 {codec} · a snapshot each second · <a href="cameras/{id}/snapshot.jpg">snapshot</a> · <code>{rtsp}</code></figcaption></figure>
+"#,
+                w = cam.width,
+                h = cam.height,
+                fps = cam.fps,
+                codec = escape(cam.codec_string.as_deref().unwrap_or("")),
+            );
+            continue;
+        }
         let _ = write!(
             tiles,
             r#"<figure data-camera="{node}/{id}"><canvas width="{w}" height="{h}" title="{id} live: click to enlarge, Escape to go back"></canvas><span class="live-info"></span>
@@ -80,6 +95,15 @@ async function relay() {{
   }} catch (e) {{}}
 }}
 relay(); setInterval(relay, 2000);
+// H.264 cameras: their newest picture once a second, the next asked for
+// only when the last has come.
+for (const img of document.querySelectorAll("[data-snapshot] img")) {{
+  const base = img.getAttribute("src");
+  let busy = false;
+  img.addEventListener("load", () => {{ busy = false; }});
+  img.addEventListener("error", () => {{ busy = false; }});
+  setInterval(() => {{ if (!busy && !document.hidden) {{ busy = true; img.src = base + "?t=" + Date.now(); }} }}, 1000);
+}}
 </script>
 <p><a href="api/v1/status">status</a> · <a href="api/v1/relay">relay plans</a> · <a href="metrics">metrics</a> · <a href="healthz">health</a> · camfleet {version}</p>
 </body></html>
