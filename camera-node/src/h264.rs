@@ -78,6 +78,9 @@ pub struct Splitter {
     has_picture: bool,
     /// The picture broke a cap: its remaining NAL units are dropped.
     dropping: bool,
+    /// A picture was dropped: the ones after it, up to the next keyframe,
+    /// refer to it and are dropped too.
+    need_idr: bool,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     params: Option<Params>,
@@ -155,7 +158,7 @@ impl Splitter {
                 self.buf.clear();
                 self.scan = 0;
                 self.in_nal = false;
-                self.drop_current();
+                self.drop_current_and_wait();
                 self.out.push_back(Err(Warning::TooLarge {
                     len,
                     max: MAX_AU_LEN,
@@ -195,6 +198,10 @@ impl Splitter {
         if self.has_picture && starts_picture(header, next) {
             self.finish();
         }
+        if matches!(kind, nal::SPS | nal::PPS) && unit.len() > h264::MAX_PARAM_LEN {
+            let e = h264::ParamError::OutOfRange("a parameter set over 1 KiB");
+            return self.out.push_back(Err(Warning::BadParams(e)));
+        }
         match kind {
             nal::SPS => match h264::Sps::parse(&unit) {
                 Ok(_) => self.sps = Some(unit.clone()),
@@ -228,6 +235,7 @@ impl Splitter {
         self.drop_current();
         self.dropping = true;
         self.has_picture = true;
+        self.need_idr = true;
     }
 
     fn drop_current(&mut self) {
@@ -245,11 +253,18 @@ impl Splitter {
         let nals = std::mem::take(&mut self.current);
         self.current_len = 0;
         let key = nals.iter().any(|n| h264::nal_type(n) == nal::IDR);
+        let picture = nals
+            .iter()
+            .any(|n| matches!(h264::nal_type(n), nal::SLICE | nal::IDR));
+        if !picture || (self.need_idr && !key) {
+            return;
+        }
         let has = |t| nals.iter().any(|n| h264::nal_type(n) == t);
         let mut prefix = Vec::new();
         if key {
             let (Some(sps), Some(pps)) = (self.sps.clone(), self.pps.clone()) else {
                 self.out.push_back(Err(Warning::KeyWithoutParams));
+                self.need_idr = true;
                 return;
             };
             match Params::new(sps.clone(), pps.clone()) {
@@ -268,9 +283,11 @@ impl Splitter {
                 }
                 Err(e) => {
                     self.out.push_back(Err(Warning::BadParams(e)));
+                    self.need_idr = true;
                     return;
                 }
             }
+            self.need_idr = false;
             if !has(nal::SPS) || !has(nal::PPS) {
                 prefix = vec![sps, pps];
             }
@@ -467,9 +484,13 @@ pub(crate) mod tests {
             assert!(s.buffered() <= MAX_AU_LEN + chunk.len() + READ_CHUNK);
         }
         assert!(warned);
-        s.push(&annex_b(&[&sps, &pps, IDR, P0, P0]));
+        s.push(&annex_b(&[P0, P0, &sps, &pps, IDR, P0, P0]));
         let (units, _) = split(&mut s);
-        assert!(units.iter().any(|u| u.key), "recovers at the next keyframe");
+        assert!(
+            units[0].key,
+            "recovers at the next keyframe, dropping the pictures before it: {units:?}"
+        );
+        assert!(units.iter().all(|u| !u.data.is_empty()));
         // Too many NAL units in one picture.
         let mut many = vec![&sps[..], &pps[..], IDR];
         let slice = [0x41u8, 0x46, 0x02];

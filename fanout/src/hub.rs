@@ -191,6 +191,7 @@ impl Hub {
             skipped: 0,
             jumped: false,
             skip_pending: false,
+            had_frame: false,
             idle: 0,
         }
     }
@@ -281,6 +282,8 @@ pub struct Reader {
     jumped: bool,
     /// Frames were skipped since the last frame returned.
     skip_pending: bool,
+    /// Has been given a frame since it joined (or was last seeked).
+    had_frame: bool,
     /// Times in a row this reader found no frame waiting.
     idle: u8,
 }
@@ -329,6 +332,13 @@ impl Reader {
 
     fn take(&mut self, next: crate::ring::Next) -> Option<Frame> {
         self.cursor = next.cursor;
+        // A reader that joined while no keyframe was held waits for one:
+        // what goes by meanwhile was never its to miss.
+        if next.skipped > 0 && !self.had_frame {
+            let frame = next.frame?;
+            self.had_frame = true;
+            return Some(frame);
+        }
         if next.skipped > 0 {
             self.cursor.behind = true;
             self.idle = 0;
@@ -336,6 +346,7 @@ impl Reader {
             self.count_skipped(next.skipped);
         }
         let frame = next.frame?;
+        self.had_frame = true;
         self.jumped = std::mem::take(&mut self.skip_pending);
         Some(frame)
     }
@@ -370,6 +381,7 @@ impl Reader {
     /// between as drops (an RTSP session that plays after a pause).
     pub fn seek_newest(&mut self) {
         self.cursor = self.hub.ring().join();
+        self.had_frame = false;
     }
 
     /// Whether this viewer fell behind and has not caught up since.
@@ -431,6 +443,22 @@ mod tests {
 
     fn jpeg(i: u8) -> Bytes {
         Bytes::from(vec![0xFF, 0xD8, i])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_joins_between_keyframes_waits_for_one_without_counting_drops() {
+        let hub = Hub::new("cam0");
+        // No keyframe held yet: pictures that refer to one not seen.
+        hub.publish(Codec::H264, false, jpeg(0));
+        let mut reader = hub.add_viewer(8, Protocol::Tcp).unwrap();
+        hub.publish(Codec::H264, false, jpeg(1));
+        hub.publish(Codec::H264, false, jpeg(2));
+        assert!(reader.try_next().is_none(), "no picture it could decode");
+        hub.publish(Codec::H264, true, jpeg(3));
+        let first = reader.next().await;
+        assert!(first.key && first.seq == 3);
+        assert_eq!((reader.skipped(), hub.snapshot().dropped), (0, 0));
+        assert!(!reader.after_skip() && !reader.is_behind());
     }
 
     #[tokio::test(start_paused = true)]

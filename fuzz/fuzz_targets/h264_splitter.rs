@@ -6,7 +6,7 @@
 
 use camera_node::h264::{Splitter, MAX_AU_LEN, MAX_NALS};
 use libfuzzer_sys::fuzz_target;
-use shared::h264::{avcc_nals, nal_type};
+use shared::h264::{avcc_nals, nal_type, MAX_PARAM_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, rest)) = data.split_first() else { return };
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         splitter.push(piece);
         while let Some(result) = splitter.next_unit() {
             if let Ok(au) = result {
-                assert!(au.data.len() <= MAX_AU_LEN + 1024);
+                assert!(au.data.len() <= MAX_AU_LEN + 2 * (MAX_PARAM_LEN + 4));
                 let walked: usize = avcc_nals(&au.data).map(|n| 4 + n.len()).sum();
                 assert_eq!(walked, au.data.len(), "whole NAL units");
                 assert!(avcc_nals(&au.data).count() <= MAX_NALS + 2);

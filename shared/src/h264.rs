@@ -22,6 +22,9 @@ pub mod nal {
 /// garbage: H.264's largest level (6.2) allows 8192x4320; 16384 leaves
 /// room without letting a hostile SPS ask for gigapixel buffers.
 pub const MAX_DIMENSION: u32 = 16_384;
+/// Longest SPS or PPS taken: real ones are tens of bytes; the `avcC`
+/// record stores their lengths in 16 bits.
+pub const MAX_PARAM_LEN: usize = 1024;
 
 /// The type of a NAL unit from its header byte.
 pub fn nal_type(nal: &[u8]) -> u8 {
@@ -34,8 +37,9 @@ pub fn avcc_nals(au: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = au;
     std::iter::from_fn(move || {
         let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let nal = rest.get(4..4 + len)?;
-        rest = &rest[4 + len..];
+        let end = len.checked_add(4)?;
+        let nal = rest.get(4..end)?;
+        rest = &rest[end..];
         Some(nal)
     })
 }
@@ -274,7 +278,9 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
-            next = (last + r.se()? + 256) % 256;
+            // delta_scale is -128..=127 (7.4.2.1.1.1).
+            let delta = r.se().filter(|d| (-128..=127).contains(d))?;
+            next = (last + delta + 256) % 256;
         }
         if next != 0 {
             last = next;
@@ -294,6 +300,9 @@ pub struct Params {
 
 impl Params {
     pub fn new(sps: Bytes, pps: Bytes) -> Result<Params, ParamError> {
+        if sps.len() > MAX_PARAM_LEN || pps.len() > MAX_PARAM_LEN {
+            return Err(ParamError::OutOfRange("a parameter set over 1 KiB"));
+        }
         let info = Sps::parse(&sps)?;
         if nal_type(&pps) != nal::PPS || pps.len() < 2 {
             return Err(ParamError::Missing);
@@ -426,6 +435,29 @@ pub(crate) mod tests {
             "{:?}",
             Sps::parse(&huge)
         );
+    }
+
+    #[test]
+    fn a_scaling_list_delta_out_of_range_is_refused_not_overflowed() {
+        // High profile, scaling matrix present, delta_scale = +2^31 - 1.
+        let bits = format!(
+            "{}{}{}{}",
+            "1 010 1 1 0 1 1 ",
+            "0".repeat(31),
+            "1",
+            "1".repeat(30) + "0" + " 1"
+        );
+        let bits: String = bits.split_whitespace().collect();
+        let mut sps = vec![0x67, 100, 0, 30];
+        let mut padded = bits.clone();
+        while padded.len() % 8 != 0 {
+            padded.push('0');
+        }
+        for chunk in padded.as_bytes().chunks(8) {
+            sps.push(u8::from_str_radix(std::str::from_utf8(chunk).unwrap(), 2).unwrap());
+        }
+        sps.extend_from_slice(&[0xFF; 8]);
+        assert!(Sps::parse(&sps).is_err());
     }
 
     #[test]
