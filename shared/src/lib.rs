@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod fmp4;
 pub mod frame;
 pub mod h264;
 pub mod jpeg;

@@ -189,6 +189,11 @@ pub struct LinkFigures {
     /// Frames received again after a reconnect and not recorded twice.
     #[serde(default)]
     pub duplicates: u64,
+    /// H.264 frames received but not recorded because they came after a
+    /// (re)connect or a gap and before the next keyframe (nothing could
+    /// decode them).
+    #[serde(default)]
+    pub before_key: u64,
     pub frames: u64,
     /// The relay (viewer id) the camera arrives through; absent when it
     /// comes from its node directly.

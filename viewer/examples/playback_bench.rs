@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use shared::fmp4::{fragment, init_segment, ticks, Sample, SampleEntry};
 use viewer::playback::{export, find, SegmentCache};
-use viewer::record::fmp4::{fragment, init_segment, ticks, Sample};
 use viewer::record::segmenter::segment_name;
 
 fn main() -> anyhow::Result<()> {
@@ -47,16 +47,21 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         for m in 0..minutes {
             let origin = start_us + (m * 60_000_000) as i64;
-            let mut file = init_segment(1920, 1080).to_vec();
+            let mut file = init_segment(&SampleEntry::Jpeg {
+                width: 1920,
+                height: 1080,
+            })
+            .to_vec();
             for s in 0..60u64 {
                 let samples: Vec<Sample<'_>> = (0..fps)
                     .map(|_| Sample {
                         duration: ticks(1_000_000 / fps) as u32,
-                        jpeg: &jpeg,
+                        key: true,
+                        data: &jpeg,
                     })
                     .collect();
                 let base = ticks(s * 1_000_000);
-                file.extend_from_slice(&fragment(s as u32 + 1, base, 0, &samples));
+                file.extend_from_slice(&fragment(s as u32 + 1, base, Some(0), &samples));
             }
             std::fs::write(
                 dir.join(format!("{}.mp4", segment_name(origin as u64))),

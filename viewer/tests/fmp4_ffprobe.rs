@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use camera_node::mjpeg::Splitter;
+use shared::fmp4::{fragment, init_segment, Sample, SampleEntry};
 use testkit::{make_mjpeg, require, TempDir};
-use viewer::record::fmp4::{fragment, init_segment, Sample};
 
 /// `count` JPEGs of ffmpeg's test picture, 4:2:0 with standard tables.
 fn jpegs(count: u32) -> Vec<bytes::Bytes> {
@@ -46,20 +46,25 @@ fn probe(path: &Path, entries: &str) -> String {
 }
 
 fn write_file(path: &Path, frames: &[bytes::Bytes], per_fragment: usize) -> Vec<usize> {
-    let mut file = init_segment(320, 240).to_vec();
+    let mut file = init_segment(&SampleEntry::Jpeg {
+        width: 320,
+        height: 240,
+    })
+    .to_vec();
     let mut ends = Vec::new();
     for (n, chunk) in frames.chunks(per_fragment).enumerate() {
         let samples: Vec<Sample> = chunk
             .iter()
             .map(|j| Sample {
                 duration: 3000,
-                jpeg: j,
+                key: true,
+                data: j,
             })
             .collect();
         file.extend_from_slice(&fragment(
             n as u32 + 1,
             (n * per_fragment * 3000) as u64,
-            1_800_000_000_000_000 + (n * per_fragment) as u64 * 33_333,
+            Some(1_800_000_000_000_000 + (n * per_fragment) as u64 * 33_333),
             &samples,
         ));
         ends.push(file.len());

@@ -84,6 +84,12 @@ impl Metrics {
             &|c| counter(&c.recorded.duplicates),
         );
         per_camera(
+            "frames_before_keyframe_total",
+            "counter",
+            "H.264 frames not recorded because no keyframe came before them since a connect or a gap.",
+            &|c| counter(&c.before_key),
+        );
+        per_camera(
             "segments_written_total",
             "counter",
             "Segments closed (renamed from .part).",

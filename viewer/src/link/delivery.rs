@@ -2,13 +2,16 @@
 //! brought it: count it (and the frames no parent sent), hand it once to the
 //! camera's live hub, follow the recording session (start, switch, stop
 //! before this frame), and record it once, placed on the fleet's timeline.
+//! An H.264 frame is recorded only where a decoder can reach it: after the
+//! frame before it, or as a keyframe (after a connect or a gap, the frames
+//! before the next keyframe are counted, not written).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use shared::frame::Frame;
+use shared::frame::{Codec, Frame};
 use shared::messages::CameraInfo;
 use tokio::sync::watch;
 
@@ -52,6 +55,11 @@ pub struct Delivery {
     recorder: Option<(Session, Writing)>,
     /// Frames in a row not recorded again because they already were.
     repeats: u64,
+    /// The sequence number of the last frame the recorder was given, since
+    /// it started: an H.264 frame that does not follow it must be a keyframe.
+    last_recorded: Option<u64>,
+    /// H.264 frames in a row not recorded for want of a keyframe.
+    before_key: u64,
     /// No frame yet on the current connection.
     first: bool,
 }
@@ -74,6 +82,8 @@ impl Delivery {
             newest_seq: None,
             recorder: None,
             repeats: 0,
+            last_recorded: None,
+            before_key: 0,
             first: true,
         }
     }
@@ -89,12 +99,6 @@ impl Delivery {
 
     /// One frame read: counted, passed on, recorded while a session is on.
     pub async fn on_frame(&mut self, frame: Frame) -> Result<()> {
-        if frame.codec != fanout::Codec::Mjpeg {
-            anyhow::bail!(
-                "the camera sends {} (TCP frame protocol v2); this viewer records and shows MJPEG cameras only: run the node with --codec mjpeg",
-                frame.codec
-            );
-        }
         let stats = &self.counters.link;
         stats.frames.fetch_add(1, Ordering::Relaxed);
         if std::mem::take(&mut self.first) {
@@ -117,22 +121,25 @@ impl Delivery {
         if self.passed.admit(frame.seq, frame.captured_at_us) {
             self.live.publish(frame.clone());
         }
-        self.follow_session(&frame.data).await?;
+        self.follow_session(&frame).await?;
         self.record(frame).await;
         Ok(())
     }
 
     /// Starts, switches or stops the recorder before a frame, as the
     /// session says.
-    async fn follow_session(&mut self, jpeg: &[u8]) -> Result<()> {
+    async fn follow_session(&mut self, frame: &Frame) -> Result<()> {
         let wanted = self.to.session.borrow_and_update().clone();
         if self.recorder.as_ref().map(|(s, _)| s) == wanted.as_ref() {
             return Ok(());
         }
         self.stop_recorder().await;
         if let Some(session) = wanted {
-            match self.start_recorder(&session, jpeg).await {
-                Ok(r) => self.recorder = Some((session, r)),
+            match self.start_recorder(&session, frame).await {
+                Ok(r) => {
+                    self.recorder = Some((session, r));
+                    self.last_recorded = None;
+                }
                 Err(e) => bail!("cannot start recording: {e}"),
             }
         }
@@ -167,11 +174,29 @@ impl Delivery {
             );
         }
         self.repeats = 0;
+        let follows = self.last_recorded.is_some_and(|l| frame.seq == l + 1);
+        if frame.codec == Codec::H264 && !frame.key && !follows {
+            self.counters.before_key.fetch_add(1, Ordering::Relaxed);
+            self.last_recorded = None;
+            if self.before_key == 0 {
+                tracing::info!(
+                    seq = frame.seq,
+                    "H.264: not recording up to the next keyframe (the frames before this one were not received, so these cannot be decoded)"
+                );
+            }
+            self.before_key += 1;
+            return;
+        }
+        if std::mem::take(&mut self.before_key) > 0 {
+            tracing::info!(seq = frame.seq, "H.264: recording again from this keyframe");
+        }
+        self.last_recorded = Some(frame.seq);
         recorder
             .record(RecFrame {
                 captured_at_us: self.timeline.place(frame.captured_at_us).await,
                 node_us: frame.captured_at_us,
-                jpeg: frame.data,
+                key: frame.key,
+                data: frame.data,
             })
             .await;
     }
@@ -179,16 +204,18 @@ impl Delivery {
     /// Starts recording once no other task of this camera writes (one that
     /// the supervisor replaced may still be closing its segment, which the
     /// new one may append to).
-    async fn start_recorder(&self, session: &Session, jpeg: &[u8]) -> std::io::Result<Writing> {
+    async fn start_recorder(&self, session: &Session, frame: &Frame) -> std::io::Result<Writing> {
         let turn = Arc::clone(&self.counters.writer).lock_owned().await;
         let camera = &self.to.camera;
-        let (width, height) =
-            shared::jpeg::dimensions(jpeg).unwrap_or((camera.width as u16, camera.height as u16));
+        let size = match frame.codec {
+            Codec::Mjpeg => shared::jpeg::dimensions(&frame.data),
+            Codec::H264 => None,
+        };
         let plan = SegmentPlan {
             dir: session.dir.join(&self.to.node_id).join(&camera.id),
             segment_us: self.to.segment.as_micros() as u64,
-            width,
-            height,
+            codec: frame.codec,
+            size: size.unwrap_or((camera.width as u16, camera.height as u16)),
         };
         let recorder = Recorder::start(
             plan,

@@ -67,6 +67,9 @@ impl RepeatFilter {
 pub struct CameraCounters {
     pub link: Arc<LinkStats>,
     pub recorded: Arc<RepeatFilter>,
+    /// H.264 frames not recorded for want of a keyframe before them (after
+    /// a connect or a gap).
+    pub before_key: AtomicU64,
     pub written: Arc<WriteStats>,
     /// Held by the task writing the camera's segments.
     pub writer: Arc<tokio::sync::Mutex<()>>,

@@ -318,6 +318,7 @@ impl Supervisor {
                     missed: r.counters.link.missed.load(Ordering::Relaxed),
                     reconnects: r.counters.link.reconnects.load(Ordering::Relaxed),
                     duplicates: r.counters.recorded.duplicates.load(Ordering::Relaxed),
+                    before_key: r.counters.before_key.load(Ordering::Relaxed),
                     frames,
                     via: r.counters.link.via.lock().expect("via lock").clone(),
                     clock: self.clocks.get(node).and_then(|c| c.clock.figures()),
@@ -347,12 +348,13 @@ impl Supervisor {
         for f in &self.last_figures {
             tracing::info!(
                 camera = %format!("{}/{}", f.node, f.camera),
-                "{:.1} fps, {} frames, {} missed, {} reconnects, {} repeats not recorded",
+                "{:.1} fps, {} frames, {} missed, {} reconnects, {} repeats not recorded, {} not recorded before a keyframe",
                 f.fps,
                 f.frames,
                 f.missed,
                 f.reconnects,
-                f.duplicates
+                f.duplicates,
+                f.before_key
             );
         }
     }

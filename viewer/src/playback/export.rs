@@ -1,8 +1,10 @@
 //! A time range of a camera's recording as one MP4: the samples copied
 //! from the segments that hold them (no decoding, no re-encoding) into a
 //! fragmented MP4 whose clock starts at the range's first frame, so it
-//! plays in VLC and ffplay like any recording. Used by `viewer export`
-//! and by the dashboard's download.
+//! plays in VLC and ffplay like any recording. An H.264 range starts at
+//! the keyframe at or before its start (so its first picture decodes) and
+//! ends where the stream's SPS/PPS change (one sample entry per file).
+//! Used by `viewer export` and by the dashboard's download.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,8 +13,8 @@ use anyhow::{bail, Context, Result};
 
 use super::index::SampleRef;
 use super::{segments, SegmentCache};
-use crate::record::fmp4::{fragment, init_segment, ticks, Sample};
-use shared::jpeg::dimensions as jpeg_size;
+use shared::fmp4::{fragment, init_segment, ticks, Sample, SampleEntry};
+use shared::frame::Codec;
 
 /// Samples per fragment of an export (a second or two of video).
 const FRAGMENT_SAMPLES: usize = 30;
@@ -28,6 +30,7 @@ pub struct Exported {
     /// Timeline times of the first and last frames (µs since the epoch).
     pub first_us: i64,
     pub last_us: i64,
+    pub codec: Option<Codec>,
 }
 
 /// The samples of the camera in `dir` that begin in `[from_us, to_us)`,
@@ -48,17 +51,31 @@ pub fn samples_in(
             continue;
         }
         let index = cache.index(path, *origin)?;
+        let first = index.samples.partition_point(|s| s.at_us < from_us);
+        // A picture decodes only from the keyframe before it (a segment
+        // starts with one).
+        let first = index.samples[..first.min(index.samples.len())]
+            .iter()
+            .rposition(|s| s.key)
+            .filter(|_| index.samples.get(first).is_some_and(|s| !s.key))
+            .unwrap_or(first);
         out.extend(
-            index
-                .samples
+            index.samples[first..]
                 .iter()
-                .filter(|s| s.at_us >= from_us && s.at_us < to_us)
+                .filter(|s| s.at_us < to_us)
                 .map(|s| (path.clone(), *s)),
         );
     }
     out.sort_by_key(|(_, s)| s.at_us);
     out.dedup_by_key(|(_, s)| s.at_us);
     Ok(out)
+}
+
+/// The sample entry of the segment at `path` (its `moov`).
+fn entry_of(path: &Path) -> Result<SampleEntry> {
+    super::index::read(path, 0)?
+        .entry
+        .with_context(|| format!("{}: not a camfleet segment", path.display()))
 }
 
 /// Writes `samples` to `out` as one MP4; `progress` hears the frames done
@@ -79,11 +96,37 @@ pub fn write_mp4(
             MAX_EXPORT_BYTES >> 30
         );
     }
-    let jpeg = read(first_path, first)?;
-    let (width, height) = jpeg_size(&jpeg).context("the first frame is not a JPEG with a size")?;
-    out.write_all(&init_segment(width, height))?;
+    let entry = match entry_of(first_path)? {
+        // An MJPEG segment's size is its first frame's.
+        SampleEntry::Jpeg { .. } => {
+            SampleEntry::of_keyframe(Codec::Mjpeg, &bytes::Bytes::from(read(first_path, first)?))
+                .context("the first frame is not a JPEG with a size")?
+        }
+        avc => avc,
+    };
+    // One sample entry per file: an H.264 range ends where its SPS/PPS change.
+    let mut same = samples.len();
+    if let SampleEntry::Avc(_) = entry {
+        let mut checked: Option<&PathBuf> = None;
+        for (i, (path, _)) in samples.iter().enumerate() {
+            if checked != Some(path) {
+                checked = Some(path);
+                if entry_of(path)? != entry {
+                    tracing::warn!(
+                        "{}: the stream's SPS/PPS change here; the export ends before it",
+                        path.display()
+                    );
+                    same = i;
+                    break;
+                }
+            }
+        }
+    }
+    let samples = &samples[..same];
+    out.write_all(&init_segment(&entry))?;
     let mut done = Exported {
         first_us: first.at_us,
+        codec: Some(entry.codec()),
         ..Exported::default()
     };
     let mut files: Option<(PathBuf, std::fs::File)> = None;
@@ -96,14 +139,14 @@ pub fn write_mp4(
                 files = Some((path.clone(), file));
             }
             let (_, file) = files.as_mut().expect("opened above");
-            jpegs.push(read_from(file, sample)?);
+            jpegs.push((sample.key, read_from(file, sample)?));
         }
         let start = chunk[0].1.at_us;
         let fragment_samples: Vec<Sample<'_>> = chunk
             .iter()
             .zip(&jpegs)
             .enumerate()
-            .map(|(i, ((_, s), jpeg))| {
+            .map(|(i, ((_, s), (key, data)))| {
                 // Continuous time: each frame lasts until the next begins,
                 // counted from the first frame so rounding never adds up.
                 let next = samples
@@ -112,7 +155,8 @@ pub fn write_mp4(
                 let since = |us: i64| ticks((us - first.at_us) as u64);
                 Sample {
                     duration: (since(next) - since(s.at_us)).max(1) as u32,
-                    jpeg,
+                    key: *key,
+                    data,
                 }
             })
             .collect();
@@ -120,11 +164,11 @@ pub fn write_mp4(
         out.write_all(&fragment(
             n as u32 + 1,
             base,
-            start as u64,
+            Some(start as u64),
             &fragment_samples,
         ))?;
         done.frames += chunk.len() as u64;
-        done.bytes += jpegs.iter().map(|j| j.len() as u64).sum::<u64>();
+        done.bytes += jpegs.iter().map(|(_, j)| j.len() as u64).sum::<u64>();
         done.last_us = chunk[chunk.len() - 1].1.at_us;
         progress(done.frames, samples.len() as u64);
     }
@@ -253,7 +297,8 @@ pub fn run(recordings: &Path, request: &ExportRequest) -> Result<Vec<PathBuf>> {
         );
         if request.h264 {
             let out = path.with_extension("h264.mp4");
-            to_h264(&path, &out, done.last_us - done.first_us, |pct| {
+            let copy = done.codec == Some(Codec::H264);
+            to_h264(&path, &out, done.last_us - done.first_us, copy, |pct| {
                 eprint!("\r{label}: H.264 {pct}%")
             })?;
             eprintln!("\r{label}: H.264 100% -> {}", out.display());
@@ -264,21 +309,29 @@ pub fn run(recordings: &Path, request: &ExportRequest) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Re-encodes `mp4` as H.264 into `out` with ffmpeg, telling `progress`
-/// the percentage done (from ffmpeg's `-progress` reports) as it goes.
+/// Re-encodes `mp4` as H.264 into `out` with ffmpeg (or, when it is
+/// H.264 already, `copy`: remuxes it into a progressive MP4, no
+/// re-encoding), telling `progress` the percentage done (from ffmpeg's
+/// `-progress` reports) as it goes.
 pub fn to_h264(
     mp4: &Path,
     out: &Path,
     duration_us: i64,
+    copy: bool,
     mut progress: impl FnMut(u8),
 ) -> Result<()> {
     use std::io::BufRead;
+    let codec: &[&str] = if copy {
+        &["-c:v", "copy"]
+    } else {
+        &[
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+        ]
+    };
     let mut child = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
         .arg(mp4)
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-        ])
+        .args(codec)
         .args(["-movflags", "+faststart", "-progress", "pipe:1", "-nostats"])
         .arg(out)
         .stdout(std::process::Stdio::piped())

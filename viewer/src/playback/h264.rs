@@ -145,7 +145,8 @@ pub(crate) fn run(
             std::io::Write::flush(&mut out)?;
             drop(out);
             let duration = done.last_us - done.first_us;
-            export::to_h264(&copied, &worker.file, duration, |pct| {
+            let copy = done.codec == Some(shared::frame::Codec::H264);
+            export::to_h264(&copied, &worker.file, duration, copy, |pct| {
                 let pct = 10 + u16::from(pct) * 90 / 100;
                 worker.percent.store(pct as u8, Ordering::Relaxed);
             })?;

@@ -3,10 +3,12 @@
 //! and `trun`) with seeks, never the JPEGs themselves; a `.part` being
 //! written is indexed up to its last whole fragment.
 //!
-//! The segments are the recorder's own (`record::fmp4`): one track, every
-//! fragment a `prft`, a `moof` with one `traf` (`tfhd` with
-//! default-base-is-moof, `tfdt` v1, `trun` with data offset, durations and
-//! sizes) and its `mdat`. A box this reader does not know is skipped.
+//! The segments are the recorder's own (`shared::fmp4`): one track whose
+//! sample entry (`mp4v` for MJPEG, `avc1` for H.264) is read from the
+//! `moov`, every fragment a `prft`, a `moof` with one `traf` (`tfhd` with
+//! default-base-is-moof, `tfdt` v1, `trun` with data offset, durations,
+//! sizes and, for H.264, sample flags) and its `mdat`. A box this reader
+//! does not know is skipped.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,12 +16,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::record::fmp4::TIMESCALE;
+use shared::fmp4::{SampleEntry, TIMESCALE};
+use shared::h264::Params;
 
 /// Largest `moof` read (a minute-long fragment at 120 fps is about 2 KB).
 const MAX_MOOF: u64 = 1 << 20;
 
-/// One sample: when it shows and where its JPEG is.
+/// One sample: when it shows and where its bytes (a JPEG or an H.264
+/// access unit) are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleRef {
     /// Microseconds since the epoch on the viewer's timeline.
@@ -27,6 +31,8 @@ pub struct SampleRef {
     pub duration_us: i64,
     pub offset: u64,
     pub len: u32,
+    /// A sync sample: a decoder can start here (every JPEG).
+    pub key: bool,
 }
 
 /// A segment's samples in time order.
@@ -35,6 +41,9 @@ pub struct SegmentIndex {
     pub samples: Vec<SampleRef>,
     /// Bytes of the file the index covers (whole fragments).
     pub covered: u64,
+    /// What the track holds (`None`: a sample entry this reader does not
+    /// know).
+    pub entry: Option<SampleEntry>,
 }
 
 impl SegmentIndex {
@@ -43,6 +52,15 @@ impl SegmentIndex {
         let i = self.samples.partition_point(|s| s.at_us <= at_us);
         let s = *self.samples.get(i.checked_sub(1)?)?;
         (at_us < s.at_us + s.duration_us.max(1)).then_some(s)
+    }
+
+    /// Where a decoder starts to show the sample at `at_us`: the index of
+    /// the last sync sample at or before it, and of the sample itself.
+    pub fn decode_from(&self, at_us: i64) -> Option<(usize, usize)> {
+        let shown = self.samples.partition_point(|s| s.at_us <= at_us);
+        let shown = shown.checked_sub(1)?;
+        let key = self.samples[..=shown].iter().rposition(|s| s.key)?;
+        Some((key, shown))
     }
 
     /// The first sample that begins after `at_us`.
@@ -65,6 +83,12 @@ pub fn read(path: &Path, origin_us: i64) -> Result<SegmentIndex> {
         if at.saturating_add(size) > len {
             break; // a box still being written
         }
+        if &kind == b"moov" && size <= MAX_MOOF {
+            let mut moov = vec![0u8; (size - header) as usize];
+            file.seek(SeekFrom::Start(at + header))?;
+            file.read_exact(&mut moov)?;
+            index.entry = sample_entry(&moov).with_context(|| format!("the moov at {at}"))?;
+        }
         if &kind == b"moof" {
             if size > MAX_MOOF {
                 bail!("a moof of {size} bytes at {at}");
@@ -75,25 +99,26 @@ pub fn read(path: &Path, origin_us: i64) -> Result<SegmentIndex> {
             let fragment = parse_moof(&moof).with_context(|| format!("the moof at {at}"))?;
             // Its samples count only when its mdat is whole.
             let data_end = fragment
-                .sizes
+                .samples
                 .iter()
-                .fold(at.saturating_add(fragment.data_offset), |end, (_, s)| {
-                    end.saturating_add(u64::from(*s))
+                .fold(at.saturating_add(fragment.data_offset), |end, s| {
+                    end.saturating_add(u64::from(s.size))
                 });
             if data_end > len {
                 break;
             }
             let mut offset = at.saturating_add(fragment.data_offset);
             let mut ticks = fragment.base_time;
-            for (duration, size) in fragment.sizes {
+            for s in fragment.samples {
                 index.samples.push(SampleRef {
                     at_us: origin_us.saturating_add(us(ticks)),
-                    duration_us: us(u64::from(duration)),
+                    duration_us: us(u64::from(s.duration)),
                     offset,
-                    len: size,
+                    len: s.size,
+                    key: s.key,
                 });
-                offset = offset.saturating_add(u64::from(size));
-                ticks = ticks.saturating_add(u64::from(duration));
+                offset = offset.saturating_add(u64::from(s.size));
+                ticks = ticks.saturating_add(u64::from(s.duration));
             }
             index.covered = data_end.max(at + size);
         }
@@ -137,8 +162,61 @@ fn box_header(file: &mut File, at: u64, len: u64) -> Result<([u8; 4], Option<u64
 struct Fragment {
     base_time: u64,
     data_offset: u64,
-    /// Duration (ticks) and size of each sample.
-    sizes: Vec<(u32, u32)>,
+    samples: Vec<TrunSample>,
+}
+
+/// One sample as a `trun` lists it.
+#[derive(Debug, Clone, Copy)]
+struct TrunSample {
+    /// Ticks.
+    duration: u32,
+    size: u32,
+    /// A sync sample.
+    key: bool,
+}
+
+/// The track's sample entry, from `moov/trak/mdia/minf/stbl/stsd`.
+fn sample_entry(moov: &[u8]) -> Result<Option<SampleEntry>> {
+    let mut body = moov;
+    for step in [b"trak", b"mdia", b"minf", b"stbl", b"stsd"] {
+        match children(body)?.into_iter().find(|(k, _)| k == step) {
+            Some((_, inner)) => body = inner,
+            None => return Ok(None),
+        }
+    }
+    // stsd: version and flags, entry count, then the entries.
+    let Some((kind, entry)) = children(body.get(8..).context("a short stsd")?)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    // A VisualSampleEntry's fields take 78 bytes; width and height at 24.
+    let size = |e: &[u8]| -> Result<(u16, u16)> {
+        let w = e.get(24..26).context("a short sample entry")?;
+        let h = e.get(26..28).context("a short sample entry")?;
+        Ok((
+            u16::from_be_bytes(w.try_into()?),
+            u16::from_be_bytes(h.try_into()?),
+        ))
+    };
+    match &kind {
+        b"mp4v" => {
+            let (width, height) = size(entry)?;
+            Ok(Some(SampleEntry::Jpeg { width, height }))
+        }
+        b"avc1" => {
+            let inner = children(entry.get(78..).context("a short avc1")?)?;
+            let (_, avcc) = inner
+                .into_iter()
+                .find(|(k, _)| k == b"avcC")
+                .context("an avc1 without avcC")?;
+            let params = Params::from_config_record(&bytes::Bytes::copy_from_slice(avcc))
+                .map_err(|e| anyhow::anyhow!("its avcC: {e}"))?;
+            Ok(Some(SampleEntry::Avc(params)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The boxes inside `body`: (type, content).
@@ -183,17 +261,18 @@ fn parse_moof(moof: &[u8]) -> Result<Fragment> {
             _ => {}
         }
     }
-    let (data_offset, sizes) = run.context("no trun")?;
+    let (data_offset, samples) = run.context("no trun")?;
     Ok(Fragment {
         base_time: base_time.context("no tfdt")?,
         data_offset,
-        sizes,
+        samples,
     })
 }
 
-/// A `trun` with a data offset, a duration and a size per sample (what the
-/// recorder writes; other optional fields are read past).
-fn parse_trun(body: &[u8]) -> Result<(u64, Vec<(u32, u32)>)> {
+/// A `trun` with a data offset, a duration and a size per sample, and
+/// sample flags (H.264) or none (every sample a sync sample, as the
+/// recorder's `trex` says); other optional fields are read past.
+fn parse_trun(body: &[u8]) -> Result<(u64, Vec<TrunSample>)> {
     let word = |at: usize| -> Result<u32> {
         Ok(u32::from_be_bytes(
             body.get(at..at + 4).context("a short trun")?.try_into()?,
@@ -209,8 +288,10 @@ fn parse_trun(body: &[u8]) -> Result<(u64, Vec<(u32, u32)>)> {
         bail!("a negative data offset");
     }
     let mut at = 12;
+    let mut first_flags = None;
     if flags & 0x4 != 0 {
-        at += 4; // first-sample-flags
+        first_flags = Some(word(at)?);
+        at += 4;
     }
     let per_sample = 4 * [0x100, 0x200, 0x400, 0x800]
         .iter()
@@ -219,32 +300,48 @@ fn parse_trun(body: &[u8]) -> Result<(u64, Vec<(u32, u32)>)> {
     if count > (body.len().saturating_sub(at)) / per_sample.max(1) {
         bail!("a trun of {count} samples in {} bytes", body.len());
     }
-    let mut sizes = Vec::with_capacity(count);
-    for _ in 0..count {
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
         let duration = word(at)?;
         let size = word(at + 4)?;
-        sizes.push((duration, size));
+        let sample_flags = if flags & 0x400 != 0 {
+            Some(word(at + 8)?)
+        } else {
+            first_flags.filter(|_| i == 0)
+        };
+        // sample_is_non_sync_sample
+        let key = sample_flags.is_none_or(|f| f & 0x0001_0000 == 0);
+        samples.push(TrunSample {
+            duration,
+            size,
+            key,
+        });
         at += per_sample;
     }
-    Ok((data_offset as u64, sizes))
+    Ok((data_offset as u64, samples))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::fmp4::{fragment, init_segment, Sample};
+    use shared::fmp4::{fragment, init_segment, Sample};
 
     fn file_with(fragments: &[(u64, Vec<Vec<u8>>)]) -> Vec<u8> {
-        let mut out = init_segment(64, 48).to_vec();
+        let mut out = init_segment(&SampleEntry::Jpeg {
+            width: 64,
+            height: 48,
+        })
+        .to_vec();
         for (i, (base, jpegs)) in fragments.iter().enumerate() {
             let samples: Vec<Sample<'_>> = jpegs
                 .iter()
                 .map(|j| Sample {
                     duration: 9000,
-                    jpeg: j,
+                    key: true,
+                    data: j,
                 })
                 .collect();
-            out.extend_from_slice(&fragment(i as u32 + 1, *base, 0, &samples));
+            out.extend_from_slice(&fragment(i as u32 + 1, *base, Some(0), &samples));
         }
         out
     }
@@ -259,6 +356,14 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let index = read(&path, 1_000_000).unwrap();
         assert_eq!(index.samples.len(), 3);
+        assert_eq!(
+            index.entry,
+            Some(SampleEntry::Jpeg {
+                width: 64,
+                height: 48
+            })
+        );
+        assert!(index.samples.iter().all(|s| s.key));
         let third = index.at(1_000_000 + 200_000).unwrap();
         assert_eq!(
             &bytes[third.offset as usize..][..third.len as usize],

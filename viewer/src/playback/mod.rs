@@ -11,7 +11,7 @@
 //! (`frame.jpg?at=`, `export.mp4`, `export.zip`, `timeline`, the H.264
 //! jobs) is the dashboard's, in `dashboard/playback.rs` and
 //! `dashboard/exports.rs`; this module never calls back into it, and
-//! within the crate uses only `record::fmp4`.
+//! within the crate uses nothing else (the MP4 boxes are `shared::fmp4`).
 
 pub mod export;
 pub mod h264;

@@ -1,9 +1,13 @@
 //! Cuts one camera's recording into segments on wall-clock boundaries.
 //!
-//! A frame belongs to the segment whose window `[k*S, (k+1)*S)` holds its
-//! capture time on the fleet's one timeline (the node's clock, or the
-//! viewer's when the node's is off: see `clock`), so every camera cuts at the
-//! same instants and each frame lands in exactly one segment. A sample's
+//! An MJPEG frame belongs to the segment whose window `[k*S, (k+1)*S)`
+//! holds its capture time on the fleet's one timeline (the node's clock, or
+//! the viewer's when the node's is off: see `clock`), so every camera cuts
+//! at the same instants and each frame lands in exactly one segment. An
+//! H.264 segment must start where a decoder can: it is cut at the first
+//! keyframe at or after each boundary (and at a keyframe whose SPS/PPS
+//! differ from the segment's), named by that keyframe's second; frames
+//! before a recording's first keyframe are not written. A sample's
 //! duration is the gap to the next frame, so the last frame of a segment
 //! ends exactly where the next segment's first frame starts. Fragments are
 //! written (and synced) at least every second; a segment is `<name>.mp4.part`
@@ -16,7 +20,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::fmp4::{self, Sample, TIMESCALE};
+use shared::fmp4::{self, Sample, SampleEntry, TIMESCALE};
+use shared::frame::Codec;
 
 /// Write a fragment once it holds this much media (DESIGN.md: at least every
 /// second, so a crash loses at most about a second).
@@ -29,7 +34,9 @@ pub struct RecFrame {
     pub captured_at_us: u64,
     /// Capture time by the node's own clock, kept in each fragment's `prft`.
     pub node_us: u64,
-    pub jpeg: Bytes,
+    /// A decoder can start at it (every JPEG; an H.264 IDR picture).
+    pub key: bool,
+    pub data: Bytes,
 }
 
 impl RecFrame {
@@ -46,8 +53,10 @@ pub struct SegmentPlan {
     pub dir: PathBuf,
     /// Segment length in microseconds.
     pub segment_us: u64,
-    pub width: u16,
-    pub height: u16,
+    pub codec: Codec,
+    /// The size an MJPEG segment says when its first frame does not
+    /// (the camera's NodeInfo).
+    pub size: (u16, u16),
 }
 
 pub struct Segmenter {
@@ -65,10 +74,13 @@ pub struct Segmenter {
     pub frames: u64,
     /// Bytes written to segment files.
     pub bytes: u64,
+    /// H.264 frames not written because no keyframe had started a segment.
+    pub before_key: u64,
 }
 
 struct OpenSegment {
     window: u64,
+    entry: SampleEntry,
     /// The instant the segment's media time 0 stands for: its name.
     origin_us: u64,
     part: PathBuf,
@@ -89,12 +101,20 @@ impl Segmenter {
             closed: Vec::new(),
             frames: 0,
             bytes: 0,
+            before_key: 0,
         }
     }
 
     /// Records a frame: may close the current segment and open the next.
     pub fn push(&mut self, frame: RecFrame) -> std::io::Result<()> {
         let window = frame.captured_at_us / self.plan.segment_us;
+        let h264 = self.plan.codec == Codec::H264;
+        // A keyframe's entry: an H.264 segment's SPS/PPS must hold for all
+        // of it.
+        let entry = frame
+            .key
+            .then(|| SampleEntry::of_keyframe(self.plan.codec, &frame.data))
+            .flatten();
         if let Some(prev) = self.held.take() {
             let origin = self.open.as_ref().map_or(0, |s| s.origin_us);
             let duration = duration_between(prev.captured_at_us, frame.captured_at_us, origin);
@@ -109,14 +129,31 @@ impl Segmenter {
                 self.write_fragment()?;
             }
             self.queue(prev, duration);
-            if self.open.as_ref().is_some_and(|s| window > s.window) {
+            let cut = self.open.as_ref().is_some_and(|s| {
+                let boundary = window > s.window && (!h264 || frame.key);
+                let new_params = h264 && entry.as_ref().is_some_and(|e| *e != s.entry);
+                boundary || new_params
+            });
+            if cut {
                 self.close_segment()?;
             } else if self.queued_ticks >= FRAGMENT_TICKS {
                 self.write_fragment()?;
             }
         }
         if self.open.is_none() {
-            self.open_segment(window, frame.captured_at_us)?;
+            let entry = match entry {
+                Some(entry) => entry,
+                None if h264 => {
+                    // Nothing a decoder could start at yet.
+                    self.before_key += 1;
+                    return Ok(());
+                }
+                None => SampleEntry::Jpeg {
+                    width: self.plan.size.0,
+                    height: self.plan.size.1,
+                },
+            };
+            self.open_segment(window, frame.captured_at_us, entry)?;
         }
         self.held = Some(frame);
         Ok(())
@@ -135,16 +172,27 @@ impl Segmenter {
         self.queued.push((frame, duration));
     }
 
-    fn open_segment(&mut self, window: u64, first_us: u64) -> std::io::Result<()> {
+    fn open_segment(
+        &mut self,
+        window: u64,
+        first_us: u64,
+        entry: SampleEntry,
+    ) -> std::io::Result<()> {
         let boundary = window * self.plan.segment_us;
         // A session starts between boundaries: its first segment is named
-        // for its first frame (to the second), the rest for their boundary.
-        let origin_us = boundary.max(first_us - first_us % 1_000_000);
+        // for its first frame (to the second), the rest for their boundary;
+        // an H.264 segment for its first keyframe's second. Sample times
+        // count from the instant the name says.
+        let first_second = first_us - first_us % 1_000_000;
+        let origin_us = match self.plan.codec {
+            Codec::Mjpeg => boundary.max(first_second),
+            Codec::H264 => first_second,
+        };
         let name = segment_name(origin_us);
         std::fs::create_dir_all(&self.plan.dir)?;
         let part = self.plan.dir.join(format!("{name}.mp4.part"));
         let done = self.plan.dir.join(format!("{name}.mp4"));
-        let init = fmp4::init_segment(self.plan.width, self.plan.height);
+        let init = fmp4::init_segment(&entry);
         let (file, fragments) = match self.reopen(&part, &done, &init)? {
             Some(reopened) => reopened,
             None => {
@@ -156,6 +204,7 @@ impl Segmenter {
         };
         self.open = Some(OpenSegment {
             window,
+            entry,
             origin_us,
             part,
             done,
@@ -203,7 +252,7 @@ impl Segmenter {
                 ));
                 std::fs::rename(existing, &aside)?;
                 tracing::warn!(
-                    "{} has another picture size or is not a camfleet segment: moved to {} to start it again",
+                    "{} has another picture size or codec, or is not a camfleet segment: moved to {} to start it again",
                     existing.display(),
                     aside.display()
                 );
@@ -225,11 +274,12 @@ impl Segmenter {
             .iter()
             .map(|(f, d)| Sample {
                 duration: *d,
-                jpeg: &f.jpeg,
+                key: f.key,
+                data: &f.data,
             })
             .collect();
         seg.fragments += 1;
-        let fragment = fmp4::fragment(seg.fragments, base, first.node_us, &samples);
+        let fragment = fmp4::fragment(seg.fragments, base, Some(first.node_us), &samples);
         seg.file.write_all(&fragment)?;
         self.bytes += fragment.len() as u64;
         seg.file.sync_data()?;
@@ -321,8 +371,8 @@ mod tests {
         SegmentPlan {
             dir: dir.to_owned(),
             segment_us: 2_000_000,
-            width: 16,
-            height: 16,
+            codec: Codec::Mjpeg,
+            size: (16, 16),
         }
     }
 
@@ -330,7 +380,8 @@ mod tests {
         RecFrame {
             captured_at_us: us,
             node_us: us,
-            jpeg: Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]),
+            key: true,
+            data: Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]),
         }
     }
 
@@ -396,7 +447,10 @@ mod tests {
         assert_eq!(again.closed, std::slice::from_ref(&done));
         let len = std::fs::metadata(&done).unwrap().len();
         assert!(len > whole, "the earlier fragment is kept");
-        let init = fmp4::init_segment(16, 16);
+        let init = fmp4::init_segment(&SampleEntry::Jpeg {
+            width: 16,
+            height: 16,
+        });
         assert_eq!(
             whole_fragments(&done, &init).unwrap(),
             Some((len, 2)),
@@ -404,7 +458,7 @@ mod tests {
         );
         // Another picture size cannot be appended to: moved aside.
         let mut other = Segmenter::new(SegmentPlan {
-            width: 32,
+            size: (32, 16),
             ..plan(&dir)
         });
         other.push(frame(start + 850_000)).unwrap();
@@ -416,6 +470,94 @@ mod tests {
             .count();
         assert_eq!(aside, 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An H.264 access unit in AVCC: a keyframe with an SPS (whose level
+    /// byte is `level`: another level is another stream) and a PPS, or a
+    /// P picture.
+    fn h264(us: u64, key: bool, level: u8) -> RecFrame {
+        let sps: &[u8] = &[
+            0x67, 0x64, 0x00, level, 0xAC, 0xD9, 0x40, 0x50, 0x05, 0xBB, 0x01, 0x10, 0x00, 0x00,
+            0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xC0, 0xF1, 0x83, 0x19, 0x60,
+        ];
+        let mut data = Vec::new();
+        let nals: Vec<&[u8]> = if key {
+            vec![sps, &[0x68, 0xEE, 0x3C, 0x80], &[0x65, 0x88, 0x84]]
+        } else {
+            vec![&[0x41, 0x9A, 0x02]]
+        };
+        for nal in nals {
+            data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            data.extend_from_slice(nal);
+        }
+        RecFrame {
+            captured_at_us: us,
+            node_us: us,
+            key,
+            data: Bytes::from(data),
+        }
+    }
+
+    #[test]
+    fn h264_segments_start_at_keyframes_after_each_boundary_and_at_new_parameters() {
+        let dir = std::env::temp_dir().join(format!("camfleet-seg-h264-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = Segmenter::new(SegmentPlan {
+            codec: Codec::H264,
+            ..plan(&dir)
+        });
+        // 10:00:01.55 at 10 fps, a keyframe at .85 of every second; the one
+        // at 03.85 has another SPS.
+        let start = 1_795_255_201_550_000u64;
+        for i in 0..45u64 {
+            let key = i % 10 == 3;
+            let level = if (23..33).contains(&i) { 0x20 } else { 0x1F };
+            s.push(h264(start + i * 100_000, key, level)).unwrap();
+        }
+        s.finish().unwrap();
+        assert_eq!(
+            s.before_key, 3,
+            "the three frames before the first keyframe"
+        );
+        let names: Vec<_> = s
+            .closed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "20261121T100001Z.mp4", // its first keyframe, 01.85
+                "20261121T100002Z.mp4", // the first keyframe after 02.00
+                "20261121T100003Z.mp4", // new parameters at 03.85
+                "20261121T100004Z.mp4", // the first keyframe after 04.00
+            ]
+        );
+        let mut count = 0;
+        for (path, frames) in s.closed.iter().zip([10, 10, 10, 12]) {
+            let origin = (name_us(path)) as i64;
+            let index = crate::playback::index::read(path, origin).unwrap();
+            assert!(matches!(index.entry, Some(SampleEntry::Avc(_))));
+            assert_eq!(index.samples.len(), frames, "{}", path.display());
+            assert!(
+                index.samples[0].key,
+                "{} starts at a keyframe",
+                path.display()
+            );
+            let keys: Vec<bool> = index.samples.iter().map(|s| s.key).collect();
+            let want: Vec<bool> = (0..frames).map(|i| i % 10 == 0).collect();
+            assert_eq!(keys, want, "sync samples flagged");
+            let first = start + (3 + count) * 100_000;
+            assert_eq!(index.samples[0].at_us, first as i64, "named by its second");
+            count += frames as u64;
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn name_us(path: &Path) -> u64 {
+        let stem = path.file_name().unwrap().to_string_lossy();
+        let t = chrono::NaiveDateTime::parse_from_str(&stem[..16], "%Y%m%dT%H%M%SZ").unwrap();
+        t.and_utc().timestamp_micros() as u64
     }
 
     #[test]

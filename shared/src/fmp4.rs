@@ -1,13 +1,65 @@
-//! A fragmented MP4 writer for Motion JPEG (ISO/IEC 14496-12 and -14).
+//! A fragmented MP4 writer (ISO/IEC 14496-12, -14 and -15) for the
+//! fleet's two codecs, used by the viewer's recordings and exports and by
+//! the live WebSocket's H.264 tiles.
 //!
-//! The JPEGs are stored as they came: one track, sample entry `mp4v` with
-//! an `esds` whose objectTypeIndication is 0x6C (ISO/IEC 10918-1 JPEG), the
-//! way ffmpeg and VLC read MJPEG in MP4. The file is an init segment
-//! (`ftyp`, then `moov` with an empty sample table and `mvex`) followed by
-//! `moof`/`mdat` fragments, so everything before the last fragment stays
-//! playable when the writer is killed.
+//! Frames are stored as they came: one track whose sample entry is `mp4v`
+//! with an `esds` saying JPEG (objectTypeIndication 0x6C, ISO/IEC 10918-1),
+//! the way ffmpeg and VLC read MJPEG in MP4, or `avc1` with the stream's
+//! `avcC` (access units in AVCC, as the TCP frame protocol v2 carries
+//! them). The file is an init segment (`ftyp`, then `moov` with an empty
+//! sample table and `mvex`) followed by `moof`/`mdat` fragments, so
+//! everything before the last fragment stays playable when the writer is
+//! killed.
 
 use bytes::{BufMut, BytesMut};
+
+use crate::frame::Codec;
+use crate::h264::Params;
+
+/// What a track holds, written into its sample entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SampleEntry {
+    /// Motion JPEG of this size (`mp4v`).
+    Jpeg { width: u16, height: u16 },
+    /// H.264 with these parameter sets (`avc1`, `avcC`).
+    Avc(Params),
+}
+
+impl SampleEntry {
+    /// The entry for a stream whose keyframe (for MJPEG any frame) is
+    /// `data`, or `None` when it says no size (not a JPEG, no SPS/PPS).
+    pub fn of_keyframe(codec: Codec, data: &bytes::Bytes) -> Option<SampleEntry> {
+        match codec {
+            Codec::Mjpeg => crate::jpeg::dimensions(data)
+                .map(|(width, height)| SampleEntry::Jpeg { width, height }),
+            Codec::H264 => Params::of_keyframe(data).ok().map(SampleEntry::Avc),
+        }
+    }
+
+    pub fn codec(&self) -> Codec {
+        match self {
+            SampleEntry::Jpeg { .. } => Codec::Mjpeg,
+            SampleEntry::Avc(_) => Codec::H264,
+        }
+    }
+
+    /// The picture's size, as the sample entry and `tkhd` say it.
+    pub fn size(&self) -> (u16, u16) {
+        match self {
+            SampleEntry::Jpeg { width, height } => (*width, *height),
+            SampleEntry::Avc(p) => (
+                u16::try_from(p.info.width).unwrap_or(u16::MAX),
+                u16::try_from(p.info.height).unwrap_or(u16::MAX),
+            ),
+        }
+    }
+}
+
+/// `sample_flags` of a sample a decoder cannot start at (14496-12 8.8.3.1:
+/// sample_depends_on 1, sample_is_non_sync_sample 1).
+const NON_SYNC: u32 = 0x0101_0000;
+/// `sample_flags` of a sync sample (sample_depends_on 2: an I picture).
+const SYNC: u32 = 0x0200_0000;
 
 /// 90 kHz, the usual video clock; a microsecond capture time loses at most
 /// 11 µs.
@@ -18,15 +70,18 @@ pub fn ticks(us: u64) -> u64 {
     us * u64::from(TIMESCALE) / 1_000_000
 }
 
-/// One sample of a fragment: its duration in ticks and its JPEG.
+/// One sample of a fragment: its duration in ticks, whether a decoder can
+/// start at it (every JPEG can), and its bytes.
 #[derive(Debug, Clone)]
 pub struct Sample<'a> {
     pub duration: u32,
-    pub jpeg: &'a [u8],
+    pub key: bool,
+    pub data: &'a [u8],
 }
 
 /// The `ftyp` and `moov` boxes that start every file.
-pub fn init_segment(width: u16, height: u16) -> BytesMut {
+pub fn init_segment(entry: &SampleEntry) -> BytesMut {
+    let (width, height) = entry.size();
     let mut out = BytesMut::with_capacity(1024);
     write_box(&mut out, b"ftyp", |b| {
         b.put_slice(b"isom");
@@ -91,7 +146,10 @@ pub fn init_segment(width: u16, height: u16) -> BytesMut {
                     write_box(minf, b"stbl", |stbl| {
                         full_box(stbl, b"stsd", 0, 0, |b| {
                             b.put_u32(1);
-                            put_mp4v(b, width, height);
+                            match entry {
+                                SampleEntry::Jpeg { .. } => put_mp4v(b, width, height),
+                                SampleEntry::Avc(params) => put_avc1(b, width, height, params),
+                            }
                         });
                         full_box(stbl, b"stts", 0, 0, |b| b.put_u32(0));
                         full_box(stbl, b"stsc", 0, 0, |b| b.put_u32(0));
@@ -117,19 +175,29 @@ pub fn init_segment(width: u16, height: u16) -> BytesMut {
     out
 }
 
-/// A `prft`, `moof` and `mdat`: `samples` starting at `base_time` ticks,
-/// the first of which the node stamped `node_us` (its own clock, µs since
-/// the epoch). The `prft` (ISO/IEC 14496-12 8.16.5, flags 1: the time the
-/// frame left the camera's encoder) keeps that time in the file when the
-/// samples are placed on the viewer's clock.
-pub fn fragment(sequence: u32, base_time: u64, node_us: u64, samples: &[Sample<'_>]) -> BytesMut {
-    let payload: usize = samples.iter().map(|s| s.jpeg.len()).sum();
-    let mut out = BytesMut::with_capacity(payload + 160 + samples.len() * 8);
-    full_box(&mut out, b"prft", 1, 1, |b| {
-        b.put_u32(1); // reference track
-        b.put_u64(ntp_timestamp(node_us));
-        b.put_u64(base_time);
-    });
+/// A `prft` (when `node_us` is given), `moof` and `mdat`: `samples`
+/// starting at `base_time` ticks, the first of which the node stamped
+/// `node_us` (its own clock, µs since the epoch). The `prft` (ISO/IEC
+/// 14496-12 8.16.5, flags 1: the time the frame left the camera's encoder)
+/// keeps that time in the file when the samples are placed on the viewer's
+/// clock. Sample flags are written only when a sample is not a keyframe,
+/// so an MJPEG fragment is byte for byte what it always was.
+pub fn fragment(
+    sequence: u32,
+    base_time: u64,
+    node_us: Option<u64>,
+    samples: &[Sample<'_>],
+) -> BytesMut {
+    let payload: usize = samples.iter().map(|s| s.data.len()).sum();
+    let with_flags = samples.iter().any(|s| !s.key);
+    let mut out = BytesMut::with_capacity(payload + 160 + samples.len() * 12);
+    if let Some(node_us) = node_us {
+        full_box(&mut out, b"prft", 1, 1, |b| {
+            b.put_u32(1); // reference track
+            b.put_u64(ntp_timestamp(node_us));
+            b.put_u64(base_time);
+        });
+    }
     let moof_at = out.len();
     let mut data_offset_at = 0;
     write_box(&mut out, b"moof", |moof| {
@@ -138,14 +206,19 @@ pub fn fragment(sequence: u32, base_time: u64, node_us: u64, samples: &[Sample<'
             // default-base-is-moof: data offsets count from this moof.
             full_box(traf, b"tfhd", 0, 0x02_0000, |b| b.put_u32(1));
             full_box(traf, b"tfdt", 1, 0, |b| b.put_u64(base_time));
-            // data-offset, sample-duration and sample-size present
-            full_box(traf, b"trun", 0, 0x0301, |b| {
+            // data-offset, sample-duration and sample-size present, and
+            // sample-flags when a sample is not a sync sample
+            let flags = if with_flags { 0x0701 } else { 0x0301 };
+            full_box(traf, b"trun", 0, flags, |b| {
                 b.put_u32(samples.len() as u32);
                 data_offset_at = b.len(); // `b` is `out`: an absolute position
                 b.put_i32(0); // patched below
                 for s in samples {
                     b.put_u32(s.duration);
-                    b.put_u32(s.jpeg.len() as u32);
+                    b.put_u32(s.data.len() as u32);
+                    if with_flags {
+                        b.put_u32(if s.key { SYNC } else { NON_SYNC });
+                    }
                 }
             });
         });
@@ -156,21 +229,21 @@ pub fn fragment(sequence: u32, base_time: u64, node_us: u64, samples: &[Sample<'
     out.put_u32((8 + payload) as u32);
     out.put_slice(b"mdat");
     for s in samples {
-        out.put_slice(s.jpeg);
+        out.put_slice(s.data);
     }
     out
 }
 
 /// Seconds since 1900 in the high 32 bits, the fraction in the low ones.
 pub fn ntp_timestamp(unix_us: u64) -> u64 {
-    let secs = unix_us / 1_000_000 + shared::time::NTP_UNIX_OFFSET_S;
+    let secs = unix_us / 1_000_000 + crate::time::NTP_UNIX_OFFSET_S;
     let fraction = ((unix_us % 1_000_000) << 32) / 1_000_000;
     (secs << 32) | fraction
 }
 
 /// Inverse of [`ntp_timestamp`] (to the microsecond).
 pub fn unix_us_of_ntp(ntp: u64) -> u64 {
-    let secs = (ntp >> 32).saturating_sub(shared::time::NTP_UNIX_OFFSET_S);
+    let secs = (ntp >> 32).saturating_sub(crate::time::NTP_UNIX_OFFSET_S);
     let fraction = ((ntp & 0xFFFF_FFFF) * 1_000_000 + (1 << 31)) >> 32;
     secs * 1_000_000 + fraction
 }
@@ -179,21 +252,7 @@ pub fn unix_us_of_ntp(ntp: u64) -> u64 {
 /// objectTypeIndication 0x6C from the MP4 registration authority's list).
 fn put_mp4v(b: &mut BytesMut, width: u16, height: u16) {
     write_box(b, b"mp4v", |e| {
-        e.put_bytes(0, 6);
-        e.put_u16(1); // data reference index
-        e.put_bytes(0, 16); // pre_defined, reserved
-        e.put_u16(width);
-        e.put_u16(height);
-        e.put_u32(0x0048_0000); // 72 dpi
-        e.put_u32(0x0048_0000);
-        e.put_u32(0);
-        e.put_u16(1); // frame count
-        let mut name = [0u8; 32];
-        name[0] = 8;
-        name[1..9].copy_from_slice(b"camfleet");
-        e.put_slice(&name);
-        e.put_u16(0x0018); // depth
-        e.put_i16(-1);
+        put_visual_entry(e, width, height);
         full_box(e, b"esds", 0, 0, |d| {
             // ES_Descriptor
             d.put_u8(0x03);
@@ -214,6 +273,33 @@ fn put_mp4v(b: &mut BytesMut, width: u16, height: u16) {
             d.put_u8(0x02);
         });
     });
+}
+
+/// `avc1` VisualSampleEntry with the stream's `avcC` (14496-15 5.4.2).
+fn put_avc1(b: &mut BytesMut, width: u16, height: u16, params: &Params) {
+    write_box(b, b"avc1", |e| {
+        put_visual_entry(e, width, height);
+        write_box(e, b"avcC", |c| c.put_slice(&params.avc_config_record()));
+    });
+}
+
+/// The fields every VisualSampleEntry starts with (14496-12 12.1.3).
+fn put_visual_entry(e: &mut BytesMut, width: u16, height: u16) {
+    e.put_bytes(0, 6);
+    e.put_u16(1); // data reference index
+    e.put_bytes(0, 16); // pre_defined, reserved
+    e.put_u16(width);
+    e.put_u16(height);
+    e.put_u32(0x0048_0000); // 72 dpi
+    e.put_u32(0x0048_0000);
+    e.put_u32(0);
+    e.put_u16(1); // frame count
+    let mut name = [0u8; 32];
+    name[0] = 8;
+    name[1..9].copy_from_slice(b"camfleet");
+    e.put_slice(&name);
+    e.put_u16(0x0018); // depth
+    e.put_i16(-1);
 }
 
 fn put_matrix(b: &mut BytesMut) {
@@ -260,7 +346,10 @@ mod tests {
 
     #[test]
     fn box_sizes_add_up_and_the_data_offset_points_at_the_samples() {
-        let init = init_segment(640, 480);
+        let init = init_segment(&SampleEntry::Jpeg {
+            width: 640,
+            height: 480,
+        });
         assert_eq!(
             boxes(&init)
                 .iter()
@@ -274,15 +363,17 @@ mod tests {
         let frag = fragment(
             7,
             9000,
-            1_800_000_000_123_456,
+            Some(1_800_000_000_123_456),
             &[
                 Sample {
                     duration: 3000,
-                    jpeg: &a,
+                    key: true,
+                    data: &a,
                 },
                 Sample {
                     duration: 3000,
-                    jpeg: &b,
+                    key: true,
+                    data: &b,
                 },
             ],
         );
@@ -299,5 +390,47 @@ mod tests {
         // Counted from the moof (default-base-is-moof).
         assert_eq!(&frag[prft_len + offset..prft_len + offset + a.len()], &a);
         assert_eq!(offset, moof_len + 8);
+        assert_eq!(&frag[trun + 5..trun + 8], &[0, 3, 1], "no sample flags");
+    }
+
+    #[test]
+    fn h264_samples_carry_sync_flags_and_the_entry_its_avcc() {
+        let params = Params::new(
+            bytes::Bytes::from_static(crate::h264::tests::SPS_720P_HIGH),
+            bytes::Bytes::from_static(&[0x68, 0xEE, 0x3C, 0x80]),
+        )
+        .unwrap();
+        let record = params.avc_config_record();
+        let init = init_segment(&SampleEntry::Avc(params));
+        let avcc = init.windows(4).position(|w| w == b"avcC").unwrap();
+        assert_eq!(&init[avcc + 4..avcc + 4 + record.len()], &record[..]);
+        let tkhd = init.windows(4).position(|w| w == b"tkhd").unwrap();
+        assert_eq!(&init[tkhd + 80..tkhd + 84], &(1280u32 << 16).to_be_bytes());
+        let (idr, p) = ([0, 0, 0, 1, 0x65], [0, 0, 0, 1, 0x41]);
+        let frag = fragment(
+            1,
+            0,
+            None,
+            &[
+                Sample {
+                    duration: 3000,
+                    key: true,
+                    data: &idr,
+                },
+                Sample {
+                    duration: 3000,
+                    key: false,
+                    data: &p,
+                },
+            ],
+        );
+        assert_eq!(&frag[4..8], b"moof", "no prft without a node time");
+        let trun = frag.windows(4).position(|w| w == b"trun").unwrap();
+        assert_eq!(&frag[trun + 5..trun + 8], &[0, 7, 1]);
+        let flags = |i: usize| {
+            let at = trun + 16 + i * 12 + 8;
+            u32::from_be_bytes(frag[at..at + 4].try_into().unwrap())
+        };
+        assert_eq!((flags(0), flags(1)), (SYNC, NON_SYNC));
     }
 }
