@@ -8,13 +8,28 @@
 // A tile shows its camera while it is on screen; a click enlarges it (the
 // only camera then shown, at its full rate), Escape goes back. Each tile
 // keeps data-frames (pictures drawn), data-age-ms (how old the last one was
-// when drawn, by its capture time) and data-seq; its .live-info element, if
+// when drawn, by its capture time), data-captured-ms (its capture time, ms
+// since the epoch) and data-seq; its .live-info element, if
 // it has one, says the rate and the age. An element with data-live-grid
 // gets --live-cols, the columns that fit its tiles.
+//
+// An MJPEG camera's pictures are drawn on the tile's canvas. An H.264
+// camera's frames come as fragmented MP4 and play in a <video> that takes
+// the canvas's place, through Media Source Extensions (ManagedMediaSource
+// where that is what the browser has). Its media time is capture time less
+// an origin, so the tile knows each drawn frame's age; it keeps the live
+// edge: a little behind, it plays faster, further behind (or in a gap the
+// server left when it skipped to a keyframe) it jumps forward.
 "use strict";
 (() => {
   const KIND_JPEG = 1;
+  const KIND_MP4 = 2;
   const HEADER_LEN = 22;
+  // Seconds behind the newest frame: past LAG_FAST it plays a little
+  // faster, past LAG_JUMP it jumps to just before the newest frame.
+  const LAG_FAST = 0.15;
+  const LAG_JUMP = 0.5;
+  const MediaSourceType = window.ManagedMediaSource || window.MediaSource;
   const script = document.currentScript;
   const url = new URL(script.dataset.socket || "api/live", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
@@ -29,11 +44,11 @@
 
   const style = document.createElement("style");
   style.textContent = `
-    [data-camera] canvas { display: block; width: 100%; height: auto; aspect-ratio: 4 / 3; object-fit: contain; background: #000; cursor: zoom-in; }
+    [data-camera] canvas, [data-camera] video.live-video { display: block; width: 100%; height: auto; aspect-ratio: 4 / 3; object-fit: contain; background: #000; cursor: zoom-in; }
     [data-camera] { position: relative; }
     [data-camera] .live-info { position: absolute; top: .3rem; right: .4rem; padding: .05rem .35rem; border-radius: .25rem; background: #000a; color: #eee; font: 12px/1.4 system-ui, sans-serif; pointer-events: none; }
     [data-camera].live-enlarged { position: fixed; inset: 0; z-index: 100; margin: 0; border-radius: 0; background: #000; display: flex; flex-direction: column; }
-    [data-camera].live-enlarged canvas { flex: 1; min-height: 0; height: 100%; aspect-ratio: auto; cursor: zoom-out; }
+    [data-camera].live-enlarged canvas, [data-camera].live-enlarged video.live-video { flex: 1; min-height: 0; height: 100%; aspect-ratio: auto; cursor: zoom-out; }
     body.live-enlarged { overflow: hidden; }
     [data-live-grid] { grid-template-columns: repeat(var(--live-cols, 3), minmax(0, 1fr)) !important; }
   `;
@@ -43,7 +58,7 @@
     const canvas = el.querySelector("canvas");
     return {
       el, canvas, context: canvas.getContext("2d"), info: el.querySelector(".live-info"),
-      frames: 0, busy: false, pending: null, drawn: [], captured: null,
+      frames: 0, busy: false, pending: null, drawn: [], captured: null, mse: null,
     };
   }
 
@@ -117,12 +132,18 @@
         return;
       }
       const view = new DataView(e.data);
-      if (e.data.byteLength < HEADER_LEN || view.getUint8(0) !== KIND_JPEG) return;
+      const kind = e.data.byteLength < HEADER_LEN ? 0 : view.getUint8(0);
+      if (kind !== KIND_JPEG && kind !== KIND_MP4) return;
       const keyLen = view.getUint8(1);
       // Acknowledged at once: the server then sends this camera's newest.
       socket.send(JSON.stringify({ ack: view.getUint32(2) }));
       const t = tiles.get(names.decode(new Uint8Array(e.data, HEADER_LEN, keyLen)));
       if (!t) return;
+      if (kind === KIND_MP4) {
+        play(t, Number(view.getBigUint64(6)), Number(view.getBigUint64(14)) / 1000,
+          new Uint8Array(e.data, HEADER_LEN + keyLen));
+        return;
+      }
       draw(t, {
         seq: Number(view.getBigUint64(6)),
         captured: Number(view.getBigUint64(14)) / 1000,
@@ -148,15 +169,7 @@
       }
       t.context.drawImage(bitmap, 0, 0);
       bitmap.close();
-      const now = performance.now();
-      t.frames += 1;
-      t.captured = frame.captured;
-      t.drawn.push(now);
-      while (t.drawn.length && t.drawn[0] < now - 2000) t.drawn.shift();
-      t.el.dataset.frames = t.frames;
-      t.el.dataset.seq = frame.seq;
-      t.el.dataset.ageMs = Math.round(Date.now() - frame.captured);
-      delete t.el.dataset.error;
+      drew(t, frame.seq, frame.captured);
     }).catch(() => {
       t.el.dataset.error = "a picture that does not decode";
     }).finally(() => {
@@ -165,6 +178,165 @@
       t.pending = null;
       if (next) draw(t, next);
     });
+  }
+
+  // The boxes at the top level of `bytes`: [type, start, end].
+  function boxes(bytes) {
+    const out = [];
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let at = 0; at + 8 <= bytes.length;) {
+      const size = view.getUint32(at);
+      if (size < 8) break;
+      out.push([String.fromCharCode(...bytes.subarray(at + 4, at + 8)), at, at + size]);
+      at += size;
+    }
+    return out;
+  }
+
+  // Where `type` (four letters) first occurs in `bytes` (its box's body
+  // follows), or -1.
+  function find(bytes, type) {
+    const c = [...type].map((ch) => ch.charCodeAt(0));
+    for (let i = 4; i + 4 <= bytes.length; i++) {
+      if (bytes[i] === c[0] && bytes[i + 1] === c[1] && bytes[i + 2] === c[2] && bytes[i + 3] === c[3]) return i + 4;
+    }
+    return -1;
+  }
+
+  // An init segment's codec string (RFC 6381: avc1.PPCCLL from its avcC).
+  function codecOf(init) {
+    const at = find(init, "avcC");
+    if (at < 0) return null;
+    const hex = (b) => b.toString(16).padStart(2, "0");
+    return "avc1." + hex(init[at + 1]) + hex(init[at + 2]) + hex(init[at + 3]);
+  }
+
+  // A fragment's decode time in seconds (tfdt, version 1, 90 kHz).
+  function decodeTime(fragment) {
+    const at = find(fragment, "tfdt");
+    if (at < 0) return null;
+    const view = new DataView(fragment.buffer, fragment.byteOffset + at);
+    const ticks = view.getUint8(0) === 1 ? Number(view.getBigUint64(4)) : view.getUint32(4);
+    return ticks / 90000;
+  }
+
+  // The tile's <video> and its MediaSource, made again for a new stream
+  // (another codec, or a timeline that starts again).
+  function openVideo(t, codec) {
+    if (t.mse) {
+      URL.revokeObjectURL(t.mse.url);
+      t.mse.video.removeAttribute("src");
+    }
+    let video = t.el.querySelector("video.live-video");
+    if (!video) {
+      video = document.createElement("video");
+      video.className = "live-video";
+      video.muted = true;
+      video.playsInline = true;
+      video.disableRemotePlayback = true;
+      video.addEventListener("click", () => enlarge(enlarged === t.el.dataset.camera ? null : t.el.dataset.camera));
+      t.canvas.after(video);
+      t.canvas.hidden = true;
+    }
+    const source = new MediaSourceType();
+    const mse = { video, source, codec, buffer: null, queue: [], times: new Map(), origin: 0, last: -1, url: null };
+    mse.url = URL.createObjectURL(source);
+    video.src = mse.url;
+    source.addEventListener("sourceopen", () => {
+      try {
+        mse.buffer = source.addSourceBuffer('video/mp4; codecs="' + codec + '"');
+      } catch (err) {
+        t.el.dataset.error = "this browser cannot play " + codec + ": " + err.message;
+        return;
+      }
+      mse.buffer.mode = "segments";
+      mse.buffer.addEventListener("updateend", () => { keepLive(t, mse); pump(mse); });
+      pump(mse);
+    });
+    if (video.requestVideoFrameCallback) {
+      let presented = 0;
+      const drawn = (now, meta) => {
+        if (t.mse !== mse) return;
+        const at = mse.times.get(Math.round(meta.mediaTime * 1000));
+        // Frames presented since the last callback (it may skip some).
+        const more = Math.max(1, meta.presentedFrames - presented);
+        presented = meta.presentedFrames;
+        drew(t, at ? at.seq : null, at ? at.captured : mse.origin + meta.mediaTime * 1000, more);
+        video.requestVideoFrameCallback(drawn);
+      };
+      video.requestVideoFrameCallback(drawn);
+    }
+    t.mse = mse;
+    return mse;
+  }
+
+  function pump(mse) {
+    if (!mse.buffer || mse.buffer.updating || !mse.queue.length) return;
+    try {
+      mse.buffer.appendBuffer(mse.queue.shift());
+    } catch (err) {
+      // QuotaExceededError: what was played goes, the frame waits.
+      const b = mse.buffer.buffered;
+      if (b.length && mse.video.currentTime - b.start(0) > 1) mse.buffer.remove(b.start(0), mse.video.currentTime - 1);
+    }
+  }
+
+  // Keeps the video at the newest frames and the buffer short.
+  function keepLive(t, mse) {
+    const video = mse.video;
+    const b = mse.buffer.buffered;
+    if (!b.length) return;
+    const start = b.start(b.length - 1);
+    const end = b.end(b.length - 1);
+    const lag = end - video.currentTime;
+    if (video.currentTime < start || lag > LAG_JUMP) {
+      video.currentTime = Math.max(start, end - 0.05);
+    } else {
+      video.playbackRate = lag > LAG_FAST ? 1.25 : 1;
+    }
+    if (video.paused) video.play().catch(() => {});
+    if (!mse.buffer.updating && video.currentTime - b.start(0) > 20) {
+      mse.buffer.remove(b.start(0), video.currentTime - 10);
+    }
+  }
+
+  // One H.264 frame in MP4 (an init segment before it when the stream is
+  // new): appended in order.
+  function play(t, seq, captured, mp4) {
+    const parts = boxes(mp4);
+    const init = parts.length && parts[0][0] === "ftyp";
+    const moof = parts.find((p) => p[0] === "moof");
+    const time = moof ? decodeTime(mp4.subarray(moof[1], moof[2])) : null;
+    if (time === null) return;
+    let mse = t.mse;
+    if (init) {
+      const codec = codecOf(mp4);
+      if (!codec) return;
+      if (!mse || mse.codec !== codec || time <= mse.last) mse = openVideo(t, codec);
+    }
+    if (!mse) return; // a fragment without its init segment: wait for one
+    mse.last = time;
+    mse.origin = captured - time * 1000;
+    mse.times.set(Math.round(time * 1000), { seq, captured });
+    if (mse.times.size > 600) mse.times.delete(mse.times.keys().next().value);
+    // The bytes are copied: the message's buffer is the socket's.
+    mse.queue.push(mp4.slice());
+    if (mse.queue.length > 300) mse.queue.splice(0, mse.queue.length - 300);
+    pump(mse);
+  }
+
+  // A picture is on screen: the tile's counters.
+  function drew(t, seq, captured, frames = 1) {
+    const now = performance.now();
+    t.frames += frames;
+    t.captured = captured;
+    t.drawn.push(now);
+    while (t.drawn.length && t.drawn[0] < now - 2000) t.drawn.shift();
+    t.el.dataset.frames = t.frames;
+    if (seq !== null) t.el.dataset.seq = seq;
+    t.el.dataset.ageMs = Math.round(Date.now() - captured);
+    t.el.dataset.capturedMs = Math.round(captured);
+    delete t.el.dataset.error;
   }
 
   // The rate drawn over the last two seconds and the picture's age, in the

@@ -8,6 +8,10 @@ use crate::Frame;
 
 /// The first byte of a binary message that carries a JPEG.
 pub const KIND_JPEG: u8 = 1;
+/// The first byte of a binary message that carries fragmented MP4 (an
+/// H.264 camera): an init segment when the stream's parameters are new to
+/// the page, then one frame's `moof` and `mdat`.
+pub const KIND_MP4: u8 = 2;
 /// A frame message's fixed header: kind, key length, message number,
 /// sequence number, capture time.
 pub const HEADER_LEN: usize = 1 + 1 + 4 + 8 + 8;
@@ -76,15 +80,25 @@ impl Request {
 /// A frame as the page receives it: the header (see docs/protocol.md), the
 /// key the page asked for, then the JPEG.
 pub fn encode(number: u32, key: &str, frame: &Frame) -> Bytes {
+    encode_kind(KIND_JPEG, number, key, frame, &frame.data)
+}
+
+/// An H.264 frame as the page receives it: the header, the key, then
+/// `mp4` (see [`KIND_MP4`]).
+pub fn encode_mp4(number: u32, key: &str, frame: &Frame, mp4: &[u8]) -> Bytes {
+    encode_kind(KIND_MP4, number, key, frame, mp4)
+}
+
+fn encode_kind(kind: u8, number: u32, key: &str, frame: &Frame, payload: &[u8]) -> Bytes {
     let key = &key.as_bytes()[..key.len().min(usize::from(u8::MAX))];
-    let mut message = BytesMut::with_capacity(HEADER_LEN + key.len() + frame.data.len());
-    message.put_u8(KIND_JPEG);
+    let mut message = BytesMut::with_capacity(HEADER_LEN + key.len() + payload.len());
+    message.put_u8(kind);
     message.put_u8(key.len() as u8);
     message.put_u32(number);
     message.put_u64(frame.seq);
     message.put_u64(frame.captured_at_us);
     message.put_slice(key);
-    message.put_slice(&frame.data);
+    message.put_slice(payload);
     message.freeze()
 }
 

@@ -13,13 +13,23 @@
 //! cannot hold back the others. A page that stops acknowledging is cut
 //! off after [`STALL_LIMIT`].
 //!
+//! An H.264 camera's frames all go, in order, as fragmented MP4 ([`mp4`])
+//! for the page's Media Source Extensions, several in flight within the
+//! window; a socket that falls behind skips to a keyframe (the hub's rule),
+//! never into the middle of a group.
+//!
 //! - [`message`]: what a page sends, and a frame message as it goes out.
 //! - [`window`]: how much a socket may have in flight.
+//! - [`mp4`]: an H.264 camera's frames as fragmented MP4.
 
 mod message;
+mod mp4;
 mod window;
 
-pub use message::{encode, Request, Want, HEADER_LEN, KIND_JPEG, MAX_REQUEST, MAX_SHOWN};
+pub use message::{
+    encode, encode_mp4, Request, Want, HEADER_LEN, KIND_JPEG, KIND_MP4, MAX_REQUEST, MAX_SHOWN,
+};
+pub use mp4::Mp4Track;
 pub use window::{Window, MAX_WINDOW, MIN_WINDOW, QUEUE_TIME};
 
 use std::sync::Arc;
@@ -34,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::frame::Codec;
 use crate::http::{Pacer, Peer, STALL_LIMIT};
 use crate::{Hub, Reader};
 
@@ -105,6 +116,8 @@ struct Shown {
     last_sent: Option<Instant>,
     /// Why it cannot be shown, once said to the page.
     refused: Option<String>,
+    /// What the page was told of an H.264 camera's stream.
+    mp4: Mp4Track,
 }
 
 impl Shown {
@@ -213,25 +226,48 @@ impl Session {
                 let i = (self.turn + step) % count;
                 let now = Instant::now();
                 let shown = &mut self.shown[i];
-                if shown.due_at().is_some_and(|at| at > now)
-                    || !self.window.allows(&shown.want.camera, now)
-                {
-                    continue;
-                }
-                let Some(frame) = shown.reader.as_mut().and_then(Reader::try_newest) else {
+                let Some(hub) = shown.reader.as_ref().map(|r| Arc::clone(r.hub())) else {
                     continue;
                 };
-                if frame.codec != crate::frame::Codec::Mjpeg {
-                    // H.264 tiles are the viewer's (fMP4 over this socket);
-                    // the node's page shows them as snapshots.
+                // A stream's frames all go, in order (a rate limit does not
+                // apply); a picture's newest goes once the last was taken.
+                let stream = hub.latest().is_some_and(|f| f.codec == Codec::H264);
+                let may = if stream {
+                    self.window.has_room(now)
+                } else {
+                    shown.due_at().is_none_or(|at| at <= now)
+                        && self.window.allows(&shown.want.camera, now)
+                };
+                if !may {
                     continue;
                 }
+                let reader = shown.reader.as_mut().expect("looked at above");
+                let frame = if stream {
+                    reader.try_next()
+                } else {
+                    reader.try_newest()
+                };
+                let Some(frame) = frame else {
+                    continue;
+                };
+                let mp4 = match frame.codec {
+                    Codec::Mjpeg => None,
+                    Codec::H264 => match shown.mp4.carry(&frame) {
+                        Some(mp4) => Some(mp4),
+                        // Not decodable yet: on to its next frame.
+                        None => continue 'round,
+                    },
+                };
                 shown.last_sent = Some(now);
                 let key = shown.want.camera.clone();
-                let len = HEADER_LEN + key.len() + frame.data.len();
+                let payload = mp4.as_ref().map_or(frame.data.len(), |m| m.len());
+                let len = HEADER_LEN + key.len() + payload;
                 let number = self.window.sent(&key, len, now);
                 self.pacer.fit(len, false);
-                let message = Message::Binary(encode(number, &key, &frame));
+                let message = Message::Binary(match &mp4 {
+                    None => encode(number, &key, &frame),
+                    Some(mp4) => encode_mp4(number, &key, &frame, mp4),
+                });
                 match tokio::time::timeout(STALL_LIMIT, tx.send(message)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(format!("write: {e}")),
@@ -300,6 +336,7 @@ impl Session {
                     _woken: None,
                     last_sent: None,
                     refused: None,
+                    mp4: Mp4Track::default(),
                 },
             };
             self.shown.push(shown);

@@ -15,12 +15,18 @@ pub const QUEUE_TIME: Duration = Duration::from_millis(250);
 /// 640x480 pictures. One frame may always go when nothing is in flight,
 /// however large.
 pub const MIN_WINDOW: usize = 64 * 1024;
+/// The smallest window of a stream (an H.264 camera's frames) once one
+/// frame is in flight: a few frames of a 1080p stream.
+pub const MIN_STREAM_WINDOW: usize = 16 * 1024;
 /// The largest window, whatever the link: about 40 1080p pictures.
 pub const MAX_WINDOW: usize = 8 * 1024 * 1024;
 /// The link's rate is what was acknowledged over this span.
 const RATE_SPAN: Duration = Duration::from_secs(1);
+/// The link's round trip is the quickest acknowledgement over this span.
+const RTT_SPAN: Duration = Duration::from_secs(5);
 
-/// What a socket has in flight: at most one frame per camera, and bytes
+/// What a socket has in flight: at most one picture per MJPEG camera (an
+/// H.264 camera's stream may have several frames in flight), and bytes
 /// within what its link delivers in [`QUEUE_TIME`] (pure: the caller
 /// passes the time).
 #[derive(Debug, Default)]
@@ -30,6 +36,8 @@ pub struct Window {
     /// Acknowledged bytes with their time, over [`RATE_SPAN`].
     delivered: VecDeque<(Instant, usize)>,
     delivered_bytes: usize,
+    /// When each recent acknowledgement came and how long it took.
+    round_trips: VecDeque<(Instant, Duration)>,
     next_number: u32,
 }
 
@@ -43,15 +51,53 @@ struct InFlight {
 impl Window {
     /// The bytes that may be in flight now.
     pub fn limit(&mut self, now: Instant) -> usize {
-        self.forget_before(now);
-        let rate = self.delivered_bytes as f64 / RATE_SPAN.as_secs_f64();
+        let rate = self.rate(now);
         ((rate * QUEUE_TIME.as_secs_f64()) as usize).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
-    /// Whether `camera` may be sent a frame now.
+    /// Whether `camera` may be sent a picture now: its last one was
+    /// acknowledged and the window has room.
     pub fn allows(&mut self, camera: &str, now: Instant) -> bool {
         let waiting = self.unacked.values().any(|f| f.camera == camera);
         !waiting && (self.in_flight == 0 || self.in_flight < self.limit(now))
+    }
+
+    /// Whether the window has room for one more frame of a stream (whose
+    /// frames all count, so several may be in flight): what the link
+    /// delivers in [`QUEUE_TIME`] and its round trip, with a smaller floor
+    /// than a picture's window, so that on a slow link a stream's frames
+    /// wait in the hub (where a reader that falls behind skips to a
+    /// keyframe) rather than in the link.
+    pub fn has_room(&mut self, now: Instant) -> bool {
+        if self.in_flight == 0 {
+            return true;
+        }
+        let rate = self.rate(now);
+        let span = QUEUE_TIME + self.round_trip(now);
+        let limit = ((rate * span.as_secs_f64()) as usize).clamp(MIN_STREAM_WINDOW, MAX_WINDOW);
+        self.in_flight < limit
+    }
+
+    /// The link's round trip: the quickest acknowledgement lately, less
+    /// the time its bytes took at the link's rate (zero before the first).
+    pub fn round_trip(&mut self, now: Instant) -> Duration {
+        while let Some(&(at, _)) = self.round_trips.front() {
+            if now.saturating_duration_since(at) <= RTT_SPAN {
+                break;
+            }
+            self.round_trips.pop_front();
+        }
+        self.round_trips
+            .iter()
+            .map(|(_, rtt)| *rtt)
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// Bytes a second acknowledged over the last [`RATE_SPAN`].
+    fn rate(&mut self, now: Instant) -> f64 {
+        self.forget_before(now);
+        self.delivered_bytes as f64 / RATE_SPAN.as_secs_f64()
     }
 
     /// Notes a frame of `bytes` sent to `camera`; its message number.
@@ -76,6 +122,18 @@ impl Window {
             return false;
         };
         self.in_flight -= done.bytes;
+        let rate = self.rate(now);
+        let took = now.saturating_duration_since(done.sent_at);
+        let carried = if rate > 0.0 {
+            Duration::from_secs_f64(done.bytes as f64 / rate)
+        } else {
+            Duration::ZERO
+        };
+        self.round_trips
+            .push_back((now, took.saturating_sub(carried)));
+        if self.round_trips.len() > 1024 {
+            self.round_trips.pop_front();
+        }
         self.delivered.push_back((now, done.bytes));
         self.delivered_bytes += done.bytes;
         self.forget_before(now);
@@ -136,6 +194,31 @@ mod tests {
         window.forget("b");
         assert_eq!(window.in_flight(), 0);
         assert!(!window.ack(b, now), "forgotten with its camera");
+    }
+
+    #[test]
+    fn a_stream_has_what_the_link_carries_in_a_quarter_second_and_its_round_trip() {
+        let start = Instant::now();
+        let mut window = Window::default();
+        let ms = Duration::from_millis;
+        assert!(window.has_room(start));
+        window.sent("a", 20_000, start);
+        assert!(!window.has_room(start), "the floor: one 20 kB frame");
+        // 100 kB a second delivered, each 10 kB frame acknowledged 60 ms
+        // after it went: 100 ms of it was its bytes, so no round trip.
+        let mut window = Window::default();
+        for i in 0..10 {
+            let at = start + ms(i * 100);
+            let n = window.sent("a", 10_000, at);
+            window.ack(n, at + ms(60));
+        }
+        let now = start + ms(960);
+        assert_eq!(window.round_trip(now), Duration::ZERO);
+        window.sent("a", 20_000, now);
+        assert!(window.has_room(now), "25 kB may be in flight");
+        window.sent("a", 10_000, now);
+        assert!(!window.has_room(now));
+        assert!(window.allows("b", now), "a picture's floor is higher");
     }
 
     #[test]
