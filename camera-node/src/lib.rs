@@ -18,7 +18,6 @@
 //!   the hub every server reads from, is the `fanout` library's):
 //!   [`serve::rtsp`] (RTSP for players) and [`serve::http`] (index page,
 //!   MJPEG, snapshots, JSON API, metrics, health).
-//! - [`snapshot`]: an H.264 camera's newest picture decoded for `snapshot.jpg`.
 //! - [`push`]: what goes out: a camera pushed to an RTSP server.
 //! - [`rtp`]: RTP/JPEG (RFC 2435), RTP H.264 (RFC 6184) and RTCP, for RTSP
 //!   and the push.
@@ -49,7 +48,6 @@ pub mod push;
 pub mod relay;
 pub mod rtp;
 pub mod serve;
-pub mod snapshot;
 pub mod source;
 
 pub use app::run;

@@ -19,6 +19,7 @@
 //! - [`http`]: pacing multipart HTTP bodies by what the socket took; serving a router.
 //! - [`multipart`]: MJPEG for browsers, the boundary after each JPEG.
 //! - [`live`]: every tile of a page over one WebSocket.
+//! - [`snapshot`]: an H.264 camera's newest picture as a JPEG (ffmpeg).
 
 pub mod figures;
 pub mod frame;
@@ -27,6 +28,7 @@ pub mod hub;
 pub mod live;
 pub mod multipart;
 pub mod ring;
+pub mod snapshot;
 pub mod socket;
 pub mod tcp;
 

@@ -68,8 +68,23 @@ pub fn adjust(config: &mut ViewerConfig, recordings_given: bool) {
 const DEMO_RELAYS: usize = 3;
 const DEMO_GROUP: usize = 2;
 
+/// The codec of demo node `i` (from 0) when the demo asks for `codec`
+/// (`mjpeg`, `h264`, or `mixed`: every other node H.264).
+fn node_codec(codec: &str, i: u16) -> &'static str {
+    match codec {
+        "h264" => "h264",
+        "mixed" if i % 2 == 1 => "h264",
+        _ => "mjpeg",
+    }
+}
+
 /// Runs the fleet and the viewer until `shutdown`.
-pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    config: ViewerConfig,
+    nodes: u16,
+    codec: &str,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let node_bin = node_binary().await?;
     let logs = config
         .recordings
@@ -79,7 +94,7 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let broker = config.mqtt.broker.clone();
     tracing::info!(
-        "demo: starting {nodes} camera nodes ({}), logs in {}",
+        "demo: starting {nodes} camera nodes ({}, {codec}), logs in {}",
         node_bin.display(),
         logs.display()
     );
@@ -103,6 +118,8 @@ pub async fn run(config: ViewerConfig, nodes: u16, shutdown: CancellationToken) 
             &h.to_string(),
             "--fps",
             "15",
+            "--codec",
+            node_codec(codec, i),
         ])
         .args(["--tcp-port", "0", "--rtsp-port", "0", "--http-port", "0"])
         .args([

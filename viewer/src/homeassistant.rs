@@ -214,7 +214,10 @@ impl HomeAssistant {
         out
     }
 
-    /// Publishes each live camera's newest frame on its snapshot topic.
+    /// Publishes each live camera's newest picture on its snapshot topic:
+    /// an MJPEG camera's newest frame, an H.264 camera's decoded from its
+    /// newest keyframe group (in a task of its own; skipped while the
+    /// last decode runs).
     pub fn snapshots(&self, client: &AsyncClient, live: &Live) {
         if self.prefix.is_none() {
             return;
@@ -223,22 +226,41 @@ impl HomeAssistant {
             let Some(tile) = camera.tile().filter(|t| t.at.elapsed() < STALE_FRAME) else {
                 continue;
             };
-            let Some((node, camera)) = key.split_once('/') else {
+            let Some((node, id)) = key.split_once('/') else {
                 continue;
             };
-            if tile.jpeg.len() > shared::mqtt::MAX_PACKET_LEN - 1024 {
-                tracing::warn!(
-                    camera = %key,
-                    "snapshot of {} KiB is over the MQTT packet limit; not sent to Home Assistant",
-                    tile.jpeg.len() / 1024
-                );
+            let topic = self.topics.viewer_snapshot(&self.viewer_id, node, id);
+            if tile.codec == fanout::Codec::Mjpeg {
+                publish_snapshot(client, &key, topic, tile.data);
                 continue;
             }
-            let topic = self.topics.viewer_snapshot(&self.viewer_id, node, camera);
-            if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, tile.jpeg.to_vec()) {
-                tracing::debug!(camera = %key, "snapshot not queued: {e}");
+            if camera.is_decoding() {
+                continue;
             }
+            let client = client.clone();
+            tokio::spawn(async move {
+                match camera.picture().await {
+                    Ok(jpeg) => publish_snapshot(&client, &key, topic, jpeg),
+                    Err(e) => {
+                        tracing::warn!(camera = %key, "no snapshot for Home Assistant: {e:#}")
+                    }
+                }
+            });
         }
+    }
+}
+
+fn publish_snapshot(client: &AsyncClient, key: &str, topic: String, jpeg: bytes::Bytes) {
+    if jpeg.len() > shared::mqtt::MAX_PACKET_LEN - 1024 {
+        tracing::warn!(
+            camera = %key,
+            "snapshot of {} KiB is over the MQTT packet limit; not sent to Home Assistant",
+            jpeg.len() / 1024
+        );
+        return;
+    }
+    if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, jpeg.to_vec()) {
+        tracing::debug!(camera = %key, "snapshot not queued: {e}");
     }
 }
 

@@ -11,8 +11,8 @@ use viewer::{Cli, ViewerConfig};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let demo_nodes = match &cli.command {
-        Some(Command::Demo { nodes }) => Some(*nodes),
+    let demo = match &cli.command {
+        Some(Command::Demo { nodes, codec }) => Some((*nodes, codec.clone())),
         _ => None,
     };
     let export = match &cli.command {
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    if demo_nodes.is_some() {
+    if demo.is_some() {
         viewer::demo::adjust(&mut config, recordings_given);
     }
     // The embedded broker, when asked for; the viewer connects to it.
@@ -131,8 +131,8 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             config.recordings.display()
         );
-        match demo_nodes {
-            Some(nodes) => viewer::demo::run(config, nodes, shutdown).await,
+        match demo {
+            Some((nodes, codec)) => viewer::demo::run(config, nodes, &codec, shutdown).await,
             None => viewer::run(config, shutdown).await,
         }
     })

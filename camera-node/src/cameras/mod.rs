@@ -78,7 +78,7 @@ pub struct Entry {
     /// Frames and kbit/s over the last [`RATE_EVERY`].
     rates: std::sync::Mutex<(f64, f64)>,
     /// `snapshot.jpg` decoded, for an H.264 camera.
-    pub snapshot: crate::snapshot::Snapshot,
+    pub snapshot: fanout::snapshot::Snapshot,
 }
 
 /// How often a camera's frame rate and bit rate are measured.
@@ -256,7 +256,7 @@ impl Cameras {
             supervisor: tokio::sync::Mutex::new(None),
             pushes: std::sync::Mutex::default(),
             rates: std::sync::Mutex::default(),
-            snapshot: crate::snapshot::Snapshot::default(),
+            snapshot: fanout::snapshot::Snapshot::default(),
         });
         self.env.servers.spawn(measure_rates(Arc::clone(&entry)));
         tracing::info!(camera = %config.id, "serving {} on TCP port {port} (source {})", config.id, config.source);

@@ -180,6 +180,10 @@ pub enum Command {
         /// Camera nodes to start
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
         nodes: u16,
+        /// What the simulated cameras send: mjpeg, h264, or mixed (every
+        /// other node H.264)
+        #[arg(long, default_value = "mjpeg", value_parser = ["mjpeg", "h264", "mixed"])]
+        codec: String,
     },
     /// Writes a recorded session, or a time range of it, as one MP4 per
     /// camera (the JPEGs copied, no re-encoding) with a progress line each

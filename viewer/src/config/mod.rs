@@ -354,7 +354,7 @@ mod tests {
             "--dashboard",
             "off",
         ]);
-        assert!(matches!(c.command, Some(Command::Demo { nodes: 2 })));
+        assert!(matches!(c.command, Some(Command::Demo { nodes: 2, .. })));
         let v = ViewerConfig::merge(c, FileConfig::default()).unwrap();
         assert_eq!(v.embedded_broker, Some("0.0.0.0:1883".parse().unwrap()));
         assert_eq!((v.dashboard, v.dashboard_explicit), (None, true));

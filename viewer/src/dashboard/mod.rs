@@ -128,6 +128,8 @@ pub struct Dashboard {
     pub segments: Arc<crate::playback::SegmentCache>,
     /// H.264 exports being made or waiting to be downloaded.
     pub exports: Arc<crate::playback::h264::Jobs>,
+    /// Recorded H.264 pictures decoded for `frame.jpg`.
+    pub pictures: Arc<crate::playback::pictures::Pictures>,
     /// Users, sessions and whether the dashboard is on TLS.
     pub access: Arc<login::Access>,
     pub closing: CancellationToken,
@@ -150,6 +152,7 @@ impl Dashboard {
             recordings: config.recordings.clone(),
             node_token: config.node_api_token.clone(),
             segments: Arc::default(),
+            pictures: Arc::default(),
             exports: Arc::default(),
             access: Arc::new(login::Access::new(
                 config.users.clone(),
@@ -180,6 +183,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/rec", post(record))
         .route("/cameras/{node}/{camera}/stream.mjpg", get(stream))
+        .route("/cameras/{node}/{camera}/snapshot.jpg", get(picture))
         .route("/api/live", get(live))
         .route("/recordings/{*path}", get(files::download))
         .merge(sources::routes())
@@ -391,9 +395,41 @@ async fn stream(
     let Some(live) = d.live.get(&key) else {
         return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
     };
+    if live
+        .hub
+        .latest()
+        .is_some_and(|f| f.codec == fanout::Codec::H264)
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{key} is an H.264 camera: its tile plays on the dashboard's page (the live WebSocket); /cameras/{node}/{camera}/snapshot.jpg is its newest picture"),
+        );
+    }
     let reader = live.hub.add_local_reader(Protocol::Http);
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
     MjpegStream::from_reader(reader, peer.as_ref(), live.gone.clone()).into_response()
+}
+
+/// A camera's newest picture as a JPEG (an H.264 camera's decoded).
+async fn picture(State(d): Shared, Path((node, camera)): Path<(String, String)>) -> Response {
+    let key = format!("{node}/{camera}");
+    let Some(live) = d.live.get(&key) else {
+        return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
+    };
+    match live.picture().await {
+        Ok(jpeg) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{key}: no picture: {e:#}"),
+        ),
+    }
 }
 
 /// Every tile of a page over one WebSocket (docs/protocol.md, "The live

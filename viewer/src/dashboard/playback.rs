@@ -258,6 +258,13 @@ enum Found {
     None { next_us: Option<i64> },
 }
 
+/// What the index says of an instant.
+enum Looked {
+    Found(Found),
+    /// An H.264 sample: its picture is decoded.
+    Decode(PathBuf, SampleRef),
+}
+
 pub(super) async fn frame(
     State(d): State<Arc<Dashboard>>,
     UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
@@ -284,15 +291,31 @@ pub(super) async fn frame(
     };
     let cache = Arc::clone(&d.segments);
     let at_us = at.timestamp_micros();
-    let found = tokio::task::spawn_blocking(move || -> Result<Found> {
+    let looked = tokio::task::spawn_blocking(move || -> Result<Looked> {
         let Some((path, sample)) = find(&cache, &dir, at_us)? else {
-            return Ok(Found::None {
+            return Ok(Looked::Found(Found::None {
                 next_us: next_after(&cache, &dir, at_us)?,
-            });
+            }));
         };
-        Ok(Found::Frame(read_sample(&path, sample)?, sample))
+        if crate::playback::is_h264(&cache, &path)? {
+            return Ok(Looked::Decode(path, sample));
+        }
+        Ok(Looked::Found(Found::Frame(
+            read_sample(&path, sample)?,
+            sample,
+        )))
     })
     .await;
+    let found = match looked {
+        Ok(Ok(Looked::Decode(path, sample))) => {
+            let cache = Arc::clone(&d.segments);
+            let jpeg = d.pictures.jpeg(cache, path, sample).await;
+            Ok(jpeg.map(|j| Found::Frame(j.to_vec(), sample)))
+        }
+        Ok(Ok(Looked::Found(found))) => Ok(Ok(found)),
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
     match found {
         Ok(Ok(Found::Frame(jpeg, sample))) => {
             let time = rfc3339_us;

@@ -87,7 +87,7 @@ fn picture(
     if let Some(t) = tile {
         if decoded.get(key).is_none_or(|(seq, _)| *seq != t.seq) {
             let mat =
-                imgcodecs::imdecode(&Vector::<u8>::from_slice(&t.jpeg), imgcodecs::IMREAD_COLOR)?;
+                imgcodecs::imdecode(&Vector::<u8>::from_slice(&t.data), imgcodecs::IMREAD_COLOR)?;
             if !mat.empty() {
                 decoded.insert(key.to_owned(), (t.seq, mat));
             }

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fanout::{Frame, Hub};
+use fanout::snapshot::Snapshot;
+use fanout::{Codec, Frame, Hub};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -27,13 +28,17 @@ pub struct LiveCamera {
     /// Cancelled when the camera goes (its node left) or the viewer stops:
     /// its readers end.
     pub gone: CancellationToken,
+    /// An H.264 camera's newest picture, decoded for snapshots.
+    snapshot: Snapshot,
 }
 
 /// A camera's newest frame as a tile shows it.
 #[derive(Debug, Clone)]
 pub struct Tile {
     pub seq: u64,
-    pub jpeg: Bytes,
+    pub codec: Codec,
+    /// The JPEG, or the H.264 access unit.
+    pub data: Bytes,
     /// When the frame arrived.
     pub at: Instant,
     /// Smoothed frames per second.
@@ -79,12 +84,32 @@ impl LiveCamera {
         self.rate.lock().expect("rate lock").map_or(0.0, |(_, f)| f)
     }
 
+    /// The newest picture as a JPEG: an MJPEG camera's newest frame, an
+    /// H.264 camera's decoded from its newest keyframe group (one decode at
+    /// a time, kept for a moment: `fanout::snapshot`).
+    pub async fn picture(&self) -> anyhow::Result<Bytes> {
+        let Some(latest) = self.hub.latest() else {
+            anyhow::bail!("no frame yet");
+        };
+        match latest.codec {
+            Codec::Mjpeg => Ok(latest.data),
+            Codec::H264 => self.snapshot.jpeg(&self.hub).await,
+        }
+    }
+
+    /// Whether a picture is being decoded now (a snapshot asked for then
+    /// would wait for it).
+    pub fn is_decoding(&self) -> bool {
+        self.snapshot.is_busy()
+    }
+
     /// The newest frame, or `None` before the first.
     pub fn tile(&self) -> Option<Tile> {
         let frame = self.hub.latest()?;
         Some(Tile {
             seq: frame.seq,
-            jpeg: frame.data,
+            codec: frame.codec,
+            data: frame.data,
             at: frame.read_at,
             fps: self.fps(),
             recording: self.is_recording(),
@@ -118,6 +143,7 @@ impl Live {
                 recording: AtomicBool::new(false),
                 rate: Mutex::new(None),
                 gone: self.closing.child_token(),
+                snapshot: Snapshot::default(),
             })
         });
         Arc::clone(camera)

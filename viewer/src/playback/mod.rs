@@ -7,7 +7,8 @@
 //!
 //! Below it: [`index`] (one segment's samples), [`export`] (a range as
 //! one MP4, for `viewer export` and downloads), [`zip`] (a streamed
-//! session zip) and [`h264`] (the H.264 export jobs). Their HTTP API
+//! session zip), [`h264`] (the H.264 export jobs) and [`pictures`] (an
+//! H.264 camera's recorded pictures decoded for `frame.jpg`). Their HTTP API
 //! (`frame.jpg?at=`, `export.mp4`, `export.zip`, `timeline`, the H.264
 //! jobs) is the dashboard's, in `dashboard/playback.rs` and
 //! `dashboard/exports.rs`; this module never calls back into it, and
@@ -16,6 +17,7 @@
 pub mod export;
 pub mod h264;
 pub mod index;
+pub mod pictures;
 pub mod zip;
 
 use std::collections::HashMap;
@@ -111,6 +113,17 @@ pub(crate) fn segments(dir: &Path) -> Vec<(i64, PathBuf)> {
         .collect();
     found.sort();
     found
+}
+
+/// Whether the segment at `path` is H.264 (its picture must be decoded).
+pub fn is_h264(cache: &SegmentCache, path: &Path) -> Result<bool> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let origin = origin_us(name).context("not a segment name")?;
+    let index = cache.index(path, origin)?;
+    Ok(matches!(
+        index.entry,
+        Some(shared::fmp4::SampleEntry::Avc(_))
+    ))
 }
 
 /// The sample of the camera in `dir` shown at `at_us`, and its file.

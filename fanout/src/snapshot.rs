@@ -7,9 +7,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::Hub;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use fanout::{Frame, Hub};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -27,6 +27,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether a decode is under way.
+    pub fn is_busy(&self) -> bool {
+        self.last.try_lock().is_err()
+    }
+
     /// The newest picture as a JPEG: the cached one while fresh, else a
     /// decode (requests meanwhile wait for it rather than start another).
     pub async fn jpeg(&self, hub: &Hub) -> Result<Bytes> {
@@ -36,24 +41,28 @@ impl Snapshot {
                 return Ok(jpeg.clone());
             }
         }
-        let group = hub.group();
+        let group: Vec<Bytes> = hub.group().into_iter().map(|f| f.data).collect();
         if group.is_empty() {
             bail!("camera {} has no keyframe yet", hub.camera_id());
         }
-        let jpeg = tokio::time::timeout(DECODE_LIMIT, decode_last(&group))
-            .await
-            .map_err(|_| anyhow::anyhow!("decoding took over {} s", DECODE_LIMIT.as_secs()))??;
+        let jpeg = decode_last(&group).await?;
         *last = Some((Instant::now(), jpeg.clone()));
         Ok(jpeg)
     }
 }
 
 /// The last picture of a keyframe group (AVCC access units, the keyframe
-/// first) as a JPEG, by `ffmpeg`.
-pub async fn decode_last(group: &[Frame]) -> Result<Bytes> {
-    let mut annex_b = Vec::with_capacity(group.iter().map(|f| f.data.len() + 16).sum());
-    for frame in group {
-        shared::h264::to_annex_b(&frame.data, &mut annex_b);
+/// first) as a JPEG, by `ffmpeg`, within [`DECODE_LIMIT`].
+pub async fn decode_last(group: &[Bytes]) -> Result<Bytes> {
+    tokio::time::timeout(DECODE_LIMIT, decode(group))
+        .await
+        .map_err(|_| anyhow::anyhow!("decoding took over {} s", DECODE_LIMIT.as_secs()))?
+}
+
+async fn decode(group: &[Bytes]) -> Result<Bytes> {
+    let mut annex_b = Vec::with_capacity(group.iter().map(|f| f.len() + 16).sum());
+    for unit in group {
+        shared::h264::to_annex_b(unit, &mut annex_b);
     }
     let last = group.len() - 1;
     let mut child = tokio::process::Command::new("ffmpeg")
