@@ -251,3 +251,40 @@ fn the_relay_demo_passes_the_cameras_on_between_viewers() {
         },
     );
 }
+
+#[test]
+fn the_mixed_demo_records_an_mjpeg_and_an_h264_camera_side_by_side() {
+    let demo = Demo::start_with("2", &["--codec", "mixed"]);
+    demo.wait_fleet(2);
+    let started = post_json(
+        &format!("{}/api/rec", demo.dashboard),
+        r#"{"action":"start"}"#,
+    );
+    assert_eq!(started.status, 202, "{}", started.text());
+    let recordings = demo.dir.path("recordings");
+    let closed = wait_for("a closed segment of both cameras", SECS(30), || {
+        let segments = files(&recordings, ".mp4");
+        let of = |n: &str| {
+            segments
+                .iter()
+                .find(|s| s.to_string_lossy().contains(&format!("/{n}/")))
+                .cloned()
+        };
+        Some((of("demo-1")?, of("demo-2")?))
+    });
+    for (segment, codec) in [(&closed.0, "mjpeg"), (&closed.1, "h264")] {
+        let out = run_ok(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-show_entries", "stream=codec_name"])
+                .args(["-of", "csv=p=0"])
+                .arg(segment),
+        );
+        assert_eq!(out.trim(), codec, "{}", segment.display());
+    }
+    let (status, body) = {
+        let r = demo.curl("/cameras/demo-2/cam0/snapshot.jpg");
+        (r.status, r.body)
+    };
+    assert_eq!(status, 200);
+    assert!(body.starts_with(&[0xFF, 0xD8]), "a JPEG of the H.264 camera");
+}
