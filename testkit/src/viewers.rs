@@ -352,3 +352,29 @@ pub fn samples(segment: &Path) -> Vec<(i64, String)> {
         })
         .collect()
 }
+
+/// Holds a process stopped for `hold` (the fault's length, not a wait for
+/// anything), then lets it run again (unless its supervisor has replaced
+/// it meanwhile).
+pub fn freeze(pid: u32, hold: Duration) {
+    let signal = |name: &str| {
+        Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(signal("STOP"), "kill -STOP {pid}");
+    std::thread::sleep(hold);
+    signal("CONT");
+}
+
+/// A per-camera counter of the viewer's `/metrics` (`camfleet_viewer_NAME`).
+pub fn viewer_counter(dashboard: &str, name: &str, node: &str, camera: &str) -> u64 {
+    let text = curl(&[&format!("http://{dashboard}/metrics")]).text();
+    let series = format!("camfleet_viewer_{name}{{node=\"{node}\",camera=\"{camera}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in the viewer's metrics:\n{text}"))
+}

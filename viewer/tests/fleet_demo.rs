@@ -286,5 +286,8 @@ fn the_mixed_demo_records_an_mjpeg_and_an_h264_camera_side_by_side() {
         (r.status, r.body)
     };
     assert_eq!(status, 200);
-    assert!(body.starts_with(&[0xFF, 0xD8]), "a JPEG of the H.264 camera");
+    assert!(
+        body.starts_with(&[0xFF, 0xD8]),
+        "a JPEG of the H.264 camera"
+    );
 }

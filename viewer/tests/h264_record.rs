@@ -3,97 +3,17 @@
 //! viewer recording 5 s segments; every segment checked with ffprobe and
 //! decoded by ffmpeg, and the burned-in frame numbers of all segments read.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod h264_common;
+
 use std::time::Duration;
 
-use camera_node::source::pattern::read_frame_number;
+use h264_common::*;
 use testkit::viewers::*;
 use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-const W: u32 = 320;
-const H: u32 = 240;
-
-/// One packet as ffprobe reads it: timeline time and duration (µs), and
-/// whether it is a keyframe.
-#[derive(Debug, Clone, Copy)]
-struct Packet {
-    at_us: i64,
-    duration_us: i64,
-    key: bool,
-}
-
-fn packets(segment: &Path) -> Vec<Packet> {
-    let out = ffprobe_video(
-        segment,
-        &[
-            "-show_entries",
-            "packet=pts_time,duration_time,flags",
-            "-of",
-            "csv=p=0",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        segment.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let origin = origin_us(segment);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let secs = |v: &str| (v.parse::<f64>().unwrap() * 1e6).round() as i64;
-            Packet {
-                at_us: origin + secs(f[0]),
-                duration_us: secs(f[1]),
-                key: f[2].contains('K'),
-            }
-        })
-        .collect()
-}
-
-fn codec_name(segment: &Path) -> String {
-    let out = ffprobe_video(
-        segment,
-        &["-show_entries", "stream=codec_name", "-of", "csv=p=0"],
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Every picture of `segment` decoded by ffmpeg: their burned-in numbers,
-/// and what ffmpeg said at level error (nothing when all decoded).
-fn decoded_numbers(segment: &Path) -> (Vec<u64>, String) {
-    require("ffmpeg", "ffmpeg");
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "error", "-nostdin", "-i"])
-        .arg(segment)
-        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        .output()
-        .expect("ffmpeg");
-    let numbers = out
-        .stdout
-        .chunks((W * H) as usize)
-        .map(|p| read_frame_number(p, W, H).expect("a test-pattern picture"))
-        .collect();
-    (numbers, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 fn h264_node(broker: &Broker, id: &str) -> Node {
     test_node_with(broker, id, "320x240", &["--codec", "h264"])
-}
-
-/// The closed segments of the one camera under `recordings`, oldest first.
-fn segments_of(recordings: &Path, node: &str) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = files(recordings, ".mp4")
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(&format!("/{node}/")))
-        .collect();
-    found.sort();
-    found
 }
 
 #[test]
@@ -142,11 +62,15 @@ fn an_h264_camera_is_recorded_in_keyframe_cut_gapless_segments_every_frame_once(
                 first.at_us - boundary
             );
         }
+        // ffprobe gives an H.264 packet the duration its SPS's timing says
+        // (100 ms at 10 fps), not the sample's: within one frame. (The
+        // recorder's own durations meet exactly: the segmenter's tests.)
         if let Some(prev) = previous {
             let gap = first.at_us - (prev.at_us + prev.duration_us);
             assert!(
-                gap.abs() <= 1_000,
-                "{name}: {gap} µs from the segment before"
+                gap.abs() < 100_000,
+                "{name}: {gap} µs from the segment before (its last packet {prev:?}, this one's first {:?})",
+                &packets[..3.min(packets.len())]
             );
         }
         previous = Some(last);

@@ -53,7 +53,9 @@ fn three_hops_down_an_h264_camera_is_recorded_exactly_as_from_its_node() {
         "320x240",
         &["--codec", "h264", "--relay-max-member", "1"],
     );
-    let dirs: Vec<TempDir> = (0..4).map(|i| TempDir::new(&format!("h264-hops-{i}"))).collect();
+    let dirs: Vec<TempDir> = (0..4)
+        .map(|i| TempDir::new(&format!("h264-hops-{i}")))
+        .collect();
     let mut relays = Vec::new();
     for (i, dir) in dirs[..3].iter().enumerate() {
         let id = format!("r{}", i + 1);

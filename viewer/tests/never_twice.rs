@@ -73,22 +73,6 @@ fn stop_recording(broker: &Broker) {
     wait_state(broker, "the viewer idle", |s| s.state == "idle");
 }
 
-/// Holds a process stopped for `hold` (the fault's length, not a wait for
-/// anything), then lets it run again (unless its supervisor has replaced
-/// it meanwhile).
-fn freeze(pid: u32, hold: Duration) {
-    let signal = |name: &str| {
-        Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    };
-    assert!(signal("STOP"), "kill -STOP {pid}");
-    std::thread::sleep(hold);
-    signal("CONT");
-}
-
 /// Bytes recorded so far, finished segments and open ones.
 fn recorded_bytes(recordings: &Path) -> u64 {
     [".mp4", ".part"]

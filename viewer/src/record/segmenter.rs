@@ -26,6 +26,9 @@ use shared::frame::Codec;
 /// Write a fragment once it holds this much media (DESIGN.md: at least every
 /// second, so a crash loses at most about a second).
 const FRAGMENT_TICKS: u64 = TIMESCALE as u64;
+/// A frame this much older than the newest on disk is not that frame again
+/// but a node's clock that stepped back (as the link's repeat filter).
+const REPEAT_WINDOW_US: u64 = 10_000_000;
 
 /// A frame to record.
 #[derive(Debug, Clone)]
@@ -76,6 +79,24 @@ pub struct Segmenter {
     pub bytes: u64,
     /// H.264 frames not written because no keyframe had started a segment.
     pub before_key: u64,
+    /// Whether segments a crash left open in the folder have been closed
+    /// and the newest frame already on disk looked up.
+    swept: bool,
+    /// A frame the camera's folder already holds: one placed at or before
+    /// it is not written again (a viewer that crashed and resumed is sent
+    /// frames its last run wrote).
+    on_disk: Option<OnDisk>,
+    /// Frames not written because the folder already held them.
+    pub repeats: u64,
+}
+
+/// The newest frame already in a camera's folder.
+#[derive(Debug, Clone, Copy)]
+struct OnDisk {
+    at_us: u64,
+    /// A frame placed within this of it is that frame (the two runs'
+    /// clock corrections differ a little).
+    slack_us: u64,
 }
 
 struct OpenSegment {
@@ -102,11 +123,32 @@ impl Segmenter {
             frames: 0,
             bytes: 0,
             before_key: 0,
+            swept: false,
+            on_disk: None,
+            repeats: 0,
         }
     }
 
     /// Records a frame: may close the current segment and open the next.
     pub fn push(&mut self, frame: RecFrame) -> std::io::Result<()> {
+        if !std::mem::replace(&mut self.swept, true) {
+            self.on_disk = newest_on_disk(&self.plan.dir);
+        }
+        if let Some(d) = self.on_disk {
+            let t = frame.captured_at_us;
+            if t <= d.at_us + d.slack_us && d.at_us.saturating_sub(t) <= REPEAT_WINDOW_US {
+                if self.repeats == 0 {
+                    tracing::info!(
+                        "{}: frames up to {} are already on disk (an earlier run wrote them): not writing them again",
+                        self.plan.dir.display(),
+                        segment_name(d.at_us)
+                    );
+                }
+                self.repeats += 1;
+                return Ok(());
+            }
+            self.on_disk = None;
+        }
         let window = frame.captured_at_us / self.plan.segment_us;
         let h264 = self.plan.codec == Codec::H264;
         // A keyframe's entry: an H.264 segment's SPS/PPS must hold for all
@@ -192,6 +234,7 @@ impl Segmenter {
         std::fs::create_dir_all(&self.plan.dir)?;
         let part = self.plan.dir.join(format!("{name}.mp4.part"));
         let done = self.plan.dir.join(format!("{name}.mp4"));
+        close_leftovers(&self.plan.dir, &part);
         let init = fmp4::init_segment(&entry);
         let (file, fragments) = match self.reopen(&part, &done, &init)? {
             Some(reopened) => reopened,
@@ -315,8 +358,34 @@ fn whole_fragments(path: &Path, init: &[u8]) -> std::io::Result<Option<(u64, u32
     if size < init.len() as u64 || file.read_exact(&mut head).is_err() || head != init {
         return Ok(None);
     }
-    let (mut at, mut kept, mut sequence, mut kept_sequence) =
-        (init.len() as u64, init.len() as u64, 0, 0);
+    walk_fragments(&mut file, init.len() as u64, size).map(Some)
+}
+
+/// The length of a segment up to its last whole fragment (`None`: it does
+/// not start with `ftyp` and `moov`, so it is not one to mend).
+fn whole_length(path: &Path) -> std::io::Result<Option<u64>> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut at = 0;
+    for kind in [b"ftyp", b"moov"] {
+        let mut header = [0u8; 8];
+        file.seek(SeekFrom::Start(at))?;
+        if at + 8 > size || file.read_exact(&mut header).is_err() || &header[4..8] != kind {
+            return Ok(None);
+        }
+        let len = u64::from(u32::from_be_bytes(header[..4].try_into().expect("4 bytes")));
+        if len < 8 || at + len > size {
+            return Ok(None);
+        }
+        at += len;
+    }
+    Ok(Some(walk_fragments(&mut file, at, size)?.0))
+}
+
+/// From `at`, where the fragments begin, to the end of the last whole one:
+/// that end and its sequence number.
+fn walk_fragments(file: &mut File, mut at: u64, size: u64) -> std::io::Result<(u64, u32)> {
+    let (mut kept, mut sequence, mut kept_sequence) = (at, 0, 0);
     loop {
         let mut header = [0u8; 16];
         file.seek(SeekFrom::Start(at))?;
@@ -345,7 +414,76 @@ fn whole_fragments(path: &Path, init: &[u8]) -> std::io::Result<Option<(u64, u32
         }
         at += len;
     }
-    Ok(Some((kept, kept_sequence)))
+    Ok((kept, kept_sequence))
+}
+
+/// The newest frame in the camera folder `dir`: the last sample of its
+/// newest segment (closed or left open), if it has one.
+fn newest_on_disk(dir: &Path) -> Option<OnDisk> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name
+                .strip_suffix(".mp4")
+                .or_else(|| name.strip_suffix(".mp4.part"))?
+                .to_owned();
+            Some((stem, e.path()))
+        })
+        .max()?;
+    let origin = chrono::NaiveDateTime::parse_from_str(&newest.0, "%Y%m%dT%H%M%SZ").ok()?;
+    let index =
+        crate::playback::index::read(&newest.1, origin.and_utc().timestamp_micros()).ok()?;
+    let last = index.samples.last()?;
+    Some(OnDisk {
+        at_us: u64::try_from(last.at_us).ok()?,
+        slack_us: (last.duration_us.max(0) as u64 / 4).max(1_000),
+    })
+}
+
+/// Closes the `.mp4.part` files a crashed viewer left in `dir` (all but
+/// `open`): each is cut after its last whole fragment and renamed to
+/// `.mp4`, so it plays to its end, and retention (which never takes an
+/// open segment) may delete it in its turn.
+fn close_leftovers(dir: &Path, open: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let part = entry.path();
+        let Some(name) = part.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".mp4.part") else {
+            continue;
+        };
+        let done = dir.join(format!("{stem}.mp4"));
+        if part == open || done.exists() {
+            continue;
+        }
+        let mended = whole_length(&part).and_then(|len| {
+            let Some(len) = len else {
+                return Ok(false);
+            };
+            let file = std::fs::OpenOptions::new().write(true).open(&part)?;
+            file.set_len(len)?;
+            file.sync_all()?;
+            std::fs::rename(&part, &done)?;
+            Ok(true)
+        });
+        match mended {
+            Ok(true) => tracing::info!(
+                "{}: left open by a viewer that stopped without closing it; closed after its last whole fragment",
+                done.display()
+            ),
+            Ok(false) => tracing::warn!(
+                "{} is not a camfleet segment; left as it is",
+                part.display()
+            ),
+            Err(e) => tracing::warn!("cannot close {}: {e}", part.display()),
+        }
+    }
 }
 
 /// Ticks from `a` to `b`, both measured from `origin`, so that rounding never
@@ -534,6 +672,7 @@ mod tests {
             ]
         );
         let mut count = 0;
+        let mut end_of_previous = None;
         for (path, frames) in s.closed.iter().zip([10, 10, 10, 12]) {
             let origin = (name_us(path)) as i64;
             let index = crate::playback::index::read(path, origin).unwrap();
@@ -549,6 +688,11 @@ mod tests {
             assert_eq!(keys, want, "sync samples flagged");
             let first = start + (3 + count) * 100_000;
             assert_eq!(index.samples[0].at_us, first as i64, "named by its second");
+            if let Some(end) = end_of_previous {
+                assert_eq!(index.samples[0].at_us, end, "gapless");
+            }
+            let last = index.samples[frames - 1];
+            end_of_previous = Some(last.at_us + last.duration_us);
             count += frames as u64;
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -558,6 +702,66 @@ mod tests {
         let stem = path.file_name().unwrap().to_string_lossy();
         let t = chrono::NaiveDateTime::parse_from_str(&stem[..16], "%Y%m%dT%H%M%SZ").unwrap();
         t.and_utc().timestamp_micros() as u64
+    }
+
+    #[test]
+    fn a_run_after_a_crash_closes_what_it_left_open_and_writes_no_frame_twice() {
+        let dir = std::env::temp_dir().join(format!("camfleet-seg-crash-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let start = 1_795_255_201_100_000u64; // 10:00:01.1
+        let mut crashed = Segmenter::new(plan(&dir));
+        for i in 0..25 {
+            crashed.push(frame(start + i * 100_000)).unwrap();
+        }
+        // Killed: its segment stays a .part, with a torn fragment at the end.
+        let part = crashed.current().unwrap().to_owned();
+        std::mem::forget(crashed);
+        let whole = std::fs::metadata(&part).unwrap().len();
+        let mut torn = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&part)
+            .unwrap();
+        torn.write_all(&[0, 0, 1, 0, b'm', b'o', b'o', b'f'])
+            .unwrap();
+        drop(torn);
+        // Its last whole fragment ends at 2.9 s; the next run is sent the
+        // frames from 2.6 s on.
+        let mut next = Segmenter::new(plan(&dir));
+        for i in 15..40 {
+            next.push(frame(start + i * 100_000)).unwrap();
+        }
+        next.finish().unwrap();
+        let closed = part.with_extension("");
+        assert!(
+            !part.exists() && closed.exists(),
+            "the crash's .part is closed"
+        );
+        assert_eq!(
+            std::fs::metadata(&closed).unwrap().len(),
+            whole,
+            "cut after its last whole fragment"
+        );
+        let on_disk: Vec<i64> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .flat_map(|e| {
+                let name = e.file_name().into_string().unwrap();
+                let origin = chrono::NaiveDateTime::parse_from_str(&name[..16], "%Y%m%dT%H%M%SZ")
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_micros();
+                crate::playback::index::read(&e.path(), origin)
+                    .unwrap()
+                    .samples
+            })
+            .map(|s| s.at_us)
+            .collect();
+        let mut unique = on_disk.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), on_disk.len(), "no frame twice: {on_disk:?}");
+        assert_eq!(next.repeats, 4, "2.6 to 2.9 s were not written again");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
