@@ -203,6 +203,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/api/exports/{id}/file", get(exports::file))
         .route("/api/sessions/{session}/timeline", get(playback::timeline))
         .route(
+            "/api/sessions/{session}/{node}/{camera}/media.mp4",
+            get(playback::media),
+        )
+        .route(
             "/api/sessions/{session}/export.zip",
             get(playback::export_zip),
         )

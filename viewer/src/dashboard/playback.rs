@@ -187,6 +187,56 @@ pub(super) async fn export(
     })
 }
 
+/// Longest stretch one `media.mp4` answers: the player asks for the next
+/// while it plays this one.
+const MEDIA_SPAN_US: i64 = 30_000_000;
+
+/// `GET /api/sessions/<session>/<node>/<camera>/media.mp4?from=&to=`: an
+/// H.264 camera's recording of the range (at most [`MEDIA_SPAN_US`]) as
+/// fragmented MP4 for the player's Media Source Extensions: from the
+/// keyframe at or before `from`, the samples copied; `X-Media-Start` says
+/// the instant its media time 0 stands for. Not an export: no slot taken.
+pub(super) async fn media(
+    State(d): State<Arc<Dashboard>>,
+    UrlPath((session, node, camera)): UrlPath<(String, String, String)>,
+    Query(span): Query<Span>,
+) -> Response {
+    let (from, to) = match span.range() {
+        Ok((from, to)) if from != i64::MIN => (from, to.min(from.saturating_add(MEDIA_SPAN_US))),
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "say from when: ?from=<RFC 3339>"),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let dir = match camera_dir(&d, &session, &node, &camera) {
+        Ok(dir) => dir,
+        Err((status, why)) => return error(status, why),
+    };
+    let cache = Arc::clone(&d.segments);
+    let made = tokio::task::spawn_blocking(move || -> Result<Option<(i64, Vec<u8>)>> {
+        let samples = export::samples_in(&cache, &dir, from, to)?;
+        if samples.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let done = export::write_mp4(&samples, &mut out, |_, _| {})?;
+        Ok(Some((done.first_us, out)))
+    })
+    .await;
+    match made {
+        Ok(Ok(Some((start, mp4)))) => (
+            [
+                (header::CONTENT_TYPE, "video/mp4".to_owned()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (HeaderName::from_static("x-media-start"), rfc3339_us(start)),
+            ],
+            mp4,
+        )
+            .into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no frame in the range"),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// A camera's samples in the asked range and a slot to export them, or
 /// the answer saying why not (a bad range or name, no frame, busy).
 pub(super) async fn export_samples(
@@ -391,7 +441,15 @@ pub(super) async fn timeline(
                 end = end.max(last.1);
             }
             let spans: Vec<[String; 2]> = spans.iter().map(|(f, t)| [time(*f), time(*t)]).collect();
-            cameras.push(serde_json::json!({ "node": node, "camera": camera, "spans": spans }));
+            let h264 = segments(&camera_dir)
+                .first()
+                .map(|(_, path)| crate::playback::is_h264(&cache, path))
+                .transpose()?
+                .unwrap_or(false);
+            let codec = if h264 { "h264" } else { "mjpeg" };
+            cameras.push(serde_json::json!({
+                "node": node, "camera": camera, "codec": codec, "spans": spans
+            }));
         }
         let sensors = sensor_rows(&dir.join("sensors.csv"));
         Ok(serde_json::json!({
