@@ -378,3 +378,30 @@ pub fn viewer_counter(dashboard: &str, name: &str, node: &str, camera: &str) -> 
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in the viewer's metrics:\n{text}"))
 }
+
+/// Segment name -> samples (timeline µs, MD5), for one viewer's recording
+/// of one camera under `dir`.
+pub fn recorded(dir: &Path) -> std::collections::BTreeMap<String, Vec<(i64, String)>> {
+    files(dir, ".mp4")
+        .iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                samples(p),
+            )
+        })
+        .collect()
+}
+
+/// Starts a session once the viewer is online and waits until an open
+/// segment holds more than `bytes`.
+pub fn start_recording(broker: &Broker, recordings: &Path, bytes: u64) {
+    wait_online(broker);
+    broker.publish("command/rec", "start");
+    wait_for("frames on disk", SECS(20), || {
+        files(recordings, ".part")
+            .iter()
+            .any(|p| p.metadata().map(|m| m.len() > bytes).unwrap_or(false))
+            .then_some(())
+    });
+}

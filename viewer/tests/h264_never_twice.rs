@@ -73,17 +73,6 @@ fn gaps(numbers: &[u64], runs: usize) -> u64 {
     missing
 }
 
-fn start_recording(broker: &Broker, recordings: &Path) {
-    wait_online(broker);
-    broker.publish("command/rec", "start");
-    wait_for("frames on disk", SECS(20), || {
-        files(recordings, ".part")
-            .iter()
-            .any(|p| p.metadata().map(|m| m.len() > 16384).unwrap_or(false))
-            .then_some(())
-    });
-}
-
 fn stop_recording(broker: &Broker, recordings: &Path) {
     broker.publish("command/rec", "stop");
     wait_state(broker, "the viewer idle", |s| s.state == "idle");
@@ -129,7 +118,7 @@ fn a_node_frozen_for_8_s_loses_only_what_the_viewer_reports() {
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
     let dashboard = viewer.dashboard();
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 16384);
     let (missed0, before0) = losses(&dashboard, "pi-hfrozen");
     freeze(node.pid(), SECS(8));
     assert!(viewer.log().contains("no frame from"), "{}", viewer.log());
@@ -154,7 +143,7 @@ fn a_node_killed_and_started_again_is_recorded_once_and_decodes() {
     let recordings = TempDir::new("h264-killed");
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 16384);
     node.signal("KILL");
     drop(node);
     let _again = h264_node(&broker, "pi-hkilled");
@@ -176,7 +165,7 @@ fn a_viewer_killed_mid_session_resumes_and_nothing_is_recorded_twice() {
     let recordings = TempDir::new("h264-resume");
     let mut viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 16384);
     viewer.child.kill().unwrap(); // SIGKILL
     let _ = viewer.child.wait();
     wait_for("the viewer's last will", SECS(20), || {

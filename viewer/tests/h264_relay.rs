@@ -31,19 +31,6 @@ fn relay_port(broker: &Broker, viewer: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-/// Segment name -> samples (timeline µs, MD5), for one viewer's recording.
-fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(i64, String)>> {
-    files(dir, ".mp4")
-        .iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                samples(p),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn three_hops_down_an_h264_camera_is_recorded_exactly_as_from_its_node() {
     let broker = Broker::start();

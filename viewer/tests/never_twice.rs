@@ -56,18 +56,6 @@ fn assert_no_frame_twice(recordings: &Path, viewer: &Viewer) -> usize {
     repeats
 }
 
-/// Starts a session and waits until frames reach the disk.
-fn start_recording(broker: &Broker, recordings: &Path) {
-    wait_online(broker);
-    broker.publish("command/rec", "start");
-    wait_for("frames on disk", SECS(20), || {
-        files(recordings, ".part")
-            .iter()
-            .any(|p| p.metadata().map(|m| m.len() > 4096).unwrap_or(false))
-            .then_some(())
-    });
-}
-
 fn stop_recording(broker: &Broker) {
     broker.publish("command/rec", "stop");
     wait_state(broker, "the viewer idle", |s| s.state == "idle");
@@ -107,7 +95,7 @@ fn a_node_frozen_for_8_s_is_not_recorded_twice() {
     let recordings = TempDir::new("frozen-node");
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 4096);
     freeze(node.pid(), SECS(8));
     // The viewer's stream watchdog gave up on the frozen node; the node
     // greets the new connection with its newest frame, recorded before.
@@ -140,7 +128,7 @@ fn a_camera_frozen_for_7_s_is_not_recorded_twice() {
     let recordings = TempDir::new("frozen-camera");
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 4096);
     let camera = Command::new("pgrep")
         .args(["-f", &format!("^ffmpeg.*{marker}")])
         .output()
@@ -170,7 +158,7 @@ fn a_restarted_node_is_not_recorded_twice() {
     let recordings = TempDir::new("restarted-node");
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
-    start_recording(&broker, &recordings.0);
+    start_recording(&broker, &recordings.0, 4096);
     drop(node); // stops the node
     let _again = test_node(&broker, "pi-restart", "320x240");
     wait_recording_again(&viewer, 2, &recordings.0);

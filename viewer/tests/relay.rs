@@ -310,19 +310,6 @@ fn a_frozen_head_is_left_within_the_stall_limit_and_bad_payloads_are_refused() {
     viewers[&member].wait_log(&node_tcp, SECS(10));
 }
 
-/// Segment name -> samples, for one viewer's recording of the camera.
-fn recorded(dir: &std::path::Path) -> BTreeMap<String, Vec<(i64, String)>> {
-    files(dir, ".mp4")
-        .iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                samples(p),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
     let broker = Broker::start();

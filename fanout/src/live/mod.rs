@@ -29,7 +29,7 @@ mod window;
 pub use message::{
     encode, encode_mp4, Request, Want, HEADER_LEN, KIND_JPEG, KIND_MP4, MAX_REQUEST, MAX_SHOWN,
 };
-pub use mp4::Mp4Track;
+use mp4::Mp4Track;
 pub use window::{Window, MAX_WINDOW, MIN_WINDOW, QUEUE_TIME};
 
 use std::sync::Arc;
@@ -118,6 +118,9 @@ struct Shown {
     refused: Option<String>,
     /// What the page was told of an H.264 camera's stream.
     mp4: Mp4Track,
+    /// The codec of the last frame taken (a stream's frames all go, a
+    /// picture camera's newest).
+    codec: Option<Codec>,
 }
 
 impl Shown {
@@ -226,12 +229,15 @@ impl Session {
                 let i = (self.turn + step) % count;
                 let now = Instant::now();
                 let shown = &mut self.shown[i];
-                let Some(hub) = shown.reader.as_ref().map(|r| Arc::clone(r.hub())) else {
+                let Some(reader) = shown.reader.as_ref() else {
                     continue;
                 };
                 // A stream's frames all go, in order (a rate limit does not
                 // apply); a picture's newest goes once the last was taken.
-                let stream = hub.latest().is_some_and(|f| f.codec == Codec::H264);
+                let codec = shown
+                    .codec
+                    .or_else(|| reader.hub().latest().map(|f| f.codec));
+                let stream = codec == Some(Codec::H264);
                 let may = if stream {
                     self.window.has_room(now)
                 } else {
@@ -250,6 +256,7 @@ impl Session {
                 let Some(frame) = frame else {
                     continue;
                 };
+                shown.codec = Some(frame.codec);
                 let mp4 = match frame.codec {
                     Codec::Mjpeg => None,
                     Codec::H264 => match shown.mp4.carry(&frame) {
@@ -337,6 +344,7 @@ impl Session {
                     last_sent: None,
                     refused: None,
                     mp4: Mp4Track::default(),
+                    codec: None,
                 },
             };
             self.shown.push(shown);
@@ -366,6 +374,7 @@ impl Session {
                 Ok(reader) => {
                     shown._woken = Some(wake_on_frames(&hub, &self.wake));
                     shown.reader = Some(reader);
+                    shown.codec = None;
                     shown.refused = None;
                     self.wake.notify_one();
                 }

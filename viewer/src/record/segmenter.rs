@@ -132,6 +132,7 @@ impl Segmenter {
     /// Records a frame: may close the current segment and open the next.
     pub fn push(&mut self, frame: RecFrame) -> std::io::Result<()> {
         if !std::mem::replace(&mut self.swept, true) {
+            close_leftovers(&self.plan.dir);
             self.on_disk = newest_on_disk(&self.plan.dir);
         }
         if let Some(d) = self.on_disk {
@@ -234,7 +235,6 @@ impl Segmenter {
         std::fs::create_dir_all(&self.plan.dir)?;
         let part = self.plan.dir.join(format!("{name}.mp4.part"));
         let done = self.plan.dir.join(format!("{name}.mp4"));
-        close_leftovers(&self.plan.dir, &part);
         let init = fmp4::init_segment(&entry);
         let (file, fragments) = match self.reopen(&part, &done, &init)? {
             Some(reopened) => reopened,
@@ -442,11 +442,13 @@ fn newest_on_disk(dir: &Path) -> Option<OnDisk> {
     })
 }
 
-/// Closes the `.mp4.part` files a crashed viewer left in `dir` (all but
-/// `open`): each is cut after its last whole fragment and renamed to
-/// `.mp4`, so it plays to its end, and retention (which never takes an
-/// open segment) may delete it in its turn.
-fn close_leftovers(dir: &Path, open: &Path) {
+/// Closes the `.mp4.part` files a crashed viewer left in `dir` (a camera's
+/// recorder runs it before it writes): each is cut after its last whole
+/// fragment and renamed to `.mp4`, so it plays to its end, and retention
+/// (which never takes an open segment) may delete it in its turn. One the
+/// recording goes on with (begun again within its second) is reopened
+/// from its `.mp4`.
+fn close_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -459,7 +461,7 @@ fn close_leftovers(dir: &Path, open: &Path) {
             continue;
         };
         let done = dir.join(format!("{stem}.mp4"));
-        if part == open || done.exists() {
+        if done.exists() {
             continue;
         }
         let mended = whole_length(&part).and_then(|len| {
