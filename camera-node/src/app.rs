@@ -27,7 +27,7 @@ use crate::presence::Presence;
 use crate::relay::PublishedPlans;
 use crate::serve::http::{self, HttpServer};
 use crate::serve::rtsp::{self, RtspServer};
-use crate::source::CaptureSettings;
+use crate::source::{CaptureSettings, SourceSpec};
 
 /// How often the kernel is asked whether the clock is synchronised (NTP
 /// often arrives a minute or two after a Pi boots).
@@ -74,7 +74,16 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     );
     tracing::info!("RTSP on {rtsp_base}/<camera>, web page and API on {http_base}/");
     warn_if_exposed(&config);
-    let info = node_info(&config, addresses);
+    let mut info = node_info(&config, addresses);
+    if config
+        .cameras
+        .iter()
+        .any(|c| c.source == SourceSpec::Rpicam)
+    {
+        if let Some(program) = crate::source::rpicam_program() {
+            info.pi_cameras = crate::source::rpicam::list_cameras(&program).await;
+        }
+    }
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
     let info = Arc::new(watch::Sender::new(info));
     let (store, saved) = open_store(&config)?;
@@ -110,7 +119,13 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     };
     let cameras = Cameras::new(env, Arc::clone(&info), store);
     for (cam, listener) in config.cameras.iter().zip(listeners) {
-        cameras.start(cam.clone(), Origin::Config, listener, true)?;
+        let entry = cameras.start(
+            saved.with_controls(cam.clone()),
+            Origin::Config,
+            listener,
+            true,
+        )?;
+        entry.set_file_controls(cam.controls.clone());
     }
     cameras.restore(saved).await;
     if let Some(path) = cameras.state_file() {
@@ -162,6 +177,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         cameras: Arc::clone(&cameras),
         connected: mqtt_connected,
         relay_plans,
+        machine: Arc::clone(&state.machine),
     };
     let mut presence = tokio::spawn(
         presence
@@ -228,6 +244,7 @@ fn node_info(config: &NodeConfig, addresses: Vec<String>) -> NodeInfo {
         started_at: Utc::now(),
         cameras: Vec::new(),
         clock_synchronized: crate::clock::synchronized(),
+        pi_cameras: Vec::new(),
     }
 }
 

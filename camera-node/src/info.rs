@@ -20,6 +20,8 @@ pub struct NodeState {
     pub cameras: Arc<Cameras>,
     /// The cameras' watchdog: a camera silent for longer is not healthy.
     pub watchdog: Duration,
+    /// The machine's latest health sample.
+    pub machine: Arc<crate::health::Latest>,
 }
 
 impl NodeState {
@@ -32,6 +34,7 @@ impl NodeState {
             info,
             cameras,
             watchdog,
+            machine: Arc::default(),
         }
     }
 

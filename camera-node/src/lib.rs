@@ -21,7 +21,10 @@
 //! - [`push`]: what goes out: a camera pushed to an RTSP server.
 //! - [`rtp`]: RTP/JPEG (RFC 2435), RTP H.264 (RFC 6184) and RTCP, for RTSP
 //!   and the push.
-//! - [`presence`]: status, NodeInfo, discovery answers and stats on MQTT.
+//! - [`presence`]: status, NodeInfo, discovery answers, stats and health on
+//!   MQTT, and camera controls asked on MQTT.
+//! - [`health`]: the Pi's own figures (throttling, temperature, Wi-Fi, free
+//!   space), sampled with the stats.
 //! - [`relay`]: the relay planner (who passes each camera to whom) and the
 //!   plans it published.
 //! - [`info`]: NodeInfo kept current (cameras, clock), shared by the servers.
@@ -39,6 +42,7 @@ pub mod cameras;
 pub mod clock;
 pub mod config;
 pub mod h264;
+pub mod health;
 pub mod info;
 pub mod mjpeg;
 pub mod net;

@@ -1,6 +1,6 @@
 //! The node on MQTT: retained `online` (with an `offline` last will) and
 //! NodeInfo, answers to `command/getIP`, stats and the CPU temperature
-//! every [`STATS_INTERVAL`]. One task owns the event loop; on every
+//! every `--stats-seconds` (with the machine's health). One task owns the event loop; on every
 //! ConnAck it resubscribes and republishes the retained state.
 
 use std::path::Path;
@@ -21,10 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Cameras;
 use crate::config::NodeConfig;
+use crate::health::HealthSampler;
 use crate::relay::{Planner, PublishedPlans};
 
-/// How often stats and the CPU temperature are published.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
 /// How long shutdown waits for `offline` to reach the broker.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 /// How long the node's own test message may take to come back.
@@ -82,6 +81,8 @@ pub struct Presence {
     pub connected: Arc<AtomicBool>,
     /// Where the plans published are kept for the node's HTTP server.
     pub relay_plans: Arc<PublishedPlans>,
+    /// Where the latest health sample is kept for `/metrics`.
+    pub machine: Arc<crate::health::Latest>,
 }
 
 impl Presence {
@@ -99,7 +100,9 @@ impl Presence {
         let mut stats = StatsSampler::new(Arc::clone(&self.cameras));
         let mut camera_changes = self.cameras.watch();
         let mut states = StatePublisher::default();
-        let mut ticker = tokio::time::interval(STATS_INTERVAL);
+        let mut ticker = tokio::time::interval(c.stats_interval);
+        let mut health = HealthSampler::new(&c.health_root, c.state_dir.as_deref());
+        let sets = topics.camera_sets(&c.node_id);
         let mut connected = false;
         let mut cpu_temp_missing_logged = false;
         let mut planner = (c.relay_max_member > 0)
@@ -124,7 +127,7 @@ impl Presence {
                         connected = true;
                         echo.waiting = None;
                         // One SUBSCRIBE, so one SUBACK: `online` goes out once.
-                        let mut filters = vec![echo.topic.clone(), topics::GETIP_REQUEST.to_owned()];
+                        let mut filters = vec![echo.topic.clone(), topics::GETIP_REQUEST.to_owned(), sets.clone()];
                         if planner.is_some() {
                             filters.extend([relay_filter.clone(), status_filter.clone()]);
                         }
@@ -151,6 +154,12 @@ impl Presence {
                     Some(MqttEvent::Message(p)) if p.topic == topics::GETIP_REQUEST => {
                         tracing::debug!("answering a discovery request");
                         try_publish(&client, topics::GETIP_RESPONSE, false, info_json(&self.info.borrow()));
+                    }
+                    Some(MqttEvent::Message(p)) if topics.camera_of_set(&c.node_id, &p.topic).is_some() => {
+                        let camera = topics.camera_of_set(&c.node_id, &p.topic).expect("checked").to_owned();
+                        let cameras = Arc::clone(&self.cameras);
+                        // A change waits for the camera process to stop: not in this loop.
+                        tokio::spawn(async move { cameras.set_from_mqtt(&camera, &p.payload).await });
                     }
                     Some(MqttEvent::Message(p)) if planner.is_some() => {
                         let planner = planner.as_mut().expect("checked");
@@ -197,12 +206,17 @@ impl Presence {
                     }
                 }
                 _ = ticker.tick() => {
-                    let figures = stats.sample(&c.node_id);
+                    let mut figures = stats.sample(&c.node_id);
+                    let machine = health.sample(&figures.cameras);
+                    *self.machine.lock().expect("health lock") = Some(machine.clone());
+                    figures.health = Some(machine);
                     if !connected {
                         continue;
                     }
                     let json = serde_json::to_string(&figures).unwrap_or_default();
                     try_publish(&client, &topics.node_stats(&c.node_id), false, json);
+                    let json = serde_json::to_string(&figures.health).unwrap_or_default();
+                    try_publish(&client, &topics.node_health(&c.node_id), true, json);
                     if let Some(path) = &c.cpu_temp_path {
                         match read_cpu_temp(path) {
                             Some(celsius) => try_publish(&client, &topics::cpu_temp(&c.node_id), false, format!("{celsius:.1}")),
@@ -308,6 +322,8 @@ impl StatePublisher {
                         last_error: p.last_error,
                     })
                     .collect(),
+                controls: view.controls,
+                control_error: view.control_error,
             };
             now.insert(view.id, serde_json::to_string(&state).unwrap_or_default());
         }
@@ -389,6 +405,7 @@ impl StatsSampler {
             node_id: node_id.to_owned(),
             at: Utc::now(),
             cameras,
+            health: None,
         }
     }
 }

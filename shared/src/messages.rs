@@ -29,6 +29,35 @@ pub struct NodeInfo {
     /// absent where the node cannot tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_synchronized: Option<bool>,
+    /// The Pi's cameras as `rpicam-vid --list-cameras` found them at start;
+    /// absent where there is no rpicam-vid or no rpicam camera.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pi_cameras: Vec<PiCamera>,
+}
+
+/// A camera connected to the Pi (docs/mqtt.md, "NodeInfo").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PiCamera {
+    /// What `camera = N` picks.
+    pub index: u32,
+    /// The sensor (`imx708`, `imx219`, `ov5647`, ...).
+    pub model: String,
+    /// The sensor's full size.
+    pub width: u32,
+    pub height: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modes: Vec<SensorMode>,
+}
+
+/// One of a sensor's modes: what the `mode` control picks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorMode {
+    /// The pixel format (`SRGGB10_CSI2P`).
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// The most frames a second it gives.
+    pub fps: f64,
 }
 
 /// The node's answer to `GET /api/v1/time`: its clock, read while it
@@ -94,6 +123,13 @@ pub struct CameraState {
     /// RTSP servers the camera is pushed to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pushes: Vec<PushState>,
+    /// The camera controls set (rpicam cameras), by rpicam-vid's option names.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub controls: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Why the last change asked on the camera's `set` topic was refused;
+    /// absent once one is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_error: Option<String>,
 }
 
 /// One push of a camera to an RTSP server, in [`CameraState`].
@@ -116,6 +152,74 @@ pub struct NodeStats {
     #[serde(with = "rfc3339_seconds")]
     pub at: DateTime<Utc>,
     pub cameras: Vec<CameraStats>,
+    /// The machine's own figures; absent from nodes before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<NodeHealth>,
+}
+
+/// A node's machine, sampled with its stats (docs/mqtt.md, "Health").
+/// Every figure is absent where the machine does not tell it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// The firmware's throttling flags (`get_throttled`): now, and since boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_voltage: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_voltage_since_boot: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_since_boot: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freq_capped: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freq_capped_since_boot: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soc_temp_c: Option<f64>,
+    /// Busy share of all cores since the last sample, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// One-minute load average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_1m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_total_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_available_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wifi: Option<WifiHealth>,
+    /// Free space of the file system holding the state directory, and of
+    /// the one holding the logs (`/var/log`), in percent of its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_free_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_free_percent: Option<f64>,
+    /// Summed over the node's cameras: frames some viewer skipped, and
+    /// camera process restarts, since the node started.
+    pub frames_dropped: u64,
+    pub camera_restarts: u64,
+    /// What crossed a line, one sentence each naming the figure; empty when
+    /// all is well.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// The Wi-Fi interface's link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WifiHealth {
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_dbm: Option<f64>,
+    /// Link quality as the driver gives it (out of 70 for most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_quality: Option<f64>,
+    /// The transmit bit rate, where `iw` tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate_mbit_s: Option<f64>,
+    /// Packets the driver gave up on after retrying, since the interface
+    /// came up (`/proc/net/wireless`'s `retry` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -113,6 +113,37 @@ impl Topics {
         format!("{}/node/{node_id}/camera/{camera}/state", self.prefix)
     }
 
+    /// Where a camera takes changes of its controls (JSON, QoS 1).
+    pub fn camera_set(&self, node_id: &str, camera: &str) -> String {
+        format!("{}/node/{node_id}/camera/{camera}/set", self.prefix)
+    }
+
+    /// Filter matching the `set` topic of every camera of one node.
+    pub fn camera_sets(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/camera/+/set", self.prefix)
+    }
+
+    /// The camera of one of `node_id`'s `set` topics.
+    pub fn camera_of_set<'t>(&self, node_id: &str, topic: &'t str) -> Option<&'t str> {
+        let rest = topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/node/")?
+            .strip_prefix(node_id)?
+            .strip_prefix("/camera/")?;
+        let camera = rest.strip_suffix("/set")?;
+        (!camera.is_empty() && !camera.contains('/')).then_some(camera)
+    }
+
+    /// Retained health of a node's machine (docs/mqtt.md, "Health").
+    pub fn node_health(&self, node_id: &str) -> String {
+        format!("{}/node/{node_id}/health", self.prefix)
+    }
+
+    /// Filter matching every node's health.
+    pub fn all_node_health(&self) -> String {
+        format!("{}/node/+/health", self.prefix)
+    }
+
     /// Filter matching every camera's state.
     pub fn all_camera_states(&self) -> String {
         format!("{}/node/+/camera/+/state", self.prefix)
@@ -185,6 +216,15 @@ mod tests {
         assert_eq!(t.viewer_recording("ws"), "camfleet/viewer/ws/recording");
         assert_eq!(cpu_temp("pi-door"), "sensor/pi-door/cpu_temp");
         assert_eq!(Topics::new("site/a/").node_info("n"), "site/a/node/n/info");
+        assert_eq!(t.node_health("pi-door"), "camfleet/node/pi-door/health");
+        let set = t.camera_set("pi-door", "cam0");
+        assert_eq!(set, "camfleet/node/pi-door/camera/cam0/set");
+        assert_eq!(t.camera_of_set("pi-door", &set), Some("cam0"));
+        assert_eq!(t.camera_of_set("pi-do", &set), None);
+        assert_eq!(
+            t.camera_of_set("pi-door", "camfleet/node/pi-door/camera/a/b/set"),
+            None
+        );
     }
 
     #[test]

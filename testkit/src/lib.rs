@@ -52,7 +52,8 @@ pub use node::{
     node_base_args, node_base_args_on, node_binary, run_node, start_on_fake_camera, Node,
 };
 pub use web::{
-    curl, post_json, read_multipart, rtsp_decode, HttpReply, Part, RtspClient, RtspReply,
+    curl, metric_value, post_json, promtool_accepts, read_multipart, rtsp_decode, HttpReply, Part,
+    RtspClient, RtspReply,
 };
 
 use std::io::Write;

@@ -187,8 +187,26 @@ pub fn camera_args<'a>(
     .concat()
 }
 
+/// What the stand-ins answer to `--list-cameras`, as rpicam-vid prints
+/// it: one Camera Module 3, and with `FAKE_CAMERAS=2` in the environment a
+/// Camera Module 2 on the second connector (a Pi 5). Not an invocation.
+const LIST_CAMERAS: &str = r#"case " $* " in *" --list-cameras "*)
+  echo "Available cameras"
+  echo "-----------------"
+  echo "0 : imx708 [4608x2592 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a)"
+  echo "    Modes: 'SRGGB10_CSI2P' : 1536x864 [120.13 fps - (768, 432)/3072x1728 crop]"
+  echo "                             4608x2592 [14.35 fps - (0, 0)/4608x2592 crop]"
+  if [ "${FAKE_CAMERAS:-1}" -ge 2 ]; then
+    echo ""
+    echo "1 : imx219 [3280x2464 10-bit RGGB] (/base/axi/pcie@120000/rp1/i2c@80000/imx219@10)"
+    echo "    Modes: 'SRGGB10_CSI2P' : 640x480 [206.65 fps - (1000, 752)/1280x960 crop]"
+  fi
+  exit 0;;
+esac"#;
+
 /// A stand-in for rpicam-vid/libcamera-vid: checks the contract's flags,
-/// records its pid, then streams MJPEG at the size and rate it was asked for.
+/// records its pid and flags, then streams MJPEG at the size and rate it
+/// was asked for.
 pub fn fake_camera_script(dir: &TempDir, name: &str) {
     require("ffmpeg", "ffmpeg");
     let log = dir.path("invocations");
@@ -196,6 +214,7 @@ pub fn fake_camera_script(dir: &TempDir, name: &str) {
         name,
         &format!(
             r#"#!/bin/sh
+{LIST_CAMERAS}
 args=" $* "
 echo "$$ $*" >> '{log}'
 for want in "-t 0" "-n" "--codec mjpeg" "--flush" "-o -" "--width 320" "--height 240" "--framerate 10" "-q 70"; do
@@ -221,6 +240,7 @@ pub fn fake_h264_camera_script(dir: &TempDir, name: &str) {
         name,
         &format!(
             r#"#!/bin/sh
+{LIST_CAMERAS}
 echo "$$ $*" >> '{log}'
 args=" $* "
 for want in "-t 0" "-n" "--codec h264" "--inline" "--flush" "-o -"; do

@@ -24,7 +24,7 @@ use crate::link::live::Live;
 use crate::link::supervisor::Supervisor;
 use crate::record::recorder::RecordEvent;
 use crate::record::retention::{RetentionRunner, RETENTION_EVERY};
-use crate::record::sensors::{topic_matches, SensorLog};
+use crate::record::sensors::{health_rows, topic_matches, SensorLog};
 use crate::record::session::{self, Change, Recording, Session};
 use crate::relay;
 
@@ -112,7 +112,11 @@ impl Control {
     fn on_connected(&mut self) {
         let topics = &self.topics;
         let config = &self.config;
-        let mut filters = vec![topics.all_node_info(), topics.all_node_status()];
+        let mut filters = vec![
+            topics.all_node_info(),
+            topics.all_node_status(),
+            topics.all_node_health(),
+        ];
         if config.relay.is_some() {
             filters.push(topics.all_relay_plans());
             self.announced = None;
@@ -165,6 +169,8 @@ impl Control {
             if let Err(e) = self.sensors.record(Utc::now(), &p.topic, &p.payload) {
                 tracing::error!(topic = %p.topic, "cannot write the sensor row: {e}");
             }
+        } else if let Some(node) = self.topics.node_id_of(&p.topic, "health") {
+            self.on_health(node, p);
         } else if let Some((node, camera)) = self
             .topics
             .relay_plan_of(&p.topic)
@@ -183,6 +189,32 @@ impl Control {
                     .sync(&self.client, &self.feed.infos.lock().expect("feed"));
             }
             self.announce();
+        }
+    }
+
+    /// A node's health: kept for the dashboard's badge and, heard live (not
+    /// a retained copy from before), written as sensor rows.
+    fn on_health(&mut self, node: &str, p: &Publish) {
+        let health: shared::messages::NodeHealth = match serde_json::from_slice(&p.payload) {
+            Ok(h) => h,
+            Err(e) if !p.payload.is_empty() => {
+                tracing::warn!(topic = %p.topic, "ignoring the node's health: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        if self.config.record && !p.retain {
+            let now = Utc::now();
+            for (topic, value) in health_rows(node, &health) {
+                if let Err(e) = self.sensors.record(now, &topic, value.as_bytes()) {
+                    tracing::error!(%topic, "cannot write the health row: {e}");
+                }
+            }
+        }
+        let mut known = self.feed.health.lock().expect("feed");
+        // Bounded like the nodes themselves: one entry per node heard.
+        if known.len() < 1000 || known.contains_key(node) {
+            known.insert(node.to_owned(), health);
         }
     }
 

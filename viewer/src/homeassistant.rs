@@ -7,6 +7,10 @@
 //!   `camfleet/viewer/<viewer>/snapshot/<node>/<camera>` every few seconds,
 //!   and a `sensor` with its frames per second (from the node's stats);
 //! - per node a `binary_sensor` online and a `sensor` CPU temperature;
+//!   from the node's retained health (`camfleet/node/<node>/health`),
+//!   binary sensors throttled and under-voltage (`problem`) and sensors
+//!   for the SoC temperature, Wi-Fi signal and bit rate, free space,
+//!   frames dropped and health warnings;
 //! - a `switch` for recording: `command/rec` start/stop, its state from the
 //!   viewer's recording state.
 //!
@@ -25,6 +29,53 @@ use shared::topics::{Topics, REC_COMMAND};
 
 use crate::link::live::Live;
 use crate::record::sensors::topic_matches;
+
+/// A node's health sensors: object id, name, unit, device class and the
+/// template reading the retained health JSON (docs/mqtt.md, "Health").
+const HEALTH_SENSORS: [(&str, &str, &str, &str, &str); 6] = [
+    (
+        "soc_temp",
+        "SoC temperature",
+        "°C",
+        "temperature",
+        "{{ value_json.soc_temp_c }}",
+    ),
+    (
+        "wifi_signal",
+        "Wi-Fi signal",
+        "dBm",
+        "signal_strength",
+        "{{ value_json.wifi.signal_dbm if value_json.wifi is defined else none }}",
+    ),
+    (
+        "wifi_bitrate",
+        "Wi-Fi bit rate",
+        "Mbit/s",
+        "data_rate",
+        "{{ value_json.wifi.bitrate_mbit_s if value_json.wifi is defined else none }}",
+    ),
+    (
+        "state_free",
+        "Free space",
+        "%",
+        "",
+        "{{ value_json.state_free_percent }}",
+    ),
+    (
+        "frames_dropped",
+        "Frames dropped",
+        "",
+        "",
+        "{{ value_json.frames_dropped }}",
+    ),
+    (
+        "warnings",
+        "Health warnings",
+        "",
+        "",
+        "{{ value_json.warnings | count }}",
+    ),
+];
 
 /// The discovery prefix Home Assistant listens on unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "homeassistant";
@@ -179,6 +230,44 @@ impl HomeAssistant {
                     "device": device,
                 }),
             );
+            let health = self.topics.node_health(node);
+            for (object, name, field) in [
+                ("throttled", "Throttled", "throttled"),
+                ("under_voltage", "Under-voltage", "under_voltage"),
+            ] {
+                out.insert(
+                    topic("binary_sensor", &format!("{node}_{object}")),
+                    json!({
+                        "name": name,
+                        "unique_id": format!("camfleet_{node}_{object}"),
+                        "device_class": "problem",
+                        "state_topic": health,
+                        "value_template": format!("{{{{ 'ON' if value_json.{field} else 'OFF' }}}}"),
+                        "availability": both,
+                        "availability_mode": "all",
+                        "device": device,
+                    }),
+                );
+            }
+            for (object, name, unit, class, template) in HEALTH_SENSORS {
+                let mut config = json!({
+                    "name": name,
+                    "unique_id": format!("camfleet_{node}_{object}"),
+                    "state_class": "measurement",
+                    "state_topic": health,
+                    "value_template": template,
+                    "availability": both,
+                    "availability_mode": "all",
+                    "device": device,
+                });
+                if !unit.is_empty() {
+                    config["unit_of_measurement"] = json!(unit);
+                }
+                if !class.is_empty() {
+                    config["device_class"] = json!(class);
+                }
+                out.insert(topic("sensor", &format!("{node}_{object}")), config);
+            }
             for camera in &info.cameras {
                 let id = &camera.id;
                 out.insert(
@@ -290,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_with_two_cameras_gives_seven_entities_with_the_documented_keys() {
+    fn a_node_with_two_cameras_gives_fifteen_entities_with_the_documented_keys() {
         let ha = HomeAssistant::new(Some("homeassistant".into()), "ws", Topics::default());
         let infos = BTreeMap::from([("pi-door".to_owned(), info("pi-door", &["cam0", "cam1"]))]);
         let configs = ha.configs("homeassistant", &infos);
@@ -299,14 +388,28 @@ mod tests {
             topics,
             [
                 "homeassistant/binary_sensor/camfleet_ws/pi-door_online/config",
+                "homeassistant/binary_sensor/camfleet_ws/pi-door_throttled/config",
+                "homeassistant/binary_sensor/camfleet_ws/pi-door_under_voltage/config",
                 "homeassistant/camera/camfleet_ws/pi-door_cam0/config",
                 "homeassistant/camera/camfleet_ws/pi-door_cam1/config",
                 "homeassistant/sensor/camfleet_ws/pi-door_cam0_fps/config",
                 "homeassistant/sensor/camfleet_ws/pi-door_cam1_fps/config",
                 "homeassistant/sensor/camfleet_ws/pi-door_cpu_temp/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_frames_dropped/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_soc_temp/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_state_free/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_warnings/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_wifi_bitrate/config",
+                "homeassistant/sensor/camfleet_ws/pi-door_wifi_signal/config",
                 "homeassistant/switch/camfleet_ws/recording/config",
             ]
         );
+        let throttled =
+            &configs["homeassistant/binary_sensor/camfleet_ws/pi-door_throttled/config"];
+        assert_eq!(throttled["state_topic"], "camfleet/node/pi-door/health");
+        assert_eq!(throttled["device_class"], "problem");
+        let signal = &configs["homeassistant/sensor/camfleet_ws/pi-door_wifi_signal/config"];
+        assert_eq!(signal["unit_of_measurement"], "dBm");
         let camera = &configs["homeassistant/camera/camfleet_ws/pi-door_cam1/config"];
         assert_eq!(camera["topic"], "camfleet/viewer/ws/snapshot/pi-door/cam1");
         assert_eq!(camera["device"]["identifiers"][0], "camfleet_pi-door");

@@ -50,9 +50,11 @@ fn home_assistant_gets_every_entity_a_snapshot_and_a_working_switch_until_turned
         &["--homeassistant", "--homeassistant-snapshot-seconds", "1"],
     );
     viewer.wait_log("camera{camera=pi-ha/cam0}: connected", SECS(20));
-    let found = wait_for("five discovery configs", SECS(20), || {
+    // Per node: online, throttled, under-voltage, CPU temperature and six
+    // health sensors; per camera a camera and its frame rate; the switch.
+    let found = wait_for("thirteen discovery configs", SECS(20), || {
         let found = configs(&broker);
-        (found.len() == 5).then_some(found)
+        (found.len() == 13).then_some(found)
     });
     let at = |component: &str, object: &str| -> &Value {
         let topic = format!("homeassistant/{component}/camfleet_ws/{object}/config");
@@ -62,7 +64,22 @@ fn home_assistant_gets_every_entity_a_snapshot_and_a_working_switch_until_turned
     };
     // The keys HA documents for each component (MQTT camera, switch,
     // binary_sensor, sensor), availability and a device on every one.
-    let wanted: [(&str, &str, &[&str]); 5] = [
+    let wanted: [(&str, &str, &[&str]); 8] = [
+        (
+            "binary_sensor",
+            "pi-ha_throttled",
+            &["state_topic", "value_template", "device_class"],
+        ),
+        (
+            "binary_sensor",
+            "pi-ha_under_voltage",
+            &["state_topic", "value_template", "device_class"],
+        ),
+        (
+            "sensor",
+            "pi-ha_wifi_signal",
+            &["state_topic", "unit_of_measurement", "value_template"],
+        ),
         ("camera", "pi-ha_cam0", &["topic"]),
         (
             "switch",

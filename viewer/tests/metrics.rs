@@ -2,46 +2,12 @@
 //! it: `promtool check metrics` accepts it and the figures move while a
 //! real node is recorded.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use testkit::viewers::*;
 use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// One sample's value, by its name and labels as written.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-fn promtool_accepts(text: &str) {
-    require("promtool", "prometheus");
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn metrics_pass_promtool_and_move_while_recording() {
@@ -54,9 +20,9 @@ fn metrics_pass_promtool_and_move_while_recording() {
 
     let idle = curl(&[&url]).text();
     promtool_accepts(&idle);
-    assert_eq!(value(&idle, "camfleet_viewer_recording_wanted"), 0.0);
-    assert_eq!(value(&idle, "camfleet_viewer_mqtt_connected"), 1.0);
-    assert!(value(&idle, "camfleet_viewer_recordings_free_bytes") > 0.0);
+    assert_eq!(metric_value(&idle, "camfleet_viewer_recording_wanted"), 0.0);
+    assert_eq!(metric_value(&idle, "camfleet_viewer_mqtt_connected"), 1.0);
+    assert!(metric_value(&idle, "camfleet_viewer_recordings_free_bytes") > 0.0);
 
     broker.publish("command/rec", "start");
     wait_for("two closed segments", SECS(30), || {
@@ -65,29 +31,35 @@ fn metrics_pass_promtool_and_move_while_recording() {
     let camera = r#"{node="pi-metrics",camera="cam0"}"#;
     let recording = wait_for("the segments counted", SECS(10), || {
         let text = curl(&[&url]).text();
-        (value(
+        (metric_value(
             &text,
             &format!("camfleet_viewer_segments_written_total{camera}"),
         ) >= 2.0)
             .then_some(text)
     });
     promtool_accepts(&recording);
-    assert_eq!(value(&recording, "camfleet_viewer_recording_wanted"), 1.0);
-    assert_eq!(value(&recording, "camfleet_viewer_cameras_recording"), 1.0);
+    assert_eq!(
+        metric_value(&recording, "camfleet_viewer_recording_wanted"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&recording, "camfleet_viewer_cameras_recording"),
+        1.0
+    );
     let frames = |text: &str| {
-        value(
+        metric_value(
             text,
             &format!("camfleet_viewer_frames_received_total{camera}"),
         )
     };
     assert!(frames(&recording) > frames(&idle));
     assert!(
-        value(
+        metric_value(
             &recording,
             &format!("camfleet_viewer_bytes_written_total{camera}")
         ) > 10_000.0
     );
-    let writes = value(
+    let writes = metric_value(
         &recording,
         r#"camfleet_viewer_write_seconds_count{node="pi-metrics",camera="cam0"}"#,
     );
@@ -99,10 +71,10 @@ fn metrics_pass_promtool_and_move_while_recording() {
     // when a segment closes), budget or not.
     wait_for("the recordings' size", SECS(20), || {
         let text = curl(&[&url]).text();
-        (value(&text, "camfleet_viewer_recordings_bytes") > 10_000.0).then_some(())
+        (metric_value(&text, "camfleet_viewer_recordings_bytes") > 10_000.0).then_some(())
     });
     // The node runs on this machine's clock: an offset of about zero.
-    let offset = value(
+    let offset = metric_value(
         &recording,
         &format!("camfleet_viewer_clock_offset_seconds{camera}"),
     );

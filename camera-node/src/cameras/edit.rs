@@ -2,14 +2,17 @@
 //! started or stopped. Each is checked (source, id, sizes, ports, limits),
 //! done, then saved; one at a time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 use super::{refused, Cameras, Entry, Origin, Refused};
 use crate::config::{check_id, CameraConfig};
 use crate::push::{Push, PushUrl};
+use crate::source::controls::{self, Controls};
 use crate::source::secrets::{check_text, MAX_SOURCE_LEN};
 use crate::source::url;
 use crate::source::{CaptureSettings, Output, SourceSpec};
@@ -36,6 +39,9 @@ pub struct NewCamera {
     pub codec: Option<Codec>,
     pub tcp_port: Option<u16>,
     pub enabled: Option<bool>,
+    /// Camera controls (rpicam sources).
+    #[serde(default)]
+    pub controls: Controls,
     /// RTSP servers to push it to.
     #[serde(default)]
     pub pushes: Vec<String>,
@@ -53,6 +59,9 @@ pub struct CameraPatch {
     pub quality: Option<u8>,
     pub codec: Option<Codec>,
     pub enabled: Option<bool>,
+    /// Camera controls to change (rpicam sources; config-file cameras
+    /// too): each checked, `null` removing one.
+    pub controls: Option<BTreeMap<String, Value>>,
 }
 
 impl Cameras {
@@ -129,6 +138,10 @@ impl Cameras {
                 codec: new.codec,
             },
         )?;
+        let config = CameraConfig {
+            controls: self.controls_for(&config, &Controls::new(), &new.controls)?,
+            ..config
+        };
         let listener = self.listener(new.tcp_port).await?;
         let pushes = new
             .pushes
@@ -180,8 +193,9 @@ impl Cameras {
         Ok(())
     }
 
-    /// Changes an API camera's source or output; its supervisor restarts
-    /// with them while its viewers stay connected.
+    /// Changes a camera's source, output or controls; its supervisor
+    /// restarts with them while its viewers stay connected. A config-file
+    /// camera takes controls and `enabled` only.
     pub async fn patch(&self, id: &str, patch: CameraPatch) -> Result<Arc<Entry>, Refused> {
         let _edit = self.edits.lock().await;
         let entry = self.existing(id)?;
@@ -191,19 +205,20 @@ impl Cameras {
             || patch.fps.is_some()
             || patch.quality.is_some()
             || patch.codec.is_some();
+        if changes_source && entry.origin == Origin::Config {
+            return Err(refused(
+                409,
+                format!("{id} comes from the config file: change its source there"),
+            ));
+        }
+        let old = entry.config();
+        let mut config = old.clone();
         if changes_source {
-            if entry.origin == Origin::Config {
-                return Err(refused(
-                    409,
-                    format!("{id} comes from the config file: change it there"),
-                ));
-            }
-            let old = entry.config();
             let source = match &patch.source {
                 Some(text) => self.check_source(text)?,
                 None => old.source.clone(),
             };
-            let config = self.camera_config(
+            config = self.camera_config(
                 id.to_owned(),
                 source,
                 Output {
@@ -214,15 +229,24 @@ impl Cameras {
                     codec: patch.codec.or(old.output.codec),
                 },
             )?;
+            config.controls = old.controls.clone();
+        }
+        if let Some(changes) = &patch.controls {
+            config.controls = self.controls_for(&config, &old.controls, changes)?;
+        }
+        if changes_source || config.controls != old.controls {
             let mut supervisor = entry.supervisor.lock().await;
             if let Some((token, handle)) = supervisor.take() {
                 token.cancel();
                 let _ = handle.await;
             }
             *entry.config.lock().expect("config lock") = config.clone();
-            entry
-                .status
-                .note(&format!("changed through the API: {}", config.source));
+            let what = match changes_source {
+                true => format!("changed through the API: {}", config.source),
+                false => format!("controls now {}", describe_controls(&config.controls)),
+            };
+            tracing::info!(camera = id, "{what}");
+            entry.status.note(&what);
             *supervisor = Some(self.supervise(&entry, config));
         }
         if let Some(on) = patch.enabled {
@@ -232,6 +256,29 @@ impl Cameras {
         self.save();
         self.bump();
         Ok(entry)
+    }
+
+    /// `changes` applied to `current` for the camera `config` describes:
+    /// controls are rpicam-vid's, so other sources take none.
+    fn controls_for(
+        &self,
+        config: &CameraConfig,
+        current: &Controls,
+        changes: &BTreeMap<String, Value>,
+    ) -> Result<Controls, Refused> {
+        if changes.is_empty() {
+            return Ok(current.clone());
+        }
+        if config.source != SourceSpec::Rpicam {
+            return Err(refused(
+                409,
+                format!(
+                    "camera controls are rpicam-vid's; {} is {}",
+                    config.id, config.source
+                ),
+            ));
+        }
+        controls::apply(current, changes).map_err(|e| refused(400, e))
     }
 
     fn check_source(&self, text: &str) -> Result<SourceSpec, Refused> {
@@ -301,6 +348,7 @@ impl Cameras {
             tcp_port: 0,
             output,
             pushes: Vec::new(),
+            controls: Controls::new(),
         })
     }
 
@@ -334,4 +382,16 @@ impl Cameras {
             .await
             .map_err(|e| refused(500, format!("cannot listen on any TCP port: {e}")))
     }
+}
+
+/// `shutter=10000, hflip=true`, or `rpicam-vid's defaults`.
+pub fn describe_controls(controls: &Controls) -> String {
+    if controls.is_empty() {
+        return "rpicam-vid's defaults".into();
+    }
+    controls
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -14,7 +14,7 @@ pub mod status;
 pub mod store;
 pub mod supervisor;
 
-pub use edit::{CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
+pub use edit::{describe_controls, CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -79,6 +79,11 @@ pub struct Entry {
     rates: std::sync::Mutex<(f64, f64)>,
     /// `snapshot.jpg` decoded, for an H.264 camera.
     pub snapshot: fanout::snapshot::Snapshot,
+    /// Why the last change on the camera's MQTT `set` topic was refused.
+    control_error: std::sync::Mutex<Option<String>>,
+    /// A config camera's controls as its file gives them: the state file
+    /// keeps its controls only when they differ.
+    file_controls: std::sync::Mutex<crate::source::controls::Controls>,
 }
 
 /// How often a camera's frame rate and bit rate are measured.
@@ -92,6 +97,17 @@ impl Entry {
 
     pub fn config(&self) -> CameraConfig {
         self.config.lock().expect("config lock").clone()
+    }
+
+    /// Whether the controls differ from the config file's.
+    pub fn controls_changed(&self) -> bool {
+        let file = self.file_controls.lock().expect("controls lock");
+        *file != self.config.lock().expect("config lock").controls
+    }
+
+    /// The config file's controls, when the camera started with saved ones.
+    pub fn set_file_controls(&self, controls: crate::source::controls::Controls) {
+        *self.file_controls.lock().expect("controls lock") = controls;
     }
 
     /// What the API shows of the camera.
@@ -113,6 +129,12 @@ impl Entry {
             last_frame_age_s: figures.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
             status: self.status.view(),
             pushes: self.pushes().iter().map(|p| p.view()).collect(),
+            controls: config.controls,
+            control_error: self
+                .control_error
+                .lock()
+                .expect("control error lock")
+                .clone(),
         }
     }
 }
@@ -136,6 +158,10 @@ pub struct CameraView {
     #[serde(flatten)]
     pub status: StatusView,
     pub pushes: Vec<PushView>,
+    /// Camera controls set (rpicam cameras), by rpicam-vid's option names.
+    pub controls: crate::source::controls::Controls,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_error: Option<String>,
 }
 
 /// What every camera is started with.
@@ -257,6 +283,8 @@ impl Cameras {
             pushes: std::sync::Mutex::default(),
             rates: std::sync::Mutex::default(),
             snapshot: fanout::snapshot::Snapshot::default(),
+            control_error: std::sync::Mutex::default(),
+            file_controls: std::sync::Mutex::new(config.controls.clone()),
         });
         self.env.servers.spawn(measure_rates(Arc::clone(&entry)));
         tracing::info!(camera = %config.id, "serving {} on TCP port {port} (source {})", config.id, config.source);
@@ -356,6 +384,48 @@ impl Cameras {
             self.bump();
         }
         Some(changed)
+    }
+
+    /// A change asked on the camera's MQTT `set` topic (`{"controls":{..}}`,
+    /// `{"enabled":false}`): done as a PATCH would, or refused with a WARN
+    /// and the reason on the camera's state topic; nothing restarts then.
+    pub async fn set_from_mqtt(&self, id: &str, payload: &[u8]) {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Set {
+            controls: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+            enabled: Option<bool>,
+        }
+        let Some(entry) = self.get(id) else {
+            tracing::warn!(
+                camera = id,
+                "a set message for a camera this node does not have"
+            );
+            return;
+        };
+        let done = match serde_json::from_slice::<Set>(payload) {
+            Ok(set) => self
+                .patch(
+                    id,
+                    CameraPatch {
+                        controls: set.controls,
+                        enabled: set.enabled,
+                        ..CameraPatch::default()
+                    },
+                )
+                .await
+                .map(|_| ()),
+            Err(e) => Err(refused(
+                400,
+                format!("not a set message ({{\"controls\":{{..}}}} or {{\"enabled\":..}}): {e}"),
+            )),
+        };
+        let error = done.err().map(|r| r.why);
+        if let Some(why) = &error {
+            tracing::warn!(camera = id, "refused a change from MQTT: {why}");
+        }
+        *entry.control_error.lock().expect("control error lock") = error;
+        self.bump();
     }
 
     /// Ends the camera's current run and starts the next at once.

@@ -18,7 +18,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{refused, Cameras, Entry, Origin};
+use crate::config::CameraConfig;
 use crate::push::PushUrl;
+use crate::source::controls::{self, Controls};
 use crate::source::{Output, SourceSpec};
 
 pub const FILE_NAME: &str = "cameras.json";
@@ -46,6 +48,29 @@ pub struct SavedCamera {
     /// RTSP servers the camera is pushed to, passwords included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pushes: Vec<String>,
+    /// Camera controls: a config camera's, once changed over the API or
+    /// MQTT, replace the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controls: Option<Controls>,
+}
+
+impl Saved {
+    /// A config camera with the controls it was left with, when they
+    /// were changed and still pass the checks.
+    pub fn with_controls(&self, mut config: CameraConfig) -> CameraConfig {
+        let saved = self
+            .cameras
+            .iter()
+            .find(|c| c.origin == "config" && c.id == config.id)
+            .and_then(|c| c.controls.as_ref());
+        if let Some(saved) = saved {
+            match controls::checked(saved) {
+                Ok(controls) => config.controls = controls,
+                Err(e) => tracing::warn!(camera = %config.id, "saved controls ignored: {e}"),
+            }
+        }
+        config
+    }
 }
 
 #[derive(Debug)]
@@ -153,8 +178,11 @@ impl Cameras {
                 if self.get(&cam.id).is_some() {
                     return Err(refused(409, "a config file camera has its id now"));
                 }
-                let config =
+                let mut config =
                     self.camera_config(cam.id.clone(), source, cam.output.unwrap_or_default())?;
+                if let Some(saved) = &cam.controls {
+                    config.controls = controls::checked(saved).map_err(|e| refused(400, e))?;
+                }
                 let listener = match self.listener(Some(cam.tcp_port)).await {
                     Ok(l) => l,
                     Err(e) => {
@@ -226,6 +254,7 @@ impl Cameras {
                         .filter(|(origin, _)| *origin == Origin::Api)
                         .map(|(_, p)| p.url.secret().to_owned())
                         .collect(),
+                    controls: (api || e.controls_changed()).then_some(config.controls),
                 }
             })
             .collect();
@@ -257,6 +286,7 @@ mod tests {
                 tcp_port: 8003,
                 output: None,
                 pushes: vec![],
+                controls: None,
             }],
         };
         store.save(|| saved.clone()).unwrap();

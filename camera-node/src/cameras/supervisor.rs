@@ -145,7 +145,7 @@ impl Camera {
         self.status.set_state(RunState::Starting);
         let opened = tokio::select! {
             _ = cancel.cancelled() => return RunEnd { frames: 0, error: None, not_started: false },
-            opened = Source::open(&c.source, c.capture, c.output, &self.status) => opened,
+            opened = Source::open(&c.source, c.capture, c.output, &c.controls, &self.status) => opened,
         };
         let mut source = match opened {
             Ok(source) => source,

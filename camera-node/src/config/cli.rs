@@ -77,6 +77,10 @@ pub struct Cli {
     /// says Raspberry Pi 5
     #[arg(long, env = "CAMFLEET_RPICAM_LIBAV", value_name = "BOOL")]
     pub rpicam_libav: Option<bool>,
+    /// Which camera of the Pi rpicam-vid opens (--camera; 0 is the first
+    /// connector; `rpicam-vid --list-cameras` lists them) [default: 0]
+    #[arg(long, env = "CAMFLEET_CAMERA", value_name = "N")]
+    pub camera: Option<u32>,
     /// TCP frame protocol port of cam0, +1 per further camera; 0 = any free port [default: 8000]
     #[arg(long, env = "CAMFLEET_TCP_PORT", value_name = "P")]
     pub tcp_port: Option<u16>,
@@ -111,6 +115,13 @@ pub struct Cli {
     /// Prefix of the node's topics [default: camfleet]
     #[arg(long, env = "CAMFLEET_TOPIC_PREFIX", value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+    /// Seconds between stats and health samples [default: 10]
+    #[arg(long, env = "CAMFLEET_STATS_SECONDS", value_name = "S")]
+    pub stats_seconds: Option<u64>,
+    /// Where the health figures' /proc and /sys are read from (a copy or
+    /// a container's view of the machine) [default: /]
+    #[arg(long, env = "CAMFLEET_HEALTH_ROOT", value_name = "DIR")]
+    pub health_root: Option<PathBuf>,
     /// Do not publish sensor/<node_id>/cpu_temp
     #[arg(long, env = "CAMFLEET_NO_CPU_TEMP")]
     pub no_cpu_temp: bool,

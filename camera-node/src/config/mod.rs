@@ -13,6 +13,7 @@ use shared::mqtt::MqttSettings;
 use shared::relay::Topology;
 
 use crate::auth::{User, Users};
+use crate::source::controls::{self, Controls};
 use crate::source::{CaptureSettings, H264Profile, H264Settings, Output, SourceSpec};
 use shared::frame::Codec;
 
@@ -51,6 +52,8 @@ pub struct FileConfig {
     pub relay_topology: Option<Topology>,
     pub cpu_temp: Option<bool>,
     pub cpu_temp_path: Option<PathBuf>,
+    pub stats_seconds: Option<u64>,
+    pub health_root: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub api_token: Option<String>,
     pub api_allow_commands: Option<bool>,
@@ -64,6 +67,9 @@ pub struct FileConfig {
     pub quality: Option<u8>,
     #[serde(flatten)]
     pub h264: FileH264,
+    /// Camera controls for every camera; a camera's own win.
+    #[serde(default)]
+    pub controls: Controls,
     /// `[[camera]]` tables; one camera from the defaults when absent.
     #[serde(default, rename = "camera")]
     pub cameras: Vec<FileCamera>,
@@ -91,6 +97,11 @@ pub struct FileCamera {
     #[serde(flatten)]
     pub h264: FileH264,
     pub tcp_port: Option<u16>,
+    /// Which camera of the Pi (rpicam-vid's `--camera`).
+    pub camera: Option<u32>,
+    /// Camera controls (rpicam sources), by rpicam-vid's option names.
+    #[serde(default)]
+    pub controls: Controls,
     /// RTSP servers to push the camera to (`rtsp://[user:pass@]host:port/path`).
     #[serde(default)]
     pub push: Vec<String>,
@@ -126,6 +137,10 @@ pub struct NodeConfig {
     pub relay_topology: Topology,
     /// The file to read the CPU temperature from; `None` when turned off.
     pub cpu_temp_path: Option<PathBuf>,
+    /// How often stats and health are sampled and published.
+    pub stats_interval: Duration,
+    /// Where health reads `/proc` and `/sys` from (`/` on a real node).
+    pub health_root: PathBuf,
     pub cameras: Vec<CameraConfig>,
     /// Where the state file lives; `None`: cameras added over the API are
     /// forgotten when the node stops.
@@ -147,6 +162,8 @@ pub struct CameraConfig {
     pub output: Output,
     /// RTSP servers the camera is pushed to (the config file's).
     pub pushes: Vec<String>,
+    /// Camera controls (rpicam sources), checked.
+    pub controls: Controls,
 }
 
 impl CameraConfig {
@@ -251,6 +268,15 @@ impl NodeConfig {
                 .unwrap_or_else(|| DEFAULT_CPU_TEMP_PATH.into())
         });
 
+        let stats_seconds = cli.stats_seconds.or(file.stats_seconds).unwrap_or(10);
+        if !(1..=3600).contains(&stats_seconds) {
+            bail!("stats_seconds: {stats_seconds} is not between 1 and 3600");
+        }
+        let health_root = cli
+            .health_root
+            .clone()
+            .or(file.health_root.clone())
+            .unwrap_or_else(|| "/".into());
         let defaults = FileCamera {
             id: None,
             source: file.source,
@@ -260,6 +286,8 @@ impl NodeConfig {
             quality: file.quality,
             h264: file.h264.clone(),
             tcp_port: None,
+            camera: None,
+            controls: file.controls,
             push: Vec::new(),
         };
         let listed = if file.cameras.is_empty() {
@@ -303,6 +331,8 @@ impl NodeConfig {
                 .or(file.relay_topology)
                 .unwrap_or_default(),
             cpu_temp_path,
+            stats_interval: Duration::from_secs(stats_seconds),
+            health_root,
             cameras,
             state_dir: cli
                 .state_dir
@@ -413,6 +443,13 @@ fn merge_cameras(
             crate::push::PushUrl::parse(url)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", key("push")))?;
         }
+        let mut wanted = defaults.controls.clone();
+        wanted.extend(cam.controls);
+        if let Some(n) = cli.camera.or(cam.camera) {
+            wanted.insert("camera".into(), n.into());
+        }
+        let controls =
+            controls::checked(&wanted).map_err(|e| anyhow::anyhow!("{}: {e}", key("controls")))?;
         cameras.push(CameraConfig {
             id,
             source,
@@ -420,6 +457,7 @@ fn merge_cameras(
             tcp_port,
             output,
             pushes: cam.push,
+            controls,
         });
     }
     Ok(cameras)

@@ -4,10 +4,12 @@
 //! close it. Restarting is the supervisor's business
 //! (`cameras/supervisor.rs`).
 
+pub mod controls;
 mod file;
 pub mod h264_pattern;
 pub mod pattern;
 mod process;
+pub mod rpicam;
 pub mod secrets;
 pub mod url;
 
@@ -22,9 +24,10 @@ use bytes::Bytes;
 use shared::frame::Codec;
 
 use crate::cameras::status::Status;
+use controls::Controls;
 use url::UrlSource;
 
-pub use process::kill_all_camera_processes;
+pub use process::{kill_all_camera_processes, rpicam_program};
 
 /// The `--source` spec of a camera.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,12 +264,13 @@ impl Source {
         spec: &SourceSpec,
         settings: CaptureSettings,
         output: Output,
+        controls: &Controls,
         status: &Arc<Status>,
     ) -> Result<Source> {
         Ok(match spec {
-            SourceSpec::Rpicam => {
-                Source::Process(Box::new(process::ProcessSource::rpicam(settings, status)?))
-            }
+            SourceSpec::Rpicam => Source::Process(Box::new(process::ProcessSource::rpicam(
+                settings, controls, status,
+            )?)),
             SourceSpec::Cmd(cmd) => {
                 Source::Process(Box::new(process::ProcessSource::shell(cmd, status)?))
             }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tracing::Instrument;
 
+use super::controls::{self, Controls};
 use super::url::{Plan, UrlSource};
 use super::{CaptureSettings, Output, Picture};
 use crate::cameras::status::Status;
@@ -86,16 +87,15 @@ const DEVICE_MODEL: &str = "/proc/device-tree/model";
 
 impl ProcessSource {
     /// `rpicam-vid` with the contract's flags, or `libcamera-vid` (older Pi OS).
-    pub fn rpicam(s: CaptureSettings, status: &Arc<Status>) -> Result<Self> {
-        let program = ["rpicam-vid", "libcamera-vid"]
-            .into_iter()
-            .find_map(find_in_path)
-            .context("neither rpicam-vid nor libcamera-vid is on PATH (on Pi OS: sudo apt install rpicam-apps)")?;
+    pub fn rpicam(s: CaptureSettings, controls: &Controls, status: &Arc<Status>) -> Result<Self> {
+        let program = rpicam_program().context("neither rpicam-vid nor libcamera-vid is on PATH (on Pi OS: sudo apt install rpicam-apps)")?;
         let libav = s.h264.libav.unwrap_or_else(|| {
             std::fs::read_to_string(DEVICE_MODEL).is_ok_and(|m| m.contains("Raspberry Pi 5"))
         });
+        super::rpicam::check_camera(controls)?;
         let mut cmd = Command::new(&program);
         cmd.args(rpicam_args(&s, libav));
+        cmd.args(controls::args(controls));
         let name = program.display().to_string();
         let mut source = Self::spawn(cmd, name, Signal::SIGTERM, status)?;
         source.splitter = match s.codec {
@@ -279,6 +279,13 @@ impl Splitting {
             Splitting::Mjpeg(s)
         };
     }
+}
+
+/// `rpicam-vid`, or `libcamera-vid` on older Pi OS, where it is on PATH.
+pub fn rpicam_program() -> Option<PathBuf> {
+    ["rpicam-vid", "libcamera-vid"]
+        .into_iter()
+        .find_map(find_in_path)
 }
 
 /// rpicam-vid's flags: the contract's for MJPEG; for H.264 the hardware

@@ -66,6 +66,8 @@ pub struct Feed {
     pub sensors: Mutex<BTreeMap<String, SensorValue>>,
     /// Each node's last NodeInfo: where its camera API is.
     pub infos: Mutex<BTreeMap<String, shared::messages::NodeInfo>>,
+    /// Each node's last health sample (its machine: throttling, Wi-Fi, ...).
+    pub health: Mutex<BTreeMap<String, shared::messages::NodeHealth>>,
 }
 
 impl Feed {
@@ -254,6 +256,8 @@ struct CameraTile {
     clock: Option<shared::messages::ClockFigures>,
     /// The relay viewer the camera arrives through; `None`: its node.
     via: Option<String>,
+    /// The node's machine as last sampled: its warnings make the badge.
+    node_health: Option<shared::messages::NodeHealth>,
 }
 
 #[derive(Debug, Serialize)]
@@ -266,6 +270,7 @@ struct SensorRow {
 fn snapshot(d: &Dashboard) -> Snapshot {
     let recording = d.feed.state.lock().expect("feed").clone();
     let nodes = d.feed.nodes.lock().expect("feed").clone();
+    let health = d.feed.health.lock().expect("feed").clone();
     let links = recording
         .as_ref()
         .map(|r| r.links.clone())
@@ -288,6 +293,7 @@ fn snapshot(d: &Dashboard) -> Snapshot {
                 recording: live.is_recording(),
                 clock: link.and_then(|l| l.clock.clone()),
                 via: link.and_then(|l| l.via.clone()),
+                node_health: health.get(node).cloned(),
                 node: node.to_owned(),
                 camera: camera.to_owned(),
             })

@@ -89,6 +89,33 @@ fn open_csv(path: &Path) -> std::io::Result<csv::Writer<File>> {
     Ok(writer)
 }
 
+/// A node's health figures as sensor rows (`health/<node>/<figure>`, a
+/// number each; flags as 0 or 1), so a session's player plots them under
+/// the cameras like any sensor.
+pub fn health_rows(node: &str, h: &shared::messages::NodeHealth) -> Vec<(String, String)> {
+    let flag = |b: Option<bool>| b.map(|b| f64::from(u8::from(b)));
+    let wifi = h.wifi.as_ref();
+    let figures = [
+        ("soc_temp_c", h.soc_temp_c),
+        ("cpu_percent", h.cpu_percent),
+        ("under_voltage", flag(h.under_voltage)),
+        ("throttled", flag(h.throttled)),
+        ("wifi_signal_dbm", wifi.and_then(|w| w.signal_dbm)),
+        ("wifi_bitrate_mbit_s", wifi.and_then(|w| w.bitrate_mbit_s)),
+        (
+            "wifi_retries",
+            wifi.and_then(|w| w.retries).map(|r| r as f64),
+        ),
+        ("state_free_percent", h.state_free_percent),
+        ("frames_dropped", Some(h.frames_dropped as f64)),
+        ("camera_restarts", Some(h.camera_restarts as f64)),
+    ];
+    figures
+        .into_iter()
+        .filter_map(|(name, v)| Some((format!("health/{node}/{name}"), v?.to_string())))
+        .collect()
+}
+
 /// MQTT topic filter matching (`+` one level, `#` the rest).
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
     let mut f = filter.split('/');

@@ -270,7 +270,12 @@ fn acl(accounts: &[Account], prefix: &str, operators: &[String], homeassistant: 
                 }
                 lines
             }
-            Role::Operator => vec![write(REC_COMMAND), read(&all)],
+            // Recording, and camera controls on the nodes' `set` topics.
+            Role::Operator => vec![
+                write(REC_COMMAND),
+                write(&topics.camera_set("+", "+")),
+                read(&all),
+            ],
             Role::Sensor => vec![write(&sensor_tree(id))],
             Role::HomeAssistant => vec![
                 write(REC_COMMAND),
@@ -462,7 +467,11 @@ mod tests {
         assert!(!block("lab").contains(&"topic write command/rec".to_owned()));
         assert_eq!(
             block("alice"),
-            ["topic write command/rec", "topic read camfleet/#"]
+            [
+                "topic write command/rec",
+                "topic write camfleet/node/+/camera/+/set",
+                "topic read camfleet/#"
+            ]
         );
     }
 

@@ -204,7 +204,107 @@ pub async fn metrics(State(s): Shared) -> Response {
         |f, i| f.dropped_by[i].to_string(),
     );
     push_metrics(&mut out, &s.node.cameras.list());
+    if let Some(h) = s.node.machine.lock().expect("health lock").as_ref() {
+        health_metrics(&mut out, h);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The machine's figures, each where the sample has it.
+fn health_metrics(out: &mut String, h: &shared::messages::NodeHealth) {
+    let flag = |b: Option<bool>| b.map(|b| f64::from(u8::from(b)));
+    let wifi = h.wifi.as_ref();
+    let gauges: [(&str, &str, Option<f64>); 16] = [
+        (
+            "node_under_voltage",
+            "1 while the Pi's supply is under-volted.",
+            flag(h.under_voltage),
+        ),
+        (
+            "node_under_voltage_since_boot",
+            "1 when the supply was under-volted since boot.",
+            flag(h.under_voltage_since_boot),
+        ),
+        (
+            "node_throttled",
+            "1 while the firmware throttles the CPU.",
+            flag(h.throttled),
+        ),
+        (
+            "node_throttled_since_boot",
+            "1 when the CPU was throttled since boot.",
+            flag(h.throttled_since_boot),
+        ),
+        (
+            "node_freq_capped",
+            "1 while the ARM frequency is capped.",
+            flag(h.freq_capped),
+        ),
+        (
+            "node_freq_capped_since_boot",
+            "1 when the ARM frequency was capped since boot.",
+            flag(h.freq_capped_since_boot),
+        ),
+        (
+            "node_soc_temperature_celsius",
+            "SoC temperature.",
+            h.soc_temp_c,
+        ),
+        (
+            "node_cpu_percent",
+            "Busy share of all cores over the last stats interval.",
+            h.cpu_percent,
+        ),
+        ("node_load1", "One-minute load average.", h.load_1m),
+        (
+            "node_memory_total_bytes",
+            "Memory in all.",
+            h.mem_total_mb.map(|m| (m * 1024 * 1024) as f64),
+        ),
+        (
+            "node_memory_available_bytes",
+            "Memory available.",
+            h.mem_available_mb.map(|m| (m * 1024 * 1024) as f64),
+        ),
+        (
+            "node_wifi_signal_dbm",
+            "Wi-Fi signal level.",
+            wifi.and_then(|w| w.signal_dbm),
+        ),
+        (
+            "node_wifi_bitrate_mbit_s",
+            "Wi-Fi transmit bit rate.",
+            wifi.and_then(|w| w.bitrate_mbit_s),
+        ),
+        (
+            "node_wifi_retries",
+            "Wi-Fi packets given up after retries since the interface came up.",
+            wifi.and_then(|w| w.retries).map(|r| r as f64),
+        ),
+        (
+            "node_state_free_ratio",
+            "Free share of the state directory's file system.",
+            h.state_free_percent.map(|p| p / 100.0),
+        ),
+        (
+            "node_log_free_ratio",
+            "Free share of the logs' file system.",
+            h.log_free_percent.map(|p| p / 100.0),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "camfleet_{name} {value}");
+        }
+    }
+    header(
+        out,
+        "node_warnings",
+        "gauge",
+        "Health figures past their line now.",
+    );
+    let _ = writeln!(out, "camfleet_node_warnings {}", h.warnings.len());
 }
 
 /// Per push: frames, skips, connections, and whether it is recording now.
