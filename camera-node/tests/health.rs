@@ -3,30 +3,13 @@
 //! stats message, the retained health topic with its warnings, the WARN
 //! log lines and /metrics (checked by promtool).
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::pi::{FakePi, THROTTLED, WIRELESS};
 use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-const WIRELESS_HEAD: &str =
-    "Inter-| sta-|   Quality        |   Discarded packets               | Missed | WE\n \
-face | tus | link level noise |  nwid  crypt   frag  retry   misc | beacon | 22\n";
-
-fn put(root: &Path, file: &str, text: &str) {
-    let path = root.join(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    // Written beside and renamed, as the kernel's files change: whole.
-    let temp = path.with_extension("new");
-    std::fs::write(&temp, text).unwrap();
-    std::fs::rename(&temp, &path).unwrap();
-}
-
-fn wireless(dbm: i32) -> String {
-    format!("{WIRELESS_HEAD}  wlan0: 0000   50.  {dbm}.  -256        0      0      0     7      0        0\n")
-}
 
 /// The retained health, once `want` holds for it.
 fn health(broker: &Broker, want: &dyn Fn(&Value) -> bool) -> Value {
@@ -40,27 +23,13 @@ fn health(broker: &Broker, want: &dyn Fn(&Value) -> bool) -> Value {
 #[test]
 fn health_follows_a_fake_proc_and_sys_to_stats_metrics_and_warnings() {
     let broker = Broker::start();
-    let root = TempDir::new("root");
-    let r = root.0.as_path();
-    put(r, "sys/class/thermal/thermal_zone0/temp", "52300\n");
-    put(
-        r,
-        "sys/devices/platform/soc/soc:firmware/get_throttled",
-        "0\n",
-    );
-    put(r, "proc/net/wireless", &wireless(-61));
-    put(
-        r,
-        "proc/meminfo",
-        "MemTotal:        3884132 kB\nMemFree:         1000000 kB\nMemAvailable:    2097152 kB\n",
-    );
-    put(r, "proc/loadavg", "0.52 0.40 0.30 1/200 1234\n");
-    put(r, "proc/stat", "cpu  100 0 100 800 0 0 0 0 0 0\n");
+    let pi = FakePi::new();
     let state = TempDir::new("state");
     let url = broker.url();
     let args = [
         camera_args(&url, "pi-health", "test", "160x120"),
-        vec!["--health-root", r.to_str().unwrap(), "--stats-seconds", "1"],
+        pi.flag().to_vec(),
+        vec!["--stats-seconds", "1"],
         vec!["--state-dir", state.0.to_str().unwrap()],
     ]
     .concat();
@@ -69,7 +38,7 @@ fn health_follows_a_fake_proc_and_sys_to_stats_metrics_and_warnings() {
     // Within the lines: figures, no warnings; the stats carry the same
     // object. The CPU share needs two samples of /proc/stat.
     health(&broker, &|h| h["soc_temp_c"] == 52.3);
-    put(r, "proc/stat", "cpu  150 0 150 900 0 0 0 0 0 0\n");
+    pi.put("proc/stat", "cpu  150 0 150 900 0 0 0 0 0 0\n");
     let fine = health(&broker, &|h| h["cpu_percent"] == 50.0);
     assert_eq!(fine["soc_temp_c"], 52.3, "{fine}");
     assert_eq!(fine["under_voltage"], false, "{fine}");
@@ -97,13 +66,9 @@ fn health_follows_a_fake_proc_and_sys_to_stats_metrics_and_warnings() {
 
     // Hot, under-volted, throttled (now and since boot) and far from the
     // access point: four warnings, each a WARN line naming its figure.
-    put(r, "sys/class/thermal/thermal_zone0/temp", "85000\n");
-    put(
-        r,
-        "sys/devices/platform/soc/soc:firmware/get_throttled",
-        "0x50005\n",
-    );
-    put(r, "proc/net/wireless", &wireless(-80));
+    pi.temperature_milli(85000);
+    pi.put(THROTTLED, "0x50005\n");
+    pi.signal(-80);
     let bad = health(&broker, &|h| {
         h["warnings"].as_array().is_some_and(|w| w.len() == 4)
     });
@@ -139,8 +104,8 @@ fn health_follows_a_fake_proc_and_sys_to_stats_metrics_and_warnings() {
 
     // A file gone leaves its figure out, without an error; cooled down,
     // the temperature's warning clears.
-    std::fs::remove_file(r.join("proc/net/wireless")).unwrap();
-    put(r, "sys/class/thermal/thermal_zone0/temp", "60000\n");
+    pi.remove(WIRELESS);
+    pi.temperature_milli(60000);
     let later = health(&broker, &|h| h["wifi"].is_null() && h["soc_temp_c"] == 60.0);
     assert_eq!(later["warnings"].as_array().unwrap().len(), 2, "{later}");
     node.wait_log("soc_temp_c is back within its line", SECS(10));

@@ -41,6 +41,7 @@ pub mod demo;
 pub mod flags;
 pub mod live;
 mod node;
+pub mod pi;
 pub mod rtmp;
 pub mod viewers;
 mod web;

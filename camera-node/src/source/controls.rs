@@ -180,6 +180,29 @@ impl Control {
         }
     }
 
+    /// The control for a form: `name`, `kind` (int, number, flag, choice,
+    /// text), bounds or choices, `takes` and `what` in words.
+    pub fn describe(&self) -> Value {
+        let mut v = serde_json::json!({
+            "name": self.name,
+            "takes": self.range(),
+            "what": self.what,
+        });
+        let (kind, extra) = match self.kind {
+            Kind::Int(lo, hi) => ("int", serde_json::json!({"min": lo, "max": hi})),
+            Kind::Float(lo, hi) => ("number", serde_json::json!({"min": lo, "max": hi})),
+            Kind::Flag => ("flag", serde_json::json!({})),
+            Kind::Choice(words) => ("choice", serde_json::json!({ "choices": words })),
+            Kind::OneOf(numbers) => ("choice", serde_json::json!({ "choices": numbers })),
+            Kind::Numbers(..) | Kind::Path | Kind::Mode => ("text", serde_json::json!({})),
+        };
+        v["kind"] = kind.into();
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        v
+    }
+
     /// `value` as kept, or why it is refused.
     fn check(&self, value: &Value) -> Result<Value, String> {
         let refuse = || format!("{}: {value} is not {}", self.name, self.range());

@@ -37,8 +37,9 @@ pub fn routes() -> Router<Arc<Dashboard>> {
         .route("/api/sources/{node}/cameras", post(add))
         .route(
             "/api/sources/{node}/cameras/{id}",
-            axum::routing::delete(remove),
+            axum::routing::delete(remove).patch(patch),
         )
+        .route("/api/sources/{node}/controls", get(controls))
         .route("/api/sources/{node}/cameras/{id}/log", get(log))
         .route("/api/sources/{node}/cameras/{id}/{action}", post(act))
         .route(
@@ -157,6 +158,24 @@ async fn remove(State(d): Shared, Path((node, id)): Path<(String, String)>) -> R
         None,
     )
     .await
+}
+
+/// A camera's settings panel: its controls changed (`{"controls":{..}}`).
+async fn patch(
+    State(d): Shared,
+    Path((node, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if !plain(&id) {
+        return error(StatusCode::BAD_REQUEST, "not a camera id");
+    }
+    let path = format!("/api/v1/cameras/{id}");
+    forward(&d, &node, Method::PATCH, &path, Some(&body)).await
+}
+
+/// The controls a node's cameras take, for the settings panel's form.
+async fn controls(State(d): Shared, Path(node): Path<String>) -> Response {
+    forward(&d, &node, Method::GET, "/api/v1/controls", None).await
 }
 
 async fn log(State(d): Shared, Path((node, id)): Path<(String, String)>) -> Response {

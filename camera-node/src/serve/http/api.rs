@@ -30,6 +30,7 @@ pub fn routes(server: Arc<HttpServer>) -> Router<Arc<HttpServer>> {
         .route("/api/v1/cameras/{id}/stop", post(stop))
         .route("/api/v1/cameras/{id}/restart", post(restart))
         .route("/api/v1/cameras/{id}/log", get(log))
+        .route("/api/v1/controls", get(controls))
         .route("/api/v1/cameras/{id}/pushes", post(add_push))
         .route(
             "/api/v1/cameras/{id}/pushes/{push}",
@@ -39,6 +40,15 @@ pub fn routes(server: Arc<HttpServer>) -> Router<Arc<HttpServer>> {
             server,
             writes_need_the_token,
         ))
+}
+
+/// The camera controls a PATCH takes: name, kind, range, what it does.
+async fn controls() -> Response {
+    let list: Vec<serde_json::Value> = crate::source::controls::CONTROLS
+        .iter()
+        .map(|c| c.describe())
+        .collect();
+    Json(serde_json::json!({ "controls": list })).into_response()
 }
 
 async fn writes_need_the_token(
