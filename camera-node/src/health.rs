@@ -51,24 +51,27 @@ pub struct HealthSampler {
     last_cpu: Option<(u64, u64)>,
     /// Warnings in force, by what they are about, as last logged.
     active: BTreeMap<&'static str, String>,
+    /// `vcgencmd` and `iw`, looked up once (on the real root only).
+    vcgencmd: Option<PathBuf>,
+    iw: Option<PathBuf>,
 }
 
 impl HealthSampler {
     pub fn new(root: &Path, state_dir: Option<&Path>) -> Self {
+        let real = root == Path::new("/");
+        let tool = |name: &str| real.then(|| crate::source::find_in_path(name)).flatten();
         HealthSampler {
             root: root.to_owned(),
             state_dir: state_dir.map(Path::to_owned),
             last_cpu: None,
             active: BTreeMap::new(),
+            vcgencmd: tool("vcgencmd"),
+            iw: tool("iw"),
         }
     }
 
     fn read(&self, file: &str) -> Option<String> {
         std::fs::read_to_string(self.root.join(file)).ok()
-    }
-
-    fn real_root(&self) -> bool {
-        self.root == Path::new("/")
     }
 
     /// One sample; the cameras' figures give the dropped frames and restarts.
@@ -100,8 +103,8 @@ impl HealthSampler {
             h.mem_available_mb = meminfo_kib(&mem, "MemAvailable:").map(|k| k / 1024);
         }
         h.wifi = self.read(WIRELESS).and_then(|t| parse_wireless(&t));
-        if let Some(wifi) = h.wifi.as_mut().filter(|_| self.real_root()) {
-            wifi.bitrate_mbit_s = iw_bitrate(&wifi.interface);
+        if let (Some(wifi), Some(iw)) = (h.wifi.as_mut(), &self.iw) {
+            wifi.bitrate_mbit_s = iw_bitrate(iw, &wifi.interface);
         }
         h.state_free_percent = self.state_dir.as_deref().and_then(free_percent);
         h.log_free_percent = free_percent(&self.root.join(LOGS));
@@ -114,10 +117,7 @@ impl HealthSampler {
         if let Some(text) = self.read(THROTTLED) {
             return parse_hex(&text);
         }
-        if !self.real_root() {
-            return None;
-        }
-        let out = Command::new("vcgencmd")
+        let out = Command::new(self.vcgencmd.as_ref()?)
             .arg("get_throttled")
             .output()
             .ok()?;
@@ -252,8 +252,8 @@ fn parse_wireless(text: &str) -> Option<WifiHealth> {
 }
 
 /// `iw dev <if> link`'s `tx bitrate: 72.2 MBit/s`, where iw is installed.
-fn iw_bitrate(interface: &str) -> Option<f64> {
-    let out = Command::new("iw")
+fn iw_bitrate(iw: &Path, interface: &str) -> Option<f64> {
+    let out = Command::new(iw)
         .args(["dev", interface, "link"])
         .output()
         .ok()?;

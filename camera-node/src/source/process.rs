@@ -345,7 +345,8 @@ impl Drop for ProcessSource {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+/// `name` as found on PATH, executable.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
