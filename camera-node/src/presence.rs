@@ -1,7 +1,8 @@
 //! The node on MQTT: retained `online` (with an `offline` last will) and
 //! NodeInfo, answers to `command/getIP`, stats and the CPU temperature
-//! every `--stats-seconds` (with the machine's health). One task owns the event loop; on every
-//! ConnAck it resubscribes and republishes the retained state.
+//! every `--stats-seconds` with the machine's health, and camera controls
+//! asked on each camera's `set` topic. One task owns the event loop; on
+//! every ConnAck it resubscribes and republishes the retained state.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +102,7 @@ impl Presence {
         let mut camera_changes = self.cameras.watch();
         let mut states = StatePublisher::default();
         let mut ticker = tokio::time::interval(c.stats_interval);
-        let mut health = HealthSampler::new(&c.health_root, c.state_dir.as_deref());
+        let mut health = Some(HealthSampler::new(&c.health_root, c.state_dir.as_deref()));
         let sets = topics.camera_sets(&c.node_id);
         let mut connected = false;
         let mut cpu_temp_missing_logged = false;
@@ -207,16 +208,31 @@ impl Presence {
                 }
                 _ = ticker.tick() => {
                     let mut figures = stats.sample(&c.node_id);
-                    let machine = health.sample(&figures.cameras);
-                    *self.machine.lock().expect("health lock") = Some(machine.clone());
-                    figures.health = Some(machine);
+                    // vcgencmd and iw are programs: run off the runtime's threads.
+                    let cameras = figures.cameras.clone();
+                    let mut sampler = health
+                        .take()
+                        .unwrap_or_else(|| HealthSampler::new(&c.health_root, c.state_dir.as_deref()));
+                    match tokio::task::spawn_blocking(move || {
+                        let machine = sampler.sample(&cameras);
+                        (sampler, machine)
+                    }).await {
+                        Ok((sampler, machine)) => {
+                            health = Some(sampler);
+                            *self.machine.lock().expect("health lock") = Some(machine.clone());
+                            figures.health = Some(machine);
+                        }
+                        Err(e) => tracing::error!("the health sample failed: {e}"),
+                    }
                     if !connected {
                         continue;
                     }
                     let json = serde_json::to_string(&figures).unwrap_or_default();
                     try_publish(&client, &topics.node_stats(&c.node_id), false, json);
-                    let json = serde_json::to_string(&figures.health).unwrap_or_default();
-                    try_publish(&client, &topics.node_health(&c.node_id), true, json);
+                    if let Some(machine) = &figures.health {
+                        let json = serde_json::to_string(machine).unwrap_or_default();
+                        try_publish(&client, &topics.node_health(&c.node_id), true, json);
+                    }
                     if let Some(path) = &c.cpu_temp_path {
                         match read_cpu_temp(path) {
                             Some(celsius) => try_publish(&client, &topics::cpu_temp(&c.node_id), false, format!("{celsius:.1}")),

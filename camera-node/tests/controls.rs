@@ -147,6 +147,89 @@ fn controls_set_over_the_api_reach_rpicam_vid_and_survive_a_node_restart() {
     assert_eq!(view(&node, "cam0")["controls"]["hflip"], true);
 }
 
+/// A value each control takes, from the node's own list of them.
+fn a_good_value(control: &Value) -> Value {
+    let name = control["name"].as_str().unwrap();
+    match control["kind"].as_str().unwrap() {
+        "int" | "number" => control["max"].clone(),
+        "flag" => json!(true),
+        "choice" => control["choices"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone(),
+        _ => match name {
+            "awbgains" => json!("1.5,1.2"),
+            "roi" => json!("0.1,0.1,0.8,0.8"),
+            "tuning-file" => json!("/usr/share/libcamera/ipa/rpi/vc4/imx708.json"),
+            "mode" => json!("2304:1296:10:P"),
+            other => panic!("no sample value for the text control {other}"),
+        },
+    }
+}
+
+#[test]
+fn every_control_the_node_lists_reaches_rpicam_vid_as_its_option() {
+    let broker = Broker::start();
+    let bin = TempDir::new("fakecam");
+    fake_camera_script(&bin, "rpicam-vid");
+    let state = TempDir::new("state");
+    let node = start(&broker, "pi-all", &bin, &state);
+    wait_state(&node, "cam0", &["running"], SECS(20));
+    let listed = api(&node, "GET", "/api/v1/controls", None, None).json();
+    let listed = listed["controls"].as_array().unwrap().clone();
+    assert!(listed.len() >= 20, "{listed:?}");
+    // `camera` must name a camera the stand-in lists (it has one).
+    let all: serde_json::Map<String, Value> = listed
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap().to_owned();
+            let value = if name == "camera" {
+                json!(0)
+            } else {
+                a_good_value(c)
+            };
+            (name, value)
+        })
+        .collect();
+    let reply = api(
+        &node,
+        "PATCH",
+        "/api/v1/cameras/cam0",
+        Some(json!({ "controls": all })),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let flags = wait_flags(&bin, "--saturation");
+    for (name, value) in &all {
+        let want = match value {
+            Value::Bool(true) => format!(" --{name} "),
+            Value::String(s) => format!(" --{name} {s} "),
+            other => format!(" --{name} {other} "),
+        };
+        assert!(format!("{flags} ").contains(&want), "{want:?} in {flags}");
+    }
+    // And one past its range, for each that has one.
+    for c in listed.iter().filter(|c| c["max"].is_number()) {
+        let name = c["name"].as_str().unwrap();
+        let past = c["max"].as_f64().unwrap() + 1.0;
+        let reply = api(
+            &node,
+            "PATCH",
+            "/api/v1/cameras/cam0",
+            Some(json!({"controls": { name: past }})),
+            None,
+        );
+        assert_eq!(reply.status, 400, "{name}: {}", reply.text());
+        let why = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(why.starts_with(&format!("{name}: ")), "{why}");
+    }
+}
+
 #[test]
 fn controls_set_over_mqtt_reach_rpicam_vid_and_a_bad_one_is_refused_on_the_state_topic() {
     require("mosquitto_sub", "mosquitto-clients");
@@ -197,6 +280,21 @@ fn controls_set_over_mqtt_reach_rpicam_vid_and_a_bad_one_is_refused_on_the_state
     broker.publish_qos1(set, r#"{"controls":{"sharpness":1.5}}"#);
     wait_flags(&bin, "--sharpness 1.5");
     retained(&|v| v["control_error"].is_null() && v["controls"]["sharpness"] == 1.5);
+
+    // Kept across a node restart like the API's.
+    let mut node = node;
+    node.signal("TERM");
+    node.wait_exit(SECS(20));
+    let runs = invocations(&bin).len();
+    let _node = start(&broker, "pi-mq", &bin, &state);
+    wait_for("the camera started again", SECS(20), || {
+        (invocations(&bin).len() > runs).then_some(())
+    });
+    let flags = invocations(&bin).last().unwrap().clone();
+    assert!(
+        flags.contains("--vflip --roi 0.25,0.25,0.5,0.5 --denoise cdn_off --sharpness 1.5"),
+        "{flags}"
+    );
 }
 
 #[test]

@@ -193,7 +193,8 @@ impl Control {
     }
 
     /// A node's health: kept for the dashboard's badge and, heard live (not
-    /// a retained copy from before), written as sensor rows.
+    /// a retained copy from before) during a session, written as the
+    /// session's sensor rows.
     fn on_health(&mut self, node: &str, p: &Publish) {
         let health: shared::messages::NodeHealth = match serde_json::from_slice(&p.payload) {
             Ok(h) => h,
@@ -203,7 +204,7 @@ impl Control {
             }
             Err(_) => return,
         };
-        if self.config.record && !p.retain {
+        if self.config.record && !p.retain && self.session.borrow().is_some() {
             let now = Utc::now();
             for (topic, value) in health_rows(node, &health) {
                 if let Err(e) = self.sensors.record(now, &topic, value.as_bytes()) {

@@ -145,3 +145,26 @@ fn the_grid_layout_shows_every_camera_in_one_window() {
         (count(&x.screenshot("viewer-grid"), [191, 191, 0]) > 2 * 20_000).then_some(())
     });
 }
+
+#[test]
+fn an_h264_camera_shows_in_its_window_decoded_by_ffmpeg() {
+    let x = Xvfb::start();
+    let broker = Broker::start();
+    let _node = test_node_with(&broker, "pi-dh", "640x480", &["--codec", "h264"]);
+    let recordings = TempDir::new("recordings");
+    let viewer = start_viewer(&broker, &x, &recordings, "windows");
+    viewer.wait_log("showing pi-dh/cam0", SECS(20));
+    viewer.wait_log("decoding 640x480 H.264 for the window", SECS(20));
+    // The same colour bars as the MJPEG test pattern, through the encoder.
+    wait_for("the decoded picture on screen", SECS(20), || {
+        let s = x.screenshot("viewer-window-h264");
+        (count(&s, [191, 191, 0]) > 5_000 && count(&s, [0, 191, 191]) > 5_000).then_some(())
+    });
+    // It moves: the picture is decoded continuously, not once (the top
+    // rows: the pattern's moving part, above the window's own label).
+    let top = |s: Vec<u8>| s[..300 * SCREEN.0 * 3].to_vec();
+    let first = top(x.screenshot("viewer-window-h264-a"));
+    wait_for("a later picture", SECS(10), || {
+        (top(x.screenshot("viewer-window-h264-b")) != first).then_some(())
+    });
+}

@@ -1,6 +1,7 @@
 //! An H.264 camera's recording across faults: a node frozen for 8 s, a node
-//! killed with SIGKILL and started again, a viewer killed with SIGKILL that
-//! resumes its session. After each: no frame recorded twice, every segment
+//! killed with SIGKILL and started again, the relay a viewer receives the
+//! camera through killed (the viewer switches to the node), a viewer
+//! killed with SIGKILL that resumes its session. After each: no frame recorded twice, every segment
 //! starts at a keyframe and decodes without a word from ffmpeg at level
 //! error, and (for the freeze, where the viewer saw it all) the frames
 //! missing are exactly those the viewer reports missed plus those it did
@@ -131,6 +132,49 @@ fn a_node_frozen_for_8_s_loses_only_what_the_viewer_reports() {
     let (missed, before_key) = (missed1 - missed0, before1 - before0);
     eprintln!(
         "{} frames recorded once each; {missing} missing = {missed} missed + {before_key} before a keyframe",
+        numbers.len()
+    );
+    assert_eq!(missing, missed + before_key, "{numbers:?}");
+}
+
+#[test]
+fn a_relay_switch_loses_only_what_the_viewer_reports_and_records_nothing_twice() {
+    let broker = Broker::start();
+    let _node = test_node_with(
+        &broker,
+        "pi-hrelay",
+        "320x240",
+        &["--codec", "h264", "--relay-max-member", "1"],
+    );
+    let relay_dir = TempDir::new("h264-relay-r1");
+    let recordings = TempDir::new("h264-relay-ws");
+    let mut r1 = Viewer::start_as(
+        &broker,
+        &relay_dir.0,
+        "r1",
+        &["--relay", "127.0.0.1", "--no-record"],
+    );
+    wait_for("r1 in the relay plan", SECS(30), || {
+        broker
+            .retained("camfleet/node/pi-hrelay/relay/cam0/plan")
+            .filter(|p| p.contains("\"r1\""))
+    });
+    let viewer = Viewer::start(&broker, &recordings.0, &["--relay", "127.0.0.1"]);
+    viewer.wait_log("(relay r1)", SECS(30));
+    let dashboard = viewer.dashboard();
+    start_recording(&broker, &recordings.0, 16384);
+    let (missed0, before0) = losses(&dashboard, "pi-hrelay");
+    let _ = r1.child.kill();
+    let _ = r1.child.wait();
+    viewer.wait_log("switching to the backup at once", SECS(10));
+    wait_recorded_more(&recordings.0, 200_000);
+    stop_recording(&broker, &recordings.0);
+    let (missed1, before1) = losses(&dashboard, "pi-hrelay");
+    let numbers = checked_numbers(&recordings.0);
+    let missing = gaps(&numbers, 1);
+    let (missed, before_key) = (missed1 - missed0, before1 - before0);
+    eprintln!(
+        "{} frames across the switch, each once; {missing} missing = {missed} missed + {before_key} before a keyframe",
         numbers.len()
     );
     assert_eq!(missing, missed + before_key, "{numbers:?}");

@@ -229,7 +229,10 @@ impl Cameras {
                     codec: patch.codec.or(old.output.codec),
                 },
             )?;
-            config.controls = old.controls.clone();
+            // Controls are rpicam-vid's: another source leaves them behind.
+            if config.source == SourceSpec::Rpicam {
+                config.controls = old.controls.clone();
+            }
         }
         if let Some(changes) = &patch.controls {
             config.controls = self.controls_for(&config, &old.controls, changes)?;
@@ -385,7 +388,7 @@ impl Cameras {
 }
 
 /// `shutter=10000, hflip=true`, or `rpicam-vid's defaults`.
-pub fn describe_controls(controls: &Controls) -> String {
+fn describe_controls(controls: &Controls) -> String {
     if controls.is_empty() {
         return "rpicam-vid's defaults".into();
     }

@@ -14,7 +14,7 @@ pub mod status;
 pub mod store;
 pub mod supervisor;
 
-pub use edit::{describe_controls, CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
+pub use edit::{CameraPatch, NewCamera, MAX_CAMERAS, MAX_PUSHES};
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};

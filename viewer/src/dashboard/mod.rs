@@ -396,6 +396,9 @@ async fn record(State(d): Shared, body: Bytes) -> Response {
 /// A camera's live MJPEG stream (`multipart/x-mixed-replace`), read from
 /// its hub like the node's own: a slow browser skips to the newest frame,
 /// nothing else waits; it ends when the camera goes or the viewer stops.
+/// How long `stream.mjpg` waits for a camera's first frame (it tells the codec).
+const FIRST_FRAME_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn stream(
     State(d): Shared,
     Path((node, camera)): Path<(String, String)>,
@@ -405,11 +408,19 @@ async fn stream(
     let Some(live) = d.live.get(&key) else {
         return error(StatusCode::NOT_FOUND, format!("no camera {key}"));
     };
-    if live
-        .hub
-        .latest()
-        .is_some_and(|f| f.codec == fanout::Codec::H264)
-    {
+    // What the camera sends is known from its first frame: wait for one.
+    let mut first = live.hub.add_local_reader(Protocol::Http);
+    let Ok(frame) = tokio::time::timeout(FIRST_FRAME_WAIT, first.next()).await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{key} sent no frame within {} s",
+                FIRST_FRAME_WAIT.as_secs()
+            ),
+        );
+    };
+    drop(first);
+    if frame.codec == fanout::Codec::H264 {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("{key} is an H.264 camera: its tile plays on the dashboard's page (the live WebSocket); /cameras/{node}/{camera}/snapshot.jpg is its newest picture"),

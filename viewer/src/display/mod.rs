@@ -1,7 +1,8 @@
 //! The live display (`--layout windows|grid`, cargo feature `display`):
 //! the OpenCV windows run on a thread of their own ([`window`]) that reads
 //! each camera's newest frame from its live hub, decoding only what it
-//! shows, so showing a camera never slows receiving or recording it.
+//! shows (an H.264 camera through an ffmpeg of its own, [`h264`]), so
+//! showing a camera never slows receiving or recording it.
 //! Without the feature (or without a screen) the viewer runs headless.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use crate::config::Layout;
 use crate::link::live::Live;
 
+#[cfg(feature = "display")]
+mod h264;
 #[cfg(feature = "display")]
 pub mod window;
 
