@@ -24,6 +24,26 @@ fn start(broker: &Broker, node_id: &str, bin: &TempDir, state: &TempDir) -> Node
     Node::start_with_env(&args, &[("PATH", &path)])
 }
 
+/// `node` stopped and started again on the same state: the new node, and
+/// the flags its camera was started with.
+fn restarted(
+    mut node: Node,
+    broker: &Broker,
+    node_id: &str,
+    bin: &TempDir,
+    state: &TempDir,
+) -> (Node, String) {
+    node.signal("TERM");
+    node.wait_exit(SECS(20));
+    let runs = invocations(bin).len();
+    let node = start(broker, node_id, bin, state);
+    let flags = wait_for("the camera started again", SECS(20), || {
+        let now = invocations(bin);
+        (now.len() > runs).then(|| now.last().unwrap().clone())
+    });
+    (node, flags)
+}
+
 /// The newest rpicam-vid start's flags, once it has `want` in them.
 fn wait_flags(bin: &TempDir, want: &str) -> String {
     wait_for(
@@ -131,15 +151,7 @@ fn controls_set_over_the_api_reach_rpicam_vid_and_survive_a_node_restart() {
 
     // A restarted node starts the camera with what it was left with.
     drop(client);
-    let mut node = node;
-    node.signal("TERM");
-    node.wait_exit(SECS(20));
-    let runs = invocations(&bin).len();
-    let node = start(&broker, "pi-ctl", &bin, &state);
-    wait_for("the camera started again", SECS(20), || {
-        (invocations(&bin).len() > runs).then_some(())
-    });
-    let flags = invocations(&bin).last().unwrap().clone();
+    let (node, flags) = restarted(node, &broker, "pi-ctl", &bin, &state);
     assert!(
         flags.contains("--shutter 10000 --awb indoor --hflip") && !flags.contains("--gain"),
         "{flags}"
@@ -282,15 +294,7 @@ fn controls_set_over_mqtt_reach_rpicam_vid_and_a_bad_one_is_refused_on_the_state
     retained(&|v| v["control_error"].is_null() && v["controls"]["sharpness"] == 1.5);
 
     // Kept across a node restart like the API's.
-    let mut node = node;
-    node.signal("TERM");
-    node.wait_exit(SECS(20));
-    let runs = invocations(&bin).len();
-    let _node = start(&broker, "pi-mq", &bin, &state);
-    wait_for("the camera started again", SECS(20), || {
-        (invocations(&bin).len() > runs).then_some(())
-    });
-    let flags = invocations(&bin).last().unwrap().clone();
+    let (_node, flags) = restarted(node, &broker, "pi-mq", &bin, &state);
     assert!(
         flags.contains("--vflip --roi 0.25,0.25,0.5,0.5 --denoise cdn_off --sharpness 1.5"),
         "{flags}"
