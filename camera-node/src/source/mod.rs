@@ -36,7 +36,8 @@ pub enum SourceSpec {
     Rpicam,
     /// Any command writing concatenated JPEGs to stdout, run by `sh -c`.
     Cmd(String),
-    /// An MJPEG file replayed in a loop at the configured frame rate.
+    /// An MJPEG or H.264 (Annex B) file replayed in a loop at the
+    /// configured frame rate.
     File(PathBuf),
     /// The built-in moving test pattern.
     Test,
@@ -296,7 +297,7 @@ impl Source {
     pub async fn next_frame(&mut self) -> Result<Picture> {
         match self {
             Source::Process(p) => p.next_frame().await,
-            Source::File(f) => f.next_frame().await.map(Picture::jpeg),
+            Source::File(f) => f.next_frame().await,
             Source::Test(t) => t.next_frame().await,
         }
     }
