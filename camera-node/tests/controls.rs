@@ -373,6 +373,25 @@ camera = 2
     );
     assert_eq!(reply.status, 200, "{}", reply.text());
     wait_flags(&bin, "--camera 0 --brightness 0.2");
+    // `"controls": null`: back to the file's (only `camera = 0`).
+    let runs = invocations(&bin).len();
+    let reply = api(
+        &node,
+        "PATCH",
+        "/api/v1/cameras/front",
+        Some(json!({ "controls": null })),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let flags = wait_for("front started with the file's controls", SECS(20), || {
+        let now = invocations(&bin);
+        now[runs..]
+            .iter()
+            .find(|l| l.contains("--camera 0"))
+            .cloned()
+    });
+    assert!(!flags.contains("--brightness"), "{flags}");
+    assert_eq!(view(&node, "front")["controls"], json!({"camera": 0}));
     let reply = api(
         &node,
         "PATCH",

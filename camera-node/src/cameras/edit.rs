@@ -60,8 +60,20 @@ pub struct CameraPatch {
     pub codec: Option<Codec>,
     pub enabled: Option<bool>,
     /// Camera controls to change (rpicam sources; config-file cameras
-    /// too): each checked, `null` removing one.
-    pub controls: Option<BTreeMap<String, Value>>,
+    /// too): each checked, `null` removing one. `"controls": null` goes
+    /// back to the config file's (none for an API camera).
+    #[serde(default, deserialize_with = "present")]
+    pub controls: Option<Option<BTreeMap<String, Value>>>,
+}
+
+/// A key that is present, even as `null` (`Some(None)`), told from one
+/// left out (`None`, the default).
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl Cameras {
@@ -234,8 +246,12 @@ impl Cameras {
                 config.controls = old.controls.clone();
             }
         }
-        if let Some(changes) = &patch.controls {
-            config.controls = self.controls_for(&config, &old.controls, changes)?;
+        match &patch.controls {
+            Some(Some(changes)) => {
+                config.controls = self.controls_for(&config, &old.controls, changes)?;
+            }
+            Some(None) => config.controls = entry.file_controls(),
+            None => {}
         }
         if changes_source || config.controls != old.controls {
             let mut supervisor = entry.supervisor.lock().await;

@@ -105,6 +105,15 @@ impl Entry {
         *file != self.config.lock().expect("config lock").controls
     }
 
+    /// What `"controls": null` goes back to: the config file's controls
+    /// (an API camera's are empty).
+    pub fn file_controls(&self) -> crate::source::controls::Controls {
+        match self.origin {
+            Origin::Config => self.file_controls.lock().expect("controls lock").clone(),
+            Origin::Api => Default::default(),
+        }
+    }
+
     /// The config file's controls, when the camera started with saved ones.
     pub fn set_file_controls(&self, controls: crate::source::controls::Controls) {
         *self.file_controls.lock().expect("controls lock") = controls;
@@ -393,7 +402,8 @@ impl Cameras {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Set {
-            controls: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+            #[serde(default, deserialize_with = "edit::present")]
+            controls: Option<Option<std::collections::BTreeMap<String, serde_json::Value>>>,
             enabled: Option<bool>,
         }
         let Some(entry) = self.get(id) else {
