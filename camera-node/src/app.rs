@@ -74,16 +74,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
     );
     tracing::info!("RTSP on {rtsp_base}/<camera>, web page and API on {http_base}/");
     warn_if_exposed(&config);
-    let mut info = node_info(&config, addresses);
-    if config
-        .cameras
-        .iter()
-        .any(|c| c.source == SourceSpec::Rpicam)
-    {
-        if let Some(program) = crate::source::rpicam_program() {
-            info.pi_cameras = crate::source::rpicam::list_cameras(&program).await;
-        }
-    }
+    let info = node_info(&config, addresses).await;
     tracing::info!(node = %config.node_id, "advertising {}", info.addresses.join(", "));
     let info = Arc::new(watch::Sender::new(info));
     let (store, saved) = open_store(&config)?;
@@ -118,15 +109,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<()> 
         allow_anything: config.api_allow_commands,
     };
     let cameras = Cameras::new(env, Arc::clone(&info), store);
-    for (cam, listener) in config.cameras.iter().zip(listeners) {
-        let entry = cameras.start(
-            saved.with_controls(cam.clone()),
-            Origin::Config,
-            listener,
-            true,
-        )?;
-        entry.set_file_controls(cam.controls.clone());
-    }
+    start_config_cameras(&cameras, &config, listeners, &saved)?;
     cameras.restore(saved).await;
     if let Some(path) = cameras.state_file() {
         tracing::info!("cameras added over the API are kept in {}", path.display());
@@ -231,8 +214,37 @@ fn warn_if_exposed(config: &NodeConfig) {
     }
 }
 
-/// The node's NodeInfo at start, before its cameras are added.
-fn node_info(config: &NodeConfig, addresses: Vec<String>) -> NodeInfo {
+/// The config file's cameras on their listeners, each with the controls
+/// the state file kept for it (its file's remembered beside).
+fn start_config_cameras(
+    cameras: &Arc<Cameras>,
+    config: &NodeConfig,
+    listeners: Vec<TcpListener>,
+    saved: &Saved,
+) -> Result<()> {
+    for (cam, listener) in config.cameras.iter().zip(listeners) {
+        let entry = cameras.start(
+            saved.with_controls(cam.clone()),
+            Origin::Config,
+            listener,
+            true,
+        )?;
+        entry.set_file_controls(cam.controls.clone());
+    }
+    Ok(())
+}
+
+/// The node's NodeInfo at start, before its cameras are added: with the
+/// Pi's cameras when one of the node's is `rpicam`.
+async fn node_info(config: &NodeConfig, addresses: Vec<String>) -> NodeInfo {
+    let rpicam = config
+        .cameras
+        .iter()
+        .any(|c| c.source == SourceSpec::Rpicam);
+    let pi_cameras = match crate::source::rpicam_program().filter(|_| rpicam) {
+        Some(program) => crate::source::rpicam::list_cameras(&program).await,
+        None => Vec::new(),
+    };
     NodeInfo {
         v: PAYLOAD_VERSION,
         node_id: config.node_id.clone(),
@@ -244,7 +256,7 @@ fn node_info(config: &NodeConfig, addresses: Vec<String>) -> NodeInfo {
         started_at: Utc::now(),
         cameras: Vec::new(),
         clock_synchronized: crate::clock::synchronized(),
-        pi_cameras: Vec::new(),
+        pi_cameras,
     }
 }
 

@@ -44,6 +44,49 @@ const FREQ_CAPPED: u32 = 1 << 1;
 const THROTTLED_NOW: u32 = 1 << 2;
 const SINCE_BOOT: u32 = 16;
 
+/// The sampler as the MQTT loop runs it: each sample on a blocking thread
+/// (`vcgencmd` and `iw` are programs), the sampler handed there and back.
+pub struct Health {
+    sampler: Option<HealthSampler>,
+    root: PathBuf,
+    state_dir: Option<PathBuf>,
+}
+
+impl Health {
+    pub fn new(root: &Path, state_dir: Option<&Path>) -> Self {
+        Health {
+            sampler: Some(HealthSampler::new(root, state_dir)),
+            root: root.to_owned(),
+            state_dir: state_dir.map(Path::to_owned),
+        }
+    }
+
+    /// One sample; `None` when the sampling thread failed (a new sampler
+    /// takes over next time).
+    pub async fn sample(&mut self, cameras: &[CameraStats]) -> Option<NodeHealth> {
+        let mut sampler = self
+            .sampler
+            .take()
+            .unwrap_or_else(|| HealthSampler::new(&self.root, self.state_dir.as_deref()));
+        let cameras = cameras.to_vec();
+        match tokio::task::spawn_blocking(move || {
+            let machine = sampler.sample(&cameras);
+            (sampler, machine)
+        })
+        .await
+        {
+            Ok((sampler, machine)) => {
+                self.sampler = Some(sampler);
+                Some(machine)
+            }
+            Err(e) => {
+                tracing::error!("the health sample failed: {e}");
+                None
+            }
+        }
+    }
+}
+
 pub struct HealthSampler {
     root: PathBuf,
     state_dir: Option<PathBuf>,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cameras::Cameras;
 use crate::config::NodeConfig;
-use crate::health::HealthSampler;
+use crate::health::Health;
 use crate::relay::{Planner, PublishedPlans};
 
 /// How long shutdown waits for `offline` to reach the broker.
@@ -102,7 +102,7 @@ impl Presence {
         let mut camera_changes = self.cameras.watch();
         let mut states = StatePublisher::default();
         let mut ticker = tokio::time::interval(c.stats_interval);
-        let mut health = Some(HealthSampler::new(&c.health_root, c.state_dir.as_deref()));
+        let mut health = Health::new(&c.health_root, c.state_dir.as_deref());
         let sets = topics.camera_sets(&c.node_id);
         let mut connected = false;
         let mut cpu_temp_missing_logged = false;
@@ -208,40 +208,10 @@ impl Presence {
                 }
                 _ = ticker.tick() => {
                     let mut figures = stats.sample(&c.node_id);
-                    // vcgencmd and iw are programs: run off the runtime's threads.
-                    let cameras = figures.cameras.clone();
-                    let mut sampler = health
-                        .take()
-                        .unwrap_or_else(|| HealthSampler::new(&c.health_root, c.state_dir.as_deref()));
-                    match tokio::task::spawn_blocking(move || {
-                        let machine = sampler.sample(&cameras);
-                        (sampler, machine)
-                    }).await {
-                        Ok((sampler, machine)) => {
-                            health = Some(sampler);
-                            *self.machine.lock().expect("health lock") = Some(machine.clone());
-                            figures.health = Some(machine);
-                        }
-                        Err(e) => tracing::error!("the health sample failed: {e}"),
-                    }
-                    if !connected {
-                        continue;
-                    }
-                    let json = serde_json::to_string(&figures).unwrap_or_default();
-                    try_publish(&client, &topics.node_stats(&c.node_id), false, json);
-                    if let Some(machine) = &figures.health {
-                        let json = serde_json::to_string(machine).unwrap_or_default();
-                        try_publish(&client, &topics.node_health(&c.node_id), true, json);
-                    }
-                    if let Some(path) = &c.cpu_temp_path {
-                        match read_cpu_temp(path) {
-                            Some(celsius) => try_publish(&client, &topics::cpu_temp(&c.node_id), false, format!("{celsius:.1}")),
-                            None if !cpu_temp_missing_logged => {
-                                cpu_temp_missing_logged = true;
-                                tracing::info!("no CPU temperature at {} (turn off with --no-cpu-temp)", path.display());
-                            }
-                            None => {}
-                        }
+                    figures.health = health.sample(&figures.cameras).await;
+                    self.machine.lock().expect("health lock").clone_from(&figures.health);
+                    if connected {
+                        publish_figures(&client, &topics, c, &figures, &mut cpu_temp_missing_logged);
                     }
                 }
             }
@@ -264,6 +234,42 @@ impl Presence {
 
 fn info_json(info: &NodeInfo) -> String {
     serde_json::to_string(info).unwrap_or_default()
+}
+
+/// Stats (with the machine's health), the retained health and the CPU
+/// temperature sensor, every stats interval.
+fn publish_figures(
+    client: &AsyncClient,
+    topics: &Topics,
+    c: &NodeConfig,
+    figures: &NodeStats,
+    cpu_temp_missing_logged: &mut bool,
+) {
+    let json = serde_json::to_string(figures).unwrap_or_default();
+    try_publish(client, &topics.node_stats(&c.node_id), false, json);
+    if let Some(machine) = &figures.health {
+        let json = serde_json::to_string(machine).unwrap_or_default();
+        try_publish(client, &topics.node_health(&c.node_id), true, json);
+    }
+    let Some(path) = &c.cpu_temp_path else {
+        return;
+    };
+    match read_cpu_temp(path) {
+        Some(celsius) => try_publish(
+            client,
+            &topics::cpu_temp(&c.node_id),
+            false,
+            format!("{celsius:.1}"),
+        ),
+        None if !*cpu_temp_missing_logged => {
+            *cpu_temp_missing_logged = true;
+            tracing::info!(
+                "no CPU temperature at {} (turn off with --no-cpu-temp)",
+                path.display()
+            );
+        }
+        None => {}
+    }
 }
 
 fn try_publish(client: &AsyncClient, topic: &str, retain: bool, payload: String) {

@@ -395,49 +395,6 @@ impl Cameras {
         Some(changed)
     }
 
-    /// A change asked on the camera's MQTT `set` topic (`{"controls":{..}}`,
-    /// `{"enabled":false}`): done as a PATCH would, or refused with a WARN
-    /// and the reason on the camera's state topic; nothing restarts then.
-    pub async fn set_from_mqtt(&self, id: &str, payload: &[u8]) {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Set {
-            #[serde(default, deserialize_with = "edit::present")]
-            controls: Option<Option<std::collections::BTreeMap<String, serde_json::Value>>>,
-            enabled: Option<bool>,
-        }
-        let Some(entry) = self.get(id) else {
-            tracing::warn!(
-                camera = id,
-                "a set message for a camera this node does not have"
-            );
-            return;
-        };
-        let done = match serde_json::from_slice::<Set>(payload) {
-            Ok(set) => self
-                .patch(
-                    id,
-                    CameraPatch {
-                        controls: set.controls,
-                        enabled: set.enabled,
-                        ..CameraPatch::default()
-                    },
-                )
-                .await
-                .map(|_| ()),
-            Err(e) => Err(refused(
-                400,
-                format!("not a set message ({{\"controls\":{{..}}}} or {{\"enabled\":..}}): {e}"),
-            )),
-        };
-        let error = done.err().map(|r| r.why);
-        if let Some(why) = &error {
-            tracing::warn!(camera = id, "refused a change from MQTT: {why}");
-        }
-        *entry.control_error.lock().expect("control error lock") = error;
-        self.bump();
-    }
-
     /// Ends the camera's current run and starts the next at once.
     pub fn restart(&self, id: &str) -> Option<()> {
         let entry = self.get(id)?;
