@@ -33,12 +33,23 @@ const RTT_SPAN: Duration = Duration::from_secs(5);
 pub struct Window {
     unacked: BTreeMap<u32, InFlight>,
     in_flight: usize,
-    /// Acknowledged bytes with their time, over [`RATE_SPAN`].
-    delivered: VecDeque<(Instant, usize)>,
+    /// Acknowledged messages over [`RATE_SPAN`]: when, their bytes and
+    /// the time the link took to carry them.
+    delivered: VecDeque<Delivered>,
     delivered_bytes: usize,
+    delivered_time: Duration,
+    /// When the last acknowledgement came.
+    last_ack: Option<Instant>,
     /// When each recent acknowledgement came and how long it took.
     round_trips: VecDeque<(Instant, Duration)>,
     next_number: u32,
+}
+
+#[derive(Debug)]
+struct Delivered {
+    at: Instant,
+    bytes: usize,
+    took: Duration,
 }
 
 #[derive(Debug)]
@@ -94,10 +105,20 @@ impl Window {
             .unwrap_or_default()
     }
 
-    /// Bytes a second acknowledged over the last [`RATE_SPAN`].
+    /// Bytes a second the link carried, from the messages acknowledged
+    /// over the last [`RATE_SPAN`]: their bytes over the time their
+    /// transfers took. Each took from when it went, or from the
+    /// acknowledgement before it if that came later (it waited behind
+    /// the messages before it), to its own acknowledgement; so a large
+    /// message that took seconds counts as the slow link it crossed,
+    /// not as a burst of bytes at the instant of its acknowledgement.
     fn rate(&mut self, now: Instant) -> f64 {
         self.forget_before(now);
-        self.delivered_bytes as f64 / RATE_SPAN.as_secs_f64()
+        if self.delivered_bytes == 0 {
+            return 0.0;
+        }
+        let took = self.delivered_time.max(Duration::from_millis(1));
+        self.delivered_bytes as f64 / took.as_secs_f64()
     }
 
     /// Notes a frame of `bytes` sent to `camera`; its message number.
@@ -122,6 +143,15 @@ impl Window {
             return false;
         };
         self.in_flight -= done.bytes;
+        let started = self.last_ack.map_or(done.sent_at, |l| l.max(done.sent_at));
+        self.last_ack = Some(now);
+        self.delivered.push_back(Delivered {
+            at: now,
+            bytes: done.bytes,
+            took: now.saturating_duration_since(started),
+        });
+        self.delivered_bytes += done.bytes;
+        self.delivered_time += now.saturating_duration_since(started);
         let rate = self.rate(now);
         let took = now.saturating_duration_since(done.sent_at);
         let carried = if rate > 0.0 {
@@ -134,9 +164,6 @@ impl Window {
         if self.round_trips.len() > 1024 {
             self.round_trips.pop_front();
         }
-        self.delivered.push_back((now, done.bytes));
-        self.delivered_bytes += done.bytes;
-        self.forget_before(now);
         true
     }
 
@@ -164,12 +191,13 @@ impl Window {
     }
 
     fn forget_before(&mut self, now: Instant) {
-        while let Some(&(at, bytes)) = self.delivered.front() {
-            if now.saturating_duration_since(at) <= RATE_SPAN {
+        while let Some(front) = self.delivered.front() {
+            if now.saturating_duration_since(front.at) <= RATE_SPAN {
                 break;
             }
+            self.delivered_bytes -= front.bytes;
+            self.delivered_time -= front.took;
             self.delivered.pop_front();
-            self.delivered_bytes -= bytes;
         }
     }
 }
@@ -204,15 +232,15 @@ mod tests {
         assert!(window.has_room(start));
         window.sent("a", 20_000, start);
         assert!(!window.has_room(start), "the floor: one 20 kB frame");
-        // 100 kB a second delivered, each 10 kB frame acknowledged 60 ms
-        // after it went: 100 ms of it was its bytes, so no round trip.
+        // Each 10 kB frame acknowledged 100 ms after it went: 100 kB a
+        // second, all of the time its bytes, so no round trip.
         let mut window = Window::default();
         for i in 0..10 {
-            let at = start + ms(i * 100);
+            let at = start + ms(i * 200);
             let n = window.sent("a", 10_000, at);
-            window.ack(n, at + ms(60));
+            window.ack(n, at + ms(100));
         }
-        let now = start + ms(960);
+        let now = start + ms(1960);
         assert_eq!(window.round_trip(now), Duration::ZERO);
         window.sent("a", 20_000, now);
         assert!(window.has_room(now), "25 kB may be in flight");
@@ -226,16 +254,44 @@ mod tests {
         let start = Instant::now();
         let mut window = Window::default();
         assert_eq!(window.limit(start), MIN_WINDOW);
-        // 4 MB acknowledged within a second: 1 MB may be in flight.
+        // 100 kB messages back to back, each acknowledged 25 ms after the
+        // one before: 4 MB a second, so 1 MB may be in flight.
         for i in 0..40 {
-            let at = start + Duration::from_millis(i * 20);
+            let at = start + Duration::from_millis(i * 25);
             let n = window.sent("a", 100_000, at);
-            window.ack(n, at);
+            window.ack(n, at + Duration::from_millis(25));
         }
-        let late = start + Duration::from_millis(800);
+        let late = start + Duration::from_millis(1000);
         assert_eq!(window.limit(late), 1_000_000);
         // A second later nothing was delivered: back to the smallest.
         assert_eq!(window.limit(late + Duration::from_secs(2)), MIN_WINDOW);
         assert_eq!(window.oldest(), None);
+    }
+
+    #[test]
+    fn a_large_message_that_took_seconds_counts_as_the_slow_link_it_crossed() {
+        // A joiner's replay of a 464 kB group over a 65 kB/s link: its
+        // acknowledgement is no burst of 464 kB/s that would let the next
+        // frames pile up in the link.
+        let start = Instant::now();
+        let mut window = Window::default();
+        let big = window.sent("a", 464_000, start);
+        let acked = start + Duration::from_secs(7);
+        window.ack(big, acked);
+        let rate = window.rate(acked);
+        assert!((rate - 464_000.0 / 7.0).abs() < 1.0, "{rate}");
+        window.sent("a", 23_000, acked);
+        assert!(!window.has_room(acked), "one keyframe in flight fills it");
+        // Frames sent while one was in flight wait behind it: each took
+        // from the acknowledgement before it.
+        let mut window = Window::default();
+        let ms = Duration::from_millis;
+        let (a, b) = (
+            window.sent("a", 10_000, start),
+            window.sent("a", 10_000, start),
+        );
+        window.ack(a, start + ms(100));
+        window.ack(b, start + ms(200));
+        assert!((window.rate(start + ms(200)) - 100_000.0).abs() < 1.0);
     }
 }
