@@ -45,6 +45,7 @@ pub mod pi;
 pub mod rtmp;
 pub mod viewers;
 mod web;
+pub mod webcam;
 
 pub use broker::{mosquitto_sub, Broker, Watcher};
 pub use client::{FrameClient, Received, SlowLink};

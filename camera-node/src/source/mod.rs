@@ -276,9 +276,12 @@ impl Source {
                 Source::Process(Box::new(process::ProcessSource::shell(cmd, status)?))
             }
             SourceSpec::Url(u) => {
-                let plan = match u.worth_probing() {
-                    true => probe(u, &output, status).await?,
-                    false => url::Plan::unprobed(u, &output),
+                let plan = if u.scheme == url::Scheme::Device {
+                    device_plan(u, &output, status).await
+                } else if u.worth_probing() {
+                    probe(u, &output, status).await?
+                } else {
+                    url::Plan::unprobed(u, &output)
                 };
                 status.set_input(plan.describe(u.scheme.name()));
                 Source::Process(Box::new(process::ProcessSource::ffmpeg(
@@ -308,6 +311,47 @@ impl Source {
             p.close().await;
         }
     }
+}
+
+/// Asks ffmpeg which formats device `u` offers: its own MJPEG or H.264 is
+/// copied. A listing that fails or times out leaves the device converted
+/// from raw pictures, as it was before listings (ffmpeg then says why).
+async fn device_plan(u: &UrlSource, output: &Output, status: &Status) -> url::Plan {
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.args(u.list_formats_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let listing = match tokio::time::timeout(url::PROBE_LIMIT, cmd.output()).await {
+        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!("{u}: cannot list its formats with ffmpeg: {e}");
+            String::new()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "{u}: ffmpeg listed no formats within {} s",
+                url::PROBE_LIMIT.as_secs()
+            );
+            String::new()
+        }
+    };
+    for line in listing.lines() {
+        status.line("ffmpeg", line);
+    }
+    let formats = url::DeviceFormats::parse(&listing);
+    let plan = formats.plan(output);
+    let offers = match (formats.h264, formats.mjpeg) {
+        (true, true) => "H.264 and MJPEG of its own",
+        (true, false) => "H.264 of its own",
+        (false, true) => "MJPEG of its own",
+        (false, false) => "raw pictures only",
+    };
+    status.note(&format!(
+        "the device offers {offers}: {}",
+        plan.describe(u.scheme.name())
+    ));
+    plan
 }
 
 /// Asks `ffprobe` what `u` carries: whether it can be copied to `output`.
