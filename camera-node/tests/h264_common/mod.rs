@@ -81,3 +81,27 @@ pub fn node_on_fake_h264_camera(broker: &Broker, pi5: bool, extra: &[&str]) -> (
     node.wait_log("first frame", Duration::from_secs(30));
     (node, bin)
 }
+
+/// ffprobe's `entries` of a URL's first video stream (RTSP over TCP).
+pub fn probe(url: &str, entries: &str) -> String {
+    run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args([
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                &format!("stream={entries}"),
+                "-of",
+                "csv=p=0",
+                url,
+            ]),
+    )
+}
+
+/// What ffprobe says of a URL's first video stream: codec, profile, size.
+pub fn probe_stream(url: &str) -> String {
+    probe(url, "codec_name,profile,width,height")
+        .trim()
+        .to_owned()
+}

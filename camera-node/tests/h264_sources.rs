@@ -1,0 +1,299 @@
+//! H.264 sources as they reach the node: an RTMP drone and an IP
+//! camera's RTSP stream are copied, not re-encoded (the publisher's own
+//! profile and size served on, the copying ffmpeg next to no CPU), and
+//! pushed on as they came; the IP camera asked for another size is
+//! converted by libx264. Real nginx-rtmp, ffmpeg as publisher and IP
+//! camera, real nodes.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::api::{add, api, view, wait_state};
+use testkit::*;
+
+mod h264_common;
+
+use h264_common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Demuxing costs next to nothing: the converter's share of a core, once
+/// steady (the node's figure is per second, so the first readings include
+/// ffmpeg's start), under 5%.
+fn assert_copying_is_cheap(node: &Node, camera: &str) {
+    let cpu = wait_for("a CPU reading of the converter", SECS(20), || {
+        std::thread::sleep(Duration::from_millis(500));
+        view(node, camera)["converter"]["cpu_percent"].as_f64()
+    });
+    let mut readings = vec![cpu];
+    for _ in 0..3 {
+        std::thread::sleep(SECS(1));
+        readings.extend(view(node, camera)["converter"]["cpu_percent"].as_f64());
+    }
+    let steady = readings[readings.len() - 1];
+    assert!(
+        steady < 5.0,
+        "{camera}: the copying ffmpeg used {steady:.1}% of a core ({readings:?})"
+    );
+}
+
+/// What ffmpeg says at level error while decoding 3 s of an RTSP stream
+/// to raw pictures (nothing, for a stream that decodes).
+fn decode_errors(url: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i", url])
+        .args([
+            "-t",
+            "3",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-y",
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An IP camera as most are: x264's High profile over RTSP, here a node
+/// whose `cmd:` source is ffmpeg encoding a test pattern.
+const IP_CAMERA: &str = "cmd:ffmpeg -hide_banner -loglevel error -re -f lavfi \
+    -i testsrc2=size=640x360:rate=15 -c:v libx264 -preset veryfast -tune zerolatency \
+    -g 15 -bf 0 -pix_fmt yuv420p -f h264 -";
+
+#[test]
+fn an_ip_cameras_rtsp_h264_is_copied_and_converted_by_libx264_only_for_another_size() {
+    require("ffprobe", "ffmpeg");
+    let broker = Broker::start();
+    let camera = Node::start(&node_args(&broker.url(), "ip-camera", IP_CAMERA));
+    camera.wait_log("first frame", SECS(30));
+    let url = format!("{}/cam0", camera.rtsp_base());
+    let published = probe_stream(&url);
+    assert_eq!(published, "h264,High,640,360", "the IP camera's stream");
+
+    let nvr = Node::start(&node_args(&broker.url(), "nvr", "test"));
+    nvr.wait_log("first frame", SECS(20));
+    add(&nvr, json!({"id": "door", "source": url}));
+    add(
+        &nvr,
+        json!({"id": "door-small", "source": url, "codec": "h264", "width": 320, "height": 180}),
+    );
+    let copied = wait_state(&nvr, "door", &["running"], SECS(30));
+    let input = |v: &serde_json::Value| v["input"].as_str().unwrap_or_default().to_owned();
+    assert!(input(&copied).contains("copied (H.264"), "{copied}");
+    let converted = wait_state(&nvr, "door-small", &["running"], SECS(30));
+    assert!(
+        input(&converted).contains("converted to H.264"),
+        "{converted}"
+    );
+
+    // Copied: the camera's own stream, served on; decodes.
+    let door = format!("{}/door", nvr.rtsp_base());
+    assert_eq!(probe_stream(&door), published);
+    assert_eq!(decode_errors(&door), "", "the copied stream");
+    assert_copying_is_cheap(&nvr, "door");
+    // Converted: H.264 at the size asked for, with no B-frames; decodes.
+    let small = format!("{}/door-small", nvr.rtsp_base());
+    let probed = probe(&small, "codec_name,width,height,has_b_frames");
+    assert_eq!(probed.trim(), "h264,320,180,0", "the converted stream");
+    assert_eq!(decode_errors(&small), "", "the converted stream");
+    assert!(!nvr.log().contains("B-frames"), "{}", nvr.log());
+}
+
+#[test]
+fn an_rtmp_drone_is_copied_not_converted_and_pushed_on_as_it_came() {
+    use testkit::rtmp::{drone, stop, Nginx};
+    require("ffprobe", "ffmpeg");
+    let broker = Broker::start();
+    let nginx = Nginx::start(false);
+    let url = format!("rtmp://127.0.0.1:{}/live/d1", nginx.port);
+    let publisher = drone(&url);
+    let published = wait_for("the drone's stream on the RTMP server", SECS(20), || {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+                "-of",
+                "csv=p=0",
+                &url,
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!text.is_empty()).then_some(text)
+    });
+    let node = Node::start(&node_args(&broker.url(), "drone-node", "test"));
+    node.wait_log("first frame", SECS(20));
+    add(&node, json!({"id": "drone", "source": url}));
+    let state = wait_state(&node, "drone", &["running"], SECS(30));
+    assert!(
+        state["input"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("copied (H.264"),
+        "{state}"
+    );
+    // The node serves the publisher's own stream: same codec, profile, size.
+    assert_eq!(
+        probe_stream(&format!("{}/drone", node.rtsp_base())),
+        published
+    );
+    assert_copying_is_cheap(&node, "drone");
+
+    // Pushed on to an RTSP server as it came: ffmpeg listening, H.264 received.
+    let port = free_port();
+    let dir = TempDir::new("push");
+    let received = dir.path("received.mkv");
+    let server = Command::new("ffmpeg")
+        .args(words(
+            "-hide_banner -loglevel error -rtsp_flags listen -rtsp_transport tcp -i",
+        ))
+        .arg(format!("rtsp://127.0.0.1:{port}/x"))
+        .args(words("-t 3 -c copy -y"))
+        .arg(&received)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = format!(":{port:04X} 00000000:0000 0A");
+    wait_for("the RTSP server listening", SECS(10), || {
+        std::fs::read_to_string("/proc/net/tcp")
+            .ok()?
+            .contains(&want)
+            .then_some(())
+    });
+    let reply = api(
+        &node,
+        "POST",
+        "/api/v1/cameras/drone/pushes",
+        Some(json!({"url": format!("rtsp://127.0.0.1:{port}/x")})),
+        None,
+    );
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the receiving ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = run_ok(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=codec_name,profile,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&received),
+    );
+    assert_eq!(
+        got.trim(),
+        published,
+        "the server received the drone's H.264"
+    );
+    // Decoded to raw pictures: a muxer without timestamps (the null muxer
+    // rounds times to frame slots, and a copied stream's pictures are
+    // stamped when the node reads them, with the input's jitter).
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&received)
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-y", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    stop(publisher);
+}
+
+#[test]
+fn a_usb_webcams_own_h264_and_mjpeg_are_copied_and_raw_pictures_converted() {
+    require("ffprobe", "ffmpeg");
+    let bin = TempDir::new("webcam");
+    let reads = testkit::webcam::fake_webcam_ffmpeg(&bin);
+    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
+    let broker = Broker::start();
+    let node = Node::start_with_env(
+        &node_args(&broker.url(), "desk-node", "test"),
+        &[("PATH", &path)],
+    );
+    node.wait_log("first frame", SECS(20));
+    let input = |v: &serde_json::Value| v["input"].as_str().unwrap_or_default().to_owned();
+    let last_read = || {
+        let log = std::fs::read_to_string(&reads).unwrap_or_default();
+        log.lines().last().unwrap_or_default().to_owned()
+    };
+
+    // A webcam that encodes H.264 itself: read as H.264 and copied.
+    add(
+        &node,
+        json!({"id": "desk", "source": "/dev/video0", "width": 640, "height": 480, "fps": 15}),
+    );
+    let state = wait_state(&node, "desk", &["running"], SECS(30));
+    assert!(
+        input(&state).contains("v4l2 input copied (H.264"),
+        "{state}"
+    );
+    let read = last_read();
+    assert!(
+        read.contains("-input_format h264") && read.contains("-c:v copy"),
+        "{read}"
+    );
+    let desk = format!("{}/desk", node.rtsp_base());
+    assert_eq!(
+        probe(&desk, "codec_name,width,height").trim(),
+        "h264,640,480"
+    );
+    assert_eq!(decode_errors(&desk), "", "the webcam's H.264");
+
+    // MJPEG asked for: the webcam's own MJPEG, copied.
+    let reply = api(
+        &node,
+        "PATCH",
+        "/api/v1/cameras/desk",
+        Some(json!({"codec": "mjpeg"})),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let state = wait_for("the webcam read as MJPEG", SECS(30), || {
+        let v = view(&node, "desk");
+        (v["state"] == "running" && input(&v).contains("copied (already MJPEG")).then_some(v)
+    });
+    let read = last_read();
+    assert!(
+        read.contains("-input_format mjpeg") && read.contains("-c:v copy"),
+        "{read} {state}"
+    );
+    assert_eq!(
+        probe(&desk, "codec_name,width,height").trim(),
+        "mjpeg,640,480"
+    );
+
+    // A webcam of raw pictures only: converted, as before.
+    add(
+        &node,
+        json!({"id": "old", "source": "/dev/video1", "width": 320, "height": 240}),
+    );
+    let state = wait_state(&node, "old", &["running"], SECS(30));
+    assert!(
+        input(&state).contains("v4l2 input converted to MJPEG"),
+        "{state}"
+    );
+    let read = last_read();
+    assert!(
+        !read.contains("-input_format") && read.contains("-c:v mjpeg"),
+        "{read}"
+    );
+}
