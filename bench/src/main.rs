@@ -45,8 +45,8 @@ struct Args {
     #[arg(long)]
     node_bin: Option<PathBuf>,
     /// Protocols to measure, comma-separated: tcp (frame protocol), rtsp
-    /// (ffmpeg over RTSP/TCP), relay (real headless viewers, relaying off
-    /// then on).
+    /// (ffmpeg over RTSP/TCP), rtsp-udp (ffmpeg over RTSP with RTP on
+    /// UDP), relay (real headless viewers, relaying off then on).
     #[arg(long, value_delimiter = ',', default_value = "tcp,rtsp")]
     protocols: Vec<String>,
     /// Relay group size for `relay` (the node's --relay-max-member).
@@ -99,10 +99,11 @@ fn main() -> Result<()> {
                 );
                 println!("|---|---|---|---|---|---|---|---|");
             }
-            "rtsp" => {
+            "rtsp" | "rtsp-udp" => {
                 rtsp::require_ffmpeg()?;
+                let over = if protocol == "rtsp" { "TCP" } else { "UDP" };
                 println!(
-                    "\nRTSP over TCP, ffmpeg as players\n\n| clients | camera fps | frames delivered per client (worst client, of camera's) \
+                    "\nRTSP over {over}, ffmpeg as players\n\n| clients | camera fps | frames delivered per client (worst client, of camera's) \
                      | node CPU (% of one core) | node peak RSS (MiB) |"
                 );
                 println!("|---|---|---|---|---|");
@@ -124,14 +125,14 @@ fn main() -> Result<()> {
                 }
                 continue;
             }
-            other => bail!("unknown protocol {other:?}: tcp, rtsp or relay"),
+            other => bail!("unknown protocol {other:?}: tcp, rtsp, rtsp-udp or relay"),
         }
         for &n in &args.viewers {
             let mut node = Node::start(&node_bin, &args, n, false)?;
-            let row = if protocol == "tcp" {
-                runtime.block_on(measure(&args, &mut node, n, clk_tck))
-            } else {
-                rtsp::measure(&args, &node, n, clk_tck)
+            let row = match protocol.as_str() {
+                "tcp" => runtime.block_on(measure(&args, &mut node, n, clk_tck)),
+                "rtsp" => rtsp::measure(&args, &node, n, clk_tck, "tcp"),
+                _ => rtsp::measure(&args, &node, n, clk_tck, "udp"),
             };
             node.stop();
             println!("{}", row?);

@@ -1,6 +1,7 @@
 //! The RTSP half of the benchmark: N ffmpeg processes play the camera over
-//! RTSP/TCP (stream copy, so they spend little CPU of their own) and report
-//! their frame counts through `-progress`.
+//! RTSP, interleaved on TCP or as RTP over UDP (stream copy, so they spend
+//! little CPU of their own) and report their frame counts through
+//! `-progress`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -31,10 +32,11 @@ impl Drop for Player {
     }
 }
 
-fn play(url: &str) -> Result<Player> {
+/// `transport` is ffmpeg's `-rtsp_transport`: `tcp` or `udp`.
+fn play(url: &str, transport: &str) -> Result<Player> {
     let mut child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostats"])
-        .args(["-rtsp_transport", "tcp", "-i", url])
+        .args(["-rtsp_transport", transport, "-i", url])
         .args(["-map", "0:v", "-c", "copy", "-f", "null", "-"])
         .args(["-progress", "pipe:1", "-stats_period", "0.1"])
         .stdin(Stdio::null())
@@ -58,9 +60,17 @@ fn play(url: &str) -> Result<Player> {
     Ok(Player { child, frames })
 }
 
-pub fn measure(args: &Args, node: &Node, n: usize, clk_tck: f64) -> Result<String> {
+pub fn measure(
+    args: &Args,
+    node: &Node,
+    n: usize,
+    clk_tck: f64,
+    transport: &str,
+) -> Result<String> {
     let url = format!("rtsp://127.0.0.1:{}/cam0", node.rtsp_port);
-    let players = (0..n).map(|_| play(&url)).collect::<Result<Vec<_>>>()?;
+    let players = (0..n)
+        .map(|_| play(&url, transport))
+        .collect::<Result<Vec<_>>>()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while players
         .iter()

@@ -59,7 +59,6 @@ impl Packets {
             seq,
             captured_at_us,
             payload_type: H264_PAYLOAD_TYPE,
-            uniform: false,
             scan: au.clone(),
             heads,
             parts,
@@ -130,6 +129,37 @@ mod tests {
         assert_eq!(heads.last(), Some(&[0x60 | FU_A, 0x45]));
         assert!(heads[1..heads.len() - 1].iter().all(|h| *h == [0x7C, 0x05]));
         assert_eq!(packets.payload_type, 96);
+    }
+
+    #[test]
+    fn an_access_unit_goes_in_one_segmented_send_per_run_of_equal_packets() {
+        let sps = vec![0x67, 0x42, 0xC0, 0x1F, 0xAB];
+        let pps = vec![0x68, 0xCE, 0x3C, 0x80];
+        let slice = |kind: u8, len: u32| -> Vec<u8> {
+            std::iter::once(kind)
+                .chain((0..len).map(|i| (i % 251) as u8))
+                .collect()
+        };
+        // SPS then the shorter PPS; the IDR's fragments, the last shorter;
+        // a small slice, which is longer than that last fragment.
+        let (idr, small) = (slice(0x65, 5000), slice(0x01, 1000));
+        let packets = Packets::h264(&avcc(&[sps, pps, idr, small]), 1, 2);
+        let fragments = 5000usize.div_ceil(ROOM - 2);
+        assert_eq!(packets.len(), 2 + fragments + 1);
+        assert_eq!(
+            packets.runs(40),
+            [0..2, 2..2 + fragments, 2 + fragments..3 + fragments]
+        );
+        assert_eq!(packets.runs(2)[1], 2..4, "a run holds at most `most`");
+        for run in packets.runs(40) {
+            let size = packets.payload_len(run.start);
+            assert!(run.clone().all(|i| packets.payload_len(i) <= size));
+            assert!(run
+                .clone()
+                .rev()
+                .skip(1)
+                .all(|i| packets.payload_len(i) == size));
+        }
     }
 
     #[test]

@@ -162,16 +162,14 @@ impl RtpStream {
 /// the first, the data the scan; with its RTP header every packet but the
 /// last is exactly [`MAX_PACKET`] bytes, as UDP segmentation offload needs.
 /// For H.264 ([`h264`]) the headers are FU-A's two bytes, the data the NAL
-/// units.
+/// units; a cut NAL unit's fragments are [`MAX_PACKET`] bytes but its last,
+/// so [`Packets::runs`] finds one run per large NAL unit.
 #[derive(Debug)]
 pub struct Packets {
     /// The frame's sequence number (which frame these are, for caching).
     pub seq: u64,
     pub captured_at_us: u64,
     pub payload_type: u8,
-    /// Every packet but the last is [`MAX_PACKET`] bytes (what segmentation
-    /// offload needs); not so for H.264, whose NAL units are sent whole.
-    pub uniform: bool,
     scan: Bytes,
     heads: Vec<u8>,
     /// Per packet: its range of `heads` and its range of `scan`.
@@ -220,7 +218,6 @@ impl Packets {
             seq,
             captured_at_us,
             payload_type: PAYLOAD_TYPE,
-            uniform: true,
             scan,
             heads,
             parts,
@@ -249,6 +246,32 @@ impl Packets {
     pub fn payload_len(&self, i: usize) -> usize {
         let (head, data) = &self.parts[i];
         head.len() + data.len()
+    }
+
+    /// The packets cut into runs that UDP segmentation offload sends with
+    /// one system call each: a run's packets are as long as its first, but
+    /// its last may be shorter (the kernel cuts a datagram so), and a run
+    /// holds at most `most` packets. Packets in order, every one in one run.
+    pub fn runs(&self, most: usize) -> Vec<Range<usize>> {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        while start < self.len() {
+            let size = self.payload_len(start);
+            let mut end = start + 1;
+            while end < self.len() && end - start < most {
+                let len = self.payload_len(end);
+                if len > size {
+                    break;
+                }
+                end += 1;
+                if len < size {
+                    break;
+                }
+            }
+            runs.push(start..end);
+            start = end;
+        }
+        runs
     }
 }
 

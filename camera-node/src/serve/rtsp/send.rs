@@ -2,8 +2,10 @@
 //! camera's, cut once ([`Packets`]); a session adds only its RTP headers.
 //! Over TCP the whole frame is one vectored write (the shared payloads are
 //! not copied); over UDP, segmentation offload (`UDP_SEGMENT`) hands the
-//! kernel up to [`GSO_BATCH`] packets per system call, with a fallback to
-//! one call per packet where the kernel or the device lacks it.
+//! kernel up to [`GSO_BATCH`] packets of one size per system call (a whole
+//! MJPEG frame's, or each large H.264 NAL unit's fragments:
+//! [`Packets::runs`]), with a fallback to one call per packet where the
+//! kernel or the device lacks it.
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
@@ -12,10 +14,11 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::UdpSocket;
 
-use crate::rtp::{Packets, RtpStream, MAX_PACKET, RTP_HEADER};
+use crate::rtp::{Packets, RtpStream, RTP_HEADER};
 
 /// Packets per segmented UDP send: the kernel takes at most 64 segments
-/// and 64 KiB in one datagram; 40 packets of [`MAX_PACKET`] is 56 000 bytes.
+/// and 64 KiB in one datagram; 40 packets of [`crate::rtp::MAX_PACKET`]
+/// is 56 000 bytes.
 pub const GSO_BATCH: usize = 40;
 
 /// Most buffers one `writev` takes (`IOV_MAX` on Linux).
@@ -102,20 +105,19 @@ impl UdpSender {
                 )
             })
             .collect();
-        let mut start = 0;
-        while start < count {
-            let end = count.min(start + GSO_BATCH);
-            let sent = if self.no_gso || end - start == 1 || !packets.uniform {
-                self.send_each(socket, &headers, packets, start..end).await
+        for run in packets.runs(GSO_BATCH) {
+            let sent = if self.no_gso || run.len() == 1 {
+                self.send_each(socket, &headers, packets, run).await
             } else {
-                let slices = gather(&headers, packets, start..end);
-                match send(socket, &slices, Some(MAX_PACKET as u16)).await {
+                let segment = (RTP_HEADER + packets.payload_len(run.start)) as u16;
+                let slices = gather(&headers, packets, run.clone());
+                match send(socket, &slices, Some(segment)).await {
                     Err(e) if gso_unsupported(&e) => {
                         tracing::info!(
                             "UDP segmentation offload unavailable ({e}): sending packet by packet"
                         );
                         self.no_gso = true;
-                        self.send_each(socket, &headers, packets, start..end).await
+                        self.send_each(socket, &headers, packets, run).await
                     }
                     other => other,
                 }
@@ -123,7 +125,6 @@ impl UdpSender {
             if !self.outcome(sent) {
                 return; // the rest of this frame would fail the same way
             }
-            start = end;
         }
     }
 
