@@ -281,7 +281,7 @@ impl Source {
                 } else if u.worth_probing() {
                     probe(u, &output, status).await?
                 } else {
-                    url::Plan::unprobed(u, &output)
+                    url::Plan::unprobed(&output)
                 };
                 status.set_input(plan.describe(u.scheme.name()));
                 Source::Process(Box::new(process::ProcessSource::ffmpeg(
@@ -323,34 +323,32 @@ async fn device_plan(u: &UrlSource, output: &Output, status: &Status) -> url::Pl
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);
     let listing = match tokio::time::timeout(url::PROBE_LIMIT, cmd.output()).await {
-        Ok(Ok(out)) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Ok(Err(e)) => {
-            tracing::warn!("{u}: cannot list its formats with ffmpeg: {e}");
-            String::new()
+        Ok(Ok(out)) => Ok(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Ok(Err(e)) => Err(format!("cannot run ffmpeg to list them: {e}")),
+        Err(_) => Err(format!(
+            "ffmpeg listed none within {} s",
+            url::PROBE_LIMIT.as_secs()
+        )),
+    };
+    let (formats, offers) = match &listing {
+        Ok(text) => {
+            for line in text.lines() {
+                status.line("ffmpeg", line);
+            }
+            let formats = url::DeviceFormats::parse(text);
+            let offers = format!("the device offers {}", formats.describe());
+            (formats, offers)
         }
-        Err(_) => {
-            tracing::warn!(
-                "{u}: ffmpeg listed no formats within {} s",
-                url::PROBE_LIMIT.as_secs()
-            );
-            String::new()
+        Err(why) => {
+            tracing::warn!("{u}: its formats are unknown ({why}); reading raw pictures");
+            (
+                url::DeviceFormats::default(),
+                format!("its formats are unknown ({why})"),
+            )
         }
     };
-    for line in listing.lines() {
-        status.line("ffmpeg", line);
-    }
-    let formats = url::DeviceFormats::parse(&listing);
     let plan = formats.plan(output);
-    let offers = match (formats.h264, formats.mjpeg) {
-        (true, true) => "H.264 and MJPEG of its own",
-        (true, false) => "H.264 of its own",
-        (false, true) => "MJPEG of its own",
-        (false, false) => "raw pictures only",
-    };
-    status.note(&format!(
-        "the device offers {offers}: {}",
-        plan.describe(u.scheme.name())
-    ));
+    status.note(&format!("{offers}: {}", plan.describe(u.scheme.name())));
     plan
 }
 

@@ -16,11 +16,47 @@ use shared::frame::Codec;
 
 use super::{strings, Output, Plan, UrlSource};
 
+/// One compressed format a device offers, at the sizes it lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offer {
+    sizes: Vec<(u32, u32)>,
+    /// The driver listed a range (`{32-1920, 2}x{32-1080, 2}`), not sizes.
+    any_size: bool,
+}
+
+impl Offer {
+    fn parse(sizes: &str) -> Offer {
+        let mut offer = Offer::default();
+        for size in sizes.split_whitespace() {
+            match size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+            {
+                Some(wh) => offer.sizes.push(wh),
+                None => offer.any_size = true,
+            }
+        }
+        offer.any_size |= offer.sizes.is_empty();
+        offer
+    }
+
+    /// Whether the device sends this format at the size `out` asks for as
+    /// it is: no size asked, or both sides asked and listed. (A driver
+    /// given a size it lacks picks another one, and a copy cannot scale.)
+    fn fits(&self, out: &Output) -> bool {
+        match (out.width, out.height) {
+            (None, None) => true,
+            (Some(w), Some(h)) => self.any_size || self.sizes.contains(&(w, h)),
+            _ => false,
+        }
+    }
+}
+
 /// The compressed formats a device offers that the node can copy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFormats {
-    pub mjpeg: bool,
-    pub h264: bool,
+    pub mjpeg: Option<Offer>,
+    pub h264: Option<Offer>,
 }
 
 impl DeviceFormats {
@@ -31,9 +67,14 @@ impl DeviceFormats {
             let Some((_, rest)) = line.split_once("Compressed:") else {
                 continue;
             };
-            match rest.split(':').next().map(str::trim) {
-                Some("mjpeg") => formats.mjpeg = true,
-                Some("h264") => formats.h264 = true,
+            let mut fields = rest.splitn(3, " : ");
+            let (Some(name), Some(_), sizes) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let offer = Some(Offer::parse(sizes.unwrap_or_default()));
+            match name.trim() {
+                "mjpeg" => formats.mjpeg = offer,
+                "h264" => formats.h264 = offer,
                 _ => {}
             }
         }
@@ -42,14 +83,24 @@ impl DeviceFormats {
 
     /// What to read from the device for `out`: its H.264 copied unless
     /// MJPEG is asked for, else its MJPEG copied unless H.264 is asked
-    /// for, else raw pictures converted to what is asked (MJPEG by
-    /// default). The device itself captures at the size and rate asked
-    /// for, so a size does not force a conversion.
-    pub fn plan(self, out: &Output) -> Plan {
+    /// for, each only at a size the device lists; else raw pictures
+    /// converted to what is asked (MJPEG by default).
+    pub fn plan(&self, out: &Output) -> Plan {
+        let fits = |offer: &Option<Offer>| offer.as_ref().is_some_and(|o| o.fits(out));
         match out.codec {
-            None | Some(Codec::H264) if self.h264 => Plan::Copy(Codec::H264),
-            None | Some(Codec::Mjpeg) if self.mjpeg => Plan::Copy(Codec::Mjpeg),
+            None | Some(Codec::H264) if fits(&self.h264) => Plan::Copy(Codec::H264),
+            None | Some(Codec::Mjpeg) if fits(&self.mjpeg) => Plan::Copy(Codec::Mjpeg),
             want => Plan::Convert(want.unwrap_or_default()),
+        }
+    }
+
+    /// For the camera's state: what the device offers of its own.
+    pub fn describe(&self) -> &'static str {
+        match (&self.h264, &self.mjpeg) {
+            (Some(_), Some(_)) => "H.264 and MJPEG of its own",
+            (Some(_), None) => "H.264 of its own",
+            (None, Some(_)) => "MJPEG of its own",
+            (None, None) => "raw pictures only",
         }
     }
 }
@@ -96,13 +147,13 @@ mod tests {
     #[test]
     fn a_webcams_own_h264_or_mjpeg_is_copied_and_raw_pictures_are_converted() {
         let c920 = DeviceFormats::parse(C920);
-        assert_eq!(
-            c920,
-            DeviceFormats {
-                mjpeg: true,
-                h264: true
-            }
-        );
+        let listed = Offer {
+            sizes: vec![(1920, 1080), (1280, 720)],
+            any_size: false,
+        };
+        assert_eq!(c920.h264.as_ref(), Some(&listed));
+        assert_eq!(c920.mjpeg.as_ref(), Some(&listed));
+        assert_eq!(c920.describe(), "H.264 and MJPEG of its own");
         assert_eq!(c920.plan(&out(None)), Plan::Copy(Codec::H264));
         assert_eq!(c920.plan(&out(Some(Codec::H264))), Plan::Copy(Codec::H264));
         assert_eq!(
@@ -117,8 +168,35 @@ mod tests {
         );
         let raw = DeviceFormats::parse("Raw : yuyv422 : YUYV 4:2:2 : 640x480\ngarbage: ::");
         assert_eq!(raw, DeviceFormats::default());
+        assert_eq!(raw.describe(), "raw pictures only");
         assert_eq!(raw.plan(&out(None)), Plan::Convert(Codec::Mjpeg));
         assert_eq!(input_format(Plan::Copy(Codec::H264)), Some("h264"));
         assert_eq!(input_format(Plan::Convert(Codec::H264)), None);
+    }
+
+    #[test]
+    fn a_size_the_device_does_not_list_is_converted_not_copied() {
+        let c920 = DeviceFormats::parse(C920);
+        let at = |width, height| Output {
+            width,
+            height,
+            ..out(None)
+        };
+        assert_eq!(
+            c920.plan(&at(Some(640), Some(480))),
+            Plan::Convert(Codec::Mjpeg)
+        );
+        assert_eq!(
+            c920.plan(&at(Some(1280), None)),
+            Plan::Convert(Codec::Mjpeg)
+        );
+        assert_eq!(c920.plan(&at(None, None)), Plan::Copy(Codec::H264));
+        let stepwise = DeviceFormats::parse(
+            "[v4l2 @ 0x1] Compressed:       mjpeg :          Motion-JPEG : {32-1920, 2}x{32-1080, 2}",
+        );
+        assert_eq!(
+            stepwise.plan(&at(Some(640), Some(480))),
+            Plan::Copy(Codec::Mjpeg)
+        );
     }
 }

@@ -18,7 +18,7 @@ use super::secrets::{check_text, password_span, redact};
 use super::Output;
 
 mod device;
-pub use device::DeviceFormats;
+pub use device::{DeviceFormats, Offer};
 
 /// Largest picture a conversion may produce.
 pub const MAX_WIDTH: u32 = 3840;
@@ -302,16 +302,14 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// For an input that is not probed (RTMP, SRT: H.264 in practice; a
-    /// device whose formats could not be listed: raw pictures): H.264
-    /// copied unless MJPEG, or a size or rate, is asked for.
-    pub fn unprobed(source: &UrlSource, out: &Output) -> Plan {
+    /// For an input that is not probed (RTMP, SRT: H.264 in practice;
+    /// devices are listed instead, [`DeviceFormats`]): H.264 copied unless
+    /// MJPEG, or a size or rate, is asked for.
+    pub fn unprobed(out: &Output) -> Plan {
         let resized = out.width.is_some() || out.height.is_some() || out.fps.is_some();
-        match (source.scheme, out.codec) {
-            (Scheme::Device, want) => Plan::Convert(want.unwrap_or_default()),
-            (_, None) if !resized => Plan::Copy(Codec::H264),
-            (_, Some(Codec::H264)) if !resized => Plan::Copy(Codec::H264),
-            (_, want) => Plan::Convert(want.unwrap_or_default()),
+        match out.codec {
+            None | Some(Codec::H264) if !resized => Plan::Copy(Codec::H264),
+            want => Plan::Convert(want.unwrap_or_default()),
         }
     }
 
