@@ -163,7 +163,7 @@ impl RtpStream {
 /// last is exactly [`MAX_PACKET`] bytes, as UDP segmentation offload needs.
 /// For H.264 ([`h264`]) the headers are FU-A's two bytes, the data the NAL
 /// units; a cut NAL unit's fragments are [`MAX_PACKET`] bytes but its last,
-/// so [`Packets::runs`] finds one run per large NAL unit.
+/// so [`Packets::runs`] sends them in runs of up to the batch it is given.
 #[derive(Debug)]
 pub struct Packets {
     /// The frame's sequence number (which frame these are, for caching).

@@ -211,3 +211,72 @@ fn gso_unsupported(e: &io::Error) -> bool {
         Some(Errno::EIO | Errno::EINVAL | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// An IDR access unit of `idr` bytes with its SPS and PPS, then a
+    /// P slice, in AVCC.
+    fn access_unit(idr: usize) -> Bytes {
+        let sps = vec![0x67, 0x42, 0xC0, 0x1F, 0xAB, 0x40];
+        let pps = vec![0x68, 0xCE, 0x3C, 0x80];
+        let slice = |kind: u8, len: usize| -> Vec<u8> {
+            std::iter::once(kind)
+                .chain((0..len).map(|i| (i % 251) as u8))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for n in [sps, pps, slice(0x65, idr), slice(0x01, 3000)] {
+            out.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            out.extend_from_slice(&n);
+        }
+        Bytes::from(out)
+    }
+
+    /// Segmentation offload must take the runs as they are cut: a wrong
+    /// segment size would be refused (EINVAL) and quietly turn the session
+    /// to one packet per call. Each datagram must arrive as its packet.
+    #[tokio::test]
+    async fn h264_runs_go_segmented_and_arrive_as_their_packets() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .connect(receiver.local_addr().unwrap())
+            .await
+            .unwrap();
+        // 60 kB: more fragments than one segmented send takes.
+        let packets = Packets::h264(&access_unit(60_000), 1, 2);
+        assert!(
+            packets.runs(GSO_BATCH).len() >= 4,
+            "{:?}",
+            packets.runs(GSO_BATCH)
+        );
+        let mut sender = UdpSender::default();
+        sender
+            .send_frame(&socket, &mut RtpStream::new(), &packets)
+            .await;
+        assert!(
+            !sender.no_gso,
+            "the kernel refused a segmented send (UDP_SEGMENT, Linux 4.18 or later)"
+        );
+        let mut buf = [0u8; 2048];
+        for i in 0..packets.len() {
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(5), receiver.recv(&mut buf))
+                    .await
+                    .expect("every packet arrives on loopback")
+                    .unwrap();
+            assert_eq!(n, RTP_HEADER + packets.payload_len(i), "packet {i}");
+            assert_eq!(
+                &buf[RTP_HEADER..n],
+                packets.payload(i).concat(),
+                "packet {i}"
+            );
+            let marker = buf[1] & 0x80 != 0;
+            assert_eq!(marker, i + 1 == packets.len(), "marker of packet {i}");
+        }
+    }
+}
