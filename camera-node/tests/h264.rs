@@ -143,7 +143,7 @@ fn ffprobe_ffmpeg_and_gstreamer_decode_every_h264_frame_in_order_over_tcp_and_ud
                 "video/x-raw,format=GRAY8",
                 "!",
                 "identity",
-                "eos-after=45",
+                "eos-after=75",
                 "!",
                 "fdsink",
                 "fd=1",
@@ -156,14 +156,25 @@ fn ffprobe_ffmpeg_and_gstreamer_decode_every_h264_frame_in_order_over_tcp_and_ud
             "GStreamer over {protocol}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let seen = numbers(&out.stdout);
-        // identity ends the stream in place of its 45th buffer.
+        // A decoder that fails a picture says so as a warning on stderr.
+        let said = String::from_utf8_lossy(&out.stderr);
         assert!(
-            seen.len() >= 44,
+            !said.contains("WARNING") && !said.contains("ERROR"),
+            "GStreamer over {protocol}: {said}"
+        );
+        let seen = numbers(&out.stdout);
+        // identity ends the stream in place of its 75th buffer: 5 s.
+        assert!(
+            seen.len() >= 74,
             "GStreamer over {protocol}: {} pictures",
             seen.len()
         );
         assert_in_order(&seen, &format!("GStreamer over {protocol}"));
+        assert_eq!(
+            seen[0] % u64::from(FPS),
+            0,
+            "GStreamer over {protocol} joined mid-group, at a keyframe: {seen:?}"
+        );
     }
     let info = wait_for("NodeInfo with the group length", SECS(10), || {
         let info = broker.node_info("h264-test");
@@ -367,4 +378,106 @@ fn a_pi_5_without_its_flags_is_told_of_b_frames_and_with_them_is_not() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!node.log().contains("B-frames"), "{}", node.log());
+}
+
+/// H.264 from `ffmpeg` (x264 as a Pi's encoder is set: no B-frames, its
+/// parameter sets before each keyframe), `frames` at `size`.
+fn x264(path: &std::path::Path, size: &str, frames: u32) {
+    run_ok(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={size}:rate=15"),
+                "-frames:v",
+                &frames.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "0",
+                "-g",
+                "15",
+                "-x264-params",
+                "repeat-headers=1",
+                "-f",
+                "h264",
+            ])
+            .arg(path),
+    );
+}
+
+/// A damaged H.264 camera: a stream cut off inside a NAL unit, a unit
+/// with the forbidden bit, a slice of random bytes between start codes, a
+/// unit over the 16 MiB cap, then the stream at another size. Each is
+/// logged, the camera is not restarted, memory stays bounded and the
+/// stream after them decodes at its new size.
+#[test]
+fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
+    require("ffmpeg", "ffmpeg");
+    let dir = TempDir::new("damaged-h264");
+    let (small, large) = (dir.path("small.h264"), dir.path("large.h264"));
+    x264(&small, "320x240", 45);
+    x264(&large, "640x480", 15);
+    let small = std::fs::read(&small).unwrap();
+    let mut bad = small[..small.len() / 2].to_vec(); // ends inside a NAL unit
+    bad.extend_from_slice(&[0, 0, 0, 1, 0x80, 1, 2, 3]); // forbidden bit
+    bad.extend_from_slice(&[0, 0, 0, 1, 0x41]); // a P slice of noise
+    let mut noise = 0x1234_5678u32;
+    bad.extend((0..2000).map(|_| {
+        noise ^= noise << 13;
+        noise ^= noise >> 17;
+        noise ^= noise << 5;
+        (noise as u8) | 1 // no zero bytes: no start code inside
+    }));
+    bad.extend_from_slice(&[0, 0, 0, 1, 0x41]); // over the cap
+    bad.extend(std::iter::repeat_n(0x11u8, 17 * 1024 * 1024));
+    bad.extend(std::fs::read(&large).unwrap());
+    std::fs::write(dir.path("bad.h264"), &bad).unwrap();
+    let source = format!(
+        "cmd:cat '{}'; exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
+         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
+        dir.path("bad.h264").display()
+    );
+    let broker = Broker::start();
+    let broker_url = broker.url();
+    let mut args = node_base_args(&broker_url, "pi-damaged");
+    args.extend(["--source", &source]);
+    let node = Node::start(&args);
+    node.wait_log("not a NAL unit", SECS(20));
+    node.wait_log("over the 16777216 byte cap", SECS(20));
+    node.wait_log("H.264 640x480", SECS(20));
+    let url = format!("{}/cam0", node.rtsp_base());
+    assert_eq!(
+        probe(&url, "codec_name,width,height").trim(),
+        "h264,640,480"
+    );
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-i", &url])
+        .args(["-t", "2", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{decoded:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&decoded.stderr),
+        "",
+        "after the damage"
+    );
+    let log = node.log();
+    assert!(
+        !log.contains("restarting in"),
+        "damage must not restart the camera:\n{log}"
+    );
+    let peak = node.status_kib("VmHWM:");
+    assert!(
+        peak < 160 * 1024,
+        "the node peaked at {peak} KiB for a 17 MiB unit"
+    );
 }
