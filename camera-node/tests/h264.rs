@@ -488,3 +488,44 @@ fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
         "the node peaked at {peak} KiB for a 17 MiB unit"
     );
 }
+
+/// A camera that changes size mid-stream: a v2 reader gets a new codec
+/// configuration before the first keyframe at the new size (its decoder
+/// follows), and the stream it read decodes as one.
+#[test]
+fn a_v2_reader_gets_a_new_configuration_when_the_camera_changes_size() {
+    require("ffmpeg", "ffmpeg");
+    let dir = TempDir::new("resize-h264");
+    let small = dir.path("small.h264");
+    x264(&small, "320x240", 90); // 6 s: the reader is on before the change
+    let source = format!(
+        "cmd:ffmpeg -hide_banner -loglevel error -re -framerate 15 -f h264 -i '{}' -c copy -f h264 -; \
+         exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
+         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
+        small.display()
+    );
+    let broker = Broker::start();
+    let broker_url = broker.url();
+    let mut args = node_base_args(&broker_url, "pi-resize");
+    args.extend(["--source", &source]);
+    let node = Node::start(&args);
+    node.wait_log("first frame", SECS(20));
+    let (_, frames, decoder) = read_frames(node.tcp_port("cam0"), 120, SECS(20));
+    let width = |f: &shared::frame::Frame| {
+        shared::h264::Params::of_keyframe(&f.data).map_or(0, |p| p.info.width)
+    };
+    let widths: Vec<u32> = frames.iter().filter(|f| f.key).map(width).collect();
+    assert_eq!(widths.first(), Some(&320), "{widths:?}");
+    assert_eq!(widths.last(), Some(&640), "{widths:?}");
+    let config = decoder.params().expect("a codec configuration");
+    assert_eq!(
+        (config.info.width, config.info.height),
+        (640, 480),
+        "the configuration followed the camera"
+    );
+    let mut annex_b = Vec::new();
+    for f in &frames {
+        shared::h264::to_annex_b(&f.data, &mut annex_b);
+    }
+    decode_annex_b(annex_b);
+}
