@@ -23,6 +23,10 @@ const FPS: u32 = 15;
 /// A node with an H.264 test pattern (`h264`, a keyframe a second) and an
 /// MJPEG one (`mjpeg`) side by side.
 fn mixed_node(broker: &Broker) -> (Node, TempDir) {
+    mixed_node_with_env(broker, &[])
+}
+
+fn mixed_node_with_env(broker: &Broker, env: &[(&str, &str)]) -> (Node, TempDir) {
     let dir = TempDir::new("h264");
     let config = dir.path("node.toml");
     write(
@@ -33,14 +37,19 @@ fn mixed_node(broker: &Broker) -> (Node, TempDir) {
         ),
     );
     let url = broker.url();
-    let node = Node::start(
+    let node = Node::start_with_env(
         &[
             vec!["--config", config.to_str().unwrap()],
             node_base_args(&url, "h264-test"),
         ]
         .concat(),
+        env,
     );
-    node.wait_log("first frame", SECS(20));
+    // Both cameras: the MJPEG one is often first, and an H.264 snapshot
+    // asked for before the first keyframe is a 503.
+    for camera in ["h264", "mjpeg"] {
+        node.wait_log(&format!("{{camera={camera}}}: first frame"), SECS(20));
+    }
     (node, dir)
 }
 
@@ -528,4 +537,62 @@ fn a_v2_reader_gets_a_new_configuration_when_the_camera_changes_size() {
         shared::h264::to_annex_b(&f.data, &mut annex_b);
     }
     decode_annex_b(annex_b);
+}
+
+/// Snapshots of an H.264 camera asked for at once: one decode at a time
+/// (ffmpeg runs never overlap), its picture answers the requests while
+/// fresh, and a request after that decodes again.
+#[test]
+fn snapshots_asked_for_at_once_share_one_decode_at_a_time() {
+    require("ffmpeg", "ffmpeg");
+    require("curl", "curl");
+    let bin = TempDir::new("counting-ffmpeg");
+    let real = run_ok(Command::new("sh").args(["-c", "command -v ffmpeg"]));
+    let log = bin.path("decodes");
+    bin.script(
+        "ffmpeg",
+        &format!(
+            "#!/bin/sh\necho start >> '{log}'\n'{real}' \"$@\"\nstatus=$?\necho end >> '{log}'\nexit $status\n",
+            log = log.display(),
+            real = real.trim()
+        ),
+    );
+    let path = format!("{}:{}", bin.0.display(), std::env::var("PATH").unwrap());
+    let broker = Broker::start();
+    let (node, _dir) = mixed_node_with_env(&broker, &[("PATH", &path)]);
+    let url = format!("{}/cameras/h264/snapshot.jpg", node.http_base());
+    let snapshot = || {
+        let out = Command::new("curl")
+            .args(["-s", "-f", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        out.stdout
+    };
+    let answers: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let asked: Vec<_> = (0..10).map(|_| s.spawn(snapshot)).collect();
+        asked.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| jpeg_size(a) == (W, H)));
+    let runs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let decodes = runs().lines().filter(|l| *l == "start").count();
+    assert!(
+        (1..=2).contains(&decodes),
+        "{decodes} decodes for ten requests at once"
+    );
+    let mut distinct = answers.clone();
+    distinct.dedup();
+    assert!(
+        distinct.len() <= decodes,
+        "each answer is a decode's picture"
+    );
+    wait_for("a decode once the picture is stale", SECS(10), || {
+        snapshot();
+        let now = runs().lines().filter(|l| *l == "start").count();
+        (now > decodes).then_some(())
+    });
+    let lines: Vec<String> = runs().lines().map(str::to_owned).collect();
+    for pair in lines.chunks(2) {
+        assert_eq!(pair, ["start", "end"], "decodes overlapped: {lines:?}");
+    }
 }
