@@ -401,30 +401,11 @@ fn a_pi_5_without_its_flags_is_told_of_b_frames_and_with_them_is_not() {
 fn x264(path: &std::path::Path, size: &str, frames: u32) {
     run_ok(
         Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                &format!("testsrc2=size={size}:rate=15"),
-                "-frames:v",
-                &frames.to_string(),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-bf",
-                "0",
-                "-g",
-                "15",
-                "-x264-params",
-                "repeat-headers=1",
-                "-f",
-                "h264",
-            ])
+            .args(words("-hide_banner -loglevel error -y -f lavfi -i"))
+            .arg(format!("testsrc2=size={size}:rate=15"))
+            .args(["-frames:v", &frames.to_string()])
+            .args(words("-c:v libx264 -preset ultrafast -bf 0 -g 15"))
+            .args(words("-x264-params repeat-headers=1 -f h264"))
             .arg(path),
     );
 }

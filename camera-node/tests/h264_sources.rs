@@ -241,17 +241,26 @@ fn a_usb_webcams_own_h264_and_mjpeg_are_copied_and_raw_pictures_converted() {
         line.unwrap_or_default().to_owned()
     };
 
+    // A camera added on `device`, running as `input` says: the arguments
+    // of its newest read.
+    let add_device = |camera: serde_json::Value, device: &str, says: &str| {
+        add(&node, camera.clone());
+        let state = wait_state(
+            &node,
+            camera["id"].as_str().unwrap(),
+            &["running"],
+            SECS(30),
+        );
+        assert!(input(&state).contains(says), "{state}");
+        last_read(device)
+    };
+
     // A webcam that encodes H.264 itself: read as H.264 and copied.
-    add(
-        &node,
+    let read = add_device(
         json!({"id": "desk", "source": "/dev/video0", "width": 640, "height": 480, "fps": 15}),
+        "/dev/video0",
+        "v4l2 input copied (H.264",
     );
-    let state = wait_state(&node, "desk", &["running"], SECS(30));
-    assert!(
-        input(&state).contains("v4l2 input copied (H.264"),
-        "{state}"
-    );
-    let read = last_read("/dev/video0");
     assert!(
         read.contains("-input_format h264") && read.contains("-c:v copy"),
         "{read}"
@@ -287,16 +296,11 @@ fn a_usb_webcams_own_h264_and_mjpeg_are_copied_and_raw_pictures_converted() {
     );
 
     // A webcam of raw pictures only: converted, as before.
-    add(
-        &node,
+    let read = add_device(
         json!({"id": "old", "source": "/dev/video1", "width": 320, "height": 240}),
+        "/dev/video1",
+        "v4l2 input converted to MJPEG",
     );
-    let state = wait_state(&node, "old", &["running"], SECS(30));
-    assert!(
-        input(&state).contains("v4l2 input converted to MJPEG"),
-        "{state}"
-    );
-    let read = last_read("/dev/video1");
     assert!(
         !read.contains("-input_format") && read.contains("-c:v mjpeg"),
         "{read}"
