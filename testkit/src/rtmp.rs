@@ -62,17 +62,28 @@ impl Drop for Nginx {
     }
 }
 
-/// An ffmpeg "drone" publishing H.264 over RTMP.
+/// An ffmpeg "drone" publishing H.264 over RTMP: 640x360 at 15 fps.
 pub fn drone(url: &str) -> Child {
+    drone_at(url, "640x360", 15, None)
+}
+
+/// An ffmpeg "drone" publishing H.264 over RTMP at `size` and `fps`, a
+/// keyframe a second, at `bitrate` (x264's own choice without one).
+pub fn drone_at(url: &str, size: &str, fps: u32, bitrate: Option<&str>) -> Child {
     require("ffmpeg", "ffmpeg");
-    Command::new("ffmpeg")
+    let mut ffmpeg = Command::new("ffmpeg");
+    ffmpeg
+        .args(words("-hide_banner -loglevel error -re -f lavfi -i"))
+        .arg(format!("testsrc2=size={size}:rate={fps}"))
         .args(words(
-            "-hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x360:rate=15",
+            "-c:v libx264 -preset ultrafast -tune zerolatency -pix_fmt yuv420p",
         ))
-        .args(words(
-            "-c:v libx264 -preset ultrafast -tune zerolatency -g 15 -pix_fmt yuv420p -f flv",
-        ))
-        .arg(url)
+        .args(["-g", &fps.to_string()]);
+    if let Some(bitrate) = bitrate {
+        ffmpeg.args(["-b:v", bitrate]);
+    }
+    ffmpeg
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .spawn()
         .expect("start ffmpeg")
