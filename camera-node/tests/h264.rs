@@ -125,19 +125,28 @@ fn gstreamer_gray(url: &str, protocol: &str, buffers: u32) -> std::process::Outp
         .expect("run gst-launch-1.0")
 }
 
-/// GStreamer ran to its end, and no picture failed to depacketise or
-/// decode (those elements say so as warnings or errors on stderr).
-/// rtspsrc's own complaints are left out: at an early end of stream it
-/// sends PAUSE while it closes the connection, and reports its own race.
-fn assert_gstreamer_decoded(out: &std::process::Output, protocol: &str) {
+/// GStreamer gave `pictures` grey pictures of `size` bytes and none
+/// failed to depacketise or decode (those elements say so on stderr).
+/// rtspsrc's own errors are left out, and with them the exit status: at
+/// an early end of stream it sends PAUSE while it tears the connection
+/// down, and now and then fails that and exits 1 (its race, not ours).
+fn assert_gstreamer_decoded(
+    out: &std::process::Output,
+    protocol: &str,
+    pictures: usize,
+    size: usize,
+) {
     let said = String::from_utf8_lossy(&out.stderr);
-    let decoding = said
-        .lines()
-        .filter(|l| l.contains("avdec_h264") || l.contains("rtph264depay"))
-        .collect::<Vec<_>>();
+    let failed = said.lines().any(|l| {
+        l.contains("avdec_h264")
+            || l.contains("rtph264depay")
+            || (l.starts_with("ERROR") && !l.contains("GstRTSPSrc"))
+    });
+    assert!(!failed, "GStreamer over {protocol}: {said}");
     assert!(
-        out.status.success() && decoding.is_empty(),
-        "GStreamer over {protocol}: {said}"
+        out.stdout.len() >= pictures * size,
+        "GStreamer over {protocol}: {} pictures ({said})",
+        out.stdout.len() / size
     );
 }
 
@@ -175,12 +184,7 @@ fn ffprobe_ffmpeg_and_gstreamer_decode_every_h264_frame_in_order_over_tcp_and_ud
     }
     for protocol in ["tcp", "udp"] {
         let out = gstreamer_gray(&url, protocol, 75);
-        assert!(
-            out.status.success(),
-            "GStreamer over {protocol}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_gstreamer_decoded(&out, protocol);
+        assert_gstreamer_decoded(&out, protocol, 74, (W * H) as usize);
         let seen = numbers(&out.stdout);
         // identity ends the stream in place of its 75th buffer: 5 s.
         assert!(
@@ -340,7 +344,8 @@ fn rpicam_gets_the_encoders_flags_and_its_h264_plays() {
             "ffmpeg over {transport}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_gstreamer_decoded(&gstreamer_gray(&url, transport, 45), transport);
+        let out = gstreamer_gray(&url, transport, 45);
+        assert_gstreamer_decoded(&out, transport, 44, 640 * 480);
     }
     let gop = wait_for("NodeInfo with the group length", SECS(10), || {
         broker.node_info("pi-h264").cameras[0].gop_frames
