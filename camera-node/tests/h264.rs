@@ -2,7 +2,8 @@
 //! pattern encoded in process and the rpicam-vid stand-in, served over
 //! RTSP (ffmpeg and GStreamer, TCP and UDP) and the TCP frame protocol v2,
 //! every frame decoded and its burned-in number checked; an MJPEG camera
-//! beside it keeps speaking v1.
+//! beside it keeps speaking v1. (A camera whose stream breaks or changes
+//! size: h264_changes.rs.)
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -399,130 +400,6 @@ fn a_pi_5_without_its_flags_is_told_of_b_frames_and_with_them_is_not() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!node.log().contains("B-frames"), "{}", node.log());
-}
-
-/// H.264 from `ffmpeg` (x264 as a Pi's encoder is set: no B-frames, its
-/// parameter sets before each keyframe), `frames` at `size`.
-fn x264(path: &std::path::Path, size: &str, frames: u32) {
-    run_ok(
-        Command::new("ffmpeg")
-            .args(words("-hide_banner -loglevel error -y -f lavfi -i"))
-            .arg(format!("testsrc2=size={size}:rate=15"))
-            .args(["-frames:v", &frames.to_string()])
-            .args(words("-c:v libx264 -preset ultrafast -bf 0 -g 15"))
-            .args(words("-x264-params repeat-headers=1 -f h264"))
-            .arg(path),
-    );
-}
-
-/// A damaged H.264 camera: a stream cut off inside a NAL unit, a unit
-/// with the forbidden bit, a slice of random bytes between start codes, a
-/// unit over the 16 MiB cap, then the stream at another size. Each is
-/// logged, the camera is not restarted, memory stays bounded and the
-/// stream after them decodes at its new size.
-#[test]
-fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
-    require("ffmpeg", "ffmpeg");
-    let dir = TempDir::new("damaged-h264");
-    let (small, large) = (dir.path("small.h264"), dir.path("large.h264"));
-    x264(&small, "320x240", 45);
-    x264(&large, "640x480", 15);
-    let small = std::fs::read(&small).unwrap();
-    let mut bad = small[..small.len() / 2].to_vec(); // ends inside a NAL unit
-    bad.extend_from_slice(&[0, 0, 0, 1, 0x80, 1, 2, 3]); // forbidden bit
-    bad.extend_from_slice(&[0, 0, 0, 1, 0x41]); // a P slice of noise
-    let mut noise = 0x1234_5678u32;
-    bad.extend((0..2000).map(|_| {
-        noise ^= noise << 13;
-        noise ^= noise >> 17;
-        noise ^= noise << 5;
-        (noise as u8) | 1 // no zero bytes: no start code inside
-    }));
-    bad.extend_from_slice(&[0, 0, 0, 1, 0x41]); // over the cap
-    bad.extend(std::iter::repeat_n(0x11u8, 17 * 1024 * 1024));
-    bad.extend(std::fs::read(&large).unwrap());
-    std::fs::write(dir.path("bad.h264"), &bad).unwrap();
-    let source = format!(
-        "cmd:cat '{}'; exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
-         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
-        dir.path("bad.h264").display()
-    );
-    let broker = Broker::start();
-    let broker_url = broker.url();
-    let mut args = node_base_args(&broker_url, "pi-damaged");
-    args.extend(["--source", &source]);
-    let node = Node::start(&args);
-    node.wait_log("not a NAL unit", SECS(20));
-    node.wait_log("over the 16777216 byte cap", SECS(20));
-    node.wait_log("H.264 640x480", SECS(20));
-    let url = format!("{}/cam0", node.rtsp_base());
-    assert_eq!(
-        probe(&url, "codec_name,width,height").trim(),
-        "h264,640,480"
-    );
-    let decoded = Command::new("ffmpeg")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-i", &url])
-        .args(["-t", "2", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(decoded.status.success(), "{decoded:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&decoded.stderr),
-        "",
-        "after the damage"
-    );
-    let log = node.log();
-    assert!(
-        !log.contains("restarting in"),
-        "damage must not restart the camera:\n{log}"
-    );
-    let peak = node.status_kib("VmHWM:");
-    assert!(
-        peak < 160 * 1024,
-        "the node peaked at {peak} KiB for a 17 MiB unit"
-    );
-}
-
-/// A camera that changes size mid-stream: a v2 reader gets a new codec
-/// configuration before the first keyframe at the new size (its decoder
-/// follows), and the stream it read decodes as one.
-#[test]
-fn a_v2_reader_gets_a_new_configuration_when_the_camera_changes_size() {
-    require("ffmpeg", "ffmpeg");
-    let dir = TempDir::new("resize-h264");
-    let small = dir.path("small.h264");
-    x264(&small, "320x240", 90); // 6 s: the reader is on before the change
-    let source = format!(
-        "cmd:ffmpeg -hide_banner -loglevel error -re -framerate 15 -f h264 -i '{}' -c copy -f h264 -; \
-         exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
-         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
-        small.display()
-    );
-    let broker = Broker::start();
-    let broker_url = broker.url();
-    let mut args = node_base_args(&broker_url, "pi-resize");
-    args.extend(["--source", &source]);
-    let node = Node::start(&args);
-    node.wait_log("first frame", SECS(20));
-    let (_, frames, decoder) = read_frames(node.tcp_port("cam0"), 120, SECS(20));
-    let width = |f: &shared::frame::Frame| {
-        shared::h264::Params::of_keyframe(&f.data).map_or(0, |p| p.info.width)
-    };
-    let widths: Vec<u32> = frames.iter().filter(|f| f.key).map(width).collect();
-    assert_eq!(widths.first(), Some(&320), "{widths:?}");
-    assert_eq!(widths.last(), Some(&640), "{widths:?}");
-    let config = decoder.params().expect("a codec configuration");
-    assert_eq!(
-        (config.info.width, config.info.height),
-        (640, 480),
-        "the configuration followed the camera"
-    );
-    let mut annex_b = Vec::new();
-    for f in &frames {
-        shared::h264::to_annex_b(&f.data, &mut annex_b);
-    }
-    decode_annex_b(annex_b);
 }
 
 /// Snapshots of an H.264 camera asked for at once: one decode at a time

@@ -38,6 +38,17 @@ fn assert_copying_is_cheap(node: &Node, camera: &str) {
     );
 }
 
+/// ffprobe of `target`'s first video stream: codec, profile and size.
+fn stream_probe(target: &std::ffi::OsStr) -> Command {
+    let mut ffprobe = Command::new("ffprobe");
+    ffprobe
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,profile,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(target);
+    ffprobe
+}
+
 /// What ffmpeg says at level error while decoding 3 s of an RTSP stream
 /// to raw pictures (nothing, for a stream that decodes).
 fn decode_errors(url: &str) -> String {
@@ -119,17 +130,7 @@ fn an_rtmp_drone_is_copied_not_converted_and_pushed_on_as_it_came() {
     // A drone's 720p30 at 3 Mbit/s, as the figures are taken.
     let publisher = drone_at(&url, "1280x720", 30, Some("3M"));
     let published = wait_for("the drone's stream on the RTMP server", SECS(20), || {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0"])
-            .args([
-                "-show_entries",
-                "stream=codec_name,profile,width,height",
-                "-of",
-                "csv=p=0",
-                &url,
-            ])
-            .output()
-            .ok()?;
+        let out = stream_probe(url.as_ref()).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         (!text.is_empty()).then_some(text)
     });
@@ -186,17 +187,7 @@ fn an_rtmp_drone_is_copied_not_converted_and_pushed_on_as_it_came() {
         "the receiving ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got = run_ok(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0"])
-            .args([
-                "-show_entries",
-                "stream=codec_name,profile,width,height",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&received),
-    );
+    let got = run_ok(&mut stream_probe(received.as_ref()));
     assert_eq!(
         got.trim(),
         published,

@@ -252,10 +252,13 @@ impl Packets {
     /// one system call each: a run's packets are as long as its first, but
     /// its last may be shorter (the kernel cuts a datagram so), and a run
     /// holds at most `most` packets. Packets in order, every one in one run.
-    pub fn runs(&self, most: usize) -> Vec<Range<usize>> {
-        let mut runs = Vec::new();
+    /// Nothing is allocated: a session walks them per frame.
+    pub fn runs(&self, most: usize) -> impl Iterator<Item = Range<usize>> + '_ {
         let mut start = 0;
-        while start < self.len() {
+        std::iter::from_fn(move || {
+            if start >= self.len() {
+                return None;
+            }
             let size = self.payload_len(start);
             let mut end = start + 1;
             while end < self.len() && end - start < most {
@@ -268,10 +271,10 @@ impl Packets {
                     break;
                 }
             }
-            runs.push(start..end);
+            let run = start..end;
             start = end;
-        }
-        runs
+            Some(run)
+        })
     }
 }
 

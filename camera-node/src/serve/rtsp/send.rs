@@ -249,11 +249,8 @@ mod tests {
             .unwrap();
         // 60 kB: more fragments than one segmented send takes.
         let packets = Packets::h264(&access_unit(60_000), 1, 2);
-        assert!(
-            packets.runs(GSO_BATCH).len() >= 4,
-            "{:?}",
-            packets.runs(GSO_BATCH)
-        );
+        let runs: Vec<_> = packets.runs(GSO_BATCH).collect();
+        assert!(runs.len() >= 4, "{runs:?}");
         let mut sender = UdpSender::default();
         sender
             .send_frame(&socket, &mut RtpStream::new(), &packets)
