@@ -38,10 +38,13 @@ pub const CORRECT_OVER: Duration = Duration::from_millis(50);
 /// An offset this large is shown as a warning on the state topic and the
 /// dashboard.
 pub const WARN_OVER: Duration = Duration::from_secs(1);
-/// A change of the offset larger than this between two measurements is a
-/// step of the node's clock: logged, and shown as a warning for
-/// [`STEP_SHOWN_FOR`].
+/// A change of the offset larger than this between two measurements, beyond
+/// what their errors allow, is a step of the node's clock: logged, and
+/// shown as a warning for [`STEP_SHOWN_FOR`].
 pub const STEP_OVER: Duration = Duration::from_millis(50);
+/// How fast a kept measurement's error grows (parts per million): a Pi's
+/// crystal without network time drifts by up to this.
+const DRIFT_PPM: u64 = 50;
 pub const STEP_SHOWN_FOR: Duration = Duration::from_secs(300);
 /// How often an offset is measured again; a Pi's crystal drifts by at most
 /// a few milliseconds in that time.
@@ -59,6 +62,17 @@ pub struct Estimate {
     pub offset_us: i64,
     pub rtt_us: u64,
     pub synchronized: Option<bool>,
+    /// When it was taken.
+    pub at: Instant,
+}
+
+impl Estimate {
+    /// How far the offset may be from the truth now: half the round trip
+    /// (the reply came somewhere in it) plus the drift since it was taken.
+    pub fn error_us(&self, now: Instant) -> u64 {
+        let age_us = now.saturating_duration_since(self.at).as_micros() as u64;
+        self.rtt_us / 2 + age_us * DRIFT_PPM / 1_000_000
+    }
 }
 
 /// What the viewer knows of one node's clock; shared by its cameras.
@@ -158,45 +172,53 @@ impl NodeClock {
     }
 
     /// Takes a new measurement: logs a step, decides whether to correct.
+    ///
+    /// A measurement is only as good as its round trip: on a busy Wi-Fi
+    /// link one takes 200 ms and may be 100 ms off. One within the errors
+    /// of the last and less precise than it is not taken (its
+    /// synchronisation flag is); one beyond them is a step of the node's
+    /// clock.
     pub fn update(&self, e: Estimate) {
         let before = self.estimate();
-        let off = e.offset_us.unsigned_abs();
-        let limit = CORRECT_OVER.as_micros() as u64;
-        let was = self.corrected.load(Ordering::Relaxed);
-        let corrected = if was { off > limit / 2 } else { off > limit };
-        match before {
+        let e = match before {
             None => {
-                let level_warn = off >= WARN_OVER.as_micros() as u64;
-                let text = format!(
-                    "clock {} ({} ms round trip){}",
-                    describe_offset(e.offset_us),
-                    e.rtt_us as f64 / 1000.0,
-                    if corrected {
-                        "; its frames are placed on this viewer's clock"
-                    } else {
-                        ""
-                    }
-                );
-                if level_warn {
-                    tracing::warn!(node = %self.node, synchronized = ?e.synchronized, "{text}");
-                } else {
-                    tracing::info!(node = %self.node, synchronized = ?e.synchronized, "{text}");
-                }
+                self.first(&e);
+                e
             }
             Some(b) => {
+                let now = Instant::now();
                 let step = e.offset_us - b.offset_us;
-                if step.unsigned_abs() > STEP_OVER.as_micros() as u64 {
+                let allowed = STEP_OVER.as_micros() as u64 + e.error_us(now) + b.error_us(now);
+                if step.unsigned_abs() > allowed {
                     tracing::warn!(
                         node = %self.node,
-                        "the node's clock stepped by {:+.3} s (now {}); frames stay in order on the viewer's clock",
+                        "the node's clock stepped by {:+.3} s (now {}, {} ms round trip); frames stay in order on the viewer's clock",
                         step as f64 / 1e6,
-                        describe_offset(e.offset_us)
+                        describe_offset(e.offset_us),
+                        e.rtt_us as f64 / 1000.0,
                     );
                     *self.step.lock().expect("clock lock") =
                         Some((Utc::now(), Instant::now(), step));
+                    e
+                } else if b.error_us(now) < e.error_us(now) {
+                    Estimate {
+                        synchronized: e.synchronized,
+                        ..b
+                    }
+                } else {
+                    e
                 }
             }
-        }
+        };
+        let off = e.offset_us.unsigned_abs();
+        let limit = CORRECT_OVER.as_micros() as u64;
+        let was = self.corrected.load(Ordering::Relaxed);
+        // Corrected once surely over the limit, left once under half of it.
+        let corrected = if was {
+            off > limit / 2
+        } else {
+            off > limit + e.error_us(Instant::now())
+        };
         if corrected != was {
             self.corrected.store(corrected, Ordering::Relaxed);
             if before.is_some() {
@@ -208,6 +230,27 @@ impl NodeClock {
             }
         }
         self.estimate.send_replace(Some(e));
+    }
+
+    /// Logs the first measurement.
+    fn first(&self, e: &Estimate) {
+        let off = e.offset_us.unsigned_abs();
+        let corrected = off > CORRECT_OVER.as_micros() as u64 + e.error_us(e.at);
+        let text = format!(
+            "clock {} ({} ms round trip){}",
+            describe_offset(e.offset_us),
+            e.rtt_us as f64 / 1000.0,
+            if corrected {
+                "; its frames are placed on this viewer's clock"
+            } else {
+                ""
+            }
+        );
+        if off >= WARN_OVER.as_micros() as u64 {
+            tracing::warn!(node = %self.node, synchronized = ?e.synchronized, "{text}");
+        } else {
+            tracing::info!(node = %self.node, synchronized = ?e.synchronized, "{text}");
+        }
     }
 
     /// For the state topic, the dashboard and /metrics.
@@ -292,6 +335,7 @@ pub async fn measure(http: &str) -> Result<Estimate> {
             offset_us: reply.unix_us as i64 - midpoint as i64,
             rtt_us,
             synchronized: reply.synchronized,
+            at: Instant::now(),
         };
         if best.is_none_or(|b| e.rtt_us < b.rtt_us) {
             best = Some(e);
@@ -309,6 +353,7 @@ mod tests {
             offset_us,
             rtt_us: 200,
             synchronized: Some(true),
+            at: Instant::now(),
         }
     }
 
@@ -330,6 +375,44 @@ mod tests {
             f.warning.unwrap().contains("stepped by"),
             "steps of 80 ms were seen"
         );
+    }
+
+    #[test]
+    fn a_measurement_over_a_slow_round_trip_is_no_step_and_no_correction() {
+        let clock = NodeClock::new("pi", None);
+        // 150 ms round trips: each may be 75 ms off.
+        let slow = |offset_us| Estimate {
+            rtt_us: 150_000,
+            ..estimate(offset_us)
+        };
+        clock.update(slow(60_000));
+        assert_eq!(clock.applied_offset_us(), 0, "60 ms within its error");
+        clock.update(estimate(1_000));
+        clock.update(slow(-70_000));
+        let e = clock.estimate().unwrap();
+        assert_eq!(e.offset_us, 1_000, "the more precise measurement is kept");
+        assert_eq!(clock.applied_offset_us(), 0);
+        assert_eq!(clock.figures().unwrap().warning, None, "no step seen");
+        // Beyond the errors it is a step.
+        clock.update(slow(-200_000));
+        assert_eq!(clock.applied_offset_us(), -200_000);
+        assert!(clock
+            .figures()
+            .unwrap()
+            .warning
+            .unwrap()
+            .contains("stepped by"));
+    }
+
+    #[test]
+    fn a_kept_measurements_error_grows_with_its_age() {
+        let e = Estimate {
+            at: Instant::now() - Duration::from_secs(100),
+            ..estimate(0)
+        };
+        // 100 µs of round trip, then 50 ppm of 100 s.
+        let err = e.error_us(Instant::now());
+        assert!((5_100..5_200).contains(&err), "{err}");
     }
 
     #[test]

@@ -86,6 +86,7 @@ mod tests {
             offset_us,
             rtt_us: 500,
             synchronized: Some(true),
+            at: std::time::Instant::now(),
         }
     }
 
