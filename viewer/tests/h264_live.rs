@@ -14,6 +14,8 @@ use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const FPS: u64 = 15;
+/// Two samples of a tile's age per frame.
+const SAMPLE_EVERY: Duration = Duration::from_millis(33);
 
 fn node(broker: &Broker, id: &str, codec: &str) -> Node {
     let url = broker.url();
@@ -45,11 +47,17 @@ fn figure(t: &serde_json::Map<String, Value>, camera: &str, i: usize) -> u64 {
 }
 
 /// How far behind each tile's picture on screen is (now less its capture
-/// time), sampled for `span`: (camera, ages in ms).
+/// time), sampled every [`SAMPLE_EVERY`] for `span`: (camera, ages in ms).
 fn ages_over(browser: &Browser, span: Duration) -> Vec<(String, Vec<u64>)> {
     let mut out: Vec<(String, Vec<u64>)> = Vec::new();
     let started = Instant::now();
+    let mut next = started;
     loop {
+        // A sampling rate, not a wait for anything: asked back to back
+        // (a curl and a WebDriver round trip each), the samples took a
+        // core of this 2-core machine from the Chromium they measure.
+        next += SAMPLE_EVERY;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let now = browser.run(
             "const out = {};
              for (const t of document.querySelectorAll('[data-camera]')) {

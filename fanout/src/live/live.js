@@ -288,9 +288,16 @@
     if (!b.length) return;
     const start = b.start(b.length - 1);
     const end = b.end(b.length - 1);
-    const lag = end - video.currentTime;
-    if (video.currentTime < start || lag > LAG_JUMP) {
+    const now = video.currentTime;
+    const lag = end - now;
+    // The range the video is in, or the first after it (a gap the server
+    // left when it skipped to a keyframe: stepped over, not waited in).
+    let next = 0;
+    while (next < b.length && b.end(next) <= now) next++;
+    if (lag > LAG_JUMP) {
       video.currentTime = Math.max(start, end - 0.05);
+    } else if (next < b.length && now < b.start(next)) {
+      video.currentTime = b.start(next);
     } else {
       video.playbackRate = lag > LAG_FAST ? 1.25 : 1;
     }
