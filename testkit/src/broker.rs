@@ -26,6 +26,20 @@ impl Broker {
         Self::start_with(None)
     }
 
+    /// The test's panic message, kept to be said again after the logs
+    /// (below them, where a summary that shows the end of a failure finds
+    /// it).
+    fn remember_failures() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let default = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                FAILURE.with(|f| *f.borrow_mut() = Some(info.to_string()));
+                default(info);
+            }));
+        });
+    }
+
     /// A broker on TLS only, with a certificate for 127.0.0.1 from a fresh
     /// test CA; returns it and the CA file clients should trust.
     pub fn start_tls() -> (Self, PathBuf) {
@@ -139,6 +153,7 @@ log_type all
             ),
         )
         .unwrap();
+        Self::remember_failures();
         let mut broker = Broker {
             port,
             child: None,
@@ -186,6 +201,7 @@ log_type all
         }
         let config = dir.path("mosquitto.conf");
         std::fs::write(&config, conf).unwrap();
+        Self::remember_failures();
         let mut broker = Broker {
             port,
             child: None,
@@ -380,6 +396,14 @@ impl Drop for Watcher {
     }
 }
 
+/// The end of the broker's log a failed test prints.
+const LOG_TAIL_LINES: usize = 100;
+
+thread_local! {
+    /// This test thread's panic message, once it has panicked.
+    static FAILURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -388,7 +412,16 @@ impl Drop for Broker {
         }
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.dir.path("mosquitto.log")).unwrap_or_default();
-            eprintln!("---- mosquitto log ----\n{log}");
+            let lines: Vec<&str> = log.lines().collect();
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            eprintln!(
+                "---- mosquitto log ({} lines before these left out) ----\n{}",
+                from,
+                lines[from..].join("\n")
+            );
+            if let Some(failure) = FAILURE.with(|f| f.borrow_mut().take()) {
+                eprintln!("---- the failure, again ----\n{failure}");
+            }
         }
     }
 }
