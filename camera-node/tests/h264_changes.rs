@@ -28,6 +28,21 @@ fn x264(path: &std::path::Path, size: &str, frames: u32) {
     );
 }
 
+/// A node whose camera runs the shell command `first`, then x264 live at
+/// 640x480 15 fps.
+fn node_then_x264(id: &str, first: &str) -> (Broker, Node) {
+    let source = format!(
+        "cmd:{first}; exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
+         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -"
+    );
+    let broker = Broker::start();
+    let broker_url = broker.url();
+    let mut args = node_base_args(&broker_url, id);
+    args.extend(["--source", &source]);
+    let node = Node::start(&args);
+    (broker, node)
+}
+
 /// A damaged H.264 camera: a stream cut off inside a NAL unit, a unit
 /// with the forbidden bit, a slice of random bytes between start codes, a
 /// unit over the 16 MiB cap, then the stream at another size. Each is
@@ -55,16 +70,8 @@ fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
     bad.extend(std::iter::repeat_n(0x11u8, 17 * 1024 * 1024));
     bad.extend(std::fs::read(&large).unwrap());
     std::fs::write(dir.path("bad.h264"), &bad).unwrap();
-    let source = format!(
-        "cmd:cat '{}'; exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
-         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
-        dir.path("bad.h264").display()
-    );
-    let broker = Broker::start();
-    let broker_url = broker.url();
-    let mut args = node_base_args(&broker_url, "pi-damaged");
-    args.extend(["--source", &source]);
-    let node = Node::start(&args);
+    let cat = format!("cat '{}'", dir.path("bad.h264").display());
+    let (_broker, node) = node_then_x264("pi-damaged", &cat);
     node.wait_log("not a NAL unit", SECS(20));
     node.wait_log("over the 16777216 byte cap", SECS(20));
     node.wait_log("H.264 640x480", SECS(20));
@@ -106,17 +113,11 @@ fn a_v2_reader_gets_a_new_configuration_when_the_camera_changes_size() {
     let dir = TempDir::new("resize-h264");
     let small = dir.path("small.h264");
     x264(&small, "320x240", 90); // 6 s: the reader is on before the change
-    let source = format!(
-        "cmd:ffmpeg -hide_banner -loglevel error -re -framerate 15 -f h264 -i '{}' -c copy -f h264 -; \
-         exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x480:rate=15 \
-         -c:v libx264 -preset ultrafast -tune zerolatency -bf 0 -g 15 -x264-params repeat-headers=1 -f h264 -",
+    let replay = format!(
+        "ffmpeg -hide_banner -loglevel error -re -framerate 15 -f h264 -i '{}' -c copy -f h264 -",
         small.display()
     );
-    let broker = Broker::start();
-    let broker_url = broker.url();
-    let mut args = node_base_args(&broker_url, "pi-resize");
-    args.extend(["--source", &source]);
-    let node = Node::start(&args);
+    let (_broker, node) = node_then_x264("pi-resize", &replay);
     node.wait_log("first frame", SECS(20));
     let (_, frames, decoder) = read_frames(node.tcp_port("cam0"), 120, SECS(20));
     let width = |f: &shared::frame::Frame| {

@@ -3,9 +3,9 @@
 //! profile and size served on, the copying ffmpeg next to no CPU), and
 //! pushed on as they came; the IP camera asked for another size is
 //! converted by libx264; a USB webcam's own H.264 or MJPEG is read and
-//! copied, raw pictures converted. Real nginx-rtmp, ffmpeg as publisher
-//! and IP camera, a stand-in ffmpeg for the webcam (no /dev/video here),
-//! real nodes.
+//! copied, raw pictures converted; a file of H.264 is replayed in a loop.
+//! Real nginx-rtmp, ffmpeg as publisher and IP camera, a stand-in ffmpeg
+//! for the webcam (no /dev/video here), real nodes.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -305,5 +305,49 @@ fn a_usb_webcams_own_h264_and_mjpeg_are_copied_and_raw_pictures_converted() {
         .trim(),
         "mjpeg,320,240",
         "the raw pictures scaled to the size asked for"
+    );
+}
+
+#[test]
+fn an_h264_file_is_replayed_in_a_loop_as_h264_and_decodes_across_the_loop() {
+    require("ffmpeg", "ffmpeg");
+    let dir = TempDir::new("h264-file");
+    let clip = dir.path("clip.h264");
+    // Two seconds at 10 fps, a keyframe a second with its SPS and PPS, as
+    // `rpicam-vid --inline -o clip.h264` writes.
+    run_ok(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=10",
+            ])
+            .args(["-frames:v", "20", "-c:v", "libx264", "-preset", "ultrafast"])
+            .args(["-bf", "0", "-g", "10", "-x264-params", "repeat-headers=1"])
+            .args(["-f", "h264", "-y"])
+            .arg(&clip),
+    );
+    let broker = Broker::start();
+    let source = format!("file:{}", clip.display());
+    let url = broker.url();
+    let node = Node::start(&camera_args(&url, "pi-hfile", &source, "320x240"));
+    node.wait_log("(H.264) at 10 fps", Duration::from_secs(20));
+    let info = wait_for("NodeInfo saying h264", Duration::from_secs(20), || {
+        let info = broker.node_info("pi-hfile");
+        (info.cameras[0].codec == "h264").then_some(info)
+    });
+    assert_eq!((info.cameras[0].width, info.cameras[0].height), (320, 240));
+    // Five seconds of it: the file's end twice, every picture decodes.
+    let rtsp = format!("{}/cam0", node.rtsp_base());
+    assert_eq!(rtsp_decode(&rtsp, "tcp", 50), 50 * 320 * 240);
+    // The splitter's warnings name the file: none at the loop's seam.
+    let warned = format!("{}: ", clip.display());
+    assert!(
+        !node.log().contains(&warned),
+        "the loop dropped pictures: {}",
+        node.log()
     );
 }

@@ -181,10 +181,7 @@ impl NodeClock {
     pub fn update(&self, e: Estimate) {
         let before = self.estimate();
         let e = match before {
-            None => {
-                self.first(&e);
-                e
-            }
+            None => e,
             Some(b) => {
                 let now = Instant::now();
                 let step = e.offset_us - b.offset_us;
@@ -219,6 +216,9 @@ impl NodeClock {
         } else {
             off > limit + e.error_us(Instant::now())
         };
+        if before.is_none() {
+            self.first(&e, corrected);
+        }
         if corrected != was {
             self.corrected.store(corrected, Ordering::Relaxed);
             if before.is_some() {
@@ -233,9 +233,8 @@ impl NodeClock {
     }
 
     /// Logs the first measurement.
-    fn first(&self, e: &Estimate) {
+    fn first(&self, e: &Estimate, corrected: bool) {
         let off = e.offset_us.unsigned_abs();
-        let corrected = off > CORRECT_OVER.as_micros() as u64 + e.error_us(e.at);
         let text = format!(
             "clock {} ({} ms round trip){}",
             describe_offset(e.offset_us),
