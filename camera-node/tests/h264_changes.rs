@@ -14,20 +14,6 @@ use h264_common::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// H.264 from `ffmpeg` (x264 as a Pi's encoder is set: no B-frames, its
-/// parameter sets before each keyframe), `frames` at `size`.
-fn x264(path: &std::path::Path, size: &str, frames: u32) {
-    run_ok(
-        Command::new("ffmpeg")
-            .args(words("-hide_banner -loglevel error -y -f lavfi -i"))
-            .arg(format!("testsrc2=size={size}:rate=15"))
-            .args(["-frames:v", &frames.to_string()])
-            .args(words("-c:v libx264 -preset ultrafast -bf 0 -g 15"))
-            .args(words("-x264-params repeat-headers=1 -f h264"))
-            .arg(path),
-    );
-}
-
 /// A node whose camera runs the shell command `first`, then x264 live at
 /// 640x480 15 fps.
 fn node_then_x264(id: &str, first: &str) -> (Broker, Node) {
@@ -53,8 +39,8 @@ fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
     require("ffmpeg", "ffmpeg");
     let dir = TempDir::new("damaged-h264");
     let (small, large) = (dir.path("small.h264"), dir.path("large.h264"));
-    x264(&small, "320x240", 45);
-    x264(&large, "640x480", 15);
+    x264_clip(&small, "320x240", 15, 45);
+    x264_clip(&large, "640x480", 15, 15);
     let small = std::fs::read(&small).unwrap();
     let mut bad = small[..small.len() / 2].to_vec(); // ends inside a NAL unit
     bad.extend_from_slice(&[0, 0, 0, 1, 0x80, 1, 2, 3]); // forbidden bit
@@ -112,7 +98,7 @@ fn a_v2_reader_gets_a_new_configuration_when_the_camera_changes_size() {
     require("ffmpeg", "ffmpeg");
     let dir = TempDir::new("resize-h264");
     let small = dir.path("small.h264");
-    x264(&small, "320x240", 90); // 6 s: the reader is on before the change
+    x264_clip(&small, "320x240", 15, 90); // 6 s: the reader is on before the change
     let replay = format!(
         "ffmpeg -hide_banner -loglevel error -re -framerate 15 -f h264 -i '{}' -c copy -f h264 -",
         small.display()

@@ -313,23 +313,8 @@ fn an_h264_file_is_replayed_in_a_loop_as_h264_and_decodes_across_the_loop() {
     require("ffmpeg", "ffmpeg");
     let dir = TempDir::new("h264-file");
     let clip = dir.path("clip.h264");
-    // Two seconds at 10 fps, a keyframe a second with its SPS and PPS, as
-    // `rpicam-vid --inline -o clip.h264` writes.
-    run_ok(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x240:rate=10",
-            ])
-            .args(["-frames:v", "20", "-c:v", "libx264", "-preset", "ultrafast"])
-            .args(["-bf", "0", "-g", "10", "-x264-params", "repeat-headers=1"])
-            .args(["-f", "h264", "-y"])
-            .arg(&clip),
-    );
+    // Two seconds at 10 fps.
+    x264_clip(&clip, "320x240", 10, 20);
     let broker = Broker::start();
     let source = format!("file:{}", clip.display());
     let url = broker.url();

@@ -105,3 +105,19 @@ pub fn probe_stream(url: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// An H.264 clip from `ffmpeg` (x264 as a Pi's encoder is set: no
+/// B-frames, a keyframe a second with its parameter sets before it, as
+/// `rpicam-vid --inline -o clip.h264` writes), `frames` at `size`.
+pub fn x264_clip(path: &std::path::Path, size: &str, fps: u32, frames: u32) {
+    run_ok(
+        Command::new("ffmpeg")
+            .args(words("-hide_banner -loglevel error -y -f lavfi -i"))
+            .arg(format!("testsrc2=size={size}:rate={fps}"))
+            .args(["-frames:v", &frames.to_string()])
+            .args(words("-c:v libx264 -preset ultrafast -bf 0"))
+            .args(["-g", &fps.to_string()])
+            .args(words("-x264-params repeat-headers=1 -f h264"))
+            .arg(path),
+    );
+}
