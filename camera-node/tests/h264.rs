@@ -79,11 +79,15 @@ fn assert_in_order(numbers: &[u64], what: &str) {
 }
 
 /// Plays `secs` seconds of `url` with ffmpeg over `transport`: the decoded
-/// pictures' numbers, and what ffmpeg said at level error.
+/// pictures' numbers, and what ffmpeg said at level error. Every decoded
+/// picture once (`-fps_mode passthrough`): the raw output's default is a
+/// constant rate, and ffmpeg repeats a picture whose capture time came
+/// late on a busy machine.
 fn ffmpeg_numbers(url: &str, transport: &str, secs: u32) -> (Vec<u64>, String) {
     require("ffmpeg", "ffmpeg");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", transport, "-i", url])
+        .args(["-fps_mode", "passthrough"])
         .args([
             "-t",
             &secs.to_string(),
