@@ -24,8 +24,22 @@ cargo check -p viewer --no-default-features --locked
 echo "== cross-built node for the Pi (aarch64, armv7) and .debs"
 scripts/build-pi.sh
 echo "== tests"
+# The run is kept in a log so that, when tests fail, the reason of each is
+# printed again last: a long run's summary shows its head and tail only.
+log="$CARGO_TARGET_DIR/test-run.log"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+fi
+if [ "$status" -ne 0 ]; then
+  echo "== why each test failed (from $log)"
+  # Each failed test's output follows its "FAIL [...] <test>" line: the
+  # first panic under each and up to four lines of its message.
+  awk '/^ *(FAIL|SIGSEGV|SIGABRT|TIMEOUT) \[/ { test = $0; shown = 0 }
+       /panicked at/ && !shown { print test; n = 5; shown = 1 }
+       /stack backtrace:/ { n = 0 }
+       n > 0 { print "  " $0; n-- }' "$log"
+  exit "$status"
 fi
