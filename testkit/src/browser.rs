@@ -2,7 +2,7 @@
 //! HTTP and JSON, with curl), for the dashboard's pages.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -99,13 +99,31 @@ impl Browser {
         )
     }
 
+    /// `script`'s answers, asked every `every` for `span` (at least once).
+    /// A sampling rate, not a wait for anything: asked back to back (a
+    /// WebDriver round trip each), the samples take a core of a 2-core
+    /// machine from the Chromium they measure.
+    pub fn sample(&self, script: &str, every: Duration, span: Duration) -> Vec<Value> {
+        let started = Instant::now();
+        let mut next = started;
+        let mut out = Vec::new();
+        loop {
+            next += every;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            out.push(self.run(script));
+            if started.elapsed() >= span {
+                return out;
+            }
+        }
+    }
+
     /// Opens a new tab, makes it the current one and loads `url` in it;
     /// how long the load took (WebDriver waits for the page to load).
     pub fn new_tab(&self, url: &str) -> Duration {
         let tab = self.session_call("POST", "/window/new", Some(json!({"type": "tab"})));
         let handle = tab["handle"].as_str().expect("a window handle").to_owned();
         self.session_call("POST", "/window", Some(json!({ "handle": handle })));
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         self.go(url);
         started.elapsed()
     }

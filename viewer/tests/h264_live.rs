@@ -49,33 +49,24 @@ fn figure(t: &serde_json::Map<String, Value>, camera: &str, i: usize) -> u64 {
 /// How far behind each tile's picture on screen is (now less its capture
 /// time), sampled every [`SAMPLE_EVERY`] for `span`: (camera, ages in ms).
 fn ages_over(browser: &Browser, span: Duration) -> Vec<(String, Vec<u64>)> {
+    let samples = browser.sample(
+        "const out = {};
+         for (const t of document.querySelectorAll('[data-camera]')) {
+           if (t.dataset.capturedMs) out[t.dataset.camera] = Math.max(0, Date.now() - Number(t.dataset.capturedMs));
+         }
+         return out;",
+        SAMPLE_EVERY,
+        span,
+    );
     let mut out: Vec<(String, Vec<u64>)> = Vec::new();
-    let started = Instant::now();
-    let mut next = started;
-    loop {
-        // A sampling rate, not a wait for anything: asked back to back
-        // (a curl and a WebDriver round trip each), the samples took a
-        // core of this 2-core machine from the Chromium they measure.
-        next += SAMPLE_EVERY;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        let now = browser.run(
-            "const out = {};
-             for (const t of document.querySelectorAll('[data-camera]')) {
-               if (t.dataset.capturedMs) out[t.dataset.camera] = Math.max(0, Date.now() - Number(t.dataset.capturedMs));
-             }
-             return out;",
-        );
-        for (camera, v) in now.as_object().cloned().unwrap_or_default() {
-            let age = v.as_u64().unwrap_or(0);
-            match out.iter_mut().find(|(c, _)| *c == camera) {
-                Some((_, ages)) => ages.push(age),
-                None => out.push((camera, vec![age])),
-            }
-        }
-        if started.elapsed() >= span {
-            return out;
+    for (camera, v) in samples.iter().filter_map(Value::as_object).flatten() {
+        let age = v.as_u64().unwrap_or(0);
+        match out.iter_mut().find(|(c, _)| c == camera) {
+            Some((_, ages)) => ages.push(age),
+            None => out.push((camera.clone(), vec![age])),
         }
     }
+    out
 }
 
 fn percentile(values: &[u64], p: f64) -> u64 {
