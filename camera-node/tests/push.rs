@@ -1,7 +1,7 @@
 //! A camera pushed on to an RTSP server (ANNOUNCE, SETUP mode=record over
-//! TCP, RECORD): ffmpeg listening as the server, GStreamer's RTSP server
-//! in record mode behind a password, and a bare server in the test that
-//! reads the RTCP sender reports the push sends.
+//! TCP, RECORD): ffmpeg listening as the server, and a bare server in the
+//! test that reads the RTCP sender reports the push sends. GStreamer's
+//! RTSP server behind a password: push_gst.rs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -9,22 +9,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use testkit::api::*;
 use testkit::*;
 
-fn camera_node(broker: &Broker, id: &str) -> Node {
-    let url = broker.url();
-    let source = ffmpeg_camera(320, 240, 15);
-    let args = [
-        node_args(&url, id, &source),
-        words("--width 320 --height 240 --fps 15"),
-    ]
-    .concat();
-    let node = Node::start(&args);
-    node.wait_log("first frame", Duration::from_secs(20));
-    node
-}
+mod push_common;
+use push_common::*;
 
 /// ffmpeg as the receiving server: `-rtsp_flags listen`, frames copied
 /// into an MJPEG file, for `seconds` of stream.
@@ -43,14 +33,18 @@ fn ffmpeg_server(port: u16, out: &Path, seconds: u32) -> Child {
         .expect("start ffmpeg")
 }
 
-/// Waits until something listens on `port`, read from /proc/net/tcp: a
+/// Waits until `server` listens on `port`, read from /proc/net/tcp: a
 /// test connection would be the one connection `-rtsp_flags listen` takes.
-fn wait_listening(port: u16) {
+/// A server that exits first (its port taken meanwhile) says so.
+fn wait_listening(server: &mut Child, port: u16) {
     let want = format!(":{port:04X} 00000000:0000 0A");
     wait_for(
-        &format!("a listener on port {port}"),
+        &format!("ffmpeg listening on port {port}"),
         Duration::from_secs(10),
         || {
+            if let Some(status) = server.try_wait().unwrap() {
+                panic!("the ffmpeg server exited before listening on {port}: {status}");
+            }
             let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
             table.contains(&want).then_some(())
         },
@@ -77,24 +71,6 @@ fn frames_in(file: &Path) -> u64 {
         })
 }
 
-/// Pushes cam0 to `url` through the API.
-fn start_push(node: &Node, url: &str) {
-    let body = Some(json!({ "url": url }));
-    let reply = api(node, "POST", "/api/v1/cameras/cam0/pushes", body, None);
-    assert_eq!(reply.status, 201, "{}", reply.text());
-}
-
-fn push_of(node: &Node, camera: &str) -> Value {
-    view(node, camera)["pushes"][0].clone()
-}
-
-fn wait_push(node: &Node, camera: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    wait_for(what, Duration::from_secs(30), || {
-        let push = push_of(node, camera);
-        check(&push).then_some(push)
-    })
-}
-
 #[test]
 fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     let broker = Broker::start();
@@ -103,7 +79,7 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     let port = free_port();
     let first = dir.path("first.mjpeg");
     let mut server = ffmpeg_server(port, &first, 6);
-    wait_listening(port);
+    wait_listening(&mut server, port);
     let url = format!("rtsp://127.0.0.1:{port}/x");
     start_push(&node, &url);
     wait_push(&node, "cam0", "the push recording", |p| {
@@ -146,7 +122,7 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     // The server comes back: the push reconnects by itself.
     let second = dir.path("second.mjpeg");
     let mut server = ffmpeg_server(port, &second, 2);
-    wait_listening(port);
+    wait_listening(&mut server, port);
     let push = wait_push(&node, "cam0", "a second connection", |p| {
         p["connects"].as_u64() >= Some(2)
     });
@@ -160,7 +136,7 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     // Killed mid-stream and started again, twice: the push comes back.
     for (connects, name) in [(3, "third"), (4, "fourth")] {
         let mut server = ffmpeg_server(port, &dir.path(&format!("{name}.mjpeg")), 30);
-        wait_listening(port);
+        wait_listening(&mut server, port);
         wait_push(&node, "cam0", &format!("a {name} connection"), |p| {
             p["connects"].as_u64() >= Some(connects)
         });
@@ -186,125 +162,6 @@ fn a_push_to_an_ffmpeg_server_delivers_its_frames_and_reconnects() {
     );
     assert_eq!(reply.status, 204, "{}", reply.text());
     assert!(view(&node, "cam0")["pushes"].as_array().unwrap().is_empty());
-}
-
-/// GStreamer's RTSP server in record mode, behind `user`/`password`.
-struct GstServer {
-    child: Child,
-    out: TempDir,
-}
-
-impl GstServer {
-    fn start(port: u16, method: &str) -> Self {
-        require(
-            "/usr/bin/python3",
-            "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good",
-        );
-        let out = TempDir::new("gst-record");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gst_record_server.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args([&port.to_string(), "/door", "pusher", "pw-gst-1", method])
-            .arg(&out.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the GStreamer RTSP server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the GStreamer RTSP server did not start (python3-gi, gir1.2-gst-rtsp-server-1.0)"
-        );
-        GstServer { child, out }
-    }
-
-    /// The JPEGs written so far. multifilesink writes each through a
-    /// temporary file renamed into place (g_file_set_contents): only the
-    /// `.jpg` names are whole frames, the rest come and go.
-    fn frames(&self) -> Vec<Vec<u8>> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.out.0)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
-            .collect();
-        files.sort();
-        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
-    }
-}
-
-impl Drop for GstServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gst_push_with_a_password(method: &str) {
-    let broker = Broker::start();
-    let node = camera_node(&broker, &format!("push-gst-{method}"));
-    let port = free_port();
-    let server = GstServer::start(port, method);
-
-    // The wrong password: refused, said clearly, retried.
-    let wrong = format!("rtsp://pusher:nope@127.0.0.1:{port}/door");
-    start_push(&node, &wrong);
-    let push = wait_push(&node, "cam0", "a refused push", |p| {
-        p["last_error"].is_string()
-    });
-    assert!(
-        push["last_error"].as_str().unwrap().contains("401"),
-        "{push}"
-    );
-    assert_eq!(
-        push["url"],
-        format!("rtsp://pusher:***@127.0.0.1:{port}/door")
-    );
-    assert_eq!(
-        api(
-            &node,
-            "DELETE",
-            "/api/v1/cameras/cam0/pushes/p1",
-            None,
-            None
-        )
-        .status,
-        204
-    );
-
-    let right = format!("rtsp://pusher:pw-gst-1@127.0.0.1:{port}/door");
-    start_push(&node, &right);
-    wait_push(&node, "cam0", "recording on GStreamer", |p| {
-        p["state"] == "recording"
-    });
-    let frames = wait_for("30 frames on the server", Duration::from_secs(20), || {
-        let frames = server.frames();
-        (frames.len() >= 30).then_some(frames)
-    });
-    assert_eq!(jpeg_size(&frames[frames.len() - 2]), (320, 240));
-    for (what, text) in [
-        ("the camera's answer", view(&node, "cam0").to_string()),
-        ("the node's log", node.log()),
-    ] {
-        assert!(
-            !text.contains("pw-gst-1") && !text.contains(":nope@"),
-            "a password in {what}:\n{text}"
-        );
-    }
-}
-
-#[test]
-fn a_push_to_gstreamer_answers_its_basic_challenge() {
-    gst_push_with_a_password("basic");
-}
-
-#[test]
-fn a_push_to_gstreamer_answers_its_digest_challenge() {
-    gst_push_with_a_password("digest");
 }
 
 /// A bare RTSP server that records what a push sends over TCP: replies
