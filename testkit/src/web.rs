@@ -40,6 +40,9 @@ pub fn rtsp_decode(url: &str, transport: &str, frames: usize) -> usize {
     require("ffmpeg", "ffmpeg");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-rtsp_transport", transport, "-i", url])
+        // Every decoded picture once: a constant-rate output would repeat
+        // one whose timestamp came late and count it as decoded.
+        .args(["-fps_mode", "passthrough"])
         .args([
             "-frames:v",
             &frames.to_string(),
