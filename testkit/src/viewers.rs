@@ -393,6 +393,30 @@ pub fn recorded(dir: &Path) -> std::collections::BTreeMap<String, Vec<(i64, Stri
         .collect()
 }
 
+/// Checks that two viewers recorded one camera alike: the segments both
+/// hold, past each one's first (named for that viewer's own first frame)
+/// and before the last (cut by the stop), have the same samples. At least
+/// two such segments; how many there were.
+pub fn assert_same_segments(far: &Path, near: &Path, what: &str) -> usize {
+    let (far, near) = (recorded(far), recorded(near));
+    let common: Vec<&String> = far
+        .keys()
+        .skip(1)
+        .filter(|n| near.contains_key(*n))
+        .collect();
+    assert!(
+        common.len() >= 2,
+        "segments {:?} vs {:?}",
+        far.keys(),
+        near.keys()
+    );
+    for name in &common[..common.len() - 1] {
+        assert!(!far[*name].is_empty(), "segment {name} is empty {what}");
+        assert_eq!(far[*name], near[*name], "segment {name} differs {what}");
+    }
+    common.len() - 1
+}
+
 /// Starts a session once the viewer is online and waits until an open
 /// segment holds more than `bytes`.
 pub fn start_recording(broker: &Broker, recordings: &Path, bytes: u64) {

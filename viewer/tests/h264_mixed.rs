@@ -10,48 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
 use testkit::viewers::*;
 use testkit::*;
 
+mod playback_common;
+use playback_common::{frame_number, frame_number_by_ffmpeg, rfc3339};
+
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-fn rfc3339(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .unwrap()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// The burned-in number of a 320x240 test-pattern JPEG.
-fn number_of_jpeg(jpeg: &[u8]) -> u64 {
-    let luma = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-        .unwrap_or_else(|e| panic!("not a JPEG: {e}"))
-        .to_luma8();
-    assert_eq!(luma.dimensions(), (320, 240));
-    camera_node::source::pattern::read_frame_number(&luma, 320, 240)
-        .expect("a test-pattern frame number in the picture")
-}
-
-/// The number of the frame ffmpeg decodes first from `segment` when asked
-/// for `at_us` after its first sample.
-fn number_by_ffmpeg(segment: &Path, at_us: i64) -> u64 {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-ss"])
-        .arg(format!("{:.6}", at_us.max(0) as f64 / 1e6))
-        .arg("-i")
-        .arg(segment)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success() && out.stdout.len() == 320 * 240,
-        "ffmpeg -ss {at_us} µs in {}: {}",
-        segment.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    camera_node::source::pattern::read_frame_number(&out.stdout, 320, 240)
-        .expect("a test-pattern frame number in ffmpeg's frame")
-}
 
 /// Sample times of `segment` on the timeline (µs).
 fn sample_times(segment: &Path) -> Vec<i64> {
@@ -77,6 +42,28 @@ fn closed_segments(recordings: &Path, node: &str) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Records a session until both cameras (pi-m and pi-h) have `n` closed
+/// segments, then stops it and waits for both recorders to close.
+fn record_segments(broker: &Broker, viewer: &Viewer, recordings: &Path, n: usize) {
+    broker.publish("command/rec", "start");
+    wait_for(&format!("{n} closed segments per camera"), SECS(40), || {
+        (["pi-m", "pi-h"]
+            .iter()
+            .all(|node| closed_segments(recordings, node).len() >= n))
+        .then_some(())
+    });
+    broker.publish("command/rec", "stop");
+    wait_for("the recorders to close", SECS(20), || {
+        (viewer.log().matches("recording closed").count() == 2).then_some(())
+    });
+}
+
+/// A segment's `<session>/<node>/<camera>` under `recordings`.
+fn camera_path(recordings: &Path, segment: &Path) -> String {
+    let dir = segment.parent().unwrap().strip_prefix(recordings).unwrap();
+    dir.to_string_lossy().into_owned()
 }
 
 #[test]
@@ -112,7 +99,7 @@ fn a_mixed_fleet_is_recorded_and_its_pictures_at_an_instant_match_ffmpeg_for_bot
         "http://{dashboard}/cameras/pi-h/cam0/snapshot.jpg"
     ));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    number_of_jpeg(&body);
+    frame_number(&body);
     let image_topic = "camfleet/viewer/ws/snapshot/pi-h/cam0";
     let image = Command::new("mosquitto_sub")
         .args(["-p", &broker.port.to_string(), "-t", image_topic])
@@ -120,30 +107,14 @@ fn a_mixed_fleet_is_recorded_and_its_pictures_at_an_instant_match_ffmpeg_for_bot
         .output()
         .unwrap();
     assert!(image.status.success(), "no snapshot on {image_topic}");
-    number_of_jpeg(&image.stdout);
+    frame_number(&image.stdout);
 
-    broker.publish("command/rec", "start");
     // The first segment may be short (it starts with the command).
-    wait_for("three closed segments per camera", SECS(40), || {
-        (["pi-m", "pi-h"]
-            .iter()
-            .all(|n| closed_segments(&recordings.0, n).len() >= 3))
-        .then_some(())
-    });
-    broker.publish("command/rec", "stop");
-    wait_for("the recorders to close", SECS(20), || {
-        (viewer.log().matches("recording closed").count() == 2).then_some(())
-    });
+    record_segments(&broker, &viewer, &recordings.0, 3);
     for node in ["pi-m", "pi-h"] {
         let segments = closed_segments(&recordings.0, node);
         let (a, b) = (&segments[1], &segments[2]);
-        let camera_path = a
-            .parent()
-            .unwrap()
-            .strip_prefix(&recordings.0)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let camera_path = camera_path(&recordings.0, a);
         let (ta, tb) = (sample_times(a), sample_times(b));
         assert!(ta.len() > 4 && !tb.is_empty(), "{node}: {ta:?} {tb:?}");
         let mut numbers = Vec::new();
@@ -166,8 +137,8 @@ fn a_mixed_fleet_is_recorded_and_its_pictures_at_an_instant_match_ffmpeg_for_bot
                 "{node}, {what}: {}",
                 String::from_utf8_lossy(&body)
             );
-            let served = number_of_jpeg(&body);
-            let by_ffmpeg = number_by_ffmpeg(segment, times[i] - times[0] - 100);
+            let served = frame_number(&body);
+            let by_ffmpeg = frame_number_by_ffmpeg(segment, times[i] - times[0] - 100);
             assert_eq!(served, by_ffmpeg, "{node}, {what}: frame numbers");
             numbers.push(served);
         }
@@ -214,25 +185,9 @@ fn the_player_plays_an_h264_camera_beside_an_mjpeg_one_seeks_and_steps() {
             SECS(20),
         );
     }
-    broker.publish("command/rec", "start");
-    wait_for("two closed segments per camera", SECS(40), || {
-        (["pi-m", "pi-h"]
-            .iter()
-            .all(|n| closed_segments(&recordings.0, n).len() >= 2))
-        .then_some(())
-    });
-    broker.publish("command/rec", "stop");
-    wait_for("the recorders to close", SECS(20), || {
-        (viewer.log().matches("recording closed").count() == 2).then_some(())
-    });
+    record_segments(&broker, &viewer, &recordings.0, 2);
     let segment = &closed_segments(&recordings.0, "pi-h")[0];
-    let camera_path = segment
-        .parent()
-        .unwrap()
-        .strip_prefix(&recordings.0)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let camera_path = camera_path(&recordings.0, segment);
     let session = camera_path.split('/').next().unwrap().to_owned();
 
     let browser = Browser::start();
@@ -280,7 +235,7 @@ fn the_player_plays_an_h264_camera_beside_an_mjpeg_one_seeks_and_steps() {
     );
     let (status, jpeg) = get(&url);
     assert_eq!(status, 200);
-    let want = number_of_jpeg(&jpeg);
+    let want = frame_number(&jpeg);
     let drawn = wait_for("the sought picture", SECS(15), || {
         let n = video_number(&browser, "pi-h/cam0")?;
         (n == want).then_some(n)

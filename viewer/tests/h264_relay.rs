@@ -3,7 +3,6 @@
 //! down, records the same samples (times and bytes) as a viewer connected
 //! to the node. Real mosquitto, node and viewers; ffprobe reads the files.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
@@ -82,30 +81,9 @@ fn three_hops_down_an_h264_camera_is_recorded_exactly_as_from_its_node() {
             (state.contains("\"idle\"") && files(&dir.0, ".part").is_empty()).then_some(())
         });
     }
-    let (three_hops, straight) = (recorded(&dirs[2].0), recorded(&dirs[3].0));
     // Each viewer's first segment starts at its own first keyframe; the
     // rest are cut at the same keyframes and must hold the same samples.
-    let names = |r: &BTreeMap<String, _>| r.keys().skip(1).cloned().collect::<Vec<_>>();
-    let common: Vec<String> = names(&three_hops)
-        .into_iter()
-        .filter(|n| straight.contains_key(n))
-        .collect();
-    assert!(
-        common.len() >= 2,
-        "segments {:?} vs {:?}",
-        three_hops.keys(),
-        straight.keys()
-    );
-    for name in &common[..common.len() - 1] {
-        assert!(!three_hops[name].is_empty());
-        assert_eq!(
-            three_hops[name], straight[name],
-            "segment {name} differs three hops down"
-        );
-    }
-    eprintln!(
-        "{} H.264 segments identical three hops down and direct",
-        common.len() - 1
-    );
+    let same = assert_same_segments(&dirs[2].0, &dirs[3].0, "three hops down");
+    eprintln!("{same} H.264 segments identical three hops down and direct");
     drop(direct);
 }

@@ -86,30 +86,10 @@ fn four_hops_down_the_frames_and_recordings_are_the_nodes_exactly() {
         files(&dirs[2].0, ".mp4").is_empty(),
         "r3 recorded with --no-record"
     );
-    let (two_hops, straight) = (recorded(&dirs[1].0), recorded(&dirs[4].0));
     // The first segment is named for each viewer's first frame; the rest
     // are cut on the same boundaries and must hold the same samples.
-    let names = |r: &BTreeMap<String, _>| r.keys().skip(1).cloned().collect::<Vec<_>>();
-    let common: Vec<String> = names(&two_hops)
-        .into_iter()
-        .filter(|n| straight.contains_key(n))
-        .collect();
-    assert!(
-        common.len() >= 2,
-        "segments {:?} vs {:?}",
-        two_hops.keys(),
-        straight.keys()
-    );
-    for name in &common[..common.len() - 1] {
-        assert_eq!(
-            two_hops[name], straight[name],
-            "segment {name} differs two hops down"
-        );
-    }
-    eprintln!(
-        "{} segments identical two hops down and direct",
-        common.len() - 1
-    );
+    let same = assert_same_segments(&dirs[1].0, &dirs[4].0, "two hops down");
+    eprintln!("{same} segments identical two hops down and direct");
     drop(direct);
 }
 
