@@ -5,6 +5,7 @@
 //! - [`messages`]: the JSON payloads (NodeInfo, stats, record commands).
 //! - [`frame`]: the frame type and the TCP frame protocols v1 (JPEG) and v2 (H.264).
 //! - [`h264`]: parameter sets, `avcC`, codec strings, AVCC and Annex B.
+//! - [`head`]: the lines and numbers of HTTP and RTSP reply heads.
 //! - [`jpeg`]: a JPEG's width and height from its frame header.
 //! - [`broker`]: parsing `mqtt://` and `mqtts://` broker URLs.
 //! - [`config`]: the settings both binaries have (broker, id, prefix,
@@ -28,6 +29,7 @@ pub mod error;
 pub mod fmp4;
 pub mod frame;
 pub mod h264;
+pub mod head;
 pub mod jpeg;
 pub mod messages;
 pub mod mqtt;

@@ -3,6 +3,8 @@
 //! 10.12) a server may send before one, every length capped. No I/O, so
 //! the fuzz target drives exactly what the push runs.
 
+use shared::head::{decimal, Lines};
+
 /// Longest reply head (status line, header lines, blank line) read from a
 /// server.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -85,7 +87,7 @@ fn reply(buf: &[u8]) -> Framed {
         return Framed::Malformed;
     }
     let window = &buf[..buf.len().min(MAX_HEAD)];
-    let mut lines = Lines { buf: window, at: 0 };
+    let mut lines = Lines::new(window);
     let Some(status_line) = lines.next_line() else {
         return incomplete_or_too_large(buf);
     };
@@ -100,7 +102,7 @@ fn reply(buf: &[u8]) -> Framed {
     let mut count = 0;
     while let Some(line) = lines.next_line() {
         if line.is_empty() {
-            return with_body(buf, lines.at, status, reason, headers);
+            return with_body(buf, lines.consumed(), status, reason, headers);
         }
         count += 1;
         if count > MAX_HEADERS {
@@ -130,8 +132,8 @@ fn with_body(
     };
     let body = match reply.header("content-length") {
         None => 0,
-        Some(text) => match decimal(text) {
-            Some(len) if len <= MAX_BODY => len,
+        Some(text) => match decimal(text.as_bytes()) {
+            Some(len) if len <= MAX_BODY as u64 => len as usize,
             Some(_) => return Framed::TooLarge,
             None => return Framed::Malformed,
         },
@@ -158,33 +160,6 @@ fn status(text: &str) -> Option<u16> {
         return None;
     }
     text.parse().ok().filter(|&code| code >= 100)
-}
-
-/// A run of ASCII digits; `None` also when it does not fit in usize.
-fn decimal(text: &str) -> Option<usize> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.bytes().try_fold(0usize, |n, d| {
-        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-    })
-}
-
-/// The whole lines of a buffer, without their `\n` or `\r\n`.
-struct Lines<'a> {
-    buf: &'a [u8],
-    /// Where the next line starts.
-    at: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn next_line(&mut self) -> Option<&'a [u8]> {
-        let rest = &self.buf[self.at..];
-        let end = rest.iter().position(|&b| b == b'\n')?;
-        self.at += end + 1;
-        let line = &rest[..end];
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
-    }
 }
 
 #[cfg(test)]

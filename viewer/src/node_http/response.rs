@@ -4,6 +4,8 @@
 //! the viewer runs; every length is checked against its cap before
 //! anything is kept.
 
+use shared::head::{decimal, Lines};
+
 /// Largest response head (status line, header lines, blank line). A node's
 /// heads (hyper's) are a few hundred bytes; 8 KiB is also what most
 /// servers allow a request head.
@@ -81,7 +83,7 @@ pub fn parse_head(buf: &[u8]) -> Head {
         return Head::Malformed;
     }
     let window = &buf[..buf.len().min(MAX_HEAD)];
-    let mut lines = Lines { buf: window, at: 0 };
+    let mut lines = Lines::new(window);
     let Some(status_line) = lines.next_line() else {
         return incomplete_or_too_large(buf);
     };
@@ -102,7 +104,7 @@ pub fn parse_head(buf: &[u8]) -> Head {
             if transfer_encoded {
                 head.content_length = None;
             }
-            head.len = lines.at;
+            head.len = lines.consumed();
             return Head::Complete(head);
         }
         count += 1;
@@ -163,16 +165,6 @@ fn status(line: &[u8]) -> Option<u16> {
     (code >= 100).then_some(code)
 }
 
-/// A run of ASCII digits, as a number that fits in u64.
-fn decimal(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    text.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
 /// `text` without spaces and tabs around it.
 fn trim(text: &[u8]) -> &[u8] {
     let start = text
@@ -184,25 +176,6 @@ fn trim(text: &[u8]) -> &[u8] {
         .rposition(|b| !matches!(b, b' ' | b'\t'))
         .map_or(start, |i| i + 1);
     &text[start..end]
-}
-
-/// The whole lines of a buffer, without their `\n` or `\r\n` (RFC 9112 2.2
-/// lets a recipient take a bare LF as a line end).
-struct Lines<'a> {
-    buf: &'a [u8],
-    /// Where the next line starts.
-    at: usize,
-}
-
-impl<'a> Lines<'a> {
-    /// The next whole line, if there is one.
-    fn next_line(&mut self) -> Option<&'a [u8]> {
-        let rest = &self.buf[self.at..];
-        let end = rest.iter().position(|&b| b == b'\n')?;
-        self.at += end + 1;
-        let line = &rest[..end];
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
-    }
 }
 
 /// What [`Chunked::feed`] found.
