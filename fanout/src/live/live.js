@@ -60,7 +60,7 @@
     const canvas = el.querySelector("canvas");
     return {
       el, canvas, context: canvas.getContext("2d"), info: el.querySelector(".live-info"),
-      frames: 0, superseded: 0, busy: false, pending: null, drawn: [], captured: null, mse: null,
+      frames: 0, superseded: 0, widthPx: 0, busy: false, pending: null, drawn: [], captured: null, mse: null,
     };
   }
 
@@ -73,16 +73,18 @@
       found.add(key);
       const known = tiles.get(key);
       if (known && known.el === el) continue;
-      if (known) onScreen.unobserve(known.el);
+      if (known) forget(known);
       const t = tile(el);
       el.dataset.frames = t.frames;
       t.canvas.addEventListener("click", () => enlarge(enlarged === key ? null : key));
       tiles.set(key, t);
       onScreen.observe(el);
+      canvasTiles.set(t.canvas, t);
+      sized.observe(t.canvas);
     }
     for (const [key, t] of tiles) {
       if (found.has(key)) continue;
-      onScreen.unobserve(t.el);
+      forget(t);
       tiles.delete(key);
       visible.delete(key);
       if (enlarged === key) enlarge(null);
@@ -94,6 +96,21 @@
     }
     show();
   }
+
+  function forget(t) {
+    onScreen.unobserve(t.el);
+    sized.unobserve(t.canvas);
+  }
+
+  // Each canvas's width on screen in device pixels, kept as it changes:
+  // read per picture, clientWidth could force a layout each time.
+  const canvasTiles = new WeakMap();
+  const sized = new ResizeObserver((entries) => {
+    for (const e of entries) {
+      const t = canvasTiles.get(e.target);
+      if (t) t.widthPx = Math.ceil(e.contentRect.width * devicePixelRatio);
+    }
+  });
 
   const onScreen = new IntersectionObserver((entries) => {
     for (const e of entries) {
@@ -199,10 +216,9 @@
     }
     const options = { data: jpeg, type: "image/jpeg" };
     const size = jpegSize(jpeg);
-    const shown = Math.ceil(t.canvas.clientWidth * devicePixelRatio);
     // The smallest eighth of the picture at least as wide as the tile (the
     // decoder rounds a size between eighths down).
-    const eighths = size && shown > 0 ? Math.ceil((8 * shown) / size[0]) : 8;
+    const eighths = size && t.widthPx > 0 ? Math.ceil((8 * t.widthPx) / size[0]) : 8;
     if (eighths < 8) {
       options.desiredWidth = Math.ceil((size[0] * eighths) / 8);
       options.desiredHeight = Math.ceil((size[1] * eighths) / 8);
