@@ -28,9 +28,18 @@ pub(super) fn whole_fragments(path: &Path, init: &[u8]) -> std::io::Result<Optio
     walk_fragments(&mut file, init.len() as u64, size).map(Some)
 }
 
-/// The length of a segment up to its last whole fragment (`None`: it does
-/// not start with `ftyp` and `moov`, so it is not one to mend).
-fn whole_length(path: &Path) -> std::io::Result<Option<u64>> {
+/// What a crashed viewer's `.part` holds.
+enum Leftover {
+    /// Not `ftyp` and `moov` first: not one to mend.
+    Foreign,
+    /// Its header and no whole fragment: no frame to keep.
+    Empty,
+    /// Whole fragments up to this length.
+    Whole(u64),
+}
+
+/// How much of a segment is whole.
+fn leftover(path: &Path) -> std::io::Result<Leftover> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut at = 0;
@@ -38,15 +47,20 @@ fn whole_length(path: &Path) -> std::io::Result<Option<u64>> {
         let mut header = [0u8; 8];
         file.seek(SeekFrom::Start(at))?;
         if at + 8 > size || file.read_exact(&mut header).is_err() || &header[4..8] != kind {
-            return Ok(None);
+            return Ok(Leftover::Foreign);
         }
         let len = u64::from(u32::from_be_bytes(header[..4].try_into().expect("4 bytes")));
         if len < 8 || at + len > size {
-            return Ok(None);
+            return Ok(Leftover::Foreign);
         }
         at += len;
     }
-    Ok(Some(walk_fragments(&mut file, at, size)?.0))
+    let whole = walk_fragments(&mut file, at, size)?.0;
+    Ok(if whole == at {
+        Leftover::Empty
+    } else {
+        Leftover::Whole(whole)
+    })
 }
 
 /// From `at`, where the fragments begin, to the end of the last whole one:
@@ -114,7 +128,9 @@ pub(super) fn newest_on_disk(dir: &Path) -> Option<OnDisk> {
 /// fragment and renamed to `.mp4`, so it plays to its end, and retention
 /// (which never takes an open segment) may delete it in its turn. One the
 /// recording goes on with (begun again within its second) is reopened
-/// from its `.mp4`.
+/// from its `.mp4`. One killed before its first fragment holds no frame
+/// and is removed: a segment of no samples would not play, and would hide
+/// the frames before it from [`newest_on_disk`].
 pub(super) fn close_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -131,22 +147,29 @@ pub(super) fn close_leftovers(dir: &Path) {
         if done.exists() {
             continue;
         }
-        let mended = whole_length(&part).and_then(|len| {
-            let Some(len) = len else {
-                return Ok(false);
-            };
-            let file = std::fs::OpenOptions::new().write(true).open(&part)?;
-            file.set_len(len)?;
-            file.sync_all()?;
-            std::fs::rename(&part, &done)?;
-            Ok(true)
+        let mended = leftover(&part).and_then(|kind| {
+            match kind {
+                Leftover::Whole(len) => {
+                    let file = std::fs::OpenOptions::new().write(true).open(&part)?;
+                    file.set_len(len)?;
+                    file.sync_all()?;
+                    std::fs::rename(&part, &done)?;
+                }
+                Leftover::Empty => std::fs::remove_file(&part)?,
+                Leftover::Foreign => {}
+            }
+            Ok(kind)
         });
         match mended {
-            Ok(true) => tracing::info!(
+            Ok(Leftover::Whole(_)) => tracing::info!(
                 "{}: left open by a viewer that stopped without closing it; closed after its last whole fragment",
                 done.display()
             ),
-            Ok(false) => tracing::warn!(
+            Ok(Leftover::Empty) => tracing::info!(
+                "{}: left open by a viewer that stopped before its first fragment; removed (it held no frame)",
+                part.display()
+            ),
+            Ok(Leftover::Foreign) => tracing::warn!(
                 "{} is not a camfleet segment; left as it is",
                 part.display()
             ),

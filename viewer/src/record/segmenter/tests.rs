@@ -272,3 +272,56 @@ fn durations_do_not_drift_and_survive_a_clock_step_back() {
     assert_eq!(total, fmp4::ticks(1_000_000));
     assert_eq!(duration_between(5_000, 4_000, 0), 1);
 }
+
+/// Every sample time in `dir`'s segments, per segment.
+fn samples_on_disk(dir: &Path) -> Vec<(String, Vec<i64>)> {
+    let mut segments: Vec<(String, Vec<i64>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            let origin = name_us(&e.path()) as i64;
+            let samples = crate::playback::index::read(&e.path(), origin)
+                .unwrap()
+                .samples;
+            (name, samples.iter().map(|s| s.at_us).collect())
+        })
+        .collect();
+    segments.sort();
+    segments
+}
+
+#[test]
+fn a_segment_killed_before_its_first_fragment_is_removed_and_hides_no_frame() {
+    let dir = std::env::temp_dir().join(format!("camfleet-seg-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = 1_795_255_201_100_000u64; // 10:00:01.1
+    let mut crashed = Segmenter::new(plan(&dir));
+    for i in 0..11 {
+        crashed.push(frame(start + i * 100_000)).unwrap();
+    }
+    // Killed 0.1 s into the segment of 10:00:02: it holds its header only.
+    let empty = crashed.current().unwrap().to_owned();
+    std::mem::forget(crashed);
+    assert_eq!(empty.file_name().unwrap(), "20261121T100002Z.mp4.part");
+
+    // The next run is sent the frames from 1.8 s on.
+    let mut next = Segmenter::new(plan(&dir));
+    for i in 7..30 {
+        next.push(frame(start + i * 100_000)).unwrap();
+    }
+    next.finish().unwrap();
+    let segments = samples_on_disk(&dir);
+    assert!(
+        segments.iter().all(|(_, s)| !s.is_empty()),
+        "a segment without a frame: {segments:?}"
+    );
+    let all: Vec<i64> = segments.iter().flat_map(|(_, s)| s.clone()).collect();
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "no frame twice: {segments:?}");
+    assert_eq!(all.len(), 30, "every frame from 1.1 s to 4.0 s once");
+    assert_eq!(next.repeats, 2, "1.8 and 1.9 s were not written again");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
