@@ -35,9 +35,10 @@ else
 fi
 if [ "$status" -ne 0 ]; then
   echo "== why each test failed (from $log)"
-  # Each failed test's output follows its "FAIL [...] <test>" line: the
-  # first panic under each and up to four lines of its message.
-  awk '/^ *(FAIL|SIGSEGV|SIGABRT|TIMEOUT) \[/ { test = $0; shown = 0 }
+  # Every test that failed, timed out or died of a signal, once each; then
+  # the first panic under each and up to four lines of its message.
+  grep -E '^ *(FAIL|TIMEOUT|SIG[A-Z]+|LEAK-FAIL) \[' "$log" | awk '!seen[$0]++' || true
+  awk '/^ *(FAIL|TIMEOUT|SIG[A-Z]+|LEAK-FAIL) \[/ { test = $0; shown = 0 }
        /panicked at/ && !shown { print test; n = 5; shown = 1 }
        /stack backtrace:/ { n = 0 }
        n > 0 { print "  " $0; n-- }' "$log"
