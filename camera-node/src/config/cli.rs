@@ -74,7 +74,7 @@ pub struct Cli {
     pub h264_level: Option<String>,
     /// H.264: give rpicam-vid the software encoder's flags (--libav-format
     /// h264 --low-latency), as on a Pi 5; default: when /proc/device-tree/model
-    /// says Raspberry Pi 5
+    /// (under --health-root) says Raspberry Pi 5
     #[arg(long, env = "CAMFLEET_RPICAM_LIBAV", value_name = "BOOL")]
     pub rpicam_libav: Option<bool>,
     /// Which camera of the Pi rpicam-vid opens (--camera; 0 is the first
@@ -118,8 +118,9 @@ pub struct Cli {
     /// Seconds between stats and health samples [default: 10]
     #[arg(long, env = "CAMFLEET_STATS_SECONDS", value_name = "S")]
     pub stats_seconds: Option<u64>,
-    /// Where the health figures' /proc and /sys are read from (a copy or
-    /// a container's view of the machine) [default: /]
+    /// Where the health figures' /proc and /sys, and the board's model,
+    /// are read from (a copy or a container's view of the machine)
+    /// [default: /]
     #[arg(long, env = "CAMFLEET_HEALTH_ROOT", value_name = "DIR")]
     pub health_root: Option<PathBuf>,
     /// Do not publish sensor/<node_id>/cpu_temp

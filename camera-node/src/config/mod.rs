@@ -242,7 +242,13 @@ impl NodeConfig {
             file.cameras
         };
         let base_port = cli.tcp_port.or(file.tcp_port).unwrap_or(8000);
-        let cameras = merge_cameras(&cli, &defaults, listed, base_port)?;
+        let mut cameras = merge_cameras(&cli, &defaults, listed, base_port)?;
+        // The board, unless a flag or key says: a Pi 5 gets rpicam-vid's
+        // software encoder's flags.
+        let pi5 = crate::source::board_is_pi5(&health_root);
+        for camera in &mut cameras {
+            camera.capture.h264.libav.get_or_insert(pi5);
+        }
         let users = merge_users(file.users)?;
         let session_timeout = file
             .rtsp_session_timeout_seconds

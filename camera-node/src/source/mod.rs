@@ -27,7 +27,7 @@ use crate::cameras::status::Status;
 use controls::Controls;
 use url::UrlSource;
 
-pub use process::{find_in_path, kill_all_camera_processes, rpicam_program};
+pub use process::{board_is_pi5, find_in_path, kill_all_camera_processes, rpicam_program};
 
 /// The `--source` spec of a camera.
 #[derive(Debug, Clone, PartialEq, Eq)]

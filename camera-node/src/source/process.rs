@@ -82,16 +82,24 @@ enum Splitting {
 /// decided (a start code and a NAL header), unless it starts like a JPEG.
 const SNIFF_BYTES: usize = 5;
 
-/// The board's model, as the kernel names it ("Raspberry Pi 5 Model B Rev 1.0").
-const DEVICE_MODEL: &str = "/proc/device-tree/model";
+/// The board's model, as the kernel names it ("Raspberry Pi 5 Model B
+/// Rev 1.0"), under the machine's root.
+const DEVICE_MODEL: &str = "proc/device-tree/model";
+
+/// Whether the machine whose `/proc` is under `root` is a Pi 5 (its
+/// rpicam-vid encodes H.264 in software, with B-frames unless told not to).
+pub fn board_is_pi5(root: &std::path::Path) -> bool {
+    std::fs::read_to_string(root.join(DEVICE_MODEL)).is_ok_and(|m| m.contains("Raspberry Pi 5"))
+}
 
 impl ProcessSource {
     /// `rpicam-vid` with the contract's flags, or `libcamera-vid` (older Pi OS).
     pub fn rpicam(s: CaptureSettings, controls: &Controls, status: &Arc<Status>) -> Result<Self> {
         let program = rpicam_program().context("neither rpicam-vid nor libcamera-vid is on PATH (on Pi OS: sudo apt install rpicam-apps)")?;
-        let libav = s.h264.libav.unwrap_or_else(|| {
-            std::fs::read_to_string(DEVICE_MODEL).is_ok_and(|m| m.contains("Raspberry Pi 5"))
-        });
+        let libav = s
+            .h264
+            .libav
+            .unwrap_or_else(|| board_is_pi5(std::path::Path::new("/")));
         super::rpicam::check_camera(controls)?;
         let mut cmd = Command::new(&program);
         cmd.args(rpicam_args(&s, libav));
