@@ -39,6 +39,7 @@ pub mod browser;
 mod client;
 pub mod demo;
 pub mod flags;
+pub mod gst;
 pub mod live;
 mod node;
 pub mod pi;
@@ -51,7 +52,8 @@ pub use broker::{mosquitto_sub, Broker, Watcher};
 pub use client::{FrameClient, Received, SlowLink};
 pub use node::{
     camera_args, fake_camera_script, fake_h264_camera_script, invocations, node_args,
-    node_base_args, node_base_args_on, node_binary, run_node, start_on_fake_camera, Node,
+    node_base_args, node_base_args_on, node_binary, run_node, stamped_number, start_on_fake_camera,
+    Node,
 };
 pub use web::{
     curl, metric_value, post_json, promtool_accepts, read_multipart, rtsp_decode, HttpReply, Part,

@@ -230,9 +230,10 @@ exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x240:r
 /// A stand-in for rpicam-vid with `--codec h264`: records its flags, then
 /// writes what the Pi 4's hardware encoder writes (Annex B, no AUDs,
 /// SPS/PPS before every keyframe as `--inline` asks, no B-frames, a
-/// keyframe every `--intra` frames) at the size and rate asked for; with
-/// `FAKE_PI5=1` in its environment it is a Pi 5's software encoder, which
-/// writes B-frames unless given `--low-latency`.
+/// keyframe every `--intra` frames) at the size and rate asked for, each
+/// picture's number stamped in its top left ([`stamped_number`] reads
+/// it); with `FAKE_PI5=1` in its environment it is a Pi 5's software
+/// encoder, which writes B-frames unless given `--low-latency`.
 pub fn fake_h264_camera_script(dir: &TempDir, name: &str) {
     require("ffmpeg", "ffmpeg");
     let log = dir.path("invocations");
@@ -257,11 +258,40 @@ case "$args" in
   *" --low-latency "*) tune="-preset ultrafast -tune zerolatency -bf 0";;
   *) if [ "$FAKE_PI5" = 1 ]; then tune="-preset superfast -bf 2"; else tune="-preset ultrafast -tune zerolatency -bf 0"; fi;;
 esac
-exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=${{w}}x${{h}}:rate=$fps   -c:v libx264 $tune -g $intra -keyint_min $intra -sc_threshold 0 -pix_fmt yuv420p   -x264-params repeat-headers=1:aud=0 -f h264 -
+b=$((w / {STAMP_DIVISOR}))
+stamp="drawbox=x=0:y=0:w=$((b * {STAMP_BITS})):h=$b:color=black:t=fill"
+i=0
+while [ $i -lt {STAMP_BITS} ]; do
+  stamp="$stamp,drawbox=x=$((i * b)):y=0:w=$b:h=$b:color=white:t=fill:enable='bitand(n\,$((1 << i)))'"
+  i=$((i + 1))
+done
+exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=${{w}}x${{h}}:rate=$fps -vf "$stamp"  -c:v libx264 $tune -g $intra -keyint_min $intra -sc_threshold 0 -pix_fmt yuv420p   -x264-params repeat-headers=1:aud=0 -f h264 -
 "#,
             log = log.display()
         ),
     );
+}
+
+/// The bits of the H.264 stand-in's stamp: frame numbers up to 4095.
+const STAMP_BITS: u32 = 12;
+/// A stamp's square is this fraction of the picture's width.
+const STAMP_DIVISOR: u32 = 16;
+
+/// The number the H.264 stand-in stamped on a decoded grey picture of
+/// `width` (a row of squares, white for a 1 bit, least significant
+/// first); `None` when a square is neither clearly white nor black.
+pub fn stamped_number(grey: &[u8], width: u32) -> Option<u64> {
+    let side = (width / STAMP_DIVISOR) as usize;
+    let mut number = 0;
+    for bit in 0..STAMP_BITS as usize {
+        let centre = *grey.get(side / 2 * width as usize + bit * side + side / 2)?;
+        match centre {
+            0..=63 => {}
+            192..=255 => number |= 1 << bit,
+            _ => return None,
+        }
+    }
+    Some(number)
 }
 
 /// A node on `--source rpicam` with a fake `program` first on PATH; the
