@@ -354,4 +354,49 @@ mod tests {
         assert_eq!(h, NodeHealth::default());
         let _ = std::fs::remove_dir_all(&root);
     }
+
+    #[test]
+    fn free_space_under_its_line_the_cameras_figures_and_iws_bit_rate() {
+        let root = std::env::temp_dir().join(format!("camfleet-health-low-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut sampler = HealthSampler::new(&root, None);
+        let low = NodeHealth {
+            state_free_percent: Some(5.0),
+            log_free_percent: Some(50.0),
+            ..NodeHealth::default()
+        };
+        let warnings = sampler.warnings(&low);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("state directory's file system 5.0% is under 10%"),
+            "{warnings:?}"
+        );
+        assert!(sampler.warnings(&NodeHealth::default()).is_empty());
+
+        let camera = |id: &str, dropped, restarts| CameraStats {
+            id: id.into(),
+            fps: 30.0,
+            viewers: 1,
+            frames: 100,
+            frames_dropped: dropped,
+            camera_restarts: restarts,
+            last_frame_age_s: None,
+            send_latency_p50_ms: None,
+            send_latency_p99_ms: None,
+        };
+        let h = sampler.sample(&[camera("cam0", 3, 1), camera("cam1", 2, 1)]);
+        assert_eq!((h.frames_dropped, h.camera_restarts), (5, 2));
+
+        let iw = root.join("iw");
+        std::fs::write(
+            &iw,
+            "#!/bin/sh\necho \"Connected to 11:22:33:44:55:66 (on $2)\"\necho \"\ttx bitrate: 72.2 MBit/s MCS 7 short GI\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&iw, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(iw_bitrate(&iw, "wlan0"), Some(72.2));
+        assert_eq!(iw_bitrate(&root.join("no-iw"), "wlan0"), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

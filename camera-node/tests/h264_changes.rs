@@ -30,7 +30,7 @@ fn node_then_x264(id: &str, first: &str) -> (Broker, Node) {
 }
 
 /// A damaged H.264 camera: a stream cut off inside a NAL unit, a unit
-/// with the forbidden bit, a slice of random bytes between start codes, a
+/// with the forbidden bit, an SPS of absurd size, a slice of random bytes between start codes, a
 /// unit over the 16 MiB cap, then the stream at another size. Each is
 /// logged, the camera is not restarted, memory stays bounded and the
 /// stream after them decodes at its new size.
@@ -44,6 +44,11 @@ fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
     let small = std::fs::read(&small).unwrap();
     let mut bad = small[..small.len() / 2].to_vec(); // ends inside a NAL unit
     bad.extend_from_slice(&[0, 0, 0, 1, 0x80, 1, 2, 3]); // forbidden bit
+                                                         // A baseline SPS 65536 macroblocks wide (as shared::h264's unit test
+                                                         // builds it): refused, the stream's own SPS kept.
+    bad.extend_from_slice(&[
+        0, 0, 0, 1, 0x67, 0x42, 0x00, 0x1e, 0xda, 0x00, 0x00, 0xff, 0xff, 0xe4, 0x80,
+    ]);
     bad.extend_from_slice(&[0, 0, 0, 1, 0x41]); // a P slice of noise
     let mut noise = 0x1234_5678u32;
     bad.extend((0..2000).map(|_| {
@@ -59,6 +64,7 @@ fn a_damaged_h264_stream_is_logged_and_recovered_and_its_new_size_followed() {
     let cat = format!("cat '{}'", dir.path("bad.h264").display());
     let (_broker, node) = node_then_x264("pi-damaged", &cat);
     node.wait_log("not a NAL unit", SECS(20));
+    node.wait_log("pixel limit", SECS(20));
     node.wait_log("over the 16777216 byte cap", SECS(20));
     node.wait_log("H.264 640x480", SECS(20));
     let url = format!("{}/cam0", node.rtsp_base());

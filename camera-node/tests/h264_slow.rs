@@ -64,10 +64,10 @@ impl SlowCase {
     }
 
     /// How far behind a reader at a third of the rate may be, once
-    /// settled: 1.5 s and one keyframe's transfer (tighter than the
-    /// promise of a keyframe interval, 2 s here, and half a second).
+    /// settled: 1.5 s and one keyframe's transfer, and never more than the
+    /// promise of a keyframe interval (2 s here) and half a second.
     fn limit_s(&self) -> f64 {
-        1.5 + self.key_bytes / (self.rate / 3.0)
+        (1.5 + self.key_bytes / (self.rate / 3.0)).min(2.0 + 0.5)
     }
 
     fn the_fast_reader_got_every_frame(self) {
