@@ -9,7 +9,7 @@ if [ ${#packages[@]} -eq 0 ]; then
             libopencv-dev clang libclang-dev xvfb curl gstreamer1.0-tools gstreamer1.0-plugins-good
             chromium chromium-driver procps prometheus faketime
             nginx-light libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 unzip
-            gstreamer1.0-libav)
+            gstreamer1.0-libav python3-jinja2)
 fi
 
 missing=()

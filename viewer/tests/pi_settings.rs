@@ -1,9 +1,12 @@
 //! The Pi from the viewer's dashboard, in headless Chromium: a camera's
 //! settings panel on the Sources page changes its rpicam-vid flags (a
 //! stand-in that records them) and shows a refusal; each tile's badge
-//! follows its node's health (a fake /proc and /sys); a recorded session
-//! keeps the health figures as rows the player plots under the cameras.
+//! follows its node's health (a fake /proc and /sys), and so do its Home
+//! Assistant sensors (their templates rendered by Jinja2, the engine Home
+//! Assistant uses); a recorded session keeps the health figures as rows
+//! the player plots under the cameras.
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -13,6 +16,56 @@ use testkit::viewers::*;
 use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// What Home Assistant would show for one of viewer `ws`'s entities: its
+/// discovery config's `value_template` rendered by Jinja2 on the retained
+/// payload of its `state_topic`.
+fn home_assistant_shows(broker: &Broker, component: &str, object: &str) -> Option<String> {
+    let topic = format!("homeassistant/{component}/camfleet_ws/{object}/config");
+    let config: Value = serde_json::from_str(&broker.retained(&topic)?).ok()?;
+    let payload = broker.retained(config["state_topic"].as_str()?)?;
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jinja2\n\
+             print(jinja2.Environment().from_string(sys.argv[1]).render(value_json=json.load(sys.stdin)))",
+            config["value_template"].as_str()?,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Jinja2 on {topic}'s template (sudo apt-get install python3-jinja2): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Waits until Home Assistant would show `want` for each `(component,
+/// object)`.
+fn wait_home_assistant(broker: &Broker, want: &[(&str, &str, &str)]) {
+    for (component, object, value) in want {
+        wait_for(
+            &format!("Home Assistant's {object} to show {value}"),
+            SECS(20),
+            || {
+                (home_assistant_shows(broker, component, object).as_deref() == Some(*value))
+                    .then_some(())
+            },
+        );
+    }
+}
 
 #[test]
 fn the_settings_panel_sets_a_pi_cameras_controls_and_shows_a_refusal() {
@@ -96,7 +149,11 @@ fn a_tiles_badge_follows_its_pis_health_and_the_player_plots_the_health_rows() {
         &[&pi.flag()[..], &["--stats-seconds", "1"]].concat(),
     );
     let recordings = TempDir::new("recordings");
-    let viewer = Viewer::start(&broker, &recordings.0, &["--segment-seconds", "2"]);
+    let viewer = Viewer::start(
+        &broker,
+        &recordings.0,
+        &["--segment-seconds", "2", "--homeassistant"],
+    );
     viewer.wait_log("camera{camera=pi-hb/cam0}: connected", SECS(20));
     let browser = Browser::start();
     let dashboard = viewer.dashboard();
@@ -113,6 +170,16 @@ fn a_tiles_badge_follows_its_pis_health_and_the_player_plots_the_health_rows() {
     });
     assert!(fine[2].as_str().unwrap().contains("52 °C"), "{fine}");
     assert!(fine[2].as_str().unwrap().contains("-61 dBm"), "{fine}");
+    wait_home_assistant(
+        &broker,
+        &[
+            ("sensor", "pi-hb_soc_temp", "52.3"),
+            ("sensor", "pi-hb_wifi_signal", "-61.0"),
+            ("sensor", "pi-hb_frames_dropped", "0"),
+            ("binary_sensor", "pi-hb_throttled", "OFF"),
+            ("binary_sensor", "pi-hb_under_voltage", "OFF"),
+        ],
+    );
 
     broker.publish("command/rec", "start");
     let csv = wait_for("health rows in the session", SECS(20), || {
@@ -144,6 +211,17 @@ fn a_tiles_badge_follows_its_pis_health_and_the_player_plots_the_health_rows() {
             .contains("health/pi-hb/wifi_signal_dbm,-80")
             .then_some(())
     });
+    pi.put(testkit::pi::THROTTLED, "0x50005\n");
+    wait_home_assistant(
+        &broker,
+        &[
+            ("sensor", "pi-hb_soc_temp", "85.0"),
+            ("sensor", "pi-hb_wifi_signal", "-80.0"),
+            ("binary_sensor", "pi-hb_throttled", "ON"),
+            ("binary_sensor", "pi-hb_under_voltage", "ON"),
+            ("sensor", "pi-hb_warnings", "4"),
+        ],
+    );
     broker.publish("command/rec", "stop");
     wait_for("the recorder to close", SECS(20), || {
         viewer.log().contains("recording closed").then_some(())
