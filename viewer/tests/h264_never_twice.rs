@@ -1,11 +1,12 @@
 //! An H.264 camera's recording across faults: a node frozen for 8 s, a node
 //! killed with SIGKILL and started again, the relay a viewer receives the
 //! camera through killed (the viewer switches to the node), a viewer
-//! killed with SIGKILL that resumes its session. After each: no frame recorded twice, every segment
-//! starts at a keyframe and decodes without a word from ffmpeg at level
-//! error, and (for the freeze, where the viewer saw it all) the frames
-//! missing are exactly those the viewer reports missed plus those it did
-//! not record for want of a keyframe. Real mosquitto, nodes, viewers,
+//! killed with SIGKILL that resumes its session. After each: no frame
+//! recorded twice, every segment starts at a keyframe and decodes without
+//! a word from ffmpeg at level error; the frames missing while the viewer
+//! was connected are exactly those it reports missed plus those it did not
+//! record for want of a keyframe; a killed viewer lost at most the last
+//! second of what it had received. Real mosquitto, nodes, viewers,
 //! ffmpeg; the test pattern burns its frame number into every picture.
 
 mod h264_common;
@@ -18,6 +19,9 @@ use testkit::viewers::*;
 use testkit::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
+/// What a viewer killed mid-session may lose of what it had received: a
+/// fragment's second, a frame held for its duration, a frame in flight.
+const CRASH_LOSS_US: i64 = 1_500_000;
 
 fn h264_node(broker: &Broker, id: &str) -> Node {
     test_node_with(broker, id, "320x240", &["--codec", "h264"])
@@ -186,20 +190,28 @@ fn a_node_killed_and_started_again_is_recorded_once_and_decodes() {
     let node = h264_node(&broker, "pi-hkilled");
     let recordings = TempDir::new("h264-killed");
     let viewer = Viewer::start(&broker, &recordings.0, &[]);
+    let dashboard = viewer.dashboard();
     wait_connections(&viewer, 1);
     start_recording(&broker, &recordings.0, 16384);
+    let (missed0, before0) = losses(&dashboard, "pi-hkilled");
     node.signal("KILL");
     drop(node);
     let _again = h264_node(&broker, "pi-hkilled");
     wait_connections(&viewer, 2);
     wait_recorded_more(&recordings.0, 200_000);
     stop_recording(&broker, &recordings.0);
+    let (missed1, before1) = losses(&dashboard, "pi-hkilled");
     let numbers = checked_numbers(&recordings.0);
+    // Within each run of the node (its numbers start again at 0), what is
+    // missing the viewer reports; what the killed node made after its last
+    // frame reached the viewer, nobody received.
     let missing = gaps(&numbers, 2);
+    let (missed, before_key) = (missed1 - missed0, before1 - before0);
     eprintln!(
-        "{} frames in two runs of the node, each once; {missing} missing within them",
+        "{} frames in two runs of the node, each once; {missing} missing within them = {missed} missed + {before_key} before a keyframe",
         numbers.len()
     );
+    assert_eq!(missing, missed + before_key, "{numbers:?}");
 }
 
 #[test]
@@ -210,6 +222,7 @@ fn a_viewer_killed_mid_session_resumes_and_nothing_is_recorded_twice() {
     let mut viewer = Viewer::start(&broker, &recordings.0, &[]);
     wait_connections(&viewer, 1);
     start_recording(&broker, &recordings.0, 16384);
+    let killed_us = now_us() as i64;
     viewer.child.kill().unwrap(); // SIGKILL
     let _ = viewer.child.wait();
     wait_for("the viewer's last will", SECS(20), || {
@@ -226,6 +239,21 @@ fn a_viewer_killed_mid_session_resumes_and_nothing_is_recorded_twice() {
     // While it was down nobody received the frames; a keyframe interval
     // (10 frames) and the restart's seconds bound what is lost.
     assert!(missing < 100, "{missing} frames lost over a viewer restart");
+    // What it had received when it was killed was on disk but for the
+    // last second at most (a fragment is written at least every second).
+    let last_before = all_segments(&recordings.0)
+        .iter()
+        .flat_map(|s| packets(s))
+        .map(|p| p.at_us)
+        .filter(|&t| t < killed_us)
+        .max()
+        .expect("frames recorded before the kill");
+    let lost_us = killed_us - last_before;
+    assert!(
+        lost_us <= CRASH_LOSS_US,
+        "the crash lost the last {:.2} s it had received",
+        lost_us as f64 / 1e6
+    );
     eprintln!(
         "{} frames across the crash, each once; {missing} lost while the viewer was down",
         numbers.len()
