@@ -25,9 +25,11 @@ fn node(broker: &Broker, id: &str, codec: &str) -> Node {
     Node::start(&[node_args(&url, id, "test"), args.to_vec()].concat())
 }
 
-/// Each tile's drawn frames, the age of its last picture when drawn, and
-/// the video's decode figures (an H.264 tile): `[frames, age, corrupted,
-/// error]`.
+/// Each tile's drawn frames, the age of its last picture when drawn, the
+/// video's decode figures (an H.264 tile), whether it is a video, and the
+/// frames that came but were not shown (stepped over to the live edge, or
+/// dropped by the video as late): `[frames, age, corrupted, error, video,
+/// unshown]`.
 fn tiles(browser: &Browser) -> serde_json::Map<String, Value> {
     let v = browser.run(
         "const out = {};
@@ -35,7 +37,8 @@ fn tiles(browser: &Browser) -> serde_json::Map<String, Value> {
            const v = t.querySelector('video');
            const q = v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
            out[t.dataset.camera] = [Number(t.dataset.frames || 0), Number(t.dataset.ageMs || 0),
-             q ? q.corruptedVideoFrames : 0, v && v.error ? v.error.code : 0, v ? 1 : 0];
+             q ? q.corruptedVideoFrames : 0, v && v.error ? v.error.code : 0, v ? 1 : 0,
+             Number(t.dataset.superseded || 0) + (q ? q.droppedVideoFrames : 0)];
          }
          return out;",
     );
@@ -125,17 +128,50 @@ fn h264_tiles_play_beside_mjpeg_at_full_rate_under_a_second_behind_and_a_throttl
     let after = tiles(&browser);
     for camera in [h, m] {
         let drawn = figure(&after, camera, 0) - figure(&before, camera, 0);
+        let unshown = figure(&after, camera, 5) - figure(&before, camera, 5);
         let a = &ages.iter().find(|(c, _)| c == camera).unwrap().1;
         let (p50, p95) = (percentile(a, 0.5), percentile(a, 0.95));
-        eprintln!("{camera}: {drawn} frames drawn in ~6 s; delay p50 {p50} ms, p95 {p95} ms");
+        eprintln!("{camera}: {drawn} frames drawn and {unshown} not shown in ~6 s; delay p50 {p50} ms, p95 {p95} ms");
+        // Every frame reaches the page; on a machine this busy the page
+        // may show fewer (it keeps to the live edge rather than fall back).
         assert!(
-            drawn >= FPS * 6 * 8 / 10,
+            drawn + unshown >= FPS * 6 * 9 / 10,
+            "{camera}: {drawn} frames drawn and {unshown} not shown in 6 s at {FPS} fps"
+        );
+        assert!(
+            drawn >= FPS * 6 * 2 / 3,
             "{camera}: {drawn} frames drawn in 6 s at {FPS} fps"
         );
         assert!(p95 < 1000, "{camera}: the delay's p95 is {p95} ms");
     }
     assert_eq!(figure(&after, h, 2), 0, "corrupted frames");
     assert_eq!(figure(&after, h, 3), 0, "a media error");
+
+    // Enlarged, the H.264 camera is the only one shown, at its full rate.
+    browser.click(&format!("[data-camera='{h}'] video"));
+    wait_for("the H.264 tile enlarged", SECS(5), || {
+        let big = browser.run(
+            "return [...document.querySelectorAll('.live-enlarged[data-camera]')].map(t => t.dataset.camera)",
+        );
+        (big == serde_json::json!([h])).then_some(())
+    });
+    let big_before = tiles(&browser);
+    let big_ages = ages_over(&browser, SECS(3));
+    let big_after = tiles(&browser);
+    let drawn = figure(&big_after, h, 0) - figure(&big_before, h, 0);
+    let unshown = figure(&big_after, h, 5) - figure(&big_before, h, 5);
+    let a = &big_ages.iter().find(|(c, _)| c == h).unwrap().1;
+    eprintln!(
+        "{h} enlarged: {drawn} frames drawn and {unshown} not shown in ~3 s; delay p95 {} ms",
+        percentile(a, 0.95)
+    );
+    assert!(
+        drawn + unshown >= FPS * 3 * 9 / 10 && drawn >= FPS * 3 * 2 / 3,
+        "{h} enlarged: {drawn} frames drawn and {unshown} not shown in 3 s at {FPS} fps"
+    );
+    assert!(percentile(a, 0.95) < 1000, "{h} enlarged: {a:?}");
+    assert_eq!(figure(&big_after, h, 2), 0, "corrupted frames, enlarged");
+    browser.press("\u{E00C}"); // Escape
 
     // A camera whose encoder writes what the Pi's does (x264: keyframes a
     // tenth of a group, about 200 kB/s at 640x480 15 fps), and a tab on a

@@ -10,7 +10,8 @@
 // keeps data-frames (pictures drawn), data-age-ms (how old the last one was
 // when drawn, by its capture time), data-captured-ms (its capture time, ms
 // since the epoch), data-seq and data-superseded (pictures that came while
-// it was decoding and were replaced by a newer one, unseen: the page was
+// it was decoding and were replaced by a newer one, unseen, or that an
+// H.264 tile stepped over to get back to the live edge: the page was
 // short of CPU, not the link); its .live-info element, if
 // it has one, says the rate and the age. An element with data-live-grid
 // gets --live-cols, the columns that fit its tiles.
@@ -361,7 +362,12 @@
     let next = 0;
     while (next < b.length && b.end(next) <= now) next++;
     if (lag > LAG_JUMP) {
-      video.currentTime = Math.max(start, end - 0.05);
+      const to = Math.max(start, end - 0.05);
+      // The frames stepped over to the live edge came but are not shown.
+      let skipped = 0;
+      for (const ms of mse.times.keys()) if (ms > now * 1000 && ms < to * 1000) skipped++;
+      if (skipped) t.el.dataset.superseded = t.superseded += skipped;
+      video.currentTime = to;
     } else if (next < b.length && now < b.start(next)) {
       video.currentTime = b.start(next);
     } else {
