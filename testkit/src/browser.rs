@@ -71,6 +71,12 @@ impl Browser {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|why| panic!("{method} {path}: {why}"))
+    }
+
+    /// The same, with WebDriver's error as the `Err` rather than a panic.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let body = body.map(|b| b.to_string());
         let mut args = vec!["-X", method, "-H", "Content-Type: application/json"];
@@ -79,8 +85,10 @@ impl Browser {
         }
         args.push(&url);
         let reply = curl(&args);
-        assert_eq!(reply.status, 200, "{method} {path}: {}", reply.text());
-        reply.json()["value"].clone()
+        if reply.status != 200 {
+            return Err(format!("{}: {}", reply.status, reply.text()));
+        }
+        Ok(reply.json()["value"].clone())
     }
 
     pub fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -179,9 +187,19 @@ impl Browser {
         );
     }
 
+    /// Clicks the element `css` selects. One the page replaced between
+    /// finding and clicking it (a list drawn again) is found again.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let id = self.element(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            match self.try_call("POST", &path, Some(json!({}))) {
+                Ok(_) => return,
+                Err(why) if why.contains("stale element") && Instant::now() < deadline => {}
+                Err(why) => panic!("click {css}: {why}"),
+            }
+        }
     }
 
     /// Presses and releases one key (WebDriver's code for a special key:
