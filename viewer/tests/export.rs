@@ -115,20 +115,8 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
     }
 
     // The dashboard's download: the same frames.
-    let url = format!(
-        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from={}&to={}",
-        rfc3339(from),
-        rfc3339(to)
-    );
     let downloaded = out.path("download.mp4");
-    let fetched = Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "30", "-o"])
-        .arg(&downloaded)
-        .arg(&url)
-        .status()
-        .unwrap();
-    assert!(fetched.success(), "GET {url}");
-    let via_http = probe_relative(&downloaded);
+    let via_http = downloaded_export(&dashboard, &camera_path, (from, to), &downloaded);
     assert_eq!(via_http, got, "the download is the command's export");
 
     // The dashboard's H.264: a job whose progress is polled, then its file.

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use h264_common::{codec_name, decoded_numbers, segments_of};
-use playback_common::{probe_relative, rfc3339};
+use playback_common::{downloaded_export, probe_relative, rfc3339};
 use testkit::viewers::*;
 use testkit::*;
 
@@ -125,21 +125,9 @@ fn an_h264_export_is_a_copy_of_the_recorded_samples_from_the_keyframe_before_its
     }
 
     // The dashboard's download: the command's samples.
-    let url = format!(
-        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from={}&to={}",
-        rfc3339(from),
-        rfc3339(to)
-    );
     let downloaded = out.path("download.mp4");
-    let fetched = Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "30", "-o"])
-        .arg(&downloaded)
-        .arg(&url)
-        .status()
-        .unwrap();
-    assert!(fetched.success(), "GET {url}");
     assert_eq!(
-        probe_relative(&downloaded),
+        downloaded_export(&dashboard, &camera_path, (from, to), &downloaded),
         probe_relative(&file),
         "the download is the command's export"
     );

@@ -183,3 +183,26 @@ pub fn packets(file: &Path) -> Result<Vec<(i64, String)>, String> {
         })
         .collect())
 }
+
+/// The dashboard's export of `camera_path` from `from` to `to` (µs),
+/// downloaded to `file`: its samples as [`probe_relative`] reads them.
+pub fn downloaded_export(
+    dashboard: &str,
+    camera_path: &str,
+    (from, to): (i64, i64),
+    file: &Path,
+) -> Vec<(i64, String)> {
+    let url = format!(
+        "http://{dashboard}/api/sessions/{camera_path}/export.mp4?from={}&to={}",
+        rfc3339(from),
+        rfc3339(to)
+    );
+    let fetched = Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "30", "-o"])
+        .arg(file)
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(fetched.success(), "GET {url}");
+    probe_relative(file)
+}

@@ -236,20 +236,9 @@ fn a_run_after_a_crash_closes_what_it_left_open_and_writes_no_frame_twice() {
         whole,
         "cut after its last whole fragment"
     );
-    let on_disk: Vec<i64> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .flat_map(|e| {
-            let name = e.file_name().into_string().unwrap();
-            let origin = chrono::NaiveDateTime::parse_from_str(&name[..16], "%Y%m%dT%H%M%SZ")
-                .unwrap()
-                .and_utc()
-                .timestamp_micros();
-            crate::playback::index::read(&e.path(), origin)
-                .unwrap()
-                .samples
-        })
-        .map(|s| s.at_us)
+    let on_disk: Vec<i64> = samples_on_disk(&dir)
+        .into_iter()
+        .flat_map(|(_, s)| s)
         .collect();
     let mut unique = on_disk.clone();
     unique.sort();
