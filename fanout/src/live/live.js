@@ -339,8 +339,18 @@
 
   function pump(mse) {
     if (!mse.buffer || mse.buffer.updating || !mse.queue.length) return;
+    // What came while the last append ran goes in one append: a page short
+    // of CPU catches up in one step, not one task per frame.
+    let bytes = mse.queue[0];
+    if (mse.queue.length > 1) {
+      bytes = new Uint8Array(mse.queue.reduce((n, b) => n + b.length, 0));
+      let at = 0;
+      for (const b of mse.queue) { bytes.set(b, at); at += b.length; }
+    }
+    const taken = mse.queue.length;
     try {
-      mse.buffer.appendBuffer(mse.queue.shift());
+      mse.buffer.appendBuffer(bytes);
+      mse.queue.splice(0, taken);
     } catch (err) {
       // QuotaExceededError: what was played goes, the frame waits.
       const b = mse.buffer.buffered;
