@@ -81,7 +81,7 @@ fn assert_in_order(numbers: &[u64], what: &str, gop: u64) {
     let mut skips = 0;
     for pair in numbers.windows(2) {
         if pair[1] > pair[0] + 1 && pair[1] % gop == 0 && skips == 0 {
-            eprintln!("{what}: skipped from {} to keyframe {}", pair[0], pair[1]);
+            eprintln!("{what}: jumped from {} to keyframe {}", pair[0], pair[1]);
             skips += 1;
             continue;
         }

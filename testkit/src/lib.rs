@@ -271,6 +271,19 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// Runs a command with `input` on its stdin to completion: its output,
+/// whatever its exit.
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a command to completion and returns its stdout; fails the test with
 /// its stderr when it does not succeed.
 pub fn run_ok(cmd: &mut Command) -> String {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::node::Node;
-use super::{require, wait_for};
+use super::{output_with_input, require, wait_for};
 
 impl Node {
     /// `rtsp://127.0.0.1:<port>`, from the node's log.
@@ -412,22 +412,11 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 
 /// `promtool check metrics` accepts `text`.
 pub fn promtool_accepts(text: &str) {
-    use std::process::Stdio;
     require("promtool", "prometheus");
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
+    let out = output_with_input(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}\n{text}",

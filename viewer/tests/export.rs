@@ -45,12 +45,7 @@ fn an_exported_range_holds_exactly_the_recorded_samples_from_the_command_and_the
         .iter()
         .filter(|s| s.at_us >= from && s.at_us < to)
         .collect();
-    let camera_dir = segments[0].parent().unwrap();
-    let camera_path = camera_dir
-        .strip_prefix(&recordings.0)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let camera_path = camera_path(&recordings.0, &segments[0]);
     let session = camera_path.split('/').next().unwrap().to_owned();
 
     let out = TempDir::new("export");

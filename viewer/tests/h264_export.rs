@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use h264_common::{codec_name, decoded_numbers, segments_of};
-use playback_common::{downloaded_export, probe_relative, rfc3339};
+use playback_common::{camera_path, downloaded_export, probe_relative, rfc3339};
 use testkit::viewers::*;
 use testkit::*;
 
@@ -75,12 +75,7 @@ fn an_h264_export_is_a_copy_of_the_recorded_samples_from_the_keyframe_before_its
         .iter()
         .take_while(|r| r.at_us < to)
         .collect();
-    let session_dir = segments[0].parent().unwrap();
-    let camera_path = session_dir
-        .strip_prefix(&recordings.0)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let camera_path = camera_path(&recordings.0, &segments[0]);
     let session = camera_path.split('/').next().unwrap().to_owned();
 
     let out = TempDir::new("h264-export-out");

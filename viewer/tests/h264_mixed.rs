@@ -14,7 +14,7 @@ use testkit::viewers::*;
 use testkit::*;
 
 mod playback_common;
-use playback_common::{frame_number, frame_number_by_ffmpeg, rfc3339};
+use playback_common::{camera_path, frame_number, frame_number_by_ffmpeg, rfc3339};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -58,12 +58,6 @@ fn record_segments(broker: &Broker, viewer: &Viewer, recordings: &Path, n: usize
     wait_for("the recorders to close", SECS(20), || {
         (viewer.log().matches("recording closed").count() == 2).then_some(())
     });
-}
-
-/// A segment's `<session>/<node>/<camera>` under `recordings`.
-fn camera_path(recordings: &Path, segment: &Path) -> String {
-    let dir = segment.parent().unwrap().strip_prefix(recordings).unwrap();
-    dir.to_string_lossy().into_owned()
 }
 
 #[test]

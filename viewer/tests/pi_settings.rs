@@ -6,7 +6,7 @@
 //! Assistant uses); a recorded session keeps the health figures as rows
 //! the player plots under the cameras.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -24,26 +24,15 @@ fn home_assistant_shows(broker: &Broker, component: &str, object: &str) -> Optio
     let topic = format!("homeassistant/{component}/camfleet_ws/{object}/config");
     let config: Value = serde_json::from_str(&broker.retained(&topic)?).ok()?;
     let payload = broker.retained(config["state_topic"].as_str()?)?;
-    let mut python = Command::new("python3")
-        .args([
+    let out = output_with_input(
+        Command::new("python3").args([
             "-c",
             "import json, sys, jinja2\n\
              print(jinja2.Environment().from_string(sys.argv[1]).render(value_json=json.load(sys.stdin)))",
             config["value_template"].as_str()?,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    use std::io::Write;
-    python
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(payload.as_bytes())
-        .unwrap();
-    let out = python.wait_with_output().unwrap();
+        ]),
+        payload.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "Jinja2 on {topic}'s template (sudo apt-get install python3-jinja2): {}",

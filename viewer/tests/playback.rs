@@ -33,12 +33,7 @@ fn frames_at_instants_are_the_recorded_samples_across_a_segment_boundary_and_in_
         let closed = camera_segments(&recordings.0, ".mp4");
         (closed.len() >= 2).then_some(closed)
     });
-    let camera_dir = closed[0].parent().unwrap();
-    let camera_path = camera_dir
-        .strip_prefix(&recordings.0)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let camera_path = camera_path(&recordings.0, &closed[0]);
 
     // The open segment, served while it is written. ffprobe may read a
     // fragment being appended (its last packets torn); one second behind

@@ -206,3 +206,9 @@ pub fn downloaded_export(
     assert!(fetched.success(), "GET {url}");
     probe_relative(file)
 }
+
+/// A segment's `<session>/<node>/<camera>` under `recordings`.
+pub fn camera_path(recordings: &Path, segment: &Path) -> String {
+    let dir = segment.parent().unwrap().strip_prefix(recordings).unwrap();
+    dir.to_string_lossy().into_owned()
+}
